@@ -1,0 +1,19 @@
+"""Backends that make a topology real. An explicit registry: name -> class."""
+
+from __future__ import annotations
+
+from lab.backends.base import Backend
+from lab.backends.netns import NetnsBackend
+from lab.errors import LabError
+
+REGISTRY: dict[str, type[Backend]] = {
+    NetnsBackend.name: NetnsBackend,
+}
+DEFAULT = NetnsBackend.name
+
+
+def get(name: str = DEFAULT) -> Backend:
+    try:
+        return REGISTRY[name]()
+    except KeyError:
+        raise LabError(f"unknown backend {name!r} (available: {', '.join(REGISTRY)})") from None

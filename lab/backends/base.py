@@ -1,0 +1,74 @@
+"""The backend interface: what it takes to make a topology real and to work inside its nodes.
+
+Kept small on purpose (design.md, style 2): a backend builds and removes labs, runs commands in
+nodes, and says which network namespace a node lives in — everything else (reachability checks,
+status, process listing) is written once on top of these.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from lab.model import Topology
+from lab.shell import Result
+
+Progress = Callable[[str], None]
+
+
+def no_progress(_: str) -> None:
+    """A progress callback that shows nothing."""
+
+
+class Backend(ABC):
+    """Builds labs of one kind (network namespaces, docker containers, ...)."""
+
+    name: str
+
+    @abstractmethod
+    def up(self, lab: str, topology: Topology, progress: Progress = no_progress) -> None:
+        """Create every node, wire, address and route of ``topology`` as lab ``lab``.
+
+        On failure the backend removes what it made before raising."""
+
+    @abstractmethod
+    def down(self, lab: str) -> list[str]:
+        """Remove everything lab ``lab`` owns, found by name alone (works after a crash; safe to
+        repeat). Returns a line per thing removed."""
+
+    @abstractmethod
+    def list_owned(self) -> list[str]:
+        """Names of the labs of which anything exists on this machine."""
+
+    @abstractmethod
+    def node_argv(self, lab: str, node: str, argv: Sequence[str]) -> list[str]:
+        """The command line that runs ``argv`` inside ``node``."""
+
+    @abstractmethod
+    def netns_path(self, lab: str, node: str) -> Path:
+        """A path naming the node's network namespace (for netlink queries and process lookup)."""
+
+    def exec(
+        self,
+        lab: str,
+        node: str,
+        argv: Sequence[str],
+        *,
+        check: bool = True,
+        timeout: float = 30.0,
+        input: str | None = None,
+    ) -> Result:
+        """Run ``argv`` inside ``node`` to completion."""
+        from lab import shell
+
+        return shell.run(self.node_argv(lab, node, argv), check=check, timeout=timeout, input=input)
+
+    def spawn(
+        self, lab: str, node: str, argv: Sequence[str], *, log_path: Path | None = None
+    ) -> subprocess.Popen[bytes]:
+        """Start ``argv`` inside ``node`` in the background; ``down`` stops it."""
+        from lab import shell
+
+        return shell.spawn(self.node_argv(lab, node, argv), log_path=log_path)

@@ -1,0 +1,257 @@
+"""The ``teleradlab`` command line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from lab import __version__, cleanup, lifecycle
+from lab import topology as topology_file
+from lab.backends.base import Progress
+from lab.errors import LabError
+from lab.inspect import live_nodes, status_document
+from lab.model import Topology
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+
+@contextmanager
+def _progress(quiet: bool = False) -> Iterator[Progress]:
+    """A spinner on stderr showing the current step (only on a terminal)."""
+    if quiet or not err.is_terminal:
+
+        def plain(msg: str) -> None:
+            if not quiet:
+                err.print(f"[dim]… {msg}[/dim]")
+
+        yield plain
+        return
+    with err.status("starting") as status:
+
+        def show(msg: str) -> None:
+            status.update(msg)
+
+        yield show
+
+
+_MAIN_PID = os.getpid()
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    """Turn SIGTERM into an exception so that every `finally` (and up's rollback) runs.
+
+    Only in this process: a library's forked helper (pyroute2 forks to open sockets inside a
+    namespace, then SIGTERMs the child) inherits the handler, and must simply exit rather than
+    unwind a copy of our stack and run our rollback."""
+    if os.getpid() != _MAIN_PID:
+        os._exit(128 + signum)
+    raise SystemExit(128 + signum)
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except LabError as exc:
+            err.print(f"[bold red]error:[/bold red] {exc}", markup=True, highlight=False)
+            sys.exit(1)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="teleradlab")
+@click.option("-v", "--verbose", is_flag=True, help="Log every command the lab runs (stderr).")
+def main(verbose: bool) -> None:
+    """teleradlab: a network lab for secure medical-image (DICOM) transfer.
+
+    Builds two hospital sites joined by an emulated WAN (IPv4-only, IPv6-only or mixed) out of
+    Linux network namespaces, so DICOM transfers can be run, secured and measured on one machine.
+    Building labs needs root.
+
+    \b
+    Typical session:
+      teleradlab doctor                   what this machine can do
+      teleradlab up ipv6                  build the shipped IPv6 lab, prove reachability
+      teleradlab status                   nodes, interfaces, addresses, processes
+      teleradlab exec modality -- ping -c1 pacs
+      teleradlab down                     remove it
+      teleradlab clean                    remove anything any lab left behind
+    """
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+def _topology_table(topology: Topology) -> Table:
+    table = Table(
+        title=f"{topology.name}: {topology.description}" if topology.description else topology.name,
+        title_justify="left",
+        expand=False,
+    )
+    for col in ("node", "role", "site", "interface", "addresses"):
+        table.add_column(col)
+    for node in topology.nodes:
+        for i, iface in enumerate(node.interfaces):
+            first = i == 0
+            table.add_row(
+                node.name if first else "",
+                node.role.value if first else "",
+                (node.site or "-") if first else "",
+                iface.name,
+                ", ".join(str(a) for a in iface.addresses) or "-",
+                end_section=i == len(node.interfaces) - 1,
+            )
+    return table
+
+
+def _print_notes(topology: Topology) -> None:
+    for note in topology.notes:
+        out.print(f"[yellow]note:[/yellow] {note}")
+
+
+@main.command()
+@click.argument("topology")
+@click.option(
+    "--name",
+    help="Lab name (default: the topology's name). Several labs with "
+    "different names can run at once.",
+)
+@click.option("--no-check", is_flag=True, help="Skip the reachability pings.")
+def up(topology: str, name: str | None, no_check: bool) -> None:
+    """Build a lab from TOPOLOGY and prove reachability with real pings.
+
+    TOPOLOGY is a YAML file, or the name of a shipped one: ipv4, ipv6, mixed-4over6,
+    mixed-6over4, dualstack. If any step fails, nothing is left behind.
+    """
+    path = topology_file.resolve_path(topology)
+    with _progress() as progress:
+        lab = lifecycle.up(path, name, check=not no_check, progress=progress)
+    out.print(_topology_table(lab.topology))
+    if lab.probes:
+        by_family = Counter(r.probe.family.label for r in lab.probes)
+        detail = ", ".join(f"{fam} {n}" for fam, n in sorted(by_family.items()))
+        out.print(f"reachability: {len(lab.probes)} pings answered ({detail})")
+    _print_notes(lab.topology)
+    out.print(
+        f"[green]lab {lab.name!r} is up[/green] ({lab.seconds:.2f} s). Try: "
+        f"teleradlab exec --lab {lab.name} {lab.topology.nodes[0].name} -- ip addr"
+    )
+
+
+@main.command()
+@click.argument("name", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON document instead of tables.")
+def status(name: str | None, as_json: bool) -> None:
+    """Show running labs: nodes, namespaces, interfaces, addresses and processes.
+
+    With no NAME, every running lab.
+    """
+    labs = [name] if name else lifecycle.running()
+    docs = [status_document(lifecycle.attach(n)) for n in labs]
+    if as_json:
+        out.print_json(json.dumps({"labs": docs}))
+        return
+    if not docs:
+        out.print("no lab is running")
+    for n in labs:
+        _print_status(lifecycle.attach(n))
+
+
+def _print_status(lab: lifecycle.Lab) -> None:
+    table = Table(
+        title=f"lab {lab.name} ({lab.info.backend}, {lab.topology.name}, "
+        f"up since {lab.info.created_text})",
+        title_justify="left",
+    )
+    for col in ("node", "role", "namespace", "interface", "state", "addresses", "processes"):
+        table.add_column(col)
+    for node in live_nodes(lab):
+        procs = "\n".join(f"{pid} {cmd[:40]}" for pid, cmd in node.processes) or "-"
+        if not node.present:
+            table.add_row(
+                node.name, node.role, "[red]missing[/red]", "", "", "", "", end_section=True
+            )
+            continue
+        for i, iface in enumerate(node.interfaces):
+            first = i == 0
+            table.add_row(
+                node.name if first else "",
+                node.role if first else "",
+                node.namespace if first else "",
+                iface.name + (f" (in {iface.master})" if iface.master else ""),
+                iface.state,
+                "\n".join(iface.addresses) or "-",
+                procs if first else "",
+                end_section=i == len(node.interfaces) - 1,
+            )
+    out.print(table)
+    _print_notes(lab.topology)
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.option("--lab", "lab_name", help="Lab name (needed only when several labs run).")
+@click.argument("node")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+def exec(lab_name: str | None, node: str, command: tuple[str, ...]) -> None:
+    """Run COMMAND inside NODE; its exit code is passed on.
+
+    \b
+    Example: teleradlab exec modality -- ping -c 3 pacs
+    """
+    from lab import shell
+
+    lab = lifecycle.attach(lab_name)
+    argv = list(command[1:] if command and command[0] == "--" else command)
+    shell.replace_process(lab.backend.node_argv(lab.name, node, argv))
+
+
+@main.command()
+@click.argument("name", required=False)
+def down(name: str | None) -> None:
+    """Stop and remove lab NAME (the only running lab if NAME is omitted)."""
+    lab_name = name or lifecycle.resolve(None)
+    removed = lifecycle.down(lab_name)
+    out.print(f"lab {lab_name!r} removed ({len(removed)} items)")
+
+
+@main.command()
+@click.option("-q", "--quiet", is_flag=True, help="Print only a summary line.")
+def clean(quiet: bool) -> None:
+    """Remove everything any teleradlab lab left on this machine.
+
+    Finds namespaces, mounts, processes and records by name alone, so it also works after a
+    crash or a SIGKILL; safe to run twice.
+    """
+    removed = cleanup.clean()
+    if not quiet:
+        for line in removed:
+            out.print(f"removed {line}")
+    out.print("nothing to clean" if not removed else f"cleaned ({len(removed)} items)")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON document instead of a table.")
+def doctor(as_json: bool) -> None:
+    """Check what this machine has for teleradlab, and how to install what is missing."""
+    from lab import doctor as doc
+
+    report = doc.run_checks()
+    if as_json:
+        out.print_json(json.dumps(doc.as_document(report)))
+        return
+    doc.print_report(report, out)

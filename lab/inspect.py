@@ -1,0 +1,94 @@
+"""What a running lab looks like right now, read from the kernel (netlink, /proc), not from the
+topology file: interfaces, their state and addresses, and the processes in each node."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from pyroute2 import IPRoute
+
+from lab.lifecycle import Lab
+from lab.processes import describe, pids_in_netns
+
+
+@dataclass(frozen=True)
+class LiveInterface:
+    name: str
+    state: str
+    mtu: int
+    addresses: tuple[str, ...]
+    master: str | None
+
+
+@dataclass(frozen=True)
+class LiveNode:
+    name: str
+    role: str
+    site: str | None
+    namespace: str
+    present: bool
+    interfaces: tuple[LiveInterface, ...]
+    processes: tuple[tuple[int, str], ...]
+
+
+def _interfaces(netns: str) -> tuple[LiveInterface, ...]:
+    with IPRoute(netns=netns, flags=0) as ipr:
+        links = ipr.get_links()
+        names = {link["index"]: link.get("ifname") for link in links}
+        addrs: dict[int, list[str]] = {}
+        for a in ipr.get_addr():
+            addrs.setdefault(a["index"], []).append(f"{a.get('address')}/{a['prefixlen']}")
+    out = []
+    for link in links:
+        if link.get("ifname") == "lo":
+            continue
+        master = link.get("master")
+        out.append(
+            LiveInterface(
+                name=str(link.get("ifname")),
+                state=str(link.get("operstate")).lower(),
+                mtu=int(link.get("mtu")),
+                addresses=tuple(addrs.get(link["index"], [])),
+                master=names.get(master) if master else None,
+            )
+        )
+    return tuple(out)
+
+
+def live_nodes(lab: Lab) -> list[LiveNode]:
+    out = []
+    for node in lab.topology.nodes:
+        path = lab.backend.netns_path(lab.name, node.name)
+        present = path.exists()
+        procs = []
+        if present:
+            for pid in pids_in_netns(path):
+                info = describe(pid)
+                if info is not None:
+                    procs.append((info.pid, info.command))
+        out.append(
+            LiveNode(
+                name=node.name,
+                role=node.role.value,
+                site=node.site,
+                namespace=str(path),
+                present=present,
+                interfaces=_interfaces(str(path)) if present else (),
+                processes=tuple(procs),
+            )
+        )
+    return out
+
+
+def status_document(lab: Lab) -> dict[str, Any]:
+    """The ``status --json`` document of one lab."""
+    return {
+        "lab": lab.name,
+        "backend": lab.info.backend,
+        "topology": lab.info.topology,
+        "created": lab.info.created_text,
+        "description": lab.topology.description,
+        "notes": list(lab.topology.notes),
+        "nodes": [asdict(n) for n in live_nodes(lab)],
+    }

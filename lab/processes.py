@@ -1,0 +1,84 @@
+"""Processes inside a node, found by the kernel's own record (``/proc/PID/ns/net``), and stopped
+by process id. Nothing is ever killed by name: only processes whose network namespace is one the
+lab created."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+PROC = Path("/proc")
+
+
+@dataclass(frozen=True)
+class ProcessInfo:
+    pid: int
+    command: str
+
+
+def _ns_id(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+def pids_in_netns(netns: Path) -> list[int]:
+    """Every process whose network namespace is the one bound at ``netns``."""
+    target = _ns_id(netns)
+    if target is None:
+        return []
+    me = os.getpid()
+    found = []
+    for entry in PROC.iterdir():
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        if _ns_id(entry / "ns" / "net") == target:
+            found.append(int(entry.name))
+    return sorted(found)
+
+
+def describe(pid: int) -> ProcessInfo | None:
+    try:
+        raw = (PROC / str(pid) / "cmdline").read_bytes()
+    except OSError:
+        return None
+    command = " ".join(p.decode(errors="replace") for p in raw.split(b"\0") if p)
+    return ProcessInfo(pid, command or f"[{pid}]")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        # A zombie still answers kill(0); treat it as gone (its parent will reap it).
+        state = (PROC / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def stop(pids: list[int], grace: float = 3.0) -> list[int]:
+    """SIGTERM the given processes, then SIGKILL those still alive after ``grace`` seconds.
+    Returns the pids that had to be killed."""
+    for pid in pids:
+        _signal(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    remaining = [p for p in pids if _alive(p)]
+    while remaining and time.monotonic() < deadline:
+        time.sleep(0.02)
+        remaining = [p for p in remaining if _alive(p)]
+    for pid in remaining:
+        _signal(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 2.0
+    while any(_alive(p) for p in remaining) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return remaining
+
+
+def _signal(pid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)

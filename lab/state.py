@@ -1,0 +1,87 @@
+"""A running lab's record on the host: which topology and backend it was built from.
+
+``/run/teleradlab/labs/<lab>/`` holds ``lab.json`` and a copy of the topology file as it was at
+``up`` (so ``status``, ``exec`` and ``down`` work from any shell, later). Creating the directory
+claims the lab name atomically. The record is a convenience, never the only way to find what a
+lab owns: ``cleanup`` works from names alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from lab import topology as topology_file
+from lab.errors import LabError, LabExistsError, LabNotFoundError
+from lab.model import Topology
+from lab.names import RUN_ROOT, LabPaths
+
+
+@dataclass(frozen=True)
+class LabInfo:
+    name: str
+    backend: str
+    topology: str  # path of the file it was built from
+    created: float  # seconds since the epoch
+    pid: int  # the orchestrator that built it
+
+    @property
+    def created_text(self) -> str:
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.created))
+
+
+def claim(info: LabInfo, topology_text: str, root: Path = RUN_ROOT) -> None:
+    """Reserve the lab name and write its record; LabExistsError if the name is taken."""
+    paths = LabPaths(info.name, root)
+    paths.state_dir.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        paths.state_dir.mkdir()
+    except FileExistsError:
+        raise LabExistsError(
+            f"a lab named {info.name!r} already exists; use --name to pick another name, or "
+            f"'teleradlab down {info.name}' first"
+        ) from None
+    paths.topology_copy.write_text(topology_text, encoding="utf-8")
+    tmp = paths.info_file.with_suffix(".tmp")
+    tmp.write_text(json.dumps(asdict(info), indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, paths.info_file)
+
+
+def read(lab: str, root: Path = RUN_ROOT) -> tuple[LabInfo, Topology]:
+    """The record of a running lab and its topology (as it was when the lab came up)."""
+    paths = LabPaths(lab, root)
+    try:
+        raw = json.loads(paths.info_file.read_text(encoding="utf-8"))
+        info = LabInfo(**raw)
+    except FileNotFoundError:
+        raise LabNotFoundError(f"no lab named {lab!r} is running") from None
+    except (ValueError, TypeError) as exc:
+        raise LabError(
+            f"the record of lab {lab!r} is damaged ({paths.info_file}: {exc}); "
+            f"'teleradlab down {lab}' removes it"
+        ) from None
+    text = paths.topology_copy.read_text(encoding="utf-8")
+    topo = topology_file.parse(text, info.topology)
+    return info, topo
+
+
+def names(root: Path = RUN_ROOT) -> list[str]:
+    labs = root / "labs"
+    return sorted(d.name for d in labs.iterdir()) if labs.is_dir() else []
+
+
+def remove(lab: str, root: Path = RUN_ROOT) -> bool:
+    paths = LabPaths(lab, root)
+    if not paths.state_dir.exists():
+        return False
+    shutil.rmtree(paths.state_dir)
+    for d in (paths.state_dir.parent, root):
+        try:
+            d.rmdir()
+        except OSError:
+            break
+    return True

@@ -1,0 +1,170 @@
+"""The topology file schema: pydantic models (strict, unknown keys refused), a YAML loader that
+refuses duplicate keys, and the name rules. Problems are reported as ``field.path: message``."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+#: Linux limits interface names to 15 bytes (IFNAMSIZ - 1). Node names become interface names
+#: (a host's interface is named after its gateway, a gateway's bridge ports after its hosts).
+IFNAME_MAX = 15
+NAME_RE = re.compile(r"^[a-z][a-z0-9-]*$")
+SITE_RE = re.compile(r"^[a-z][a-z0-9]{0,11}$")
+#: Interface names the lab uses itself inside nodes.
+RESERVED_NAMES = frozenset({"lo", "lan"})
+
+FamilyChoice = Literal["ipv4", "ipv6", "dual"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class LanSpec(_Strict):
+    family: FamilyChoice
+    ipv4: str | None = None
+    ipv6: str | None = None
+    mtu: int = Field(1500, ge=68, le=65535)
+
+
+class GatewaySpec(_Strict):
+    name: str | None = None
+    ipv4: str | None = None
+    ipv6: str | None = None
+
+
+class HostSpec(_Strict):
+    name: str
+    role: Literal["modality", "pacs", "workstation"] = "workstation"
+    ipv4: str | None = None
+    ipv6: str | None = None
+
+
+class SiteSpec(_Strict):
+    description: str = ""
+    lan: LanSpec
+    gateway: GatewaySpec = GatewaySpec()
+    hosts: list[HostSpec] = Field(min_length=1)
+
+
+class WanLinkSpec(_Strict):
+    ipv4: str | None = None
+    ipv6: str | None = None
+
+
+class WanSpec(_Strict):
+    family: FamilyChoice
+    router: str = "wan"
+    mtu: int = Field(1500, ge=68, le=65535)
+    links: dict[str, WanLinkSpec] = {}
+
+
+class SecuritySpec(_Strict):
+    mode: Literal["none", "ipsec", "tls"] = "none"
+
+
+class TopologySpec(_Strict):
+    description: str = ""
+    sites: dict[str, SiteSpec]
+    wan: WanSpec
+    security: SecuritySpec = SecuritySpec()
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """A SafeLoader that rejects duplicate mapping keys instead of silently keeping the last."""
+
+
+def _construct_mapping(loader: UniqueKeyLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    seen: dict[Any, Any] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node)  # type: ignore[no-untyped-call]
+        if key in seen:
+            mark = key_node.start_mark
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r} (line {mark.line + 1})", mark
+            )
+        seen[key] = True
+    return loader.construct_mapping(node)
+
+
+UniqueKeyLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
+    _construct_mapping,  # type: ignore[arg-type]
+)
+
+
+def format_path(loc: tuple[int | str, ...]) -> str:
+    """``('sites', 'a', 'hosts', 0, 'name')`` -> ``sites.a.hosts[0].name``."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def pydantic_problems(err: ValidationError) -> list[str]:
+    problems = []
+    for e in err.errors(include_url=False):
+        loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        value = e.get("input")
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif e["type"] == "missing":
+            problems.append(f"{format_path(loc)}: required key is missing")
+            continue
+        shown = value if not isinstance(value, Mapping | list) else type(value).__name__
+        problems.append(f"{format_path(loc)}: {msg} (got {shown!r})")
+    return problems
+
+
+def name_problems(spec: TopologySpec) -> list[str]:
+    """Site and node names: patterns, interface-name length, uniqueness, reserved words."""
+    problems: list[str] = []
+    if len(spec.sites) != 2:
+        problems.append(
+            f"sites: exactly two sites are needed, got {len(spec.sites)} "
+            f"({', '.join(spec.sites) or 'none'})"
+        )
+    seen: dict[str, str] = {}
+    named: list[tuple[str, str]] = [("wan.router", spec.wan.router)]
+    for site, s in spec.sites.items():
+        if not SITE_RE.match(site):
+            problems.append(
+                f"sites.{site}: site names are a lower-case letter then up to 11 "
+                f"letters or digits (got {site!r})"
+            )
+        named.append((f"sites.{site}.gateway.name", s.gateway.name or f"gw-{site}"))
+        named += [(f"sites.{site}.hosts[{i}].name", h.name) for i, h in enumerate(s.hosts)]
+    for path, name in named:
+        if len(name) > IFNAME_MAX:
+            problems.append(
+                f"{path}: {name!r} is {len(name)} characters; node names become "
+                f"interface names, which Linux limits to {IFNAME_MAX}"
+            )
+        elif not NAME_RE.match(name):
+            problems.append(
+                f"{path}: {name!r} is not a valid node name (a lower-case letter, "
+                f"then lower-case letters, digits or '-')"
+            )
+        elif name in RESERVED_NAMES:
+            problems.append(f"{path}: {name!r} is reserved for the lab's own interfaces")
+        if name in seen:
+            problems.append(f"{path}: duplicate node name {name!r} (also {seen[name]})")
+        else:
+            seen[name] = path
+    for key in spec.wan.links:
+        if key not in spec.sites:
+            problems.append(
+                f"wan.links.{key}: no site named {key!r} (sites: {', '.join(spec.sites)})"
+            )
+    if spec.security.mode != "none":
+        problems.append(
+            f"security.mode: {spec.security.mode!r} is not available in this version "
+            "of teleradlab (only 'none')"
+        )
+    return problems
