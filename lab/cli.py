@@ -173,29 +173,31 @@ def status(name: str | None, as_json: bool) -> None:
 
 
 def _print_status(lab: lifecycle.Lab) -> None:
+    nodes = live_nodes(lab)
     table = Table(
         title=f"lab {lab.name} ({lab.info.backend}, {lab.topology.name}, "
         f"up since {lab.info.created_text})",
         title_justify="left",
+        caption=f"namespaces: {lab.backend.netns_path(lab.name, '<node>')}; "
+        "link-local addresses in --json",
+        caption_justify="left",
     )
-    for col in ("node", "role", "namespace", "interface", "state", "addresses", "processes"):
-        table.add_column(col)
-    for node in live_nodes(lab):
-        procs = "\n".join(f"{pid} {cmd[:40]}" for pid, cmd in node.processes) or "-"
+    for col in ("node", "role", "interface", "state", "addresses", "processes"):
+        table.add_column(col, overflow="fold")
+    for node in nodes:
+        procs = "\n".join(f"{pid} {cmd[:50]}" for pid, cmd in node.processes) or "-"
         if not node.present:
-            table.add_row(
-                node.name, node.role, "[red]missing[/red]", "", "", "", "", end_section=True
-            )
+            table.add_row(node.name, node.role, "[red]missing[/red]", "", "", "", end_section=True)
             continue
         for i, iface in enumerate(node.interfaces):
             first = i == 0
+            addrs = [a for a in iface.addresses if not a.startswith("fe80:")]
             table.add_row(
                 node.name if first else "",
                 node.role if first else "",
-                node.namespace if first else "",
-                iface.name + (f" (in {iface.master})" if iface.master else ""),
+                iface.name + (f" (port of {iface.master})" if iface.master else ""),
                 iface.state,
-                "\n".join(iface.addresses) or "-",
+                "\n".join(addrs) or "-",
                 procs if first else "",
                 end_section=i == len(node.interfaces) - 1,
             )

@@ -36,6 +36,7 @@ from lab.sysmount import bind_private_dir, global_lock, umount_detach
 IFA_F_NODAD = 0x02
 IN6_ADDR_GEN_MODE_NONE = 1
 INIT_TIMEOUT = 20.0
+WIRE_INDEX_BASE = 100
 
 
 def hosts_file(topology: Topology, node: str) -> str:
@@ -146,36 +147,43 @@ class NetnsBackend(Backend):
             ipr.close()
 
     def _create_wires(self, paths: LabPaths, topology: Topology) -> None:
-        """Each veth pair is created from one end's namespace with its peer in the other's."""
+        """Each veth pair is created from one end's namespace with its peer in the other's.
+
+        The first end gets an explicit interface index (``WIRE_INDEX_BASE`` + n) so that the two
+        ends never share an index: the kernel handles a veth's carrier change at once only when
+        its index differs from its peer's, and defers it up to a second otherwise, which would
+        keep bridge ports blocked and make the first pings time out."""
         for node in topology.nodes:
-            wires = [w for w in topology.wires if w.a.node == node.name]
+            wires = [(n, w) for n, w in enumerate(topology.wires) if w.a.node == node.name]
             if not wires:
                 continue
             with self._netlink(paths, node.name) as ipr:
-                for wire in wires:
+                for n, wire in wires:
                     mtu = topology.segment(wire.segment).mtu
                     peer = os.open(paths.netns(wire.b.node), os.O_RDONLY | os.O_CLOEXEC)
                     try:
                         ipr.link(
                             "add",
                             ifname=wire.a.ifname,
+                            index=WIRE_INDEX_BASE + n,
                             kind="veth",
                             mtu=mtu,
-                            peer={
-                                "ifname": wire.b.ifname,
-                                "net_ns_fd": peer,
-                                "mtu": mtu,
-                            },
+                            peer={"ifname": wire.b.ifname, "net_ns_fd": peer, "mtu": mtu},
                         )
                     finally:
                         os.close(peer)
 
     def _configure(self, node: Node, wires: Sequence[Wire], ipr: IPRoute) -> None:
-        """Bridges and their ports, link state, addresses (no DAD) and static routes."""
+        """Bridges and their ports, link state, addresses (no DAD) and static routes.
+
+        A LAN bridge behaves as a plain switch (no IGMP/MLD snooping): it floods multicast, so
+        neighbour discovery never waits for a querier."""
         ipr.link("set", index=_index(ipr, "lo"), state="up")
         for iface in node.interfaces:
             if iface.bridge:
-                ipr.link("add", ifname=iface.name, kind="bridge", mtu=iface.mtu)
+                ipr.link(
+                    "add", ifname=iface.name, kind="bridge", mtu=iface.mtu, br_mcast_snooping=0
+                )
         ports = [end for w in wires for end in (w.a, w.b) if end.node == node.name and end.bridge]
         for port in ports:
             index = _index(ipr, port.ifname)

@@ -1,0 +1,79 @@
+# Shared by scripts/demo, scripts/test and scripts/bench: install what is missing, idempotently.
+# Source it; do not run it. Needs root on Debian/Ubuntu (apt-get).
+
+set -euo pipefail
+
+TL_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+TL_VENV="${TL_VENV:-$TL_ROOT/.venv}"
+export DEBIAN_FRONTEND=noninteractive
+
+# Debian packages the lab uses on the host and inside nodes.
+TL_APT_PACKAGES=(
+  iproute2 iputils-ping util-linux procps
+  strongswan-charon strongswan-swanctl libcharon-extra-plugins
+  libstrongswan-standard-plugins libstrongswan-extra-plugins
+  dcmtk tshark iperf3
+)
+
+tl_say() { printf '\033[1m== %s\033[0m\n' "$*" >&2; }
+
+tl_require_root() {
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "error: $(basename "$0") installs packages and builds network namespaces: run it as root" >&2
+    exit 1
+  fi
+}
+
+tl_apt_install() {
+  local missing=() p
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  [ "${#missing[@]}" -eq 0 ] && return 0
+  tl_say "installing Debian packages: ${missing[*]}"
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+tl_python() {
+  # The interpreter for the venv: python3 from PATH (3.11 or newer).
+  local py
+  py="$(command -v python3 || true)"
+  if [ -z "$py" ]; then
+    tl_apt_install python3 python3-venv python3-pip
+    py="$(command -v python3)"
+  fi
+  if ! "$py" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+    echo "error: teleradlab needs Python 3.11 or newer; $py is $("$py" -V 2>&1)" >&2
+    exit 1
+  fi
+  echo "$py"
+}
+
+tl_venv() {
+  local py stamp want
+  py="$(tl_python)"
+  if [ ! -x "$TL_VENV/bin/python" ]; then
+    tl_say "creating the Python environment in $TL_VENV"
+    if ! "$py" -m venv "$TL_VENV" 2>/dev/null; then
+      tl_apt_install python3-venv
+      rm -rf "$TL_VENV"
+      "$py" -m venv "$TL_VENV"
+    fi
+  fi
+  stamp="$TL_VENV/.teleradlab-installed"
+  want="$(sha256sum "$TL_ROOT/pyproject.toml" | cut -d' ' -f1)"
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    tl_say "installing Python packages (teleradlab and its dependencies)"
+    "$TL_VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
+    "$TL_VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$TL_ROOT[dev]"
+    echo "$want" >"$stamp"
+  fi
+}
+
+tl_setup() {
+  tl_require_root
+  tl_apt_install "${TL_APT_PACKAGES[@]}"
+  tl_venv
+  export PATH="$TL_VENV/bin:$PATH"
+}
