@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from lab import __version__, cleanup, lifecycle
@@ -66,7 +67,7 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except LabError as exc:
-            err.print(f"[bold red]error:[/bold red] {exc}", markup=True, highlight=False)
+            err.print(f"[bold red]error:[/bold red] {escape(str(exc))}", soft_wrap=True)
             sys.exit(1)
 
 
@@ -99,7 +100,9 @@ def main(verbose: bool) -> None:
 
 def _topology_table(topology: Topology) -> Table:
     table = Table(
-        title=f"{topology.name}: {topology.description}" if topology.description else topology.name,
+        title=escape(
+            f"{topology.name}: {topology.description}" if topology.description else topology.name
+        ),
         title_justify="left",
         expand=False,
     )
@@ -121,7 +124,7 @@ def _topology_table(topology: Topology) -> Table:
 
 def _print_notes(topology: Topology) -> None:
     for note in topology.notes:
-        out.print(f"[yellow]note:[/yellow] {note}")
+        out.print(f"[yellow]note:[/yellow] {escape(note)}")
 
 
 @main.command()
@@ -138,6 +141,7 @@ def up(topology: str, name: str | None, no_check: bool) -> None:
     TOPOLOGY is a YAML file, or the name of a shipped one: ipv4, ipv6, mixed-4over6,
     mixed-6over4, dualstack. If any step fails, nothing is left behind.
     """
+    lifecycle.require_root()  # reported before anything about the file
     path = topology_file.resolve_path(topology)
     with _progress() as progress:
         lab = lifecycle.up(path, name, check=not no_check, progress=progress)

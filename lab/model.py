@@ -88,7 +88,7 @@ class Segment:
 
 @dataclass(frozen=True)
 class Interface:
-    """An interface inside a node. ``bridge`` marks a bridge whose ports are wires of the segment."""
+    """An interface inside a node; ``bridge``: a bridge whose ports are wires of the segment."""
 
     name: str
     segment: str

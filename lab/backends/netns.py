@@ -20,6 +20,7 @@ import os
 import shlex
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -37,6 +38,7 @@ IFA_F_NODAD = 0x02
 IN6_ADDR_GEN_MODE_NONE = 1
 INIT_TIMEOUT = 20.0
 WIRE_INDEX_BASE = 100
+LINKS_UP_TIMEOUT = 5.0
 
 
 def hosts_file(topology: Topology, node: str) -> str:
@@ -90,6 +92,8 @@ class NetnsBackend(Backend):
             for node in topology.nodes:
                 with self._netlink(paths, node.name) as ipr:
                     self._configure(node, topology.wires, ipr)
+            progress("waiting for every link to come up")
+            self._wait_links_up(paths, topology)
         except BaseException:
             self.down(lab)
             raise
@@ -211,6 +215,33 @@ class NetnsBackend(Backend):
                 oif=_index(ipr, route.interface),
                 family=10 if Family.of(route.destination) is Family.IPV6 else 2,
             )
+
+    def _wait_links_up(self, paths: LabPaths, topology: Topology) -> None:
+        """Return once every interface is operationally up, so that the lab is settled (no
+        carrier or IPv6 address events still in flight) before anything is measured on it.
+        A bridge's own carrier change reaches user space through the kernel's link watcher,
+        which batches such events for up to a second."""
+        waiting = list(topology.nodes)
+        deadline = time.monotonic() + LINKS_UP_TIMEOUT
+        while True:
+            not_up: list[str] = []
+            for node in waiting:
+                with self._netlink(paths, node.name) as ipr:
+                    not_up += [
+                        f"{node.name}:{link.get('ifname')} ({link.get('operstate')})"
+                        for link in ipr.get_links()
+                        if link.get("ifname") != "lo"
+                        and link.get("operstate") not in ("UP", "UNKNOWN")
+                    ]
+            if not not_up:
+                return
+            if time.monotonic() > deadline:
+                raise LabError(
+                    f"links did not come up within {LINKS_UP_TIMEOUT:g} s: {', '.join(not_up)}"
+                )
+            names = {entry.split(":", 1)[0] for entry in not_up}
+            waiting = [n for n in waiting if n.name in names]
+            time.sleep(0.05)
 
     # --- working inside nodes -------------------------------------------------------------
 

@@ -32,17 +32,34 @@ from pydantic import ValidationError
 from lab.errors import TopologyError
 from lab.model import Topology
 from lab.topology.addressing import AllocationError, allocate
-from lab.topology.schema import TopologySpec, UniqueKeyLoader, name_problems, pydantic_problems
+from lab.topology.schema import (
+    TopologySpec,
+    duplicate_key_problems,
+    name_problems,
+    pydantic_problems,
+)
 from lab.topology.wiring import build_topology
 
 
 def parse(text: str, source: str = "<string>") -> Topology:
     """Validate topology ``text`` (YAML) and return the resolved model; raise TopologyError."""
     name = Path(source).stem if source != "<string>" else "topology"
+    loader = yaml.SafeLoader(text)
+    loader.name = source  # YAML's error marks then name the file, not "<unicode string>"
     try:
-        raw = yaml.load(text, Loader=UniqueKeyLoader)
+        document = loader.get_single_node()
+        problems = duplicate_key_problems(document)
+        if problems:
+            raise TopologyError(source, problems)
+        raw = loader.construct_document(document) if document is not None else None
     except yaml.YAMLError as exc:
         raise TopologyError(source, [f"not valid YAML: {exc}"]) from None
+    finally:
+        loader.dispose()
+    if raw is None:
+        raise TopologyError(
+            source, ["(top level): the file is empty (expected a mapping with sites and wan)"]
+        )
     if not isinstance(raw, dict):
         raise TopologyError(
             source, [f"(top level): expected a mapping of keys, got {type(raw).__name__}"]

@@ -95,7 +95,8 @@ class _Allocator:
             return None
         for other, other_path in self._prefix_paths:
             if net.version == other.version and net.overlaps(other):
-                self.problems.append(f"{path}: {str(net)!r} overlaps {other_path} ({other})")
+                what = repr(str(net)) if value is not None else f"the default prefix {net}"
+                self.problems.append(f"{path}: {what} overlaps {other_path} ({other})")
                 return None
         self._prefix_paths.append((net, path if value is not None else f"{path} (default)"))
         return net
@@ -142,7 +143,8 @@ class _Allocator:
                 )
                 return None
         if str(ip) in taken:
-            self.problems.append(f"{path}: address {ip} is already used by {taken[str(ip)]}")
+            what = "address" if value is not None else "default address"
+            self.problems.append(f"{path}: {what} {ip} is already used by {taken[str(ip)]}")
             return None
         taken[str(ip)] = path if value is not None else f"{path} (default)"
         return ip_interface(f"{ip}/{net.prefixlen}")
@@ -156,22 +158,26 @@ def _segment(
     allowed: tuple[Family, ...],
     kind: str,
     index: int,
-    mtu: int,
-) -> dict[Family, IPNetwork]:
-    nets: dict[Family, IPNetwork] = {}
+    mtu: tuple[str, int],
+) -> dict[Family, IPNetwork | None]:
+    """Resolve a segment's prefixes. A family the segment carries but whose prefix is invalid
+    maps to None, so that its addresses are skipped rather than reported a second time."""
+    nets: dict[Family, IPNetwork | None] = {}
     for family in Family:
         net = al.prefix(
             f"{path}.{family}", values[family], family, allowed, default_prefix(family, kind, index)
         )
-        if net is not None:
+        if net is not None or family in allowed:
             nets[family] = net
-    if Family.IPV6 in nets and mtu < IPV6_MIN_MTU:
-        al.problems.append(
-            f"{path.rsplit('.', 1)[0]}.mtu: {mtu} is below the IPv6 minimum "
-            f"link MTU of {IPV6_MIN_MTU} (RFC 8200)"
-        )
-    al.result.prefixes[seg] = tuple(nets[f] for f in Family if f in nets)
-    al.result.mtu[seg] = mtu
+    mtu_path, mtu_value = mtu
+    problem = (
+        f"{mtu_path}: {mtu_value} is below the IPv6 minimum link MTU of {IPV6_MIN_MTU} (RFC 8200)"
+    )
+    # The WAN's one mtu applies to both links: report it once.
+    if Family.IPV6 in nets and mtu_value < IPV6_MIN_MTU and problem not in al.problems:
+        al.problems.append(problem)
+    al.result.prefixes[seg] = tuple(n for f in Family if (n := nets.get(f)) is not None)
+    al.result.mtu[seg] = mtu_value
     return nets
 
 
@@ -181,12 +187,14 @@ def _assign(
     seg: str,
     path: str,
     values: dict[str, str | None],
-    nets: dict[Family, IPNetwork],
+    nets: dict[Family, IPNetwork | None],
     offset: int | dict[Family, int],
     taken: dict[Family, dict[str, str]],
 ) -> None:
     addrs = []
     for family in Family:
+        if family in nets and nets[family] is None:
+            continue  # the segment's prefix for this family is invalid, already reported
         off = offset[family] if isinstance(offset, dict) else offset
         a = al.address(
             f"{path}.{family}", values[family], nets.get(family), family, off, taken[family]
@@ -211,7 +219,7 @@ def allocate(spec: TopologySpec) -> Allocation:
             lan_families,
             "lan",
             index,
-            s.lan.mtu,
+            (f"sites.{site}.lan.mtu", s.lan.mtu),
         )
         taken: dict[Family, dict[str, str]] = {f: {} for f in Family}
         gw = s.gateway.name or f"gw-{site}"
@@ -246,7 +254,7 @@ def allocate(spec: TopologySpec) -> Allocation:
             wan_families,
             "wan",
             index,
-            spec.wan.mtu,
+            ("wan.mtu", spec.wan.mtu),
         )
         wtaken: dict[Family, dict[str, str]] = {f: {} for f in Family}
         none: dict[str, str | None] = {"ipv4": None, "ipv6": None}

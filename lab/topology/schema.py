@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -75,27 +75,34 @@ class TopologySpec(_Strict):
     security: SecuritySpec = SecuritySpec()
 
 
-class UniqueKeyLoader(yaml.SafeLoader):
-    """A SafeLoader that rejects duplicate mapping keys instead of silently keeping the last."""
-
-
-def _construct_mapping(loader: UniqueKeyLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    seen: dict[Any, Any] = {}
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node)  # type: ignore[no-untyped-call]
-        if key in seen:
-            mark = key_node.start_mark
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r} (line {mark.line + 1})", mark
-            )
-        seen[key] = True
-    return loader.construct_mapping(node)
-
-
-UniqueKeyLoader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
-    _construct_mapping,  # type: ignore[arg-type]
-)
+def duplicate_key_problems(
+    node: yaml.Node | None, loc: tuple[int | str, ...] = (), seen: set[int] | None = None
+) -> list[str]:
+    """Every repeated mapping key in a composed YAML document, named by its field path (the
+    constructor above only knows the line). ``seen`` guards against recursive aliases."""
+    seen = set() if seen is None else seen
+    if node is None or id(node) in seen:
+        return []
+    seen.add(id(node))
+    problems: list[str] = []
+    if isinstance(node, yaml.MappingNode):
+        first: dict[tuple[str, str], int] = {}
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                continue
+            key, line = key_node.value, key_node.start_mark.line + 1
+            if (key_node.tag, key) in first:
+                problems.append(
+                    f"{format_path((*loc, key))}: duplicate key {key!r} at line {line} "
+                    f"(first at line {first[key_node.tag, key]})"
+                )
+            else:
+                first[key_node.tag, key] = line
+            problems += duplicate_key_problems(value_node, (*loc, key), seen)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            problems += duplicate_key_problems(item, (*loc, i), seen)
+    return problems
 
 
 def format_path(loc: tuple[int | str, ...]) -> str:

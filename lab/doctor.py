@@ -1,0 +1,319 @@
+"""What this machine offers teleradlab, and how to install what it lacks (``teleradlab doctor``).
+
+Programs are checked by running them (``--version``) through :mod:`lab.shell`; kernel features
+are checked by really using them, because a module list or a kernel config file can lie (modules
+may be built in, absent, or not loadable in a container). Those probes run only inside a
+throwaway network namespace named like a lab node (``tl-doctor<pid>.probe``), so the host is never
+touched and ``teleradlab clean`` removes the namespace should the doctor be killed half-way.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from lab import shell
+from lab.errors import CommandError
+from lab.names import netns_name
+
+TIMEOUT = 5.0
+NEEDS_ROOT = "not checked (needs root)"
+IPSEC_DIRS = (Path("/usr/lib/ipsec"), Path("/usr/libexec/ipsec"))
+IPSEC_PLUGINS = ("kernel-libipsec", "kernel-netlink", "kdf")
+TUN_DEVICE = Path("/dev/net/tun")
+# An ESP SA between two RFC 2544 benchmarking addresses (IPv6: RFC 3849); keys are dummies.
+_ENC_KEY = "0x0102030405060708090a0b0c0d0e0f10"
+_AUTH_KEY = "0x" + "0102030405060708" * 4
+
+
+@dataclass(frozen=True)
+class Check:
+    """One thing the lab may use: is it here, what the lab does without it, how to get it.
+
+    ``ok`` is None when the check could not be made (kernel probes need root). ``install`` is
+    the exact command (or step) that provides it; ``packages`` are the Debian/Ubuntu apt packages
+    within it, so that one ``apt-get install`` line can cover everything missing."""
+
+    name: str
+    ok: bool | None
+    detail: str
+    meaning: str
+    install: str
+    packages: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Report:
+    """Every check, in the order they are shown."""
+
+    checks: tuple[Check, ...]
+
+    @property
+    def missing(self) -> tuple[Check, ...]:
+        return tuple(c for c in self.checks if c.ok is False)
+
+    @property
+    def unchecked(self) -> tuple[Check, ...]:
+        return tuple(c for c in self.checks if c.ok is None)
+
+
+# ---- pure parts: document, combined apt command, text for missing items ----
+
+
+def apt_command(checks: Sequence[Check]) -> str | None:
+    """The single ``apt-get install`` line covering every missing check (None if nothing to do).
+
+    Packages keep the order of their checks; duplicates are dropped."""
+    wanted = [p for c in checks if c.ok is False for p in c.packages]
+    packages = list(dict.fromkeys(wanted))
+    return f"apt-get install {' '.join(packages)}" if packages else None
+
+
+def missing_text(check: Check) -> str:
+    """What a missing (or unchecked) item means for the lab, then how to provide it."""
+    return f"{check.meaning}\ninstall: {check.install}"
+
+
+def as_document(report: Report) -> dict[str, Any]:
+    """A JSON-serialisable document of the report (``teleradlab doctor --json``)."""
+    return {
+        "checks": [asdict(c) | {"packages": list(c.packages)} for c in report.checks],
+        "missing": [c.name for c in report.missing],
+        "unchecked": [c.name for c in report.unchecked],
+        "apt_install": apt_command(report.checks),
+    }
+
+
+def print_report(report: Report, console: Console) -> None:
+    """A table of every check; missing ones say what they mean and how to install them."""
+    table = Table(title="teleradlab doctor", title_justify="left")
+    for col in ("check", "status", "detail", "if missing: meaning / install"):
+        table.add_column(col)
+    for check in report.checks:
+        if check.ok:
+            status, extra = Text("✓", style="green"), Text("")
+        elif check.ok is None:
+            status, extra = Text("?", style="yellow"), Text(missing_text(check), style="dim")
+        else:
+            status, extra = Text("✗", style="red"), Text(missing_text(check))
+        table.add_row(check.name, status, Text(check.detail), extra, end_section=True)
+    console.print(table)
+    command = apt_command(report.checks)
+    missing = "nothing is missing" if not report.missing else "nothing to install with apt"
+    console.print(Text(f"to install every missing package: {command}" if command else missing))
+
+
+# ---- running the checks ----
+
+
+def run_checks() -> Report:
+    """Check everything, host programs first, then the kernel (in a throwaway namespace)."""
+    is_root = os.geteuid() == 0
+    checks = [
+        Check(
+            "root",
+            is_root,
+            "euid 0" if is_root else f"euid {os.geteuid()}",
+            "labs cannot be built: network and mount namespaces need root",
+            "run teleradlab as root (sudo teleradlab ...)",
+        ),
+        *_programs(_BASE),
+        *(_kernel_checks() if is_root else _kernel_unchecked(NEEDS_ROOT)),
+        _tun_check(),
+        _docker_check(),
+        *_strongswan_checks(),
+        *_programs(_TOOLS),
+    ]
+    return Report(tuple(checks))
+
+
+def _first_line(text: str) -> str:
+    return next((line.strip(" $") for line in text.splitlines() if line.strip(" $")), "")
+
+
+def _run(argv: Sequence[str], timeout: float = TIMEOUT) -> tuple[bool, str]:
+    """Run ``argv``: (exit status 0?, first line of its output, or why it failed or did not run)."""
+    try:
+        result = shell.run(argv, check=False, timeout=timeout)
+    except CommandError as exc:  # not found, or timed out
+        if exc.returncode is None:
+            return False, f"no answer within {timeout:g} s"
+        return False, _first_line(exc.stderr) or str(exc)
+    primary, secondary = (result.stdout, result.stderr)
+    if not result.ok:
+        primary, secondary = secondary, primary
+    return result.ok, _first_line(primary) or _first_line(secondary)
+
+
+def _program(name: str, argv: Sequence[str], meaning: str, package: str) -> Check:
+    ok, detail = _run(argv)
+    return Check(name, ok, detail, meaning, f"apt-get install {package}", (package,))
+
+
+# name, version command, apt package, what the lab loses without it
+_Program = tuple[str, tuple[str, ...], str, str]
+_BASE: tuple[_Program, ...] = (
+    ("iproute2", ("ip", "-V"), "iproute2",
+     "no lab can be built (namespaces, links, addresses, routes and qdiscs use ip and tc)"),
+    ("nsenter", ("nsenter", "--version"), "util-linux",
+     "commands cannot be run inside nodes (util-linux nsenter)"),
+    ("unshare", ("unshare", "--version"), "util-linux",
+     "nodes cannot get their own mount and UTS namespaces (util-linux unshare)"),
+)  # fmt: skip
+_TOOLS: tuple[_Program, ...] = (
+    ("dcmtk", ("storescu", "--version"), "dcmtk",
+     "no DCMTK peer: interoperability runs against DCMTK are not possible"),
+    ("tshark", ("tshark", "--version"), "tshark",
+     "captures cannot be decoded (ESP/TLS/DICOM checks of what was on the wire)"),
+    ("iperf3", ("iperf3", "--version"), "iperf3",
+     "no raw throughput baseline next to the DICOM transfer times"),
+    ("ping", ("ping", "-V"), "iputils-ping",
+     "reachability cannot be proven after 'up' (real pings are used)"),
+)  # fmt: skip
+
+
+def _programs(table: Sequence[_Program]) -> list[Check]:
+    """Run each program's version command: exit status 0 means present."""
+    return [_program(name, argv, meaning, pkg) for name, argv, pkg, meaning in table]
+
+
+# name -> (what the lab does without it, how to get it)
+_KERNEL: dict[str, tuple[str, str]] = {
+    "kernel-esp4": (
+        "IPsec will run through strongSwan kernel-libipsec (userspace ESP over TUN, "
+        "tunnel mode only)",
+        "modprobe esp4 (or a kernel with CONFIG_INET_ESP)",
+    ),
+    "kernel-esp6": (
+        "IPv6 IPsec will run through strongSwan kernel-libipsec (userspace ESP over TUN, "
+        "tunnel mode only)",
+        "modprobe esp6 (or a kernel with CONFIG_INET6_ESP)",
+    ),
+    "sch_netem": (
+        "WAN delay/jitter/loss use the lab's userspace emulator",
+        "modprobe sch_netem (Ubuntu: apt-get install linux-modules-extra-$(uname -r))",
+    ),
+    "sch_tbf": ("rate limiting cannot use tbf (htb or userspace instead)", "modprobe sch_tbf"),
+    "sch_htb": ("rate limiting cannot use htb (tbf or userspace instead)", "modprobe sch_htb"),
+}
+
+
+def probe_netns_name(pid: int | None = None) -> str:
+    """``tl-doctor<pid>.probe``: named like a lab node, so ``teleradlab clean`` finds strays."""
+    return netns_name(f"doctor{os.getpid() if pid is None else pid}", "probe")
+
+
+def _kernel_checks() -> list[Check]:
+    """Try ESP and the qdiscs inside a throwaway namespace, deleted whatever happens.
+
+    Only exit statuses are used (stderr becomes the detail); ``ip`` output is never parsed."""
+    ns = probe_netns_name()
+    try:
+        try:
+            shell.run(["ip", "netns", "add", ns], timeout=TIMEOUT)
+        except CommandError as exc:
+            reason = _first_line(exc.stderr) or str(exc)
+            return _kernel_unchecked(f"not checked (cannot create a namespace: {reason})")
+        return [
+            _esp_probe(ns, "kernel-esp4", "198.18.0.1", "198.18.0.2", "esp4"),
+            _esp_probe(ns, "kernel-esp6", "2001:db8::1", "2001:db8::2", "esp6"),
+            _qdisc_probe(ns, "netem", ["delay", "1ms"]),
+            _qdisc_probe(ns, "tbf", ["rate", "1mbit", "burst", "32kbit", "latency", "400ms"]),
+            _qdisc_probe(ns, "htb", ["default", "1"]),
+        ]
+    finally:
+        shell.run(["ip", "netns", "del", ns], check=False, timeout=TIMEOUT)
+
+
+def _kernel_check(name: str, ok: bool | None, detail: str) -> Check:
+    return Check(name, ok, detail, *_KERNEL[name])
+
+
+def _kernel_unchecked(reason: str) -> list[Check]:
+    return [_kernel_check(name, None, reason) for name in _KERNEL]
+
+
+def _esp_probe(ns: str, name: str, src: str, dst: str, module: str) -> Check:
+    """Add one ESP SA (RFC 4303) in ``ns``: the kernel accepts it only if it has ESP."""
+    ok, detail = _run(
+        ["ip", "-n", ns, "xfrm", "state", "add", "src", src, "dst", dst, "proto", "esp",
+         "spi", "0x100", "mode", "tunnel", "enc", "cbc(aes)", _ENC_KEY,
+         "auth", "hmac(sha256)", _AUTH_KEY]
+    )  # fmt: skip
+    return _kernel_check(name, ok, f"{module} available" if ok else detail)
+
+
+def _qdisc_probe(ns: str, kind: str, args: list[str]) -> Check:
+    """Attach a ``kind`` qdisc to lo in ``ns`` (then remove it, so the next probe can attach)."""
+    tc = ["ip", "netns", "exec", ns, "tc", "qdisc"]
+    ok, detail = _run([*tc, "add", "dev", "lo", "root", kind, *args])
+    if ok:
+        _run([*tc, "del", "dev", "lo", "root"])
+    return _kernel_check(f"sch_{kind}", ok, f"{kind} qdisc available" if ok else detail)
+
+
+def _tun_check() -> Check:
+    """The TUN device kernel-libipsec carries ESP through (a file check, nothing is opened)."""
+    ok = TUN_DEVICE.is_char_device()
+    return Check(
+        "tun",
+        ok,
+        str(TUN_DEVICE) if ok else f"{TUN_DEVICE} missing",
+        "kernel-libipsec cannot make its TUN device: without kernel ESP there is no IPsec",
+        "modprobe tun (and mknod /dev/net/tun c 10 200)",
+    )
+
+
+def _docker_check() -> Check:
+    """The docker client on PATH and an engine answering it."""
+    ok, detail = False, "docker not on PATH"
+    if shutil.which("docker"):
+        ok, detail = _run(["docker", "info", "--format", "{{.ServerVersion}}"])
+        detail = f"engine {detail}" if ok else detail
+    packages: tuple[str, ...] = () if shutil.which("dockerd") else ("docker.io",)
+    return Check(
+        "docker",
+        ok,
+        detail,
+        "the docker backend is unavailable (the default netns backend does not need it)",
+        "apt-get install docker.io, then start dockerd (systemctl start docker, or dockerd &)",
+        packages,
+    )
+
+
+def _strongswan_checks() -> list[Check]:
+    """charon and swanctl (tunnel-mode IPsec via VICI) and the plugins kernel-libipsec needs."""
+    charon = next((d / "charon" for d in IPSEC_DIRS if (d / "charon").is_file()), None)
+    swanctl = shutil.which("swanctl")
+    lacking = [n for n, p in (("charon", charon), ("swanctl", swanctl)) if p is None]
+    daemon = Check(
+        "strongswan",
+        not lacking,
+        f"{', '.join(lacking)} missing" if lacking else f"{charon}, {swanctl}",
+        "no IPsec: only plain and DICOM TLS transfers can run",
+        "apt-get install strongswan-charon strongswan-swanctl libstrongswan-standard-plugins",
+        ("strongswan-charon", "strongswan-swanctl", "libstrongswan-standard-plugins"),
+    )
+    plugin_dirs = [d / "plugins" for d in IPSEC_DIRS]
+    absent = [
+        n
+        for n in IPSEC_PLUGINS
+        if not any((d / f"libstrongswan-{n}.so").is_file() for d in plugin_dirs)
+    ]
+    plugins = Check(
+        "strongswan-plugins",
+        not absent,
+        f"missing: {', '.join(absent)}" if absent else ", ".join(IPSEC_PLUGINS),
+        "without kernel ESP, charon cannot run ESP in userspace (kernel-libipsec)",
+        "apt-get install libcharon-extra-plugins libstrongswan-extra-plugins",
+        ("libcharon-extra-plugins", "libstrongswan-extra-plugins"),
+    )
+    return [daemon, plugins]

@@ -1,0 +1,130 @@
+"""The pure parts of ``teleradlab doctor``: the JSON document, the combined apt command and the
+text shown for missing items. No root, no commands run."""
+
+from __future__ import annotations
+
+import json
+
+from rich.console import Console
+
+from lab.doctor import (
+    Check,
+    Report,
+    apt_command,
+    as_document,
+    missing_text,
+    print_report,
+    probe_netns_name,
+)
+from lab.names import check_lab_name, split_netns_name
+
+PRESENT = Check(
+    "iproute2", True, "iproute2-6.1.0", "no lab", "apt-get install iproute2", ("iproute2",)
+)
+NO_DCMTK = Check(
+    "dcmtk",
+    False,
+    "storescu: program not found",
+    "no DCMTK peer",
+    "apt-get install dcmtk",
+    ("dcmtk",),
+)
+NO_NSENTER = Check(
+    "nsenter", False, "not found", "no exec", "apt-get install util-linux", ("util-linux",)
+)
+NO_UNSHARE = Check(
+    "unshare", False, "not found", "no mount ns", "apt-get install util-linux", ("util-linux",)
+)
+NO_NETEM = Check(
+    "sch_netem",
+    False,
+    "Error: Specified qdisc kind is unknown.",
+    "WAN delay uses the userspace emulator",
+    "modprobe sch_netem",
+)
+UNCHECKED_ESP = Check(
+    "kernel-esp4", None, "not checked (needs root)", "IPsec via libipsec", "modprobe esp4"
+)
+NO_DOCKER = Check(
+    "docker",
+    False,
+    "engine not answering",
+    "no docker backend",
+    "apt-get install docker.io, then start dockerd",
+    ("docker.io",),
+)
+
+
+def render(report: Report) -> str:
+    console = Console(record=True, width=240, color_system=None)
+    print_report(report, console)
+    return console.export_text()
+
+
+def test_apt_command_lists_packages_of_missing_checks_in_order_without_duplicates() -> None:
+    checks = [PRESENT, NO_NSENTER, NO_DCMTK, NO_UNSHARE, NO_NETEM, UNCHECKED_ESP]
+    assert apt_command(checks) == "apt-get install util-linux dcmtk"
+
+
+def test_apt_command_is_none_when_nothing_apt_can_install_is_missing() -> None:
+    assert apt_command([PRESENT]) is None
+    assert apt_command([PRESENT, NO_NETEM, UNCHECKED_ESP]) is None
+    assert apt_command([]) is None
+
+
+def test_missing_text_says_what_it_means_then_how_to_install() -> None:
+    assert missing_text(NO_DCMTK) == "no DCMTK peer\ninstall: apt-get install dcmtk"
+
+
+def test_document_is_json_and_lists_missing_and_unchecked() -> None:
+    report = Report((PRESENT, NO_DCMTK, NO_NETEM, UNCHECKED_ESP))
+    doc = json.loads(json.dumps(as_document(report)))
+    assert [c["name"] for c in doc["checks"]] == ["iproute2", "dcmtk", "sch_netem", "kernel-esp4"]
+    assert doc["checks"][0] == {
+        "name": "iproute2",
+        "ok": True,
+        "detail": "iproute2-6.1.0",
+        "meaning": "no lab",
+        "install": "apt-get install iproute2",
+        "packages": ["iproute2"],
+    }
+    assert doc["checks"][3]["ok"] is None
+    assert doc["missing"] == ["dcmtk", "sch_netem"]
+    assert doc["unchecked"] == ["kernel-esp4"]
+    assert doc["apt_install"] == "apt-get install dcmtk"
+
+
+def test_document_of_a_complete_machine_has_nothing_to_install() -> None:
+    doc = as_document(Report((PRESENT,)))
+    assert doc["missing"] == [] and doc["unchecked"] == [] and doc["apt_install"] is None
+
+
+def test_table_marks_each_check_and_explains_only_what_is_missing() -> None:
+    text = render(Report((PRESENT, NO_NETEM, NO_DOCKER, UNCHECKED_ESP)))
+    lines = {line.split("│")[1].strip(): line for line in text.splitlines() if "│" in line}
+    assert "✓" in lines["iproute2"] and "apt-get install iproute2" not in text
+    assert (
+        "✗" in lines["sch_netem"] and "WAN delay uses the userspace emulator" in lines["sch_netem"]
+    )
+    assert "?" in lines["kernel-esp4"] and "not checked (needs root)" in lines["kernel-esp4"]
+    assert "install: modprobe sch_netem" in text
+    assert text.rstrip().endswith("to install every missing package: apt-get install docker.io")
+
+
+def test_table_closing_line_when_nothing_or_nothing_apt_can_fix_is_missing() -> None:
+    assert render(Report((PRESENT,))).rstrip().endswith("nothing is missing")
+    assert render(Report((PRESENT, NO_NETEM))).rstrip().endswith("nothing to install with apt")
+
+
+def test_detail_with_brackets_is_shown_verbatim_not_as_markup() -> None:
+    odd = Check(
+        "tshark", False, "error [bold]x[/bold] [", "m", "apt-get install tshark", ("tshark",)
+    )
+    assert "error [bold]x[/bold] [" in render(Report((odd,)))
+
+
+def test_probe_namespace_is_named_like_a_lab_node_so_clean_finds_it() -> None:
+    name = probe_netns_name(4194304)  # the largest pid Linux hands out
+    assert name == "tl-doctor4194304.probe"
+    assert split_netns_name(name) == ("doctor4194304", "probe")
+    assert check_lab_name("doctor4194304") == "doctor4194304"
