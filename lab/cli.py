@@ -253,11 +253,19 @@ def clean(quiet: bool) -> None:
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON document instead of a table.")
 def doctor(as_json: bool) -> None:
-    """Check what this machine has for teleradlab, and how to install what is missing."""
+    """Check what this machine has for teleradlab, and how to install what is missing.
+
+    Kernel features (IPsec ESP, netem, tbf, htb) are probed in a throwaway network namespace,
+    never on the host. Exits 1 when a lab cannot be built at all (no root, no iproute2).
+    """
     from lab import doctor as doc
 
     report = doc.run_checks()
     if as_json:
         out.print_json(json.dumps(doc.as_document(report)))
-        return
-    doc.print_report(report, out)
+    else:
+        doc.print_report(report, out)
+    # Without root or iproute2 no lab can be built: say so in the exit status too.
+    essential = {"root", "iproute2"}
+    if any(c.name in essential and c.ok is False for c in report.checks):
+        sys.exit(1)

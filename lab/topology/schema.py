@@ -169,9 +169,21 @@ def name_problems(spec: TopologySpec) -> list[str]:
             problems.append(
                 f"wan.links.{key}: no site named {key!r} (sites: {', '.join(spec.sites)})"
             )
+    families = {site: _families(s.lan.family) for site, s in spec.sites.items()}
+    if len(families) == 2 and not set.intersection(*families.values()):
+        a, b = families
+        problems.append(
+            f"sites.{b}.lan.family: {spec.sites[b].lan.family!r} shares no address family with "
+            f"sites.{a}.lan.family {spec.sites[a].lan.family!r}; hosts of the two sites could "
+            "never talk to each other, even through a tunnel"
+        )
     if spec.security.mode != "none":
         problems.append(
             f"security.mode: {spec.security.mode!r} is not available in this version "
             "of teleradlab (only 'none')"
         )
     return problems
+
+
+def _families(choice: str) -> set[str]:
+    return {"ipv4", "ipv6"} if choice == "dual" else {choice}

@@ -538,3 +538,8 @@ def test_uniform_topologies_have_no_notes(name: str) -> None:
 def test_ipv4_hosts_over_a_dual_wan_have_no_note() -> None:
     topo = topology({"sites.a.lan.family": "ipv4", "sites.b.lan.family": "ipv4"})
     assert topo.notes == ()
+
+
+def test_sites_sharing_no_family_are_refused() -> None:
+    err = invalid({"sites.a.lan": {"family": "ipv4"}, "sites.b.lan": {"family": "ipv6"}})
+    problem(err, "sites.b.lan.family", "'ipv6'", "shares no address family", "'ipv4'")
