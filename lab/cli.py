@@ -25,7 +25,8 @@ from lab.errors import LabError
 from lab.inspect import live_nodes, status_document
 from lab.model import Topology
 
-out = Console(highlight=False)
+# On a terminal rich uses its width; piped output (logs, CI) gets room for addresses on one line.
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
 err = Console(stderr=True, highlight=False)
 
 

@@ -185,9 +185,15 @@ class NetnsBackend(Backend):
         ipr.link("set", index=_index(ipr, "lo"), state="up")
         for iface in node.interfaces:
             if iface.bridge:
+                # Up before it has ports: a carrier change on a device that is not yet running
+                # is deferred by the kernel's link watcher for up to a second.
                 ipr.link(
                     "add", ifname=iface.name, kind="bridge", mtu=iface.mtu, br_mcast_snooping=0
                 )
+                index = _index(ipr, iface.name)
+                if not any(a.version == 6 for a in iface.addresses):
+                    _no_ipv6_addresses(ipr, index)
+                ipr.link("set", index=index, state="up")
         ports = [end for w in wires for end in (w.a, w.b) if end.node == node.name and end.bridge]
         for port in ports:
             index = _index(ipr, port.ifname)
