@@ -7,9 +7,11 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -136,7 +138,10 @@ def _print_notes(topology: Topology) -> None:
     "different names can run at once.",
 )
 @click.option("--no-check", is_flag=True, help="Skip the reachability pings.")
-def up(topology: str, name: str | None, no_check: bool) -> None:
+@click.option("--no-services", is_flag=True,
+              help="Do not start the PACS (AE PACS, port 11112) on pacs and the receiver of "
+              "C-MOVE results (AE MODALITY, port 11113) on modality.")
+def up(topology: str, name: str | None, no_check: bool, no_services: bool) -> None:
     """Build a lab from TOPOLOGY and prove reachability with real pings.
 
     TOPOLOGY is a YAML file, or the name of a shipped one: ipv4, ipv6, mixed-4over6,
@@ -145,7 +150,8 @@ def up(topology: str, name: str | None, no_check: bool) -> None:
     lifecycle.require_root()  # reported before anything about the file
     path = topology_file.resolve_path(topology)
     with _progress() as progress:
-        lab = lifecycle.up(path, name, check=not no_check, progress=progress)
+        lab = lifecycle.up(path, name, check=not no_check, start_services=not no_services,
+                           progress=progress)
     out.print(_topology_table(lab.topology))
     if lab.probes:
         by_family = Counter(r.probe.family.label for r in lab.probes)
@@ -270,3 +276,67 @@ def doctor(as_json: bool) -> None:
     essential = {"root", "iproute2"}
     if any(c.name in essential and c.ok is False for c in report.checks):
         sys.exit(1)
+
+
+@main.command()
+@click.argument("topology", required=False)
+@click.option("--lab", "lab_name", help="Use this running lab instead of building one.")
+@click.option("--modality", "modalities", default="CT", show_default=True,
+              help="Comma-separated modalities of the generated studies: CT,MR,CR,DX,MG,US,NM.")
+@click.option("--objects", type=click.IntRange(min=1), default=None,
+              help="Objects per generated study (default: a realistic count per modality).")
+@click.option("--input", "input_dir", type=click.Path(exists=True, file_okay=False,
+              path_type=Path), help="Send the DICOM files of this folder instead of generated "
+              "studies (corrupt files are reported and skipped).")
+@click.option("--pdu", type=int, default=0, show_default=True,
+              help="Maximum PDU length, 16384 and up, or 0 for unlimited.")
+@click.option("--repeat", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the generator.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Results folder (default: results/<topology>-<time>).")
+def run(topology: str | None, lab_name: str | None, modalities: str, objects: int | None,
+        input_dir: Path | None, pdu: int, repeat: int, seed: int, out: Path | None) -> None:
+    """Run echo -> store -> find -> move between the sites, timed and verified.
+
+    Builds the lab from TOPOLOGY (or uses --lab), generates a study per modality, C-STOREs each
+    to the PACS (one association per study), C-FINDs it, C-MOVEs it back to the modality, and
+    checks every object's SHA-256 digest and the sender's signature at each receiver. Writes
+    OUT/results.csv (one row per operation and repetition) and OUT/run.json (provenance).
+    """
+    from lab import experiment
+    from lab.dicom.generate import MODALITIES
+
+    lifecycle.require_root()
+    wanted = tuple(m.strip().upper() for m in modalities.split(",") if m.strip())
+    unknown = [m for m in wanted if m not in MODALITIES]
+    if unknown:
+        raise LabError(f"--modality: unknown {', '.join(unknown)} (known: {', '.join(MODALITIES)})")
+    if pdu and pdu < 16384:
+        raise LabError(f"--pdu: {pdu} is below 16384 (use 0 for unlimited)")
+    path = topology_file.resolve_path(topology) if topology else None
+    if out is None:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        out = Path("results") / f"{path.stem if path else lab_name}-{stamp}"
+    opts = experiment.RunOptions(topology=path, lab=lab_name, modalities=wanted, pdu=pdu,
+                                 repeat=repeat, out=out, input_dir=input_dir, objects=objects,
+                                 seed=seed)
+    with _progress() as progress:
+        result = experiment.execute(opts, progress)
+    _print_results(result)
+    if not result.ok:
+        sys.exit(1)
+
+
+def _print_results(result: Any) -> None:
+    table = Table(title=f"results: {result.out}/results.csv", title_justify="left")
+    for col in ("family", "operation", "modality", "objects", "MB", "seconds", "MB/s",
+                "setup s", "verified", "ok"):
+        table.add_column(col, justify="right" if col not in ("family", "operation") else "left")
+    for r in result.rows:
+        table.add_row(r.family, r.operation, r.modality, str(r.objects), f"{r.bytes / 1e6:.1f}",
+                      f"{r.seconds:.3f}", f"{r.mbytes_per_s:.1f}", f"{r.setup_seconds:.3f}",
+                      r.verified or "-", "yes" if r.ok else "[red]NO[/red]")
+    out.print(table)
+    for path, why in result.skipped:
+        out.print(f"[yellow]skipped[/yellow] {escape(str(path))}: {escape(why)}")
+    out.print(f"provenance: {result.out}/run.json")

@@ -9,12 +9,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab import backends, reach, state
+from lab import backends, reach, services, state
 from lab import topology as topology_file
 from lab.backends.base import Backend, Progress, no_progress
 from lab.errors import LabError, LabExistsError, LabNotFoundError, NotRootError
 from lab.model import Topology
-from lab.names import RUN_ROOT, check_lab_name, default_lab_name
+from lab.names import RUN_ROOT, LabPaths, check_lab_name, default_lab_name
 
 
 def require_root() -> None:
@@ -41,6 +41,7 @@ def up(
     *,
     backend: str = backends.DEFAULT,
     check: bool = True,
+    start_services: bool = True,
     progress: Progress = no_progress,
     root: Path = RUN_ROOT,
 ) -> Lab:
@@ -64,6 +65,10 @@ def up(
     try:
         impl.up(lab_name, topology, progress)
         results = reach.check(impl, lab_name, topology, progress) if check else []
+        if start_services:
+            progress("starting the DICOM services (PACS, modality receiver)")
+            wanted = services.dicom_services(topology, LabPaths(lab_name, root))
+            services.start(impl, lab_name, wanted)
     except BaseException:
         progress("removing what was made")
         impl.down(lab_name)

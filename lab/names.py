@@ -3,6 +3,9 @@
 - network namespace of a node: ``tl-<lab>.<node>`` (``/run/netns/``)
 - its persistent mount and UTS namespaces: ``/run/teleradlab/ns/tl-<lab>.<node>.{mnt,uts}``
 - the lab's state: ``/run/teleradlab/labs/<lab>/`` (topology copy, per-node /run and /etc files)
+- the lab's data: ``/var/lib/teleradlab/<lab>/`` (PKI, DICOM stores, service logs), at the same
+  path inside every node (nodes see the host's file system except their own /run, /etc/hosts
+  and /sys), so programs in nodes and the orchestrator name files alike
 
 Lab and node names never contain a dot, so ``tl-<lab>.<node>`` splits without ambiguity.
 """
@@ -20,6 +23,7 @@ LAB_NAME_MAX = 24
 LAB_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 RUN_ROOT = Path("/run/teleradlab")
 NETNS_DIR = Path("/run/netns")
+DATA_ROOT = Path("/var/lib/teleradlab")
 
 
 def check_lab_name(name: str) -> str:
@@ -56,6 +60,7 @@ class LabPaths:
 
     lab: str
     root: Path = RUN_ROOT
+    data_root: Path = DATA_ROOT
 
     @property
     def ns_dir(self) -> Path:
@@ -72,6 +77,14 @@ class LabPaths:
     @property
     def topology_copy(self) -> Path:
         return self.state_dir / "topology.yaml"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.data_root / self.lab
+
+    def node_data(self, node: str) -> Path:
+        """A node's data (stores, logs): the same path on the host and inside the node."""
+        return self.data_dir / "nodes" / node
 
     def node_dir(self, node: str) -> Path:
         return self.state_dir / "nodes" / node

@@ -18,7 +18,7 @@ from pathlib import Path
 from lab import topology as topology_file
 from lab.errors import LabError, LabExistsError, LabNotFoundError
 from lab.model import Topology
-from lab.names import RUN_ROOT, LabPaths
+from lab.names import DATA_ROOT, RUN_ROOT, LabPaths
 
 
 @dataclass(frozen=True)
@@ -69,19 +69,27 @@ def read(lab: str, root: Path = RUN_ROOT) -> tuple[LabInfo, Topology]:
     return info, topo
 
 
-def names(root: Path = RUN_ROOT) -> list[str]:
-    labs = root / "labs"
-    return sorted(d.name for d in labs.iterdir()) if labs.is_dir() else []
+def names(root: Path = RUN_ROOT, data_root: Path = DATA_ROOT) -> list[str]:
+    """Labs with a record or data on this machine."""
+    found: set[str] = set()
+    for d in (root / "labs", data_root):
+        if d.is_dir():
+            found |= {p.name for p in d.iterdir() if p.is_dir()}
+    return sorted(found)
 
 
-def remove(lab: str, root: Path = RUN_ROOT) -> bool:
-    paths = LabPaths(lab, root)
-    if not paths.state_dir.exists():
-        return False
-    shutil.rmtree(paths.state_dir)
-    for d in (paths.state_dir.parent, root):
-        try:
-            d.rmdir()
-        except OSError:
-            break
-    return True
+def remove(lab: str, root: Path = RUN_ROOT, data_root: Path = DATA_ROOT) -> bool:
+    """Remove the lab's record and data; False if there was neither."""
+    paths = LabPaths(lab, root, data_root)
+    removed = False
+    for d, parents in ((paths.state_dir, (paths.state_dir.parent, root)),
+                       (paths.data_dir, (data_root,))):
+        if d.exists():
+            shutil.rmtree(d)
+            removed = True
+        for parent in parents:
+            try:
+                parent.rmdir()
+            except OSError:
+                break
+    return removed

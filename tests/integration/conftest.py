@@ -77,11 +77,12 @@ def leftovers(lab: str | None = None) -> dict[str, list[str]]:
             if prefix in cmd and "pytest" not in cmd:
                 procs.append(f"{entry.name}: {cmd}")
     state = Path("/run/teleradlab") / "labs" / lab if lab else Path("/run/teleradlab")
+    data = Path("/var/lib/teleradlab") / lab if lab else Path("/var/lib/teleradlab")
     return {
         "netns": netns_names(prefix),
         "mounts": mounts,
         "processes": procs,
-        "state": [str(state)] if state.exists() else [],
+        "state": [str(d) for d in (state, data) if d.exists()],
     }
 
 

@@ -1,0 +1,202 @@
+"""The lab's DICOM archive (SCP), run inside a node: ``python -m lab.dicom.pacs``.
+
+Serves, per DICOM PS3.4:
+- Verification (C-ECHO, Annex A);
+- Storage of every storage SOP class (C-STORE, Annex B), storing the received encoded dataset
+  without decoding it (pynetdicom's chunked receive) into a crash-safe store (lab.dicom.store);
+- Query/Retrieve FIND and MOVE in the Patient Root and Study Root models (Annex C), unless
+  ``--storage-only`` (the modality's receiver of C-MOVE results is this program in that mode).
+
+Move destinations (AE title -> host, port) are given with ``--destination AE=HOST:PORT``; an
+unknown destination gets the standard failure status 0xA801 (Move Destination unknown).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+from pynetdicom import (
+    ALL_TRANSFER_SYNTAXES,
+    AllStoragePresentationContexts,
+    _config,
+    build_context,
+    evt,
+)
+from pynetdicom.sop_class import (  # type: ignore[attr-defined]
+    PatientRootQueryRetrieveInformationModelFind,
+    PatientRootQueryRetrieveInformationModelMove,
+    StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelMove,
+    Verification,
+)
+
+from lab.dicom import PACS_AE, PACS_PORT
+from lab.dicom.netopts import TunedAE, tune_association_server
+from lab.dicom.query import QueryError, find, resolve_move
+from lab.dicom.store import Store
+from lab.errors import LabError
+
+log = logging.getLogger("lab.dicom.pacs")
+
+# PS3.4 status codes used here.
+SUCCESS = 0x0000
+PENDING = 0xFF00
+CANCEL = 0xFE00
+CANNOT_UNDERSTAND = 0xC000  # Storage: Error, Cannot understand
+OUT_OF_RESOURCES = 0xA700
+IDENTIFIER_DOES_NOT_MATCH = 0xA900  # Q/R: Identifier does not match SOP Class
+UNABLE_TO_PROCESS = 0xC001  # Q/R: Unable to process (0xCxxx)
+
+MODELS = {
+    PatientRootQueryRetrieveInformationModelFind: "patient",
+    PatientRootQueryRetrieveInformationModelMove: "patient",
+    StudyRootQueryRetrieveInformationModelFind: "study",
+    StudyRootQueryRetrieveInformationModelMove: "study",
+}
+
+
+def parse_destination(text: str) -> tuple[str, tuple[str, int]]:
+    """``MODALITY=198.18.1.10:11113`` or ``MODALITY=[2001:db8:1::10]:11113``."""
+    try:
+        ae, where = text.split("=", 1)
+        host, port = where.rsplit(":", 1)
+        return ae.strip(), (host.strip("[]"), int(port))
+    except ValueError:
+        raise LabError(f"bad --destination {text!r}: expected AE=HOST:PORT") from None
+
+
+class Archive:
+    """The event handlers, bound to one store and one table of move destinations."""
+
+    def __init__(self, store: Store, destinations: dict[str, tuple[str, int]]) -> None:
+        self.store = store
+        self.destinations = destinations
+
+    def on_store(self, event: Any) -> int:
+        req = event.request
+        try:
+            obj = self.store.store_encoded(
+                event.dataset_path,
+                str(event.context.transfer_syntax),
+                str(req.AffectedSOPClassUID),
+                str(req.AffectedSOPInstanceUID),
+            )
+        except LabError as exc:
+            log.warning("refused %s: %s", req.AffectedSOPInstanceUID, exc)
+            return CANNOT_UNDERSTAND
+        except OSError as exc:
+            log.error("could not store %s: %s", req.AffectedSOPInstanceUID, exc)
+            return OUT_OF_RESOURCES
+        log.info("stored %s (%d bytes)", obj.sop_instance_uid, obj.size)
+        return SUCCESS
+
+    def _query(self, event: Any) -> tuple[str, str, Dataset]:
+        identifier = event.identifier
+        model = MODELS[event.request.AffectedSOPClassUID]
+        level = str(identifier.get("QueryRetrieveLevel", ""))
+        return model, level, identifier
+
+    def on_find(self, event: Any) -> Iterator[tuple[int, Dataset | None]]:
+        try:
+            model, level, identifier = self._query(event)
+            matches = find(self.store, model, level, identifier)  # type: ignore[arg-type]
+            for match in matches:
+                if event.is_cancelled:
+                    yield CANCEL, None
+                    return
+                yield PENDING, match
+        except (QueryError, ValueError) as exc:
+            log.warning("C-FIND refused: %s", exc)
+            yield IDENTIFIER_DOES_NOT_MATCH, None
+            return
+        yield SUCCESS, None
+
+    def on_move(self, event: Any) -> Iterator[Any]:
+        dest = self.destinations.get(str(event.move_destination).strip())
+        if dest is None:
+            log.warning("C-MOVE to unknown destination %r", event.move_destination)
+            yield None, None  # pynetdicom answers 0xA801, Move Destination unknown
+            return
+        try:
+            model, level, identifier = self._query(event)
+            objects = resolve_move(self.store, model, level, identifier)  # type: ignore[arg-type]
+        except (QueryError, ValueError) as exc:
+            log.warning("C-MOVE refused: %s", exc)
+            yield (*dest, {"contexts": [build_context(Verification)]})
+            yield IDENTIFIER_DOES_NOT_MATCH, None
+            return
+        # Request exactly the presentation contexts the matched objects need (as stored).
+        wanted = sorted({(o.sop_class_uid, o.transfer_syntax_uid) for o in objects})
+        contexts = [build_context(cls, [ts]) for cls, ts in wanted] or [build_context(Verification)]
+        yield (*dest, {"contexts": contexts[:128]})
+        yield len(objects)
+        for obj in objects:
+            if event.is_cancelled:
+                yield CANCEL, None
+                return
+            yield PENDING, dcmread(obj.path)
+
+
+def build_ae(ae_title: str, *, storage_only: bool, max_pdu: int) -> TunedAE:
+    ae = TunedAE(ae_title=ae_title)
+    ae.maximum_pdu_size = max_pdu
+    ae.network_timeout = 60
+    ae.acse_timeout = 30
+    ae.dimse_timeout = 60
+    ae.add_supported_context(Verification)
+    for cx in AllStoragePresentationContexts:
+        ae.add_supported_context(str(cx.abstract_syntax), ALL_TRANSFER_SYNTAXES)
+    if not storage_only:
+        for sop_class in MODELS:
+            ae.add_supported_context(sop_class, ALL_TRANSFER_SYNTAXES)
+    return ae
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lab.dicom.pacs", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--root", type=Path, required=True, help="store directory")
+    parser.add_argument("--ae", default=PACS_AE, help=f"AE title ({PACS_AE})")
+    parser.add_argument("--bind", default="::", help="address to listen on (:: = every address)")
+    parser.add_argument("--port", type=int, default=PACS_PORT, help=f"TCP port ({PACS_PORT})")
+    parser.add_argument("--destination", action="append", default=[], metavar="AE=HOST:PORT",
+                        help="a C-MOVE destination (repeatable)")
+    parser.add_argument("--storage-only", action="store_true",
+                        help="serve Verification and Storage only (a C-MOVE receiver)")
+    parser.add_argument("--pdu", type=int, default=0, help="maximum PDU size (0 = unlimited)")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    # Receive C-STORE datasets straight into a file, never decoding them (speed, memory).
+    _config.STORE_RECV_CHUNKED_DATASET = True
+    store = Store.open(args.root)
+    # pynetdicom writes received datasets to a temporary file: keep it on the store's file system
+    # so that storing is a rename, not a copy.
+    tempfile.tempdir = str(store.tmp_dir)
+    archive = Archive(store, dict(parse_destination(d) for d in args.destination))
+    ae = build_ae(args.ae, storage_only=args.storage_only, max_pdu=args.pdu)
+    handlers: list[Any] = [(evt.EVT_C_STORE, archive.on_store)]
+    if not args.storage_only:
+        handlers += [(evt.EVT_C_FIND, archive.on_find), (evt.EVT_C_MOVE, archive.on_move)]
+    server = ae.start_server((args.bind, args.port), block=False, evt_handlers=handlers)
+    assert server is not None  # block=False always returns the server
+    tune_association_server(server)
+    print(f"{args.ae} listening on [{args.bind}]:{args.port}", flush=True)
+    signal.sigwait({signal.SIGTERM, signal.SIGINT})
+    server.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+    sys.exit(main())

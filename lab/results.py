@@ -1,0 +1,95 @@
+"""Tidy results: one row per operation and repetition (results.csv), plus provenance (run.json).
+
+Columns are fixed and documented here so that every later tool (report, sweeps) reads the same
+schema whatever produced the rows.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import platform
+import subprocess
+from dataclasses import asdict, dataclass, fields
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Row:
+    """One timed DICOM operation."""
+
+    topology: str
+    family: str  # ipv4 | ipv6
+    backend: str  # netns | docker
+    security: str  # none | ipsec | tls
+    operation: str  # echo | store | find | move
+    modality: str  # CT, MR, ... ('' for echo)
+    pdu: int  # maximum PDU length asked for (0 = unlimited)
+    repetition: int
+    objects: int
+    bytes: int
+    seconds: float  # the operation itself, association setup excluded
+    mbytes_per_s: float  # bytes / seconds / 1e6 (0 when nothing was moved)
+    setup_seconds: float  # association (and later handshake) setup
+    verified: str  # 'yes' | 'no' | '' (not applicable); integrity + authenticity at the receiver
+    ok: bool
+    detail: str  # status codes, mismatches or the error
+
+
+COLUMNS = tuple(f.name for f in fields(Row))
+
+
+def write_csv(path: Path, rows: list[Row]) -> None:
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow(asdict(row))
+    os.replace(tmp, path)
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _git_revision() -> str:
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True,
+                             text=True, timeout=5, check=False)
+    except OSError:
+        return "unknown"
+    return out.stdout.strip() if out.returncode == 0 else "unknown"
+
+
+def provenance(extra: dict[str, Any]) -> dict[str, Any]:
+    """What produced a result: software versions, kernel, machine, and the caller's details."""
+    return {
+        "teleradlab": _version("teleradlab"),
+        "git_revision": _git_revision(),
+        "python": platform.python_version(),
+        "packages": {d: _version(d) for d in ("pydicom", "pynetdicom", "pyroute2", "numpy",
+                                              "cryptography")},
+        "kernel": platform.release(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        **extra,
+    }
+
+
+def write_json(path: Path, doc: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(doc, indent=2, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
