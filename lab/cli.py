@@ -125,6 +125,18 @@ def _topology_table(topology: Topology) -> Table:
     return table
 
 
+def _print_services(lab: lifecycle.Lab) -> None:
+    from lab.names import LabPaths
+    from lab.services import dicom_services
+
+    for svc in dicom_services(lab.topology, LabPaths(lab.name)):
+        addrs = ", ".join(f"[{a.ip}]" if a.version == 6 else str(a.ip)
+                          for a in lab.topology.node(svc.node).addresses())
+        ae = next(a.split("=", 1)[1] for a in svc.argv if a.startswith("--ae="))
+        out.print(f"{svc.name}: AE {ae} on {svc.node} ({addrs}) port {svc.port}; "
+                  f"store {svc.store}, log {svc.log}")
+
+
 def _print_notes(topology: Topology) -> None:
     for note in topology.notes:
         out.print(f"[yellow]note:[/yellow] {escape(note)}")
@@ -157,6 +169,8 @@ def up(topology: str, name: str | None, no_check: bool, no_services: bool) -> No
         by_family = Counter(r.probe.family.label for r in lab.probes)
         detail = ", ".join(f"{fam} {n}" for fam, n in sorted(by_family.items()))
         out.print(f"reachability: {len(lab.probes)} pings answered ({detail})")
+    if not no_services:
+        _print_services(lab)
     _print_notes(lab.topology)
     out.print(
         f"[green]lab {lab.name!r} is up[/green] ({lab.seconds:.2f} s). Try: "
