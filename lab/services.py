@@ -28,27 +28,39 @@ class Service:
     log: Path
 
 
-def move_destinations(topology: Topology) -> dict[str, str]:
-    """C-MOVE destinations the PACS knows: ``MODALITY`` (IPv6 preferred when the modality has
-    it) and ``MODALITY-V4`` / ``MODALITY-V6`` for a given family, as ``AE=HOST:PORT``."""
+def receivers(topology: Topology) -> dict[str, str]:
+    """Nodes that run a receiver of C-MOVE results, and its AE title: the (first) modality as
+    ``MODALITY``, every workstation under its node name in capitals."""
     out: dict[str, str] = {}
     for node in topology.nodes:
-        if node.role is not Role.MODALITY:
-            continue
+        if node.role is Role.MODALITY and MODALITY_AE not in out.values():
+            out[node.name] = MODALITY_AE
+        elif node.role in (Role.MODALITY, Role.WORKSTATION):
+            out[node.name] = node.name.upper()
+    return out
+
+
+def move_destinations(topology: Topology) -> dict[str, str]:
+    """C-MOVE destinations the PACS knows, as ``AE -> HOST:PORT``: each receiver under its AE
+    title (its IPv6 address when it has one), and as ``AE-V4`` / ``AE-V6`` for one family."""
+    out: dict[str, str] = {}
+    for node_name, ae in receivers(topology).items():
+        node = topology.node(node_name)
         for family in (Family.IPV4, Family.IPV6):
             addr = node.addresses(family)
             if addr:
                 where = f"{addr[0].ip}:{MODALITY_STORE_PORT}"
-                out[f"{MODALITY_AE}-V{family.version}"] = where
-                out[MODALITY_AE] = where  # the last family wins: IPv6 when present
-        break
+                out[f"{ae}-V{family.version}"] = where
+                out[ae] = where  # the last family wins: IPv6 when present
     return out
 
 
 def dicom_services(topology: Topology, paths: LabPaths) -> list[Service]:
+    """The PACS on every pacs node and a C-MOVE receiver on the modality and workstations."""
     python = (sys.executable, "-m")
     services = []
     destinations = [f"--destination={ae}={w}" for ae, w in move_destinations(topology).items()]
+    ae_of = receivers(topology)
     for node in topology.nodes:
         base = paths.node_data(node.name)
         if node.role is Role.PACS:
@@ -56,11 +68,12 @@ def dicom_services(topology: Topology, paths: LabPaths) -> list[Service]:
                     f"--port={PACS_PORT}", "-v", *destinations)
             services.append(Service(node.name, "pacs", PACS_PORT, argv, base / "store",
                                     base / "pacs.log"))
-        elif node.role is Role.MODALITY:
+        elif node.name in ae_of:
             argv = (*python, "lab.dicom.pacs", f"--root={base / 'received'}",
-                    f"--ae={MODALITY_AE}", f"--port={MODALITY_STORE_PORT}", "--storage-only", "-v")
-            services.append(Service(node.name, "storescp", MODALITY_STORE_PORT, argv,
-                                    base / "received", base / "storescp.log"))
+                    f"--ae={ae_of[node.name]}", f"--port={MODALITY_STORE_PORT}",
+                    "--storage-only", "-v")
+            services.append(Service(node.name, "receiver", MODALITY_STORE_PORT, argv,
+                                    base / "received", base / "receiver.log"))
     return services
 
 
