@@ -10,7 +10,9 @@ Layout under the store's root::
 Storing never decodes the dataset received over the network: the element headers of the encoded
 bytes are walked (PS3.5 7.1, 7.5) to prove the dataset complete and well formed, only the
 attributes the index needs are decoded, and the bytes are written unchanged after a File Meta
-Information header (PS3.10 7.1). So storing costs little more than writing the bytes.
+Information header (PS3.10 7.1). So storing costs little more than writing the bytes. That
+reading and writing of encoded bytes is :mod:`lab.dicom.encoded`; what the index holds, and
+its table, is :mod:`lab.dicom.schema`.
 
 Crash safety rests on one ordering: a file is written in ``tmp/`` and fsync'ed, renamed into
 ``objects/`` (atomic on POSIX; the directory is fsync'ed too), and only then is its index row
@@ -26,87 +28,51 @@ import hashlib
 import logging
 import mmap
 import os
-import re
 import shutil
 import sqlite3
-import struct
 import tempfile
 import threading
-import uuid
-import zlib
 from collections.abc import Collection, Iterator, Mapping
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
-from io import BytesIO
 from pathlib import Path
-from typing import Any, BinaryIO, Literal, NoReturn
+from typing import Any, BinaryIO
 
-from pydicom.datadict import dictionary_VR, tag_for_keyword
-from pydicom.dataset import Dataset
-from pydicom.filereader import read_dataset
-from pydicom.multival import MultiValue
-from pydicom.uid import (
-    DeflatedExplicitVRLittleEndian,
-    ExplicitVRBigEndian,
-    ImplicitVRLittleEndian,
-    JPIPHTJ2KReferencedDeflate,
+from pydicom.datadict import tag_for_keyword
+
+from lab.dicom.encoded import (
+    IMPLEMENTATION_CLASS_UID,
+    IMPLEMENTATION_VERSION_NAME,
+    UID_PATTERN,
+    StoreError,
+    file_meta,
+    parse,
+    split_part10,
+)
+from lab.dicom.schema import (
+    ATTRIBUTES,
+    COLUMNS,
+    COMPUTED,
+    DDL,
+    LEVELS,
+    LISTS,
+    OBJECT_COLUMNS,
+    ORDER,
+    SCHEMA_VERSION,
+    UNIQUE_KEYS,
+    Level,
+    available,
 )
 
-from lab.errors import LabError
+#: The public interface, with what it re-exports from the modules it was split into.
+__all__ = ["ATTRIBUTES", "COMPUTED", "IMPLEMENTATION_CLASS_UID", "IMPLEMENTATION_VERSION_NAME",
+           "LEVELS", "UNIQUE_KEYS", "Level", "Recovery", "Store", "StoreError", "StoredObject",
+           "available", "study_paths"]
 
 log = logging.getLogger(__name__)
 
-Level = Literal["PATIENT", "STUDY", "SERIES", "IMAGE"]
-LEVELS: tuple[Level, ...] = ("PATIENT", "STUDY", "SERIES", "IMAGE")
-#: The unique key of each level (PS3.4 C.6.1.1, C.6.2.1).
-UNIQUE_KEYS: dict[Level, str] = {
-    "PATIENT": "PatientID",
-    "STUDY": "StudyInstanceUID",
-    "SERIES": "SeriesInstanceUID",
-    "IMAGE": "SOPInstanceUID",
-}
-#: The indexed attributes of each level (PS3.4 tables C.6-1 to C.6-4, C.6-5 to C.6-7).
-_INDEXED: dict[Level, tuple[str, ...]] = {
-    "PATIENT": ("PatientName", "PatientID", "PatientBirthDate", "PatientSex"),
-    "STUDY": ("StudyInstanceUID", "StudyDate", "StudyTime", "AccessionNumber", "StudyID",
-              "StudyDescription", "ReferringPhysicianName"),
-    "SERIES": ("SeriesInstanceUID", "Modality", "SeriesNumber", "SeriesDescription"),
-    "IMAGE": ("SOPInstanceUID", "SOPClassUID", "InstanceNumber"),
-}
-ATTRIBUTES: dict[str, Level] = {k: lv for lv, keys in _INDEXED.items() for k in keys}
-#: Attributes computed from the index at one level, and how (SQL over the level's rows).
-COMPUTED: dict[str, tuple[Level, str]] = {
-    "NumberOfPatientRelatedStudies": ("PATIENT", "COUNT(DISTINCT StudyInstanceUID)"),
-    "NumberOfPatientRelatedSeries": ("PATIENT", "COUNT(DISTINCT SeriesInstanceUID)"),
-    "NumberOfPatientRelatedInstances": ("PATIENT", "COUNT(*)"),
-    "ModalitiesInStudy": ("STUDY", "group_concat(DISTINCT Modality)"),
-    "SOPClassesInStudy": ("STUDY", "group_concat(DISTINCT SOPClassUID)"),
-    "NumberOfStudyRelatedSeries": ("STUDY", "COUNT(DISTINCT SeriesInstanceUID)"),
-    "NumberOfStudyRelatedInstances": ("STUDY", "COUNT(*)"),
-    "NumberOfSeriesRelatedInstances": ("SERIES", "COUNT(*)"),
-    "AvailableTransferSyntaxUID": ("IMAGE", "TransferSyntaxUID"),
-}
-_LISTS = frozenset({"ModalitiesInStudy", "SOPClassesInStudy"})  # CS/UI: ',' never occurs
-_ORDER: dict[Level, str] = {
-    "PATIENT": "PatientID",
-    "STUDY": "StudyDate, StudyTime, StudyInstanceUID",
-    "SERIES": "CAST(SeriesNumber AS INTEGER), SeriesInstanceUID",
-    "IMAGE": "CAST(InstanceNumber AS INTEGER), SOPInstanceUID",
-}
-
-#: Our implementation's identity in File Meta Information (PS3.10 7.1, PS3.7 D.3.3.2): a
-#: UUID-derived UID (PS3.5 B.2), so the lab needs no registered root.
-IMPLEMENTATION_CLASS_UID = f"2.25.{uuid.uuid5(uuid.NAMESPACE_URL, 'teleradlab:store').int}"
-IMPLEMENTATION_VERSION_NAME = "TELERADLAB_01"
-_SCHEMA_VERSION = 1
-_UID = re.compile(r"[0-9]+(\.[0-9]+)*")  # PS3.5 9.1; also keeps file names safe
-#: Deflate, JPIP Referenced Deflate (1.2.840.10008.1.2.4.95, not named by pydicom 3.0), HTJ2K.
-_DEFLATED = frozenset({DeflatedExplicitVRLittleEndian, "1.2.840.10008.1.2.4.95",
-                       JPIPHTJ2KReferencedDeflate})
-
-
-class StoreError(LabError):
-    """A dataset was refused (malformed, truncated, inconsistent) or the store is unusable."""
+#: What the index decodes of each dataset (keyword: tag).
+_WANTED = {k: tag_for_keyword(k) or 0 for k in ATTRIBUTES}
 
 
 @dataclass(frozen=True)
@@ -133,219 +99,6 @@ class Recovery:
     unreadable: tuple[Path, ...] = ()
 
 
-def available(level: Level) -> tuple[str, ...]:
-    """Keywords a record at ``level`` carries: the indexed attributes of that level and the
-    levels above, and the attributes computed at that level."""
-    depth = LEVELS.index(level)
-    plain = tuple(k for k, lv in ATTRIBUTES.items() if LEVELS.index(lv) <= depth)
-    return plain + tuple(k for k, (lv, _) in COMPUTED.items() if lv == level)
-
-
-# --- reading an encoded dataset without decoding it ----------------------------------------
-
-_ITEM, _ITEM_END, _SEQ_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
-_UNDEFINED = 0xFFFFFFFF
-_LONG_VRS = frozenset(
-    {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
-)
-_LAST_INDEXED = 0x00200013  # Instance Number: the index needs nothing past it
-_WANTED = {k: tag_for_keyword(k) or 0 for k in ATTRIBUTES}
-_MAX_DEPTH = 32
-_Buffer = bytes | mmap.mmap
-
-
-def _tag(tag: int) -> str:
-    return f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
-
-
-class _Walker:
-    """Walks the element headers of an encoded dataset (PS3.5 7.1, 7.5) skipping the values:
-    every defined length must fit and every undefined length must be closed by its delimiter,
-    which is what a truncated or garbled dataset fails. Records where the elements the index
-    needs end, so that only those bytes are decoded."""
-
-    def __init__(self, buf: _Buffer, start: int, *, little: bool) -> None:
-        self.buf, self.start, self.end = buf, start, len(buf)
-        endian = "<" if little else ">"
-        self.tag, self.u16, self.u32 = (struct.Struct(endian + f) for f in ("HH", "H", "L"))
-        self.index_end: int | None = None
-
-    def fail(self, pos: int, why: str) -> NoReturn:
-        raise StoreError(f"malformed dataset at byte {pos - self.start}: {why}")
-
-    def header(self, pos: int, implicit: bool) -> tuple[int, bytes, int, int]:
-        """Tag, VR (b'' if implicit), value length and value position of the element at pos."""
-        if pos + 8 > self.end:
-            self.fail(pos, "truncated element header")
-        group, element = self.tag.unpack_from(self.buf, pos)
-        tag = group << 16 | element
-        if implicit or tag >> 16 == 0xFFFE:  # items and delimiters never carry a VR
-            return tag, b"", self.u32.unpack_from(self.buf, pos + 4)[0], pos + 8
-        vr = bytes(self.buf[pos + 4 : pos + 6])
-        if not (vr.isalpha() and vr.isupper()):
-            self.fail(pos, f"invalid VR {vr!r} for {_tag(tag)}")
-        if vr not in _LONG_VRS:
-            return tag, vr, self.u16.unpack_from(self.buf, pos + 6)[0], pos + 8
-        if pos + 12 > self.end:
-            self.fail(pos, "truncated element header")
-        return tag, vr, self.u32.unpack_from(self.buf, pos + 8)[0], pos + 12
-
-    def skip(self, at: int, tag: int, pos: int, length: int) -> int:
-        if pos + length > self.end:
-            self.fail(at, f"{_tag(tag)} needs {length} bytes, {self.end - pos} left (truncated)")
-        return pos + length
-
-    def dataset(self, pos: int, implicit: bool, depth: int = 0) -> int:
-        """Walk one dataset: the top level runs to the end of the buffer, a nested one (an item
-        of undefined length) to its Item Delimitation Item. Returns the position after it."""
-        if depth > _MAX_DEPTH:
-            self.fail(pos, "sequences nested too deep")
-        last = -1
-        while pos < self.end:
-            at = pos
-            tag, vr, length, pos = self.header(pos, implicit)
-            if tag == _ITEM_END and depth:
-                return pos
-            if tag >> 16 == 0xFFFE:
-                self.fail(at, f"unexpected item or delimiter {_tag(tag)}")
-            if tag <= last:
-                self.fail(at, f"{_tag(tag)} after {_tag(last)}: tags must ascend (PS3.5 7.1)")
-            if not depth and tag >> 16 == 0x0002:
-                self.fail(at, "File Meta Information (group 0002) inside the dataset")
-            if not depth and tag > _LAST_INDEXED and self.index_end is None:
-                self.index_end = at
-            last = tag
-            if length != _UNDEFINED:
-                pos = self.skip(at, tag, pos, length)
-            elif implicit or vr in (b"SQ", b"UN", b"OB", b"OW"):
-                pos = self.items(pos, implicit or vr == b"UN", depth)  # UN: PS3.5 6.2.2
-            else:
-                self.fail(at, f"undefined length for VR {vr.decode()} of {_tag(tag)}")
-        if depth:
-            self.fail(pos, "item without Item Delimitation Item (truncated)")
-        return pos
-
-    def items(self, pos: int, implicit: bool, depth: int) -> int:
-        """Walk the items of an undefined-length value (a sequence, or encapsulated pixel data
-        fragments) up to its Sequence Delimitation Item."""
-        while True:
-            at = pos
-            tag, _, length, pos = self.header(pos, implicit=True)
-            if tag == _SEQ_END:
-                return pos
-            if tag != _ITEM:
-                self.fail(at, f"expected an item, found {_tag(tag)}")
-            if length == _UNDEFINED:
-                pos = self.dataset(pos, implicit, depth + 1)
-            else:
-                pos = self.skip(at, tag, pos, length)
-
-
-@dataclass(frozen=True)
-class _Parsed:
-    offset: int  # where the dataset starts in the input (after a Part-10 header, if any)
-    has_meta: bool
-    values: dict[str, str]
-
-
-def _split_part10(buf: _Buffer) -> tuple[int, Dataset | None]:
-    """Offset of the dataset and the File Meta Information if ``buf`` starts with a Part-10
-    header (128-byte preamble, 'DICM', group 0002 led by its group length: PS3.10 7.1)."""
-    if len(buf) < 132 or buf[128:132] != b"DICM":
-        return 0, None
-    if len(buf) < 144 or buf[132:138] != b"\x02\x00\x00\x00UL":
-        raise StoreError("File Meta Information lacks its group length (PS3.10 7.1)")
-    end = 144 + struct.unpack_from("<L", buf, 140)[0]
-    if end > len(buf):
-        raise StoreError("File Meta Information is truncated")
-    return end, read_dataset(BytesIO(buf[132:end]), False, True)
-
-
-def _syntax(ts: str) -> tuple[bool, bool, bool]:
-    """(implicit VR, little endian, deflated): every transfer syntax but these encodes the
-    dataset in explicit VR little endian (PS3.5 10 and Annex A)."""
-    return ts == ImplicitVRLittleEndian, ts != ExplicitVRBigEndian, ts in _DEFLATED
-
-
-def _inflate(buf: _Buffer, offset: int) -> bytes:
-    """The dataset of a deflated transfer syntax (raw RFC 1951 deflate, PS3.5 A.5)."""
-    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
-    try:
-        data = inflater.decompress(buf[offset:]) + inflater.flush()
-    except zlib.error as exc:
-        raise StoreError(f"malformed deflated dataset: {exc}") from None
-    if not inflater.eof:
-        raise StoreError("deflated dataset is truncated")
-    return data
-
-
-def _text(ds: Dataset, tag: int) -> str:
-    """One indexed value as text. PN/LO/SH are decoded with the Specific Character Set (PS3.5
-    6.1); the other indexed VRs (UI, DA, TM, CS, IS) use only the default repertoire, and taking
-    their bytes as they are keeps a malformed IS or DA from refusing the whole object."""
-    if dictionary_VR(tag) in ("PN", "LO", "SH"):
-        value = ds[tag].value
-        text = "\\".join(map(str, value)) if isinstance(value, MultiValue) else str(value or "")
-    else:
-        raw = ds.get_item(tag)
-        value = raw.value if raw is not None else b""
-        text = value.decode("ascii", "replace") if isinstance(value, bytes) else str(value or "")
-    return text.strip(" \x00")
-
-
-def _parse(buf: _Buffer, ts: str, sop_class: str, sop_instance: str) -> _Parsed:
-    """Validate an encoded dataset (optionally behind a Part-10 header) and decode the indexed
-    attributes, checking they agree with the request (PS3.4 B.2.3: refuse rather than guess)."""
-    offset, meta = _split_part10(buf)
-    if meta is not None:
-        found = (str(meta.get(k, "")) for k in
-                 ("TransferSyntaxUID", "MediaStorageSOPClassUID", "MediaStorageSOPInstanceUID"))
-        if tuple(found) != (ts, sop_class, sop_instance):
-            raise StoreError("the file's File Meta Information disagrees with the request")
-    implicit, little, deflated = _syntax(ts)
-    data, start = (_inflate(buf, offset), 0) if deflated else (buf, offset)
-    if start >= len(data):
-        raise StoreError("empty dataset")
-    walker = _Walker(data, start, little=little)
-    walker.dataset(start, implicit)
-    head = data[start : len(data) if walker.index_end is None else walker.index_end]
-    ds = read_dataset(BytesIO(head), implicit, little, specific_tags=list(_WANTED.values()))
-    values = {k: _text(ds, tag) if tag in ds else "" for k, tag in _WANTED.items()}
-    for keyword, expected in (("SOPClassUID", sop_class), ("SOPInstanceUID", sop_instance)):
-        if values[keyword] != expected:
-            raise StoreError(f"dataset {keyword} {values[keyword]!r} differs from the "
-                             f"request's {expected!r}")
-    for keyword in ("StudyInstanceUID", "SeriesInstanceUID"):
-        if not _UID.fullmatch(values[keyword]):
-            raise StoreError(f"dataset {keyword} {values[keyword]!r} is missing or not a UID "
-                             "(Type 1, PS3.3 C.7.2.1, C.7.3.1)")
-    return _Parsed(offset, meta is not None, values)
-
-
-def _meta_element(element: int, vr: bytes, value: bytes, pad: bytes = b"\0") -> bytes:
-    """One File Meta element, explicit VR little endian, padded to even length (PS3.5 7.1.2)."""
-    value += pad * (len(value) % 2)
-    if vr in _LONG_VRS:
-        return struct.pack("<HH2s2xL", 0x0002, element, vr, len(value)) + value
-    return struct.pack("<HH2sH", 0x0002, element, vr, len(value)) + value
-
-
-def _file_meta(ts: str, sop_class: str, sop_instance: str) -> bytes:
-    """Preamble, 'DICM' and the File Meta Information (PS3.10 7.1), encoded here: it is the
-    only thing the store encodes, and pydicom's writer would cost more than the rest of a
-    store."""
-    body = b"".join((
-        _meta_element(0x0001, b"OB", b"\0\1"),  # File Meta Information Version
-        _meta_element(0x0002, b"UI", sop_class.encode()),
-        _meta_element(0x0003, b"UI", sop_instance.encode()),
-        _meta_element(0x0010, b"UI", ts.encode()),
-        _meta_element(0x0012, b"UI", IMPLEMENTATION_CLASS_UID.encode()),
-        _meta_element(0x0013, b"SH", IMPLEMENTATION_VERSION_NAME.encode(), b" "),
-    ))
-    length = _meta_element(0x0000, b"UL", struct.pack("<L", len(body)))
-    return b"\0" * 128 + b"DICM" + length + body
-
-
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -355,20 +108,6 @@ def _fsync_dir(path: Path) -> None:
 
 
 # --- the store --------------------------------------------------------------------------------
-
-_OBJECT = ("path", "size", "SOPClassUID", "SOPInstanceUID", "TransferSyntaxUID",
-           "StudyInstanceUID", "SeriesInstanceUID")
-_COLUMNS = (*ATTRIBUTES, "TransferSyntaxUID", "path", "size", "mtime_ns")
-_DDL = f"""
-CREATE TABLE IF NOT EXISTS instances (
-    {", ".join(f"{k} TEXT NOT NULL" for k in (*ATTRIBUTES, "TransferSyntaxUID"))},
-    path TEXT NOT NULL UNIQUE, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
-    PRIMARY KEY (SOPInstanceUID)) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS by_patient ON instances (PatientID);
-CREATE INDEX IF NOT EXISTS by_study ON instances (StudyInstanceUID);
-CREATE INDEX IF NOT EXISTS by_series ON instances (SeriesInstanceUID);
-PRAGMA user_version = {_SCHEMA_VERSION};
-"""
 
 
 class Store:
@@ -405,9 +144,9 @@ class Store:
             db.execute("PRAGMA journal_mode = WAL")
             # A commit lost to a power cut only leaves a file unindexed, which open() repairs.
             db.execute("PRAGMA synchronous = NORMAL")
-            if db.execute("PRAGMA user_version").fetchone()[0] not in (0, _SCHEMA_VERSION):
+            if db.execute("PRAGMA user_version").fetchone()[0] not in (0, SCHEMA_VERSION):
                 db.execute("DROP TABLE IF EXISTS instances")  # rebuilt from the files below
-            db.executescript(_DDL)
+            db.executescript(DDL)
         except sqlite3.Error as exc:
             os.close(lock_fd)
             raise StoreError(f"cannot open the index of {root}: {exc}") from exc
@@ -449,12 +188,12 @@ class Store:
         ts, sop_class, sop = (str(u).strip(" \0") for u in
                               (transfer_syntax_uid, sop_class_uid, sop_instance_uid))
         for name, uid in (("Transfer Syntax", ts), ("SOP Class", sop_class), ("SOP Instance", sop)):
-            if len(uid) > 64 or not _UID.fullmatch(uid):
+            if len(uid) > 64 or not UID_PATTERN.fullmatch(uid):
                 raise StoreError(f"{name} UID {uid!r} is not a valid UID (PS3.5 9.1)")
         if isinstance(dataset, Path):
             return self._store_file(dataset, ts, sop_class, sop)
-        parsed = _parse(dataset, ts, sop_class, sop)
-        tmp = self._write_temp(_file_meta(ts, sop_class, sop), memoryview(dataset)[parsed.offset:])
+        parsed = parse(dataset, ts, sop_class, sop, _WANTED)
+        tmp = self._write_temp(file_meta(ts, sop_class, sop), memoryview(dataset)[parsed.offset:])
         return self._commit(tmp, parsed.values, ts)
 
     def _store_file(self, source: Path, ts: str, sop_class: str, sop: str) -> StoredObject:
@@ -462,12 +201,12 @@ class Store:
             if os.fstat(src.fileno()).st_size == 0:
                 raise StoreError("empty dataset")
             with mmap.mmap(src.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-                parsed = _parse(mapped, ts, sop_class, sop)
+                parsed = parse(mapped, ts, sop_class, sop, _WANTED)
             if parsed.has_meta and source.absolute().parent == self.tmp_dir:
                 os.fsync(src.fileno())
                 return self._commit(source, parsed.values, ts)
             src.seek(parsed.offset)
-            tmp = self._write_temp(_file_meta(ts, sop_class, sop), src)
+            tmp = self._write_temp(file_meta(ts, sop_class, sop), src)
         return self._commit(tmp, parsed.values, ts)
 
     def _write_temp(self, header: bytes, body: memoryview | BinaryIO) -> Path:
@@ -512,11 +251,11 @@ class Store:
         stat = path.stat()
         row = {**values, "TransferSyntaxUID": ts, "path": path.relative_to(self.root).as_posix(),
                "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-        sql = (f"INSERT OR REPLACE INTO instances ({', '.join(_COLUMNS)}) "
-               f"VALUES ({', '.join('?' * len(_COLUMNS))})")
+        sql = (f"INSERT OR REPLACE INTO instances ({', '.join(COLUMNS)}) "
+               f"VALUES ({', '.join('?' * len(COLUMNS))})")
         try:
             with self._transaction():
-                self._db.execute(sql, [row[c] for c in _COLUMNS])
+                self._db.execute(sql, [row[c] for c in COLUMNS])
         except sqlite3.Error as exc:  # the file is complete: the next open() indexes it
             raise StoreError(f"cannot index {path.name}: {exc}") from exc
         return row
@@ -534,7 +273,7 @@ class Store:
     # --- reading ---------------------------------------------------------------------------
 
     def _object(self, row: Mapping[str, Any]) -> StoredObject:
-        return StoredObject(self.root / row["path"], *(row[c] for c in _OBJECT[1:]))
+        return StoredObject(self.root / row["path"], *(row[c] for c in OBJECT_COLUMNS[1:]))
 
     def count(self) -> int:
         """Number of stored SOP Instances."""
@@ -544,7 +283,7 @@ class Store:
     def get(self, sop_instance_uid: str) -> StoredObject | None:
         """The stored object of that SOP Instance UID, if any."""
         with self._lock:
-            row = self._db.execute(f"SELECT {', '.join(_OBJECT)} FROM instances "
+            row = self._db.execute(f"SELECT {', '.join(OBJECT_COLUMNS)} FROM instances "
                                    "WHERE SOPInstanceUID = ?", (sop_instance_uid,)).fetchone()
         return None if row is None else self._object(row)
 
@@ -560,8 +299,9 @@ class Store:
             raise StoreError(f"a {level}-level retrieve needs {UNIQUE_KEYS[level]} and may add "
                              f"only unique keys of the levels above, not {sorted(keys)}")
         where, params = _where(keys)
-        sql = (f"SELECT {', '.join(_OBJECT)} FROM instances{where} ORDER BY StudyInstanceUID, "
-               "SeriesInstanceUID, CAST(InstanceNumber AS INTEGER), SOPInstanceUID")
+        sql = (f"SELECT {', '.join(OBJECT_COLUMNS)} FROM instances{where} "
+               "ORDER BY StudyInstanceUID, SeriesInstanceUID, CAST(InstanceNumber AS INTEGER), "
+               "SOPInstanceUID")
         with self._lock:
             rows = self._db.execute(sql, params).fetchall()
         return [self._object(row) for row in rows]
@@ -576,10 +316,10 @@ class Store:
         columns = [n if n in ATTRIBUTES else f"{COMPUTED[n][1]} AS {n}" for n in names]
         where, params = _where(restrict or {})
         group = "" if level == "IMAGE" else f" GROUP BY {UNIQUE_KEYS[level]}"
-        sql = f"SELECT {', '.join(columns)} FROM instances{where}{group} ORDER BY {_ORDER[level]}"
+        sql = f"SELECT {', '.join(columns)} FROM instances{where}{group} ORDER BY {ORDER[level]}"
         with self._lock:
             rows = self._db.execute(sql, params).fetchall()
-        return [{n: sorted(filter(None, (row[n] or "").split(","))) if n in _LISTS else row[n]
+        return [{n: sorted(filter(None, (row[n] or "").split(","))) if n in LISTS else row[n]
                  for n in names} for row in rows]
 
     # --- recovery --------------------------------------------------------------------------
@@ -620,15 +360,15 @@ class Store:
             if os.fstat(src.fileno()).st_size == 0:
                 raise StoreError("empty file")
             with mmap.mmap(src.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-                _, meta = _split_part10(mapped)
+                _, meta = split_part10(mapped)
                 if meta is None:
                     raise StoreError("not a DICOM Part-10 file")
-                uids = [str(meta.get(k, "")) for k in ("TransferSyntaxUID",
-                        "MediaStorageSOPClassUID", "MediaStorageSOPInstanceUID")]
-                parsed = _parse(mapped, *uids)
-        if self._final_path(uids[2]) != path:
-            raise StoreError(f"its SOP Instance UID {uids[2]} belongs elsewhere")
-        self._upsert(path, parsed.values, uids[0])
+                ts, sop_class, sop = (str(meta.get(k, "")) for k in ("TransferSyntaxUID",
+                                      "MediaStorageSOPClassUID", "MediaStorageSOPInstanceUID"))
+                parsed = parse(mapped, ts, sop_class, sop, _WANTED)
+        if self._final_path(sop) != path:
+            raise StoreError(f"its SOP Instance UID {sop} belongs elsewhere")
+        self._upsert(path, parsed.values, ts)
 
 
 def _where(keys: Mapping[str, str | Collection[str]]) -> tuple[str, list[str]]:

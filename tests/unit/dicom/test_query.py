@@ -32,7 +32,7 @@ from pynetdicom.dsutils import decode, encode
 from lab.dicom.query import QueryError, find, resolve_move
 from lab.dicom.store import Store
 
-from .test_store import make_dataset, put
+from .conftest import make_dataset, put
 
 # Queries carry values pydicom finds invalid for their VR on purpose (ranges, wildcards).
 pytestmark = pytest.mark.filterwarnings("ignore:Invalid value for VR:UserWarning")

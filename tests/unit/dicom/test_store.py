@@ -2,7 +2,7 @@
 
 Every test uses a real store in tmp_path; crashes are simulated by leaving behind what a crash
 leaves (scratch files, files without rows, rows without files) or by killing a real process.
-The dataset helpers here are shared with test_query.
+The dataset helpers (make_dataset, encoded, put) are in conftest.py, shared with test_query.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import textwrap
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from pydicom import dcmread
@@ -33,7 +32,7 @@ from pydicom.uid import (
     JPEGBaseline8Bit,
     MRImageStorage,
 )
-from pynetdicom.dsutils import create_file_meta, encode
+from pynetdicom.dsutils import create_file_meta
 
 from lab.dicom.store import (
     IMPLEMENTATION_CLASS_UID,
@@ -44,51 +43,10 @@ from lab.dicom.store import (
     StoreError,
 )
 
-STUDY = "1.2.826.0.1.3680043.10.1.1"
-SERIES = "1.2.826.0.1.3680043.10.1.1.1"
-SOP = "1.2.826.0.1.3680043.10.1.1.1.1"
+from .conftest import SERIES, SOP, STUDY, encoded, make_dataset, put
+
 UNCOMPRESSED = [ImplicitVRLittleEndian, ExplicitVRLittleEndian, ExplicitVRBigEndian,
                 DeflatedExplicitVRLittleEndian]
-
-DEFAULTS: dict[str, Any] = {
-    "PatientName": "Doe^John", "PatientID": "PAT1", "PatientBirthDate": "19600101",
-    "PatientSex": "M", "StudyDate": "20070115", "StudyTime": "101500",
-    "AccessionNumber": "ACC1", "StudyID": "1", "StudyDescription": "CT HEAD",
-    "ReferringPhysicianName": "House^Gregory", "Modality": "CT", "SeriesNumber": 1,
-    "SeriesDescription": "AXIAL", "InstanceNumber": 1,
-}
-
-
-def make_dataset(sop: str = SOP, *, study: str = STUDY, series: str = SERIES,
-                 sop_class: str = CTImageStorage, pixels: bytes = bytes(range(128)),
-                 **attributes: Any) -> Dataset:
-    """A small image (8x8, 16 bits); an attribute given as None is left out."""
-    ds = Dataset()
-    ds.SOPClassUID = sop_class
-    ds.SOPInstanceUID = sop
-    ds.StudyInstanceUID = study
-    ds.SeriesInstanceUID = series
-    for keyword, value in {**DEFAULTS, **attributes}.items():
-        if value is not None:
-            setattr(ds, keyword, value)
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.Rows = ds.Columns = 8
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-    ds.PixelData = pixels
-    return ds
-
-
-def encoded(ds: Dataset, ts: str = ExplicitVRLittleEndian) -> bytes:
-    """The dataset as an SCU sends it in a C-STORE request (no File Meta Information)."""
-    data = encode(ds, ts == ImplicitVRLittleEndian, ts != ExplicitVRBigEndian,
-                  deflated=ts == DeflatedExplicitVRLittleEndian)
-    assert data is not None
-    return data
-
-
-def put(store: Store, ds: Dataset, ts: str = ExplicitVRLittleEndian) -> StoredObject:
-    return store.store_encoded(encoded(ds, ts), ts, ds.SOPClassUID, ds.SOPInstanceUID)
 
 
 def dataset_offset(data: bytes) -> int:

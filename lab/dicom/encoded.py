@@ -1,0 +1,264 @@
+"""Encoded DICOM datasets, read and written without decoding them: what lets the store
+(:mod:`lab.dicom.store`) keep a received dataset's bytes unchanged and still refuse a bad one.
+
+- The element headers of an encoded dataset are walked (PS3.5 7.1, 7.5), skipping the values,
+  which proves the dataset complete and well formed; only the leading attributes an index needs
+  are then decoded (:func:`parse`).
+- A Part-10 header, when present, is split off and its File Meta Information read (PS3.10 7.1:
+  :func:`split_part10`); the store writes its own with :func:`file_meta`, the only thing it
+  encodes.
+"""
+
+from __future__ import annotations
+
+import mmap
+import re
+import struct
+import uuid
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from io import BytesIO
+from typing import NoReturn
+
+from pydicom.datadict import dictionary_VR
+from pydicom.dataset import Dataset
+from pydicom.filereader import read_dataset
+from pydicom.multival import MultiValue
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ImplicitVRLittleEndian,
+    JPIPHTJ2KReferencedDeflate,
+)
+
+from lab.errors import LabError
+
+#: Our implementation's identity in File Meta Information (PS3.10 7.1, PS3.7 D.3.3.2): a
+#: UUID-derived UID (PS3.5 B.2), so the lab needs no registered root.
+IMPLEMENTATION_CLASS_UID = f"2.25.{uuid.uuid5(uuid.NAMESPACE_URL, 'teleradlab:store').int}"
+IMPLEMENTATION_VERSION_NAME = "TELERADLAB_01"
+UID_PATTERN = re.compile(r"[0-9]+(\.[0-9]+)*")  # PS3.5 9.1; also keeps file names safe
+#: Deflate, JPIP Referenced Deflate (1.2.840.10008.1.2.4.95, not named by pydicom 3.0), HTJ2K.
+_DEFLATED = frozenset({DeflatedExplicitVRLittleEndian, "1.2.840.10008.1.2.4.95",
+                       JPIPHTJ2KReferencedDeflate})
+
+
+class StoreError(LabError):
+    """A dataset was refused (malformed, truncated, inconsistent) or the store is unusable.
+
+    Defined here because the checks of this module raise it; :mod:`lab.dicom.store` is its
+    public home."""
+
+
+_ITEM, _ITEM_END, _SEQ_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
+_UNDEFINED = 0xFFFFFFFF
+_LONG_VRS = frozenset(
+    {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
+)
+_MAX_DEPTH = 32
+#: What can be parsed: bytes, or a file mapped into memory.
+Buffer = bytes | mmap.mmap
+
+
+def _tag(tag: int) -> str:
+    return f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
+
+
+class _Walker:
+    """Walks the element headers of an encoded dataset (PS3.5 7.1, 7.5) skipping the values:
+    every defined length must fit and every undefined length must be closed by its delimiter,
+    which is what a truncated or garbled dataset fails. Records where the elements the index
+    needs end (``index_end``), so that only those bytes are decoded."""
+
+    def __init__(self, buf: Buffer, start: int, *, little: bool, last_wanted: int) -> None:
+        self.buf, self.start, self.end = buf, start, len(buf)
+        self.last_wanted = last_wanted  # the highest tag to decode: nothing past it is needed
+        endian = "<" if little else ">"
+        self.tag, self.u16, self.u32 = (struct.Struct(endian + f) for f in ("HH", "H", "L"))
+        self.index_end: int | None = None
+
+    def fail(self, pos: int, why: str) -> NoReturn:
+        raise StoreError(f"malformed dataset at byte {pos - self.start}: {why}")
+
+    def header(self, pos: int, implicit: bool) -> tuple[int, bytes, int, int]:
+        """Tag, VR (b'' if implicit), value length and value position of the element at pos."""
+        if pos + 8 > self.end:
+            self.fail(pos, "truncated element header")
+        group, element = self.tag.unpack_from(self.buf, pos)
+        tag = group << 16 | element
+        if implicit or tag >> 16 == 0xFFFE:  # items and delimiters never carry a VR
+            return tag, b"", self.u32.unpack_from(self.buf, pos + 4)[0], pos + 8
+        vr = bytes(self.buf[pos + 4 : pos + 6])
+        if not (vr.isalpha() and vr.isupper()):
+            self.fail(pos, f"invalid VR {vr!r} for {_tag(tag)}")
+        if vr not in _LONG_VRS:
+            return tag, vr, self.u16.unpack_from(self.buf, pos + 6)[0], pos + 8
+        if pos + 12 > self.end:
+            self.fail(pos, "truncated element header")
+        return tag, vr, self.u32.unpack_from(self.buf, pos + 8)[0], pos + 12
+
+    def skip(self, at: int, tag: int, pos: int, length: int) -> int:
+        if pos + length > self.end:
+            self.fail(at, f"{_tag(tag)} needs {length} bytes, {self.end - pos} left (truncated)")
+        return pos + length
+
+    def dataset(self, pos: int, implicit: bool, depth: int = 0) -> int:
+        """Walk one dataset: the top level runs to the end of the buffer, a nested one (an item
+        of undefined length) to its Item Delimitation Item. Returns the position after it."""
+        if depth > _MAX_DEPTH:
+            self.fail(pos, "sequences nested too deep")
+        last = -1
+        while pos < self.end:
+            at = pos
+            tag, vr, length, pos = self.header(pos, implicit)
+            if tag == _ITEM_END and depth:
+                return pos
+            if tag >> 16 == 0xFFFE:
+                self.fail(at, f"unexpected item or delimiter {_tag(tag)}")
+            if tag <= last:
+                self.fail(at, f"{_tag(tag)} after {_tag(last)}: tags must ascend (PS3.5 7.1)")
+            if not depth and tag >> 16 == 0x0002:
+                self.fail(at, "File Meta Information (group 0002) inside the dataset")
+            if not depth and tag > self.last_wanted and self.index_end is None:
+                self.index_end = at
+            last = tag
+            if length != _UNDEFINED:
+                pos = self.skip(at, tag, pos, length)
+            elif implicit or vr in (b"SQ", b"UN", b"OB", b"OW"):
+                pos = self.items(pos, implicit or vr == b"UN", depth)  # UN: PS3.5 6.2.2
+            else:
+                self.fail(at, f"undefined length for VR {vr.decode()} of {_tag(tag)}")
+        if depth:
+            self.fail(pos, "item without Item Delimitation Item (truncated)")
+        return pos
+
+    def items(self, pos: int, implicit: bool, depth: int) -> int:
+        """Walk the items of an undefined-length value (a sequence, or encapsulated pixel data
+        fragments) up to its Sequence Delimitation Item."""
+        while True:
+            at = pos
+            tag, _, length, pos = self.header(pos, implicit=True)
+            if tag == _SEQ_END:
+                return pos
+            if tag != _ITEM:
+                self.fail(at, f"expected an item, found {_tag(tag)}")
+            if length == _UNDEFINED:
+                pos = self.dataset(pos, implicit, depth + 1)
+            else:
+                pos = self.skip(at, tag, pos, length)
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """What :func:`parse` found: the dataset's position, whether a Part-10 header led it, and
+    the wanted attributes as text."""
+
+    offset: int  # where the dataset starts in the input (after a Part-10 header, if any)
+    has_meta: bool
+    values: dict[str, str]
+
+
+def split_part10(buf: Buffer) -> tuple[int, Dataset | None]:
+    """Offset of the dataset and the File Meta Information if ``buf`` starts with a Part-10
+    header (128-byte preamble, 'DICM', group 0002 led by its group length: PS3.10 7.1)."""
+    if len(buf) < 132 or buf[128:132] != b"DICM":
+        return 0, None
+    if len(buf) < 144 or buf[132:138] != b"\x02\x00\x00\x00UL":
+        raise StoreError("File Meta Information lacks its group length (PS3.10 7.1)")
+    end = 144 + struct.unpack_from("<L", buf, 140)[0]
+    if end > len(buf):
+        raise StoreError("File Meta Information is truncated")
+    return end, read_dataset(BytesIO(buf[132:end]), False, True)
+
+
+def _syntax(ts: str) -> tuple[bool, bool, bool]:
+    """(implicit VR, little endian, deflated): every transfer syntax but these encodes the
+    dataset in explicit VR little endian (PS3.5 10 and Annex A)."""
+    return ts == ImplicitVRLittleEndian, ts != ExplicitVRBigEndian, ts in _DEFLATED
+
+
+def _inflate(buf: Buffer, offset: int) -> bytes:
+    """The dataset of a deflated transfer syntax (raw RFC 1951 deflate, PS3.5 A.5)."""
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    try:
+        data = inflater.decompress(buf[offset:]) + inflater.flush()
+    except zlib.error as exc:
+        raise StoreError(f"malformed deflated dataset: {exc}") from None
+    if not inflater.eof:
+        raise StoreError("deflated dataset is truncated")
+    return data
+
+
+def _text(ds: Dataset, tag: int) -> str:
+    """One indexed value as text. PN/LO/SH are decoded with the Specific Character Set (PS3.5
+    6.1); the other indexed VRs (UI, DA, TM, CS, IS) use only the default repertoire, and taking
+    their bytes as they are keeps a malformed IS or DA from refusing the whole object."""
+    if dictionary_VR(tag) in ("PN", "LO", "SH"):
+        value = ds[tag].value
+        text = "\\".join(map(str, value)) if isinstance(value, MultiValue) else str(value or "")
+    else:
+        raw = ds.get_item(tag)
+        value = raw.value if raw is not None else b""
+        text = value.decode("ascii", "replace") if isinstance(value, bytes) else str(value or "")
+    return text.strip(" \x00")
+
+
+def parse(buf: Buffer, ts: str, sop_class: str, sop_instance: str,
+          wanted: Mapping[str, int]) -> Parsed:
+    """Validate an encoded dataset (optionally behind a Part-10 header) and decode the
+    ``wanted`` attributes (keyword: tag, an absent one as ''), checking they agree with the
+    request (PS3.4 B.2.3: refuse rather than guess). ``wanted`` must hold the SOP Class,
+    SOP Instance, Study Instance and Series Instance UIDs, which are checked."""
+    offset, meta = split_part10(buf)
+    if meta is not None:
+        found = (str(meta.get(k, "")) for k in
+                 ("TransferSyntaxUID", "MediaStorageSOPClassUID", "MediaStorageSOPInstanceUID"))
+        if tuple(found) != (ts, sop_class, sop_instance):
+            raise StoreError("the file's File Meta Information disagrees with the request")
+    implicit, little, deflated = _syntax(ts)
+    data, start = (_inflate(buf, offset), 0) if deflated else (buf, offset)
+    if start >= len(data):
+        raise StoreError("empty dataset")
+    walker = _Walker(data, start, little=little, last_wanted=max(wanted.values()))
+    walker.dataset(start, implicit)
+    head = data[start : len(data) if walker.index_end is None else walker.index_end]
+    try:  # pydicom decodes values lazily: one it cannot decode (unknown VR, PS3.5 6.2) is bad input
+        ds = read_dataset(BytesIO(head), implicit, little, specific_tags=list(wanted.values()))
+        values = {k: _text(ds, tag) if tag in ds else "" for k, tag in wanted.items()}
+    except (NotImplementedError, ValueError) as exc:
+        raise StoreError(f"cannot decode the indexed attributes: {exc}") from None
+    for keyword, expected in (("SOPClassUID", sop_class), ("SOPInstanceUID", sop_instance)):
+        if values[keyword] != expected:
+            raise StoreError(f"dataset {keyword} {values[keyword]!r} differs from the "
+                             f"request's {expected!r}")
+    for keyword in ("StudyInstanceUID", "SeriesInstanceUID"):
+        if not UID_PATTERN.fullmatch(values[keyword]):
+            raise StoreError(f"dataset {keyword} {values[keyword]!r} is missing or not a UID "
+                             "(Type 1, PS3.3 C.7.2.1, C.7.3.1)")
+    return Parsed(offset, meta is not None, values)
+
+
+def _meta_element(element: int, vr: bytes, value: bytes, pad: bytes = b"\0") -> bytes:
+    """One File Meta element, explicit VR little endian, padded to even length (PS3.5 7.1.2)."""
+    value += pad * (len(value) % 2)
+    if vr in _LONG_VRS:
+        return struct.pack("<HH2s2xL", 0x0002, element, vr, len(value)) + value
+    return struct.pack("<HH2sH", 0x0002, element, vr, len(value)) + value
+
+
+def file_meta(ts: str, sop_class: str, sop_instance: str) -> bytes:
+    """Preamble, 'DICM' and the File Meta Information (PS3.10 7.1), encoded here: it is the
+    only thing the store encodes, and pydicom's writer would cost more than the rest of a
+    store."""
+    body = b"".join((
+        _meta_element(0x0001, b"OB", b"\0\1"),  # File Meta Information Version
+        _meta_element(0x0002, b"UI", sop_class.encode()),
+        _meta_element(0x0003, b"UI", sop_instance.encode()),
+        _meta_element(0x0010, b"UI", ts.encode()),
+        _meta_element(0x0012, b"UI", IMPLEMENTATION_CLASS_UID.encode()),
+        _meta_element(0x0013, b"SH", IMPLEMENTATION_VERSION_NAME.encode(), b" "),
+    ))
+    length = _meta_element(0x0000, b"UL", struct.pack("<L", len(body)))
+    return b"\0" * 128 + b"DICM" + length + body
+
