@@ -99,6 +99,19 @@ class Archive:
         log.info("stored %s (%d bytes)", obj.sop_instance_uid, obj.size)
         return SUCCESS
 
+    def on_close(self, event: Any) -> None:
+        """Discard a C-STORE dataset cut off by an A-ABORT or a dropped connection.
+
+        pynetdicom's chunked receive writes a dataset into the store's tmp/ as it arrives and
+        removes the file only after the C-STORE handler ran; a dataset whose association ended
+        first would stay there, its descriptor open, until the archive restarts."""
+        message = getattr(event.assoc.dimse, "message", None)
+        partial = getattr(message, "_data_set_file", None)
+        if partial is not None:
+            partial.close()
+            Path(partial.name).unlink(missing_ok=True)
+            log.warning("discarded a C-STORE dataset cut off by the end of its association")
+
     def _query(self, event: Any) -> tuple[str, str, Dataset]:
         identifier = event.identifier
         model = MODELS[event.request.AffectedSOPClassUID]
@@ -185,7 +198,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     tempfile.tempdir = str(store.tmp_dir)
     archive = Archive(store, dict(parse_destination(d) for d in args.destination))
     ae = build_ae(args.ae, storage_only=args.storage_only, max_pdu=args.pdu)
-    handlers: list[Any] = [(evt.EVT_C_STORE, archive.on_store)]
+    handlers: list[Any] = [(evt.EVT_C_STORE, archive.on_store),
+                           (evt.EVT_CONN_CLOSE, archive.on_close)]
     if not args.storage_only:
         handlers += [(evt.EVT_C_FIND, archive.on_find), (evt.EVT_C_MOVE, archive.on_move)]
     server = ae.start_server((args.bind, args.port), block=False, evt_handlers=handlers)

@@ -25,6 +25,7 @@ from typing import Any
 from pydicom.dataset import Dataset
 from pydicom.filereader import read_file_meta_info
 from pynetdicom import _config, build_context
+from pynetdicom.pdu_primitives import MaximumLengthNotification
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     PatientRootQueryRetrieveInformationModelFind,
     PatientRootQueryRetrieveInformationModelMove,
@@ -61,10 +62,23 @@ def _associate(ae: TunedAE, args: argparse.Namespace) -> tuple[Any, float]:
     if not assoc.is_established:
         why = "rejected" if assoc.is_rejected else "aborted" if assoc.is_aborted else "failed"
         raise ScuError(f"association with {args.called} at [{args.host}]:{args.port} {why}")
-    peer_max = assoc.acceptor.maximum_length
-    if args.pdu and (peer_max == 0 or args.pdu < peer_max):
-        assoc.acceptor.maximum_length = args.pdu  # send no PDU larger than --pdu
+    try:
+        _cap_pdu(assoc, args.pdu)
+    except BaseException:
+        assoc.abort()
+        raise
     return assoc, setup
+
+
+def _cap_pdu(assoc: Any, pdu: int) -> None:
+    """Send no PDU larger than ``pdu``. pynetdicom refuses to set maximum_length once the
+    association is negotiated, but fragments P-DATA by the peer's Maximum Length item
+    (PS3.8 D.1) of the A-ASSOCIATE-AC, so that item is lowered in place."""
+    peer_max = assoc.acceptor.maximum_length
+    if pdu and (peer_max == 0 or pdu < peer_max):
+        for item in assoc.acceptor.user_information:
+            if isinstance(item, MaximumLengthNotification):
+                item.maximum_length_received = pdu
 
 
 def echo(args: argparse.Namespace) -> dict[str, Any]:
