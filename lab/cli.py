@@ -81,8 +81,9 @@ def main(verbose: bool) -> None:
     """teleradlab: a network lab for secure medical-image (DICOM) transfer.
 
     Builds two hospital sites joined by an emulated WAN (IPv4-only, IPv6-only or mixed) out of
-    Linux network namespaces, so DICOM transfers can be run, secured and measured on one machine.
-    Building labs needs root.
+    Linux network namespaces, with a PACS and a modality that speak DICOM (C-ECHO, C-STORE,
+    C-FIND, C-MOVE), so transfers can be run, verified and measured on one machine. Building labs
+    needs root.
 
     \b
     Typical session:
@@ -90,6 +91,7 @@ def main(verbose: bool) -> None:
       teleradlab up ipv6                  build the shipped IPv6 lab, prove reachability
       teleradlab status                   nodes, interfaces, addresses, processes
       teleradlab exec modality -- ping -c1 pacs
+      teleradlab run --lab ipv6 --modality CT,MR   timed, verified DICOM transfers
       teleradlab down                     remove it
       teleradlab clean                    remove anything any lab left behind
     """
