@@ -23,7 +23,7 @@ from rich.table import Table
 from lab import __version__, cleanup, lifecycle
 from lab import topology as topology_file
 from lab.backends.base import Progress
-from lab.errors import LabError
+from lab.errors import LabError, LabExistsError
 from lab.inspect import live_nodes, status_document
 from lab.model import Topology
 
@@ -306,7 +306,8 @@ def doctor(as_json: bool) -> None:
               "studies (corrupt files are reported and skipped).")
 @click.option("--pdu", type=int, default=0, show_default=True,
               help="Maximum PDU length, 16384 and up, or 0 for unlimited.")
-@click.option("--repeat", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--repeat", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Repetitions of the whole echo/store/find/move sequence.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the generator.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Results folder (default: results/<topology>-<time>).")
@@ -337,7 +338,12 @@ def run(topology: str | None, lab_name: str | None, modalities: str, objects: in
                                  repeat=repeat, out=out, input_dir=input_dir, objects=objects,
                                  seed=seed)
     with _progress() as progress:
-        result = experiment.execute(opts, progress)
+        try:
+            result = experiment.execute(opts, progress)
+        except LabExistsError:
+            name = path.stem if path else lab_name
+            raise LabError(f"a lab named {name!r} already exists: run on it with --lab {name}, "
+                           f"or remove it first with 'teleradlab down {name}'") from None
     _print_results(result)
     if not result.ok:
         sys.exit(1)
