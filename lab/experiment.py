@@ -199,13 +199,14 @@ def execute(opts: RunOptions, progress: Progress = no_progress,
     if opts.topology is None and opts.lab is None:
         raise LabError("name a topology, or a running lab with --lab")
     opts = replace(opts, out=opts.out.absolute())  # nodes get absolute paths
-    opts.out.mkdir(parents=True, exist_ok=True)
     own = opts.lab is None
     started = time.time()
     lab = (lifecycle.up(opts.topology, progress=progress) if own and opts.topology
            else lifecycle.attach(opts.lab))
     result = RunResult(opts.out)
+    error = ""
     try:
+        opts.out.mkdir(parents=True, exist_ok=True)
         families = routed_families(lab.topology, _node(lab.topology, Role.MODALITY),
                                    _node(lab.topology, Role.PACS))
         if not families:
@@ -227,8 +228,12 @@ def execute(opts: RunOptions, progress: Progress = no_progress,
                     if on_row:
                         on_row(row)
                 result.rows += new
+    except BaseException as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        raise
     finally:
-        _write(opts, lab, result, started)
+        if opts.out.is_dir():
+            _write(opts, lab, result, started, error)
         if own:
             progress("taking the lab down")
             lifecycle.down(lab.name)
@@ -239,7 +244,9 @@ def _site_of(topology: Topology, role: Role) -> str:
     return str(topology.node(_node(topology, role)).site)
 
 
-def _write(opts: RunOptions, lab: lifecycle.Lab, result: RunResult, started: float) -> None:
+def _write(opts: RunOptions, lab: lifecycle.Lab, result: RunResult, started: float,
+           error: str) -> None:
+    """Results so far (all of them, or those before a failure) and provenance, with the error."""
     write_csv(opts.out / "results.csv", result.rows)
     write_json(opts.out / "run.json", provenance({
         "topology": lab.topology.name, "topology_file": lab.topology.source, "lab": lab.name,
@@ -247,5 +254,5 @@ def _write(opts: RunOptions, lab: lifecycle.Lab, result: RunResult, started: flo
         "data_paths": {"esp": "none (no IPsec)", "wan": "unimpaired veth"},
         "options": {k: str(v) for k, v in vars(opts).items()},
         "skipped_inputs": [{"file": str(p), "reason": why} for p, why in result.skipped],
-        "rows": len(result.rows), "all_ok": result.ok,
+        "rows": len(result.rows), "all_ok": result.ok and not error, "error": error,
     }))
