@@ -16,9 +16,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +93,44 @@ def _keep_responses(assoc: Any) -> None:
     assoc._serve_request = serve_or_put_back
 
 
+class _HeldCheckpoint(threading.Event):
+    """An association reactor's checkpoint that stays clear while held: see _reactor_held."""
+
+    held = True
+
+    def set(self) -> None:
+        if not self.held:
+            super().set()
+
+    def let_go(self) -> None:
+        self.held = False
+        super().set()
+
+
+@contextmanager
+def _reactor_held(assoc: Any) -> Iterator[None]:
+    """Keep the association's reactor thread paused across many send_*() calls.
+
+    In pynetdicom 3.0 each send_*() pauses the requestor's reactor (clearing
+    ``_reactor_checkpoint``), then polls every 0.1 ms until the reactor, which sleeps 1 ms per
+    pass, reports ``_is_paused``; afterwards it lets it run again. That handshake costs about a
+    millisecond per C-STORE and is what opens the race of _keep_responses. A requestor's
+    reactor has nothing to do while this end sends (it serves requests from the peer, which a
+    Storage SCP does not make, and notices an abort, which a waiting send_*() also notices), so
+    the checkpoint is held clear for the whole batch and released at the end (also on error, so
+    that the reactor can exit). Left alone if pynetdicom lacks that checkpoint."""
+    current = getattr(assoc, "_reactor_checkpoint", None)
+    if not isinstance(current, threading.Event) or not hasattr(assoc, "_is_paused"):
+        yield
+        return
+    held = _HeldCheckpoint()
+    assoc._reactor_checkpoint = held
+    try:
+        yield
+    finally:
+        held.let_go()
+
+
 def _cap_pdu(assoc: Any, pdu: int) -> None:
     """Send no PDU larger than ``pdu``. pynetdicom refuses to set maximum_length once the
     association is negotiated, but fragments P-DATA by the peer's Maximum Length item
@@ -142,12 +182,13 @@ def store(args: argparse.Namespace) -> dict[str, Any]:
     failed: list[str] = []
     try:
         start = time.perf_counter()
-        for msg_id, path in enumerate(files, start=1):
-            status = assoc.send_c_store(path, msg_id=(msg_id - 1) % 65535 + 1)
-            code = int(status.Status) if status else -1
-            statuses[f"0x{code:04X}" if code >= 0 else "none"] += 1
-            if code != 0:
-                failed.append(str(path))
+        with _reactor_held(assoc):
+            for msg_id, path in enumerate(files, start=1):
+                status = assoc.send_c_store(path, msg_id=(msg_id - 1) % 65535 + 1)
+                code = int(status.Status) if status else -1
+                statuses[f"0x{code:04X}" if code >= 0 else "none"] += 1
+                if code != 0:
+                    failed.append(str(path))
         seconds = time.perf_counter() - start
     finally:
         assoc.release()
