@@ -6,6 +6,7 @@ import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from lab import shell
 from lab.backends.base import Backend, Progress, no_progress
 from lab.errors import ReachabilityError
 from lab.model import Probe, Topology
@@ -29,8 +30,6 @@ def ping_argv(probe: Probe) -> list[str]:
 
 
 def run_probes(backend: Backend, lab: str, todo: Sequence[Probe]) -> list[ProbeResult]:
-    from lab import shell
-
     results: list[ProbeResult] = []
     pending = list(todo)
     while pending:

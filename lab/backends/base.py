@@ -12,6 +12,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from lab import shell
 from lab.model import Topology
 from lab.shell import Result
 
@@ -61,14 +62,10 @@ class Backend(ABC):
         input: str | None = None,
     ) -> Result:
         """Run ``argv`` inside ``node`` to completion."""
-        from lab import shell
-
         return shell.run(self.node_argv(lab, node, argv), check=check, timeout=timeout, input=input)
 
     def spawn(
         self, lab: str, node: str, argv: Sequence[str], *, log_path: Path | None = None
     ) -> subprocess.Popen[bytes]:
         """Start ``argv`` inside ``node`` in the background; ``down`` stops it."""
-        from lab import shell
-
         return shell.spawn(self.node_argv(lab, node, argv), log_path=log_path)
