@@ -66,3 +66,11 @@ class CommandError(LabError):
             what = f"exited with status {returncode}"
         detail = (stderr or stdout).strip()
         super().__init__(f"command {what}: {cmd}" + (f"\n{detail}" if detail else ""))
+
+
+class PkiError(LabError):
+    """A key or certificate could not be made, loaded, or trusted."""
+
+
+class TlsError(LabError):
+    """A TLS profile is unknown or cannot be done here, or TLS credentials do not fit it."""

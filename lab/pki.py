@@ -25,14 +25,13 @@ small clock skew between nodes does not make fresh certificates "not yet valid".
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
 import os
 import re
 from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, get_args
+from typing import get_args
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -40,40 +39,41 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from lab.errors import LabError
-
-KeyType = Literal["ecdsa-p256", "rsa-2048", "rsa-3072"]
-Usage = Literal["server", "client", "ipsec", "signing"]
-PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
-
-#: id-kp-documentSigning (RFC 9336 3.1); not among cryptography's named OIDs.
-DOCUMENT_SIGNING = x509.ObjectIdentifier("1.3.6.1.5.5.7.3.36")
-#: How far back validity starts, to absorb clock skew between nodes.
-BACKDATE = dt.timedelta(hours=1)
-CA_FILE_STEM = "ca"
-
-_KU_FLAGS = (
-    "digital_signature",
-    "content_commitment",
-    "key_encipherment",
-    "data_encipherment",
-    "key_agreement",
-    "key_cert_sign",
-    "crl_sign",
-    "encipher_only",
-    "decipher_only",
+from lab.certprofile import (
+    EKUS,
+    KeyType,
+    PrivateKey,
+    Usage,
+    aki,
+    ekus,
+    key_usage,
+    key_usage_of,
+    new_key,
+    san,
+    subject_name,
+    validity,
 )
+from lab.errors import PkiError
+
+__all__ = [
+    "CA",
+    "Credential",
+    "KeyType",
+    "PkiError",
+    "PrivateKey",
+    "Usage",
+    "create_ca",
+    "load_ca",
+    "load_certificate",
+    "load_key_pair",
+    "load_private_key",
+    "require_usage",
+    "subject_cn",
+    "verify_chain",
+]
+
+CA_FILE_STEM = "ca"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-_EKUS: dict[str, tuple[x509.ObjectIdentifier, ...]] = {
-    "server": (ExtendedKeyUsageOID.SERVER_AUTH,),
-    "client": (ExtendedKeyUsageOID.CLIENT_AUTH,),
-    "ipsec": (ExtendedKeyUsageOID.IPSEC_IKE, ExtendedKeyUsageOID.SERVER_AUTH),
-    "signing": (DOCUMENT_SIGNING,),
-}
-
-
-class PkiError(LabError):
-    """A key or certificate could not be made, loaded, or trusted."""
 
 
 def load_private_key(path: Path) -> PrivateKey:
@@ -166,22 +166,22 @@ class CA:
                 f"{sorted(usages)}"
             )
         ca_key, ca_cert = self.load_key(), self.load_cert()
-        key = _new_key(key_type)
-        not_before, not_after = _validity(days)
+        key = new_key(key_type)
+        not_before, not_after = validity(days)
         builder = (
             x509.CertificateBuilder()
-            .subject_name(_subject(name))
+            .subject_name(subject_name(name))
             .issuer_name(ca_cert.subject)
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(not_before)
             .not_valid_after(min(not_after, ca_cert.not_valid_after_utc))
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(_key_usage(usages, key), critical=True)
-            .add_extension(x509.ExtendedKeyUsage(_ekus(usages)), critical=False)
-            .add_extension(x509.SubjectAlternativeName(_san(name, dns, ips)), critical=False)
+            .add_extension(key_usage(usages, key), critical=True)
+            .add_extension(x509.ExtendedKeyUsage(ekus(usages)), critical=False)
+            .add_extension(x509.SubjectAlternativeName(san(name, dns, ips)), critical=False)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
-            .add_extension(_aki(ca_cert, ca_key), critical=False)
+            .add_extension(aki(ca_cert, ca_key), critical=False)
         )
         cert = builder.sign(ca_key, hashes.SHA256())
         where = out_dir if out_dir is not None else self.dir
@@ -205,9 +205,9 @@ def create_ca(
     """
     if not name or len(name) > 64:
         raise PkiError(f"CA name must be 1 to 64 characters (X.520 ub-common-name), got {name!r}")
-    key = _new_key(key_type)
-    subject = _subject(name)
-    not_before, not_after = _validity(days)
+    key = new_key(key_type)
+    subject = subject_name(name)
+    not_before, not_after = validity(days)
     ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
     cert = (
         x509.CertificateBuilder()
@@ -218,7 +218,7 @@ def create_ca(
         .not_valid_before(not_before)
         .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(_key_usage_of("key_cert_sign", "crl_sign"), critical=True)
+        .add_extension(key_usage_of("key_cert_sign", "crl_sign"), critical=True)
         .add_extension(ski, critical=False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False
@@ -296,7 +296,7 @@ def require_usage(cert: x509.Certificate, usage: Usage) -> None:
         eku = set(ext.get_extension_for_class(x509.ExtendedKeyUsage).value)
     except x509.ExtensionNotFound:
         return
-    wanted = _EKUS[usage][0]
+    wanted = EKUS[usage][0]
     if wanted not in eku and ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE not in eku:
         raise PkiError(
             f"{_describe(cert)} is not issued for {usage!r} use "
@@ -319,66 +319,6 @@ def _check_name(name: str) -> None:
             f"certificate name {name!r} must be 1-64 letters, digits, '.', '_' or '-' "
             "(it names the files too)"
         )
-
-
-def _new_key(key_type: KeyType) -> PrivateKey:
-    if key_type == "ecdsa-p256":
-        return ec.generate_private_key(ec.SECP256R1())
-    if key_type in ("rsa-2048", "rsa-3072"):
-        return rsa.generate_private_key(public_exponent=65537, key_size=int(key_type[4:]))
-    raise PkiError(f"unknown key type {key_type!r}; use one of {list(get_args(KeyType))}")
-
-
-def _validity(days: int) -> tuple[dt.datetime, dt.datetime]:
-    if days < 1:
-        raise PkiError(f"validity must be at least 1 day, got {days}")
-    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
-    return now - BACKDATE, now + dt.timedelta(days=days)
-
-
-def _subject(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-
-def _san(name: str, dns: Sequence[str], ips: Sequence[str]) -> list[x509.GeneralName]:
-    entries: list[x509.GeneralName] = [x509.DNSName(d) for d in dict.fromkeys(dns)]
-    for text in dict.fromkeys(ips):
-        try:
-            entries.append(x509.IPAddress(ipaddress.ip_address(text)))
-        except ValueError:
-            raise PkiError(f"certificate {name!r}: {text!r} is not an IP address") from None
-    if not entries:
-        # RFC 6125 6.4.4 and RFC 4945 5.1.2: peers match the SAN; the CN alone is a fallback.
-        entries.append(x509.DNSName(name))
-    return entries
-
-
-def _key_usage(usages: AbstractSet[Usage], key: PrivateKey) -> x509.KeyUsage:
-    flags = ["digital_signature"]
-    if "signing" in usages:
-        flags.append("content_commitment")
-    if usages & {"server", "client"} and isinstance(key, rsa.RSAPrivateKey):
-        # TLS 1.2 RSA key transport (RFC 5246 7.4.2) encrypts to the certificate's RSA key.
-        flags.append("key_encipherment")
-    return _key_usage_of(*flags)
-
-
-def _key_usage_of(*flags: str) -> x509.KeyUsage:
-    """A KeyUsage with exactly ``flags`` set (RFC 5280 4.2.1.3 bit names, snake_case)."""
-    return x509.KeyUsage(**(dict.fromkeys(_KU_FLAGS, False) | dict.fromkeys(flags, True)))
-
-
-def _ekus(usages: AbstractSet[Usage]) -> list[x509.ObjectIdentifier]:
-    return list(dict.fromkeys(oid for u in sorted(usages) for oid in _EKUS[u]))
-
-
-def _aki(ca_cert: x509.Certificate, ca_key: PrivateKey) -> x509.AuthorityKeyIdentifier:
-    """RFC 5280 4.2.1.1: the AKI of a leaf repeats the SKI of its issuer."""
-    try:
-        ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-    except x509.ExtensionNotFound:
-        ski = x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key())
-    return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
 
 
 def _write_pair(key: PrivateKey, cert: x509.Certificate, key_path: Path, cert_path: Path) -> None:
