@@ -134,8 +134,7 @@ def _print_services(lab: lifecycle.Lab) -> None:
     for svc in dicom_services(lab.topology, LabPaths(lab.name)):
         addrs = ", ".join(f"[{a.ip}]" if a.version == 6 else str(a.ip)
                           for a in lab.topology.node(svc.node).addresses())
-        ae = next(a.split("=", 1)[1] for a in svc.argv if a.startswith("--ae="))
-        out.print(f"{svc.name}: AE {ae} on {svc.node} ({addrs}) port {svc.port}; "
+        out.print(f"{svc.name}: AE {svc.ae} on {svc.node} ({addrs}) port {svc.port}; "
                   f"store {svc.store}, log {svc.log}")
 
 

@@ -22,6 +22,7 @@ START_TIMEOUT = 30.0
 class Service:
     node: str
     name: str
+    ae: str
     port: int
     argv: tuple[str, ...]
     store: Path  # where it keeps what it receives (on the host's file system)
@@ -64,16 +65,41 @@ def dicom_services(topology: Topology, paths: LabPaths) -> list[Service]:
     for node in topology.nodes:
         base = paths.node_data(node.name)
         if node.role is Role.PACS:
-            argv = (*python, "lab.dicom.pacs", f"--root={base / 'store'}", f"--ae={PACS_AE}",
-                    f"--port={PACS_PORT}", "-v", *destinations)
-            services.append(Service(node.name, "pacs", PACS_PORT, argv, base / "store",
-                                    base / "pacs.log"))
+            argv = (
+                *python,
+                "lab.dicom.pacs",
+                f"--root={base / 'store'}",
+                f"--ae={PACS_AE}",
+                f"--port={PACS_PORT}",
+                "-v",
+                *destinations,
+            )
+            services.append(
+                Service(
+                    node.name, "pacs", PACS_AE, PACS_PORT, argv, base / "store", base / "pacs.log"
+                )
+            )
         elif node.name in ae_of:
-            argv = (*python, "lab.dicom.pacs", f"--root={base / 'received'}",
-                    f"--ae={ae_of[node.name]}", f"--port={MODALITY_STORE_PORT}",
-                    "--storage-only", "-v")
-            services.append(Service(node.name, "receiver", MODALITY_STORE_PORT, argv,
-                                    base / "received", base / "receiver.log"))
+            argv = (
+                *python,
+                "lab.dicom.pacs",
+                f"--root={base / 'received'}",
+                f"--ae={ae_of[node.name]}",
+                f"--port={MODALITY_STORE_PORT}",
+                "--storage-only",
+                "-v",
+            )
+            services.append(
+                Service(
+                    node.name,
+                    "receiver",
+                    ae_of[node.name],
+                    MODALITY_STORE_PORT,
+                    argv,
+                    base / "received",
+                    base / "receiver.log",
+                )
+            )
     return services
 
 
@@ -103,6 +129,7 @@ def start(backend: Backend, lab: str, services: list[Service]) -> None:
             if proc.poll() is not None or time.monotonic() > deadline:
                 tail = svc.log.read_text(errors="replace")[-2000:] if svc.log.exists() else ""
                 why = "exited" if proc.poll() is not None else "did not start listening"
-                raise LabError(f"{svc.name} on {svc.node} {why} (port {svc.port}); "
-                               f"its log {svc.log}:\n{tail}")
+                raise LabError(
+                    f"{svc.name} on {svc.node} {why} (port {svc.port}); its log {svc.log}:\n{tail}"
+                )
             time.sleep(0.05)

@@ -22,7 +22,7 @@ from ipaddress import (
 )
 
 from lab.model import Family, IPInterface, IPNetwork
-from lab.topology.schema import TopologySpec
+from lab.topology.schema import TopologySpec, families_of
 
 #: Smallest MTU an IPv6 link may have (RFC 8200, section 5).
 IPV6_MIN_MTU = 1280
@@ -42,10 +42,6 @@ class Allocation:
     prefixes: dict[str, tuple[IPNetwork, ...]] = field(default_factory=dict)
     addresses: dict[tuple[str, str], tuple[IPInterface, ...]] = field(default_factory=dict)
     mtu: dict[str, int] = field(default_factory=dict)
-
-
-def families_of(choice: str) -> tuple[Family, ...]:
-    return (Family.IPV4, Family.IPV6) if choice == "dual" else (Family(choice),)
 
 
 def default_prefix(family: Family, kind: str, index: int) -> IPNetwork:

@@ -10,6 +10,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from lab.model import Family
+
 #: Linux limits interface names to 15 bytes (IFNAMSIZ - 1). Node names become interface names
 #: (a host's interface is named after its gateway, a gateway's bridge ports after its hosts).
 IFNAME_MAX = 15
@@ -169,7 +171,7 @@ def name_problems(spec: TopologySpec) -> list[str]:
             problems.append(
                 f"wan.links.{key}: no site named {key!r} (sites: {', '.join(spec.sites)})"
             )
-    families = {site: _families(s.lan.family) for site, s in spec.sites.items()}
+    families = {site: set(families_of(s.lan.family)) for site, s in spec.sites.items()}
     if len(families) == 2 and not set.intersection(*families.values()):
         a, b = families
         problems.append(
@@ -185,5 +187,6 @@ def name_problems(spec: TopologySpec) -> list[str]:
     return problems
 
 
-def _families(choice: str) -> set[str]:
-    return {"ipv4", "ipv6"} if choice == "dual" else {choice}
+def families_of(choice: str) -> tuple[Family, ...]:
+    """The families a segment's ``family: ipv4 | ipv6 | dual`` carries."""
+    return (Family.IPV4, Family.IPV6) if choice == "dual" else (Family(choice),)
