@@ -37,6 +37,15 @@ class Row:
     verified: str  # 'yes' | 'no' | '' (not applicable); integrity + authenticity at the receiver
     ok: bool
     detail: str  # status codes, mismatches or the error
+    # What protected and shaped the path (filled in by the security and WAN layers):
+    security_profile: str = ""  # TLS profile name, or the IPsec proposal (e.g. aes256gcm16-...)
+    esp_path: str = ""  # kernel | libipsec ('' without IPsec)
+    handshake_seconds: float = 0.0  # TLS handshake, or IKE_SA + CHILD_SA setup for IPsec
+    tls_version: str = ""  # e.g. TLSv1.3 ('' without TLS)
+    cipher: str = ""  # negotiated TLS cipher suite, or ESP algorithms
+    sa_bytes: int = 0  # ESP bytes counted by the SA during the operation (0 without IPsec)
+    wan_profile: str = ""  # WAN preset or profile name ('' = unimpaired)
+    wan_path: str = ""  # netem | userspace ('' = unimpaired)
 
 
 COLUMNS = tuple(f.name for f in fields(Row))
