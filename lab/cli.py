@@ -150,11 +150,17 @@ def _print_notes(topology: Topology) -> None:
     help="Lab name (default: the topology's name). Several labs with "
     "different names can run at once.",
 )
+@click.option("--security", "security", metavar="MODE[,KEY=VALUE...]",
+              help="Replace the topology's security: none, ipsec or tls, with settings, e.g. "
+              "'ipsec,esp=aes128gcm16,auth=cert' or 'ipsec,scope=host-to-host' or "
+              "'tls,profile=extended'. Unsupported algorithms are refused before anything starts "
+              "('teleradlab doctor' lists them).")
 @click.option("--no-check", is_flag=True, help="Skip the reachability pings.")
 @click.option("--no-services", is_flag=True,
               help="Do not start the PACS (AE PACS, port 11112) on pacs and the receiver of "
               "C-MOVE results (AE MODALITY, port 11113) on modality.")
-def up(topology: str, name: str | None, no_check: bool, no_services: bool) -> None:
+def up(topology: str, name: str | None, security: str | None, no_check: bool,
+       no_services: bool) -> None:
     """Build a lab from TOPOLOGY and prove reachability with real pings.
 
     TOPOLOGY is a YAML file, or the name of a shipped one: ipv4, ipv6, mixed-4over6,
@@ -164,7 +170,7 @@ def up(topology: str, name: str | None, no_check: bool, no_services: bool) -> No
     path = topology_file.resolve_path(topology)
     with _progress() as progress:
         lab = lifecycle.up(path, name, check=not no_check, start_services=not no_services,
-                           progress=progress)
+                           progress=progress, overrides=_overrides(security))
     out.print(_topology_table(lab.topology))
     if lab.probes:
         by_family = Counter(r.probe.family.label for r in lab.probes)
@@ -310,8 +316,14 @@ def doctor(as_json: bool) -> None:
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the generator.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Results folder (default: results/<topology>-<time>).")
+@click.option("--security", "security", metavar="MODE[,KEY=VALUE...]",
+              help="Replace the topology's security: none, ipsec or tls, with settings, e.g. "
+              "'ipsec,esp=aes128gcm16,auth=cert' or 'ipsec,scope=host-to-host' or "
+              "'tls,profile=extended'. Unsupported algorithms are refused before anything starts "
+              "('teleradlab doctor' lists them).")
 def run(topology: str | None, lab_name: str | None, modalities: str, objects: int | None,
-        input_dir: Path | None, pdu: int, repeat: int, seed: int, out: Path | None) -> None:
+        input_dir: Path | None, pdu: int, repeat: int, seed: int, out: Path | None,
+        security: str | None) -> None:
     """Run echo -> store -> find -> move between the sites, timed and verified.
 
     Builds the lab from TOPOLOGY (or uses --lab), generates a study per modality, C-STOREs each
@@ -335,7 +347,7 @@ def run(topology: str | None, lab_name: str | None, modalities: str, objects: in
         out = Path("results") / f"{path.stem if path else lab_name}-{stamp}"
     opts = experiment.RunOptions(topology=path, lab=lab_name, modalities=wanted, pdu=pdu,
                                  repeat=repeat, out=out, input_dir=input_dir, objects=objects,
-                                 seed=seed)
+                                 seed=seed, overrides=_overrides(security))
     with _progress() as progress:
         try:
             result = experiment.execute(opts, progress)
@@ -346,6 +358,10 @@ def run(topology: str | None, lab_name: str | None, modalities: str, objects: in
     _print_results(result)
     if not result.ok:
         sys.exit(1)
+
+
+def _overrides(security: str | None) -> dict[str, Any]:
+    return {"security": topology_file.security_override(security)} if security else {}
 
 
 def _print_results(result: Any) -> None:

@@ -74,3 +74,7 @@ class PkiError(LabError):
 
 class TlsError(LabError):
     """A TLS profile is unknown or cannot be done here, or TLS credentials do not fit it."""
+
+
+class IpsecError(LabError):
+    """An IPsec choice is invalid or unsupported here, or charon or its SAs did not come up."""

@@ -13,19 +13,22 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from lab import lifecycle
+from lab import topology as topology_file
 from lab.backends.base import Progress, no_progress
 from lab.dicom import MODALITY_AE, PACS_PORT
 from lab.dicom.generate import generate_study, load_folder
 from lab.dicom.integrity import build_manifest, sign_manifest, write_signed
 from lab.errors import LabError
+from lab.ipsec.plan import make_plan
+from lab.ipsec.tunnel import IpsecState, read_state, sa_bytes, tunnel_probes
 from lab.labpki import LabPki, ensure_lab_pki
-from lab.model import Family, Role, Topology
+from lab.model import Family, Role, SecurityMode, Topology
 from lab.names import LabPaths
 from lab.results import Row, provenance, write_csv, write_json
 from lab.routing import probes
@@ -42,6 +45,7 @@ class RunOptions:
     input_dir: Path | None = None
     objects: int | None = None  # objects per generated study (None: the realistic default)
     seed: int = 0
+    overrides: Mapping[str, Any] = field(default_factory=dict)  # topology sections (--security)
 
 
 @dataclass(frozen=True)
@@ -64,9 +68,14 @@ class RunResult:
 
 
 def routed_families(topology: Topology, src: str, dst: str) -> list[Family]:
-    """Families in which ``src`` reaches ``dst`` without a tunnel."""
+    """Families in which ``src`` reaches ``dst``: without a tunnel, or through the IPsec tunnel
+    the topology asks for (the mixed topologies' site family crosses the WAN only that way)."""
     fams = {p.family for p in probes(topology.nodes)
             if {p.source, p.destination} == {src, dst}}
+    if topology.security.mode is SecurityMode.IPSEC:
+        plan = make_plan(topology)
+        fams |= {p.family for p in tunnel_probes(topology, plan)
+                 if {p.source, p.destination} == {src, dst}}
     return [f for f in Family if f in fams]
 
 
@@ -127,6 +136,12 @@ class Runner:
         self.modality = _node(self.topology, Role.MODALITY)
         self.pacs = _node(self.topology, Role.PACS)
         self.paths = LabPaths(lab.name)
+        self.ipsec: IpsecState | None = None
+        if self.topology.security.mode is SecurityMode.IPSEC:
+            self.ipsec = read_state(lab.name)
+            if self.ipsec is None:
+                raise LabError(f"lab {lab.name} asks for IPsec but has no record of its SAs "
+                               "(was it built by this version?)")
 
     def _program(self, node: str, module: str, args: Sequence[str]) -> dict[str, Any]:
         argv = [sys.executable, "-m", module, *args]
@@ -139,10 +154,23 @@ class Runner:
         return doc
 
     def scu(self, family: Family, operation: str, *args: str) -> dict[str, Any]:
+        """Run the SCU in the modality; with IPsec, the ESP bytes the SA counted meanwhile."""
         host = self.topology.node(self.pacs).addresses(family)[0].ip
-        return self._program(self.modality, "lab.dicom.scu",
-                             [operation, f"--host={host}", f"--port={PACS_PORT}",
-                              f"--pdu={self.opts.pdu}", *args])
+        before = sa_bytes(self.lab.name) if self.ipsec else 0
+        doc = self._program(self.modality, "lab.dicom.scu",
+                            [operation, f"--host={host}", f"--port={PACS_PORT}",
+                             f"--pdu={self.opts.pdu}", *args])
+        if self.ipsec:
+            doc["sa_bytes"] = sa_bytes(self.lab.name) - before
+        return doc
+
+    def protection(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """The Row fields that say what protected the path."""
+        if self.ipsec is None:
+            return {}
+        return {"security_profile": self.ipsec.proposal, "esp_path": self.ipsec.esp_path,
+                "handshake_seconds": self.ipsec.setup_seconds,
+                "cipher": self.ipsec.esp_algorithms, "sa_bytes": int(doc.get("sa_bytes", 0))}
 
     def verify(self, node: str, store: Path, study: StudyData) -> dict[str, Any]:
         return self._program(node, "lab.dicom.verify",
@@ -163,6 +191,7 @@ class Runner:
             mbytes_per_s=round(size / seconds / 1e6, 3) if seconds > 0 and size else 0.0,
             setup_seconds=round(float(doc.get("setup_seconds", 0.0)), 6), verified=verified,
             ok=bool(doc.get("ok")) and verified != "no", detail=str(detail),
+            **self.protection(doc),
         )
 
 
@@ -201,8 +230,10 @@ def execute(opts: RunOptions, progress: Progress = no_progress,
     opts = replace(opts, out=opts.out.absolute())  # nodes get absolute paths
     own = opts.lab is None
     started = time.time()
-    lab = (lifecycle.up(opts.topology, progress=progress) if own and opts.topology
-           else lifecycle.attach(opts.lab))
+    lab = (lifecycle.up(opts.topology, progress=progress, overrides=opts.overrides)
+           if own and opts.topology else lifecycle.attach(opts.lab))
+    if not own and opts.overrides:
+        _same_security(lab, opts)
     result = RunResult(opts.out)
     error = ""
     try:
@@ -251,8 +282,27 @@ def _write(opts: RunOptions, lab: lifecycle.Lab, result: RunResult, started: flo
     write_json(opts.out / "run.json", provenance({
         "topology": lab.topology.name, "topology_file": lab.topology.source, "lab": lab.name,
         "backend": lab.info.backend, "started": started, "finished": time.time(),
-        "data_paths": {"esp": "none (no IPsec)", "wan": "unimpaired veth"},
+        "data_paths": {"esp": _esp_description(lab), "wan": "unimpaired veth"},
+        "security": lab.topology.security.label,
         "options": {k: str(v) for k, v in vars(opts).items()},
         "skipped_inputs": [{"file": str(p), "reason": why} for p, why in result.skipped],
         "rows": len(result.rows), "all_ok": result.ok and not error, "error": error,
     }))
+
+
+def _esp_description(lab: lifecycle.Lab) -> Any:
+    state = read_state(lab.name) if lab.topology.security.mode is SecurityMode.IPSEC else None
+    if state is None:
+        return "none (no IPsec)"
+    return {"path": state.esp_path, "ike": state.ike_algorithms, "esp": state.esp_algorithms,
+            "ike_setup_seconds": state.setup_seconds, "scope": state.scope, "auth": state.auth}
+
+
+def _same_security(lab: lifecycle.Lab, opts: RunOptions) -> None:
+    """--security with --lab: the running lab must already be protected that way (security is
+    set up when a lab comes up, not per run)."""
+    text = LabPaths(lab.name).topology_copy.read_text(encoding="utf-8")
+    wanted = topology_file.parse(text, lab.info.topology, opts.overrides).security
+    if wanted != lab.topology.security:
+        raise LabError(f"lab {lab.name} runs with security {lab.topology.security.label!r}, not "
+                       f"{wanted.label!r}; security is chosen when a lab comes up")

@@ -6,14 +6,19 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 from lab import backends, reach, services, state
 from lab import topology as topology_file
 from lab.backends.base import Backend, Progress, no_progress
 from lab.errors import LabError, LabExistsError, LabNotFoundError, NotRootError
-from lab.model import Topology
+from lab.ipsec import tunnel
+from lab.ipsec.plan import make_plan
+from lab.model import Probe, SecurityMode, Topology
 from lab.names import RUN_ROOT, LabPaths, check_lab_name, default_lab_name
 
 
@@ -44,6 +49,7 @@ def up(
     start_services: bool = True,
     progress: Progress = no_progress,
     root: Path = RUN_ROOT,
+    overrides: Mapping[str, Any] | None = None,
 ) -> Lab:
     """Validate the topology, build the lab, and prove reachability with pings.
 
@@ -51,7 +57,9 @@ def up(
     fails (or is interrupted), everything made so far is removed before the error propagates."""
     require_root()
     path = Path(topology_path)
-    topology = topology_file.load(path)
+    topology = topology_file.load(path, overrides)
+    if topology.security.mode is SecurityMode.IPSEC:
+        tunnel.preflight(topology)  # an impossible or unsupported choice stops us here
     lab_name = check_lab_name(name or default_lab_name(topology.name))
     impl = backends.get(backend)
     if lab_name in impl.list_owned():
@@ -59,12 +67,13 @@ def up(
             f"a lab named {lab_name!r} already exists; use --name, or "
             f"'teleradlab down {lab_name}' (or 'teleradlab clean') first"
         )
-    info = state.LabInfo(lab_name, impl.name, str(path.resolve()), time.time(), os.getpid())
+    info = state.LabInfo(lab_name, impl.name, str(path.resolve()), time.time(), os.getpid(),
+                         dict(overrides or {}))
     state.claim(info, path.read_text(encoding="utf-8"), root)
     start = time.monotonic()
     try:
         impl.up(lab_name, topology, progress)
-        results = reach.check(impl, lab_name, topology, progress) if check else []
+        results = _protect(impl, lab_name, topology, check, progress, root)
         if start_services:
             progress("starting the DICOM services (PACS, modality receiver)")
             wanted = services.dicom_services(topology, LabPaths(lab_name, root))
@@ -75,6 +84,23 @@ def up(
         state.remove(lab_name, root)
         raise
     return Lab(lab_name, topology, impl, info, tuple(results), time.monotonic() - start)
+
+
+def _protect(impl: Backend, lab: str, topology: Topology, check: bool, progress: Progress,
+             root: Path) -> list[reach.ProbeResult]:
+    """Bring up the protection the topology asks for, then check reachability (through it)."""
+    results: list[reach.ProbeResult] = []
+    skip: Callable[[Probe], bool] = lambda _: False  # noqa: E731
+    if topology.security.mode is SecurityMode.IPSEC:
+        # Before any ping: the guards go in first, so nothing crosses unprotected.
+        tunnel.establish(impl, lab, topology, progress=progress, root=root)
+        plan = make_plan(topology)
+        skip = partial(tunnel.hidden_by_tunnel, topology, plan)
+        if check:
+            results += tunnel.check_tunnel(impl, lab, topology, plan, progress)
+    if check:
+        results = reach.check(impl, lab, topology, progress, skip) + results
+    return results
 
 
 def running(root: Path = RUN_ROOT) -> list[str]:

@@ -163,9 +163,56 @@ class Site:
     hosts: tuple[str, ...]
 
 
+class IpsecScope(StrEnum):
+    """Where IPsec protects: between the two gateways (tunnel mode, site prefixes as traffic
+    selectors), or end to end between the modality and the PACS."""
+
+    SITE_TO_SITE = "site-to-site"
+    HOST_TO_HOST = "host-to-host"
+
+
+class IpsecAuth(StrEnum):
+    PSK = "psk"  # a pre-shared key, made per lab unless the topology gives one
+    CERT = "cert"  # certificates from the lab CA (RFC 7296 2.15, RFC 4945)
+
+
+@dataclass(frozen=True)
+class IpsecSettings:
+    """IKEv2 and ESP choices, as strongSwan proposal strings (algorithms joined by ``-``, e.g.
+    ``aes256-sha256-modp2048`` for IKE, ``aes256gcm16`` or ``aes128-sha1-modp2048`` for ESP; a DH
+    group in the ESP proposal asks for PFS)."""
+
+    scope: IpsecScope = IpsecScope.SITE_TO_SITE
+    auth: IpsecAuth = IpsecAuth.PSK
+    ike: str = "aes256-sha256-modp2048"
+    esp: str = "aes256gcm16"
+    psk: str | None = None  # None: a random key per lab
+
+
+@dataclass(frozen=True)
+class TlsSettings:
+    """DICOM TLS (PS3.15 Annex B) profile and the port the TLS listeners use (2762: the
+    registered port of DICOM over TLS, PS3.15 B.1)."""
+
+    profile: str = "bcp195-rfc8996"
+    port: int = 2762
+
+
 @dataclass(frozen=True)
 class Security:
     mode: SecurityMode = SecurityMode.NONE
+    ipsec: IpsecSettings = IpsecSettings()
+    tls: TlsSettings = TlsSettings()
+
+    @property
+    def label(self) -> str:
+        """Short description for tables and result rows."""
+        if self.mode is SecurityMode.IPSEC:
+            s = self.ipsec
+            return f"ipsec {s.scope.value} {s.auth.value} ike={s.ike} esp={s.esp}"
+        if self.mode is SecurityMode.TLS:
+            return f"tls {self.tls.profile} port {self.tls.port}"
+        return "none"
 
 
 @dataclass(frozen=True)

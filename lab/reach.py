@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from lab import shell
@@ -51,10 +51,15 @@ def run_probes(backend: Backend, lab: str, todo: Sequence[Probe]) -> list[ProbeR
 
 
 def check(
-    backend: Backend, lab: str, topology: Topology, progress: Progress = no_progress
+    backend: Backend,
+    lab: str,
+    topology: Topology,
+    progress: Progress = no_progress,
+    skip: Callable[[Probe], bool] = lambda _: False,
 ) -> list[ProbeResult]:
-    """Ping every pair that should reach each other; ReachabilityError naming each failure."""
-    todo = probes(topology.nodes)
+    """Ping every pair that should reach each other (but those ``skip`` rules out);
+    ReachabilityError naming each failure."""
+    todo = [p for p in probes(topology.nodes) if not skip(p)]
     progress(f"checking reachability ({len(todo)} pings)")
     results = run_probes(backend, lab, todo)
     failed = [r for r in results if not r.ok]

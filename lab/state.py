@@ -12,8 +12,9 @@ import json
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from lab import topology as topology_file
 from lab.errors import LabError, LabExistsError, LabNotFoundError
@@ -28,6 +29,7 @@ class LabInfo:
     topology: str  # path of the file it was built from
     created: float  # seconds since the epoch
     pid: int  # the orchestrator that built it
+    overrides: dict[str, Any] = field(default_factory=dict)  # sections replaced (--security)
 
     @property
     def created_text(self) -> str:
@@ -65,7 +67,7 @@ def read(lab: str, root: Path = RUN_ROOT) -> tuple[LabInfo, Topology]:
             f"'teleradlab down {lab}' removes it"
         ) from None
     text = paths.topology_copy.read_text(encoding="utf-8")
-    topo = topology_file.parse(text, info.topology)
+    topo = topology_file.parse(text, info.topology, info.overrides)
     return info, topo
 
 

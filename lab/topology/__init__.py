@@ -19,12 +19,18 @@ Schema (see ``topologies/*.yaml`` for complete examples)::
       router: wan
       mtu: 1500
       links: {a: {ipv4: PREFIX, ipv6: PREFIX}, b: {...}}
-    security: {mode: none}
+    security:                    # optional; --security on up/run replaces it
+      mode: none|ipsec|tls
+      ipsec: {scope: site-to-site|host-to-host, auth: psk|cert,
+              ike: aes256-sha256-modp2048, esp: aes256gcm16, psk: KEY (default: random per lab)}
+      tls: {profile: bcp195-rfc8996|non-downgrading|extended|aes|basic, port: 2762}
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import yaml
 from pydantic import ValidationError
@@ -41,8 +47,12 @@ from lab.topology.schema import (
 from lab.topology.wiring import build_topology
 
 
-def parse(text: str, source: str = "<string>") -> Topology:
-    """Validate topology ``text`` (YAML) and return the resolved model; raise TopologyError."""
+def parse(text: str, source: str = "<string>", overrides: Mapping[str, Any] | None = None
+          ) -> Topology:
+    """Validate topology ``text`` (YAML) and return the resolved model; raise TopologyError.
+
+    ``overrides`` replace top-level sections of the file (``--security`` on the command line
+    replaces ``security``) before validation, so they are checked exactly like the file."""
     name = Path(source).stem if source != "<string>" else "topology"
     loader = yaml.SafeLoader(text)
     loader.name = source  # YAML's error marks then name the file, not "<unicode string>"
@@ -64,6 +74,9 @@ def parse(text: str, source: str = "<string>") -> Topology:
         raise TopologyError(
             source, [f"(top level): expected a mapping of keys, got {type(raw).__name__}"]
         )
+    if overrides:
+        raw = {**raw, **overrides}
+        source = f"{source} (with {', '.join(f'--{k}' for k in overrides)})"
     try:
         spec = TopologySpec.model_validate(raw)
     except ValidationError as exc:
@@ -78,14 +91,14 @@ def parse(text: str, source: str = "<string>") -> Topology:
     return build_topology(spec, allocation, name=name, source=source)
 
 
-def load(path: str | Path) -> Topology:
-    """Read and validate a topology file."""
+def load(path: str | Path, overrides: Mapping[str, Any] | None = None) -> Topology:
+    """Read and validate a topology file (see :func:`parse` for ``overrides``)."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise TopologyError(str(p), [f"cannot read the file: {exc.strerror}"]) from None
-    return parse(text, str(p))
+    return parse(text, str(p), overrides)
 
 
 def shipped_dir() -> Path:
@@ -113,3 +126,21 @@ def resolve_path(arg: str) -> Path:
             ],
         )
     return candidate
+
+
+def security_override(text: str) -> dict[str, Any]:
+    """``--security MODE[,KEY=VALUE...]`` as a ``security`` section: ``ipsec``,
+    ``ipsec,esp=aes128gcm16,auth=cert``, ``tls,profile=extended``. Keys belong to the chosen
+    mode's part of the section (see the schema above); values are checked like the file's."""
+    mode, *pairs = [p.strip() for p in text.split(",")]
+    section: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise TopologyError("--security", [f"{pair!r}: expected KEY=VALUE after the mode"])
+        section[key.strip()] = int(value) if key.strip() == "port" and value.isdigit() else value
+    if mode not in ("none", "ipsec", "tls"):
+        raise TopologyError("--security", [f"mode {mode!r}: expected none, ipsec or tls"])
+    if section and mode == "none":
+        raise TopologyError("--security", ["mode none takes no settings"])
+    return {"mode": mode, mode: section} if section else {"mode": mode}

@@ -10,7 +10,10 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from lab.errors import IpsecError
+from lab.ipsec import proposals
 from lab.model import Family
+from lab.tls_profiles import PROFILES
 
 #: Linux limits interface names to 15 bytes (IFNAMSIZ - 1). Node names become interface names
 #: (a host's interface is named after its gateway, a gateway's bridge ports after its hosts).
@@ -66,8 +69,23 @@ class WanSpec(_Strict):
     links: dict[str, WanLinkSpec] = {}
 
 
+class IpsecSpec(_Strict):
+    scope: Literal["site-to-site", "host-to-host"] = "site-to-site"
+    auth: Literal["psk", "cert"] = "psk"
+    ike: str = "aes256-sha256-modp2048"
+    esp: str = "aes256gcm16"
+    psk: str | None = Field(None, min_length=8)
+
+
+class TlsSpec(_Strict):
+    profile: str = "bcp195-rfc8996"
+    port: int = Field(2762, ge=1, le=65535)
+
+
 class SecuritySpec(_Strict):
     mode: Literal["none", "ipsec", "tls"] = "none"
+    ipsec: IpsecSpec = IpsecSpec()
+    tls: TlsSpec = TlsSpec()
 
 
 class TopologySpec(_Strict):
@@ -179,14 +197,24 @@ def name_problems(spec: TopologySpec) -> list[str]:
             f"sites.{a}.lan.family {spec.sites[a].lan.family!r}; hosts of the two sites could "
             "never talk to each other, even through a tunnel"
         )
-    if spec.security.mode != "none":
-        problems.append(
-            f"security.mode: {spec.security.mode!r} is not available in this version "
-            "of teleradlab (only 'none')"
-        )
+    problems += security_problems(spec.security)
     return problems
 
 
 def families_of(choice: str) -> tuple[Family, ...]:
     """The families a segment's ``family: ipv4 | ipv6 | dual`` carries."""
     return (Family.IPV4, Family.IPV6) if choice == "dual" else (Family(choice),)
+
+
+def security_problems(sec: SecuritySpec) -> list[str]:
+    """Proposal shapes and TLS profile names (what this machine supports is checked at ``up``)."""
+    problems = []
+    for field, protocol in (("ike", "ike"), ("esp", "esp")):
+        try:
+            proposals.parse(getattr(sec.ipsec, field), protocol, f"security.ipsec.{field}")
+        except IpsecError as exc:
+            problems.append(str(exc))
+    if sec.tls.profile not in PROFILES:
+        problems.append(f"security.tls.profile: unknown profile {sec.tls.profile!r} (profiles: "
+                        f"{', '.join(PROFILES)})")
+    return problems

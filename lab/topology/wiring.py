@@ -15,6 +15,9 @@ from __future__ import annotations
 from lab.model import (
     Family,
     Interface,
+    IpsecAuth,
+    IpsecScope,
+    IpsecSettings,
     Node,
     Port,
     Role,
@@ -23,6 +26,7 @@ from lab.model import (
     Segment,
     SegmentKind,
     Site,
+    TlsSettings,
     Topology,
     Wire,
 )
@@ -89,7 +93,7 @@ def build_topology(spec: TopologySpec, alloc: Allocation, *, name: str, source: 
         segments=tuple(segments),
         nodes=_ordered(routed, sites, router),
         wires=tuple(wires),
-        security=Security(SecurityMode(spec.security.mode)),
+        security=_security(spec),
         notes=tuple(_notes(routed, sites)),
     )
 
@@ -120,3 +124,10 @@ def _notes(nodes: tuple[Node, ...], sites: list[Site]) -> list[str]:
                 f"tunnel between {first.gateway} and {second.gateway} to reach each other."
             )
     return notes
+
+
+def _security(spec: TopologySpec) -> Security:
+    sec = spec.security
+    ipsec = IpsecSettings(IpsecScope(sec.ipsec.scope), IpsecAuth(sec.ipsec.auth),
+                          sec.ipsec.ike.lower(), sec.ipsec.esp.lower(), sec.ipsec.psk)
+    return Security(SecurityMode(sec.mode), ipsec, TlsSettings(sec.tls.profile, sec.tls.port))
