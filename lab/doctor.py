@@ -21,7 +21,8 @@ from rich.table import Table
 from rich.text import Text
 
 from lab import shell
-from lab.errors import CommandError
+from lab.errors import CommandError, LabError
+from lab.ipsec import charon, proposals
 from lab.names import netns_name
 
 TIMEOUT = 5.0
@@ -130,6 +131,7 @@ def run_checks() -> Report:
         _tun_check(),
         _docker_check(),
         *_strongswan_checks(),
+        _ipsec_algorithms_check(is_root),
         *_programs(_TOOLS),
     ]
     return Report(tuple(checks))
@@ -287,6 +289,24 @@ def _docker_check() -> Check:
         "apt-get install docker.io, then start dockerd (systemctl start docker, or dockerd &)",
         packages,
     )
+
+
+def _ipsec_algorithms_check(is_root: bool) -> Check:
+    """The IKE/ESP algorithms the issue's comparison names that this strongSwan can do, asked
+    of a real charon through VICI (get_algorithms) in throwaway namespaces."""
+    meaning = "IPsec proposals naming other algorithms are refused before a lab is built"
+    install = "apt-get install libstrongswan-standard-plugins libstrongswan-extra-plugins"
+    if not is_root:
+        return Check("ipsec-algorithms", None, NEEDS_ROOT, meaning, install)
+    try:
+        available = charon.algorithms()
+    except LabError as exc:
+        return Check("ipsec-algorithms", False, _first_line(str(exc)), meaning, install)
+    supported = set(proposals.supported_keywords(available))
+    have = [k for k in proposals.SHOWN if k in supported]
+    lack = [k for k in proposals.SHOWN if k not in supported]
+    detail = "supported: " + " ".join(have) + (f"; not here: {' '.join(lack)}" if lack else "")
+    return Check("ipsec-algorithms", not lack, detail, meaning, install)
 
 
 def _strongswan_checks() -> list[Check]:

@@ -17,6 +17,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -201,15 +202,11 @@ def _probe_daemon() -> Iterator[Any]:
             proc.wait(timeout=10)
 
 
-_ALGORITHMS: dict[str, list[str]] | None = None
-
-
+@cache
 def algorithms() -> Mapping[str, list[str]]:
     """What the installed strongSwan can do, by transform type (``encryption``, ``aead``,
-    ``integrity``, ``prf``, ``dh``), read from a real charon through VICI ``get_algorithms``."""
-    global _ALGORITHMS
-    if _ALGORITHMS is None:
-        with _probe_daemon() as session:
-            raw = session.get_algorithms()
-        _ALGORITHMS = {str(kind): [str(k) for k in names] for kind, names in raw.items()}
-    return _ALGORITHMS
+    ``integrity``, ``prf``, ``dh``), read from a real charon through VICI ``get_algorithms``
+    (once per process: the installed plugins do not change under a running command)."""
+    with _probe_daemon() as session:
+        raw = session.get_algorithms()
+    return {str(kind): [str(k) for k in names] for kind, names in raw.items()}

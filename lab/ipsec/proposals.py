@@ -47,6 +47,8 @@ def _table() -> dict[str, Algorithm]:
             add(Transform.AEAD, f"AES_GCM_{icv}", f"aes{bits}gcm{icv}")
             add(Transform.AEAD, f"AES_CCM_{icv}", f"aes{bits}ccm{icv}")
         add(Transform.ENCRYPTION, "CAMELLIA_CBC", f"camellia{bits}")
+        add(Transform.ENCRYPTION, "SERPENT_CBC", f"serpent{bits}")
+        add(Transform.ENCRYPTION, "TWOFISH_CBC", f"twofish{bits}")
     add(Transform.AEAD, "CHACHA20_POLY1305", "chacha20poly1305")
     add(Transform.ENCRYPTION, "3DES_CBC", "3des",
         note="retired (RFC 8221), for the paper's comparison")

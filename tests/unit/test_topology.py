@@ -239,15 +239,24 @@ CASES: dict[str, tuple[dict[str, Any], str, tuple[str, ...]]] = {
     "wan-missing": ({"wan": DELETE}, "wan", ("required key is missing",)),
     "sites-missing": ({"sites": DELETE}, "sites", ("required key is missing",)),
     # security
-    "security-ipsec-not-available": (
-        {"security.mode": "ipsec"},
-        "security.mode",
-        ("'ipsec'", "not available", "only 'none'"),
+    "security-esp-malformed": (
+        {"security.ipsec.esp": "aes128"},
+        "security.ipsec.esp",
+        ("'aes128'", "needs an integrity algorithm"),
     ),
+    "security-ike-unknown": (
+        {"security.ipsec.ike": "rot13-sha256-modp2048"},
+        "security.ipsec.ike",
+        ("unknown algorithm 'rot13'",),
+    ),
+    "security-scope-unknown": ({"security.ipsec.scope": "galaxy"}, "security.ipsec.scope",
+                               ("'galaxy'",)),
+    "security-tls-profile-unknown": ({"security.tls.profile": "ssl3"}, "security.tls.profile",
+                                     ("unknown profile 'ssl3'", "bcp195-rfc8996")),
     "security-tls-not-available": (
         {"security.mode": "tls"},
         "security.mode",
-        ("'tls'", "not available", "only 'none'"),
+        ("'tls'", "not available", "only 'none' and 'ipsec'"),
     ),
     "security-mode-unknown": ({"security.mode": "vpn"}, "security.mode", ("'vpn'",)),
 }
