@@ -7,6 +7,8 @@ ratio, never asserted in unit tests (these machines are noisy).
 - store: C-STORE of one 100-object CT study from the modality to the PACS over the unimpaired
   path of one IPv4 lab (lab ``bench-store``), by the lab's SCU to the lab's PACS and by DCMTK's
   storescu to DCMTK's storescp (plus the two cross pairs, which show which end costs what).
+- security: per protection (plain, IPsec per ESP algorithm), TCP (iperf3) and C-STORE throughput
+  over the same path, their ratio and the cost against plain (see lab/bench_security.py).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from pathlib import Path
 from types import FrameType
 
 from lab import lifecycle, processes
+from lab.bench_security import bench_security, print_security
 from lab.dicom import MODALITY_AE, PACS_AE, PACS_PORT
 from lab.dicom.generate import generate_study
 from lab.errors import LabError
@@ -329,8 +332,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="repetitions per figure (lifecycle 5, store 3)")
     parser.add_argument("--topology", default="ipv6",
                         help="two-site lab of the lifecycle benchmark (ipv6)")
-    parser.add_argument("--only", choices=("lifecycle", "store"),
-                        help="run one benchmark (default: both)")
+    parser.add_argument("--only", choices=("lifecycle", "store", "security"),
+                        help="run one benchmark (default: all)")
     args = parser.parse_args(argv)
     if args.repeat is not None and args.repeat < 1:
         parser.error("--repeat must be at least 1")
@@ -343,6 +346,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             repeat = args.repeat or 3
             results, size = bench_store(repeat, lambda msg: print(f"  … {msg}", file=sys.stderr))
             print_store(results, size, repeat)
+        if args.only in (None, "security"):
+            repeat = args.repeat or 3
+            sec = bench_security(repeat, lambda msg: print(f"  … {msg}", file=sys.stderr))
+            print_security(sec, repeat)
     except LabError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -1,0 +1,157 @@
+"""``scripts/bench --only security``: what protection costs, measured side by side.
+
+For each configuration (plain, then IPsec per ESP algorithm, then DICOM TLS per profile where it
+is available) one IPv4 lab is built with that security, and over the same path from the modality
+to the PACS the benchmark measures raw TCP throughput (iperf3, server side) and DICOM C-STORE
+throughput (the lab's SCU to the lab's PACS). It prints, per configuration, C-STORE / TCP (the
+issue's target: at least 0.8, i.e. DICOM uses the protected path well) and protected / plain
+C-STORE throughput (the cost of the choice).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from lab import lifecycle, processes
+from lab import topology as topology_file
+from lab.dicom import PACS_PORT
+from lab.dicom.generate import generate_study
+from lab.errors import LabError
+from lab.ipsec.tunnel import read_state
+from lab.model import Family, Role
+from lab.topology import resolve_path
+
+LAB = "bench-sec"
+TOPOLOGY = "ipv4"
+OBJECTS = 40  # a 40-object CT study, about 21 MB
+IPERF_PORT = 5201
+IPERF_SECONDS = 3
+RATIO_TARGET = 0.8
+
+#: (label, --security value). ESP algorithms of the paper's comparison and today's defaults.
+CASES: tuple[tuple[str, str], ...] = (
+    ("plain", "none"),
+    ("ipsec aes256gcm16", "ipsec,esp=aes256gcm16"),
+    ("ipsec aes128gcm16", "ipsec,esp=aes128gcm16"),
+    ("ipsec chacha20poly1305", "ipsec,esp=chacha20poly1305"),
+    ("ipsec aes128-sha256", "ipsec,esp=aes128-sha256"),
+    ("ipsec aes256-sha1", "ipsec,esp=aes256-sha1"),
+    ("ipsec 3des-sha1", "ipsec,esp=3des-sha1"),
+    ("ipsec blowfish-sha256", "ipsec,esp=blowfish-sha256"),
+)
+
+
+@dataclass(frozen=True)
+class Measure:
+    tcp_mbit: float  # iperf3, received at the server
+    store_mbit: float  # C-STORE bytes / transfer seconds
+    path: str  # ESP path or "-"
+
+
+def _node(lab: lifecycle.Lab, role: Role) -> str:
+    return next(n.name for n in lab.topology.nodes if n.role is role)
+
+
+@contextmanager
+def _lab(security: str) -> Iterator[lifecycle.Lab]:
+    overrides = {"security": topology_file.security_override(security)}
+    lab = lifecycle.up(resolve_path(TOPOLOGY), LAB, overrides=overrides)
+    try:
+        yield lab
+    finally:
+        lifecycle.down(LAB)
+
+
+def iperf_mbit(lab: lifecycle.Lab, seconds: int = IPERF_SECONDS) -> float:
+    """TCP throughput modality -> pacs as iperf3's server received it (Mbit/s)."""
+    pacs, modality = _node(lab, Role.PACS), _node(lab, Role.MODALITY)
+    host = str(lab.topology.node(pacs).addresses(Family.IPV4)[0].ip)
+    server = lab.backend.spawn(lab.name, pacs, ["iperf3", "-s", "-1", "-p", str(IPERF_PORT)])
+    try:
+        deadline = time.monotonic() + 10
+        while not lab.backend.exec(lab.name, pacs, ["ss", "-Hltn", f"sport = :{IPERF_PORT}"],
+                                   check=False).stdout.strip():
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise LabError("the iperf3 server did not start listening")
+            time.sleep(0.05)
+        res = lab.backend.exec(lab.name, modality, ["iperf3", "-c", host, "-p", str(IPERF_PORT),
+                               "-t", str(seconds), "-J"], check=False, timeout=seconds + 30)
+        try:
+            doc = json.loads(res.stdout)
+            return float(doc["end"]["sum_received"]["bits_per_second"]) / 1e6
+        except (ValueError, KeyError):
+            raise LabError(f"iperf3 failed: {(res.stdout + res.stderr)[-1500:]}") from None
+    finally:
+        if server.poll() is None:
+            processes.stop([server.pid])
+        server.wait(timeout=10)
+
+
+def store_mbit(lab: lifecycle.Lab, files: Sequence[Path], file_list: Path) -> float:
+    pacs, modality = _node(lab, Role.PACS), _node(lab, Role.MODALITY)
+    host = str(lab.topology.node(pacs).addresses(Family.IPV4)[0].ip)
+    res = lab.backend.exec(lab.name, modality, [
+        sys.executable, "-m", "lab.dicom.scu", "store", f"--host={host}", f"--port={PACS_PORT}",
+        f"--file-list={file_list}"], check=False, timeout=600)
+    try:
+        doc = json.loads(res.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        doc = {}
+    if not doc.get("ok"):
+        raise LabError(f"C-STORE failed: {res.stdout[-1000:]}{res.stderr[-1000:]}")
+    size = sum(f.stat().st_size for f in files)
+    return size * 8 / float(doc["seconds"]) / 1e6
+
+
+def bench_security(repeat: int, progress: Callable[[str], None] = lambda _: None,
+                   cases: Sequence[tuple[str, str]] = CASES) -> dict[str, list[Measure]]:
+    work = Path(tempfile.mkdtemp(prefix="teleradlab-bench-sec-", dir="/tmp"))
+    try:
+        study = generate_study("CT", work / "study", objects=OBJECTS)
+        file_list = work / "files.txt"
+        file_list.write_text("\n".join(map(str, study.files)) + "\n")
+        results: dict[str, list[Measure]] = {}
+        for label, security in cases:
+            progress(f"{label}: building the lab")
+            with _lab(security) as lab:
+                state = read_state(lab.name)
+                path = state.esp_path if state else "-"
+                runs = []
+                for rep in range(1, repeat + 1):
+                    progress(f"{label}: iperf3 and C-STORE, repetition {rep}/{repeat}")
+                    runs.append(Measure(iperf_mbit(lab), store_mbit(lab, study.files, file_list),
+                                        path))
+                results[label] = runs
+        return results
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def print_security(results: dict[str, list[Measure]], repeat: int) -> None:
+    print(f"Protection cost: {TOPOLOGY} lab, modality -> pacs, unimpaired, median of {repeat}; "
+          f"TCP = iperf3 {IPERF_SECONDS} s, C-STORE = {OBJECTS}-object CT study:")
+    print(f"  {'configuration':26} {'ESP path':9} {'TCP Mbit/s':>10} {'C-STORE Mbit/s':>14} "
+          f"{'C-STORE/TCP':>11} {'vs plain':>8}")
+    plain = statistics.median(m.store_mbit for m in results.get("plain", [])) \
+        if "plain" in results else 0.0
+    for label, runs in results.items():
+        tcp = statistics.median(m.tcp_mbit for m in runs)
+        store = statistics.median(m.store_mbit for m in runs)
+        ratio = store / tcp if tcp else 0.0
+        mark = "" if label == "plain" else ("  meets" if ratio >= RATIO_TARGET else "  MISSES")
+        versus = f"{store / plain:8.2f}" if plain else "       -"
+        print(f"  {label:26} {runs[0].path:9} {tcp:10.1f} {store:14.1f} {ratio:11.2f} "
+              f"{versus}{mark}")
+    print(f"  C-STORE/TCP target for protected paths: >= {RATIO_TARGET} (DICOM over the "
+          "protected path vs raw TCP over the same path);\n  'vs plain': protected C-STORE "
+          "throughput / plain C-STORE throughput (the cost of each choice).")
+
