@@ -196,6 +196,7 @@ class TlsSettings:
 
     profile: str = "bcp195-rfc8996"
     port: int = 2762
+    cipher: str | None = None  # one TLS 1.2 suite of the profile (OpenSSL name): forces TLS 1.2
 
 
 @dataclass(frozen=True)
@@ -211,7 +212,8 @@ class Security:
             s = self.ipsec
             return f"ipsec {s.scope.value} {s.auth.value} ike={s.ike} esp={s.esp}"
         if self.mode is SecurityMode.TLS:
-            return f"tls {self.tls.profile} port {self.tls.port}"
+            cipher = f" cipher {self.tls.cipher}" if self.tls.cipher else ""
+            return f"tls {self.tls.profile}{cipher} port {self.tls.port}"
         return "none"
 
 

@@ -23,7 +23,8 @@ Schema (see ``topologies/*.yaml`` for complete examples)::
       mode: none|ipsec|tls
       ipsec: {scope: site-to-site|host-to-host, auth: psk|cert,
               ike: aes256-sha256-modp2048, esp: aes256gcm16, psk: KEY (default: random per lab)}
-      tls: {profile: bcp195-rfc8996|non-downgrading|extended|aes|basic, port: 2762}
+      tls: {profile: bcp195-rfc8996|non-downgrading|extended|aes|basic, port: 2762,
+            cipher: OPENSSL-NAME (one TLS 1.2 suite of the profile; TLS 1.2 is then used)}
 """
 
 from __future__ import annotations

@@ -80,6 +80,7 @@ class IpsecSpec(_Strict):
 class TlsSpec(_Strict):
     profile: str = "bcp195-rfc8996"
     port: int = Field(2762, ge=1, le=65535)
+    cipher: str | None = None
 
 
 class SecuritySpec(_Strict):
@@ -220,4 +221,10 @@ def security_problems(sec: SecuritySpec) -> list[str]:
     if sec.tls.profile not in PROFILES:
         problems.append(f"security.tls.profile: unknown profile {sec.tls.profile!r} (profiles: "
                         f"{', '.join(PROFILES)})")
+    elif sec.tls.cipher is not None:
+        suites = PROFILES[sec.tls.profile].tls12_ciphers
+        if sec.tls.cipher not in suites:
+            problems.append(f"security.tls.cipher: {sec.tls.cipher!r} is not a cipher suite of "
+                            f"profile {sec.tls.profile!r} (its TLS 1.2 suites: "
+                            f"{', '.join(suites)})")
     return problems

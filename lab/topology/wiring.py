@@ -130,4 +130,5 @@ def _security(spec: TopologySpec) -> Security:
     sec = spec.security
     ipsec = IpsecSettings(IpsecScope(sec.ipsec.scope), IpsecAuth(sec.ipsec.auth),
                           sec.ipsec.ike.lower(), sec.ipsec.esp.lower(), sec.ipsec.psk)
-    return Security(SecurityMode(sec.mode), ipsec, TlsSettings(sec.tls.profile, sec.tls.port))
+    return Security(SecurityMode(sec.mode), ipsec, TlsSettings(sec.tls.profile, sec.tls.port,
+                                                                   sec.tls.cipher))
