@@ -18,6 +18,7 @@ import logging
 import signal
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,8 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 )
 
 from lab.dicom import PACS_AE, PACS_PORT
+from lab.dicom.acceptor import Config
+from lab.dicom.dispatch import DispatchingServer
 from lab.dicom.netopts import TunedAE, tune_association_server
 from lab.dicom.query import QueryError, find, resolve_move
 from lab.dicom.store import Store
@@ -81,23 +84,23 @@ class Archive:
         self.store = store
         self.destinations = destinations
 
-    def on_store(self, event: Any) -> int:
-        req = event.request
+    def store_file(self, path: Path, ts: str, sop_class: str, sop_instance: str) -> int:
+        """Store a received dataset (a scratch file); the C-STORE status (PS3.4 B.2.3)."""
         try:
-            obj = self.store.store_encoded(
-                event.dataset_path,
-                str(event.context.transfer_syntax),
-                str(req.AffectedSOPClassUID),
-                str(req.AffectedSOPInstanceUID),
-            )
+            obj = self.store.store_encoded(path, ts, sop_class, sop_instance)
         except LabError as exc:
-            log.warning("refused %s: %s", req.AffectedSOPInstanceUID, exc)
+            log.warning("refused %s: %s", sop_instance, exc)
             return CANNOT_UNDERSTAND
         except OSError as exc:
-            log.error("could not store %s: %s", req.AffectedSOPInstanceUID, exc)
+            log.error("could not store %s: %s", sop_instance, exc)
             return OUT_OF_RESOURCES
         log.info("stored %s (%d bytes)", obj.sop_instance_uid, obj.size)
         return SUCCESS
+
+    def on_store(self, event: Any) -> int:
+        req = event.request
+        return self.store_file(event.dataset_path, str(event.context.transfer_syntax),
+                               str(req.AffectedSOPClassUID), str(req.AffectedSOPInstanceUID))
 
     def on_close(self, event: Any) -> None:
         """Discard a C-STORE dataset cut off by an A-ABORT or a dropped connection.
@@ -165,6 +168,7 @@ def build_ae(ae_title: str, *, storage_only: bool, max_pdu: int) -> TunedAE:
     ae.network_timeout = 60
     ae.acse_timeout = 30
     ae.dimse_timeout = 60
+    ae.require_called_aet = True  # PS3.8 9.3.4: reject an A-ASSOCIATE-RQ meant for another AE
     ae.add_supported_context(Verification)
     for cx in AllStoragePresentationContexts:
         ae.add_supported_context(str(cx.abstract_syntax), ALL_TRANSFER_SYNTAXES)
@@ -172,6 +176,18 @@ def build_ae(ae_title: str, *, storage_only: bool, max_pdu: int) -> TunedAE:
         for sop_class in MODELS:
             ae.add_supported_context(sop_class, ALL_TRANSFER_SYNTAXES)
     return ae
+
+
+def native_config(ae: TunedAE, archive: Archive, max_pdu: int) -> Config:
+    """The lean acceptor serves what this AE supports except Query/Retrieve: Verification and
+    Storage, with the same transfer syntaxes (so negotiation gives what pynetdicom would)."""
+    supported: dict[str, set[str]] = {}
+    for cx in ae.supported_contexts:
+        if cx.abstract_syntax not in MODELS:
+            supported.setdefault(str(cx.abstract_syntax), set()).update(
+                map(str, cx.transfer_syntax))
+    return Config(ae.ae_title, max_pdu, {k: frozenset(v) for k, v in supported.items()},
+                  archive.store.tmp_dir, archive.store_file, float(ae.network_timeout or 60))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -202,9 +218,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                            (evt.EVT_CONN_CLOSE, archive.on_close)]
     if not args.storage_only:
         handlers += [(evt.EVT_C_FIND, archive.on_find), (evt.EVT_C_MOVE, archive.on_move)]
-    server = ae.start_server((args.bind, args.port), block=False, evt_handlers=handlers)
-    assert server is not None  # block=False always returns the server
+    server = ae.make_server((args.bind, args.port), evt_handlers=handlers,
+                            server_class=DispatchingServer)
+    server.native = native_config(ae, archive, args.pdu)
     tune_association_server(server)
+    threading.Thread(target=server.serve_forever, name="pacs-server", daemon=True).start()
     print(f"{args.ae} listening on [{args.bind}]:{args.port}", flush=True)
     signal.sigwait({signal.SIGTERM, signal.SIGINT})
     server.shutdown()
