@@ -174,9 +174,15 @@ class Parsed:
     values: dict[str, str]
 
 
-def split_part10(buf: Buffer) -> tuple[int, Dataset | None]:
-    """Offset of the dataset and the File Meta Information if ``buf`` starts with a Part-10
-    header (128-byte preamble, 'DICM', group 0002 led by its group length: PS3.10 7.1)."""
+#: The File Meta elements read (PS3.10 Table 7.1-1), by element number of group 0002.
+_META_KEYWORDS = {0x0002: "MediaStorageSOPClassUID", 0x0003: "MediaStorageSOPInstanceUID",
+                  0x0010: "TransferSyntaxUID", 0x0012: "ImplementationClassUID"}
+
+
+def split_part10(buf: Buffer) -> tuple[int, dict[str, str] | None]:
+    """Offset of the dataset and the File Meta Information's UIDs (keyword: UID) if ``buf``
+    starts with a Part-10 header (128-byte preamble, 'DICM', group 0002 led by its group length,
+    explicit VR little endian: PS3.10 7.1)."""
     if len(buf) < 132 or buf[128:132] != b"DICM":
         return 0, None
     if len(buf) < 144 or buf[132:138] != b"\x02\x00\x00\x00UL":
@@ -184,7 +190,28 @@ def split_part10(buf: Buffer) -> tuple[int, Dataset | None]:
     end = 144 + struct.unpack_from("<L", buf, 140)[0]
     if end > len(buf):
         raise StoreError("File Meta Information is truncated")
-    return end, read_dataset(BytesIO(buf[132:end]), False, True)
+    meta: dict[str, str] = {}
+    pos = 144
+    while pos < end:
+        if pos + 8 > end:
+            raise StoreError("File Meta Information ends inside an element header")
+        group, element = struct.unpack_from("<HH", buf, pos)
+        vr = bytes(buf[pos + 4 : pos + 6])
+        if group != 0x0002 or vr not in _VRS:
+            raise StoreError(f"File Meta Information is malformed at byte {pos} (PS3.10 7.1)")
+        if vr in _LONG_VRS:
+            if pos + 12 > end:
+                raise StoreError("File Meta Information ends inside an element header")
+            length, pos = struct.unpack_from("<L", buf, pos + 8)[0], pos + 12
+        else:
+            length, pos = struct.unpack_from("<H", buf, pos + 6)[0], pos + 8
+        if pos + length > end:
+            raise StoreError("File Meta Information element overruns its group length")
+        if element in _META_KEYWORDS:
+            meta[_META_KEYWORDS[element]] = (
+                bytes(buf[pos : pos + length]).decode("ascii", "replace").rstrip(" \x00"))
+        pos += length
+    return end, meta
 
 
 def _syntax(ts: str) -> tuple[bool, bool, bool]:
