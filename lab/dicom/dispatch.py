@@ -24,6 +24,11 @@ class DispatchingServer(ThreadedAssociationServer):
 
     native: Config | None = None
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # As AE.start_server registers its servers: shutdown() unregisters them.
+        self.ae._servers.append(self)
+
     def finish_request(self, request: Any, client_address: Any) -> None:
         config = self.native
         if config is not None and isinstance(request, socket.socket) and not isinstance(

@@ -106,7 +106,8 @@ def test_associate_ac_decodes_in_pynetdicom() -> None:
 
 
 @pytest.mark.parametrize(("ours", "cls", "fields"), [
-    (pdu.encode_reject(1, 1, 7), A_ASSOCIATE_RJ, {"result": 1, "source": 1, "reason_diagnostic": 7}),
+    (pdu.encode_reject(1, 1, 7), A_ASSOCIATE_RJ,
+     {"result": 1, "source": 1, "reason_diagnostic": 7}),
     (pdu.encode_abort(2, 0), A_ABORT_RQ, {"source": 2, "reason_diagnostic": 0}),
     (pdu.RELEASE_RQ, A_RELEASE_RQ, {}),
     (pdu.RELEASE_RP, A_RELEASE_RP, {}),
