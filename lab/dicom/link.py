@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-import ssl
+import sys
 from collections.abc import Callable
 from typing import BinaryIO
 
@@ -36,7 +36,9 @@ class Link:
     def __init__(self, sock: socket.socket, timeout: float | None) -> None:
         self.sock = sock
         sock.settimeout(timeout)
-        self.plain = not isinstance(sock, ssl.SSLSocket)
+        # ssl is imported only where TLS is used: without it, no socket can be a TLS one.
+        ssl = sys.modules.get("ssl")
+        self.plain = ssl is None or not isinstance(sock, ssl.SSLSocket)
         self._buf = bytearray(BUFFER)
         self._view = memoryview(self._buf)
         self._start = self._end = 0
@@ -45,7 +47,9 @@ class Link:
         """Read what the socket has into the free end of the buffer."""
         try:
             got = self.sock.recv_into(self._view[self._end:])
-        except (ConnectionError, ssl.SSLError) as exc:
+        except TimeoutError:
+            raise
+        except OSError as exc:  # a reset, a broken pipe, a TLS error (ssl.SSLError)
             raise LinkClosed(f"connection broken: {exc}") from exc
         if not got:
             raise LinkClosed("connection closed by the peer")
@@ -110,7 +114,9 @@ class Link:
                 self.sock.sendall(data, socket.MSG_MORE)
             else:
                 self.sock.sendall(data)
-        except (ConnectionError, ssl.SSLError) as exc:
+        except TimeoutError:
+            raise
+        except OSError as exc:  # a reset, a broken pipe, a TLS error (ssl.SSLError)
             raise LinkClosed(f"connection broken: {exc}") from exc
 
     def send_file(self, file: BinaryIO, offset: int, count: int) -> None:
@@ -130,7 +136,9 @@ class Link:
                     raise PduError(f"{getattr(file, 'name', 'file')} is shorter than it was")
                 self.sock.sendall(chunk)
                 count -= len(chunk)
-        except (ConnectionError, ssl.SSLError) as exc:
+        except TimeoutError:
+            raise
+        except OSError as exc:  # a reset, a broken pipe, a TLS error (ssl.SSLError)
             raise LinkClosed(f"connection broken: {exc}") from exc
 
     def _sendfile(self, out: int, fd: int, offset: int, count: int) -> int:
