@@ -44,11 +44,11 @@ StoreFile = Callable[[Path, str, str, str], int]
 
 @dataclass(frozen=True)
 class Config:
-    """What the acceptor serves: its AE title, the largest P-DATA-TF body it receives (0 =
-    unlimited), the supported abstract syntaxes with their transfer syntaxes, where datasets
-    are received, what stores one, and how long to wait for the peer."""
+    """What the acceptor serves: the AE titles it answers to, the largest P-DATA-TF body it
+    receives (0 = unlimited), the supported abstract syntaxes with their transfer syntaxes,
+    where datasets are received, what stores one, and how long to wait for the peer."""
 
-    ae_title: str
+    ae_titles: frozenset[str]
     max_pdu: int
     supported: Mapping[str, frozenset[str]]
     tmp_dir: Path
@@ -129,9 +129,9 @@ class _Incoming:
 class Acceptor:
     """Serves one association (see the module's doc); :meth:`serve` returns when it ends."""
 
-    def __init__(self, config: Config, sock: socket.socket) -> None:
+    def __init__(self, config: Config, sock: socket.socket, replay: bytes = b"") -> None:
         self.config = config
-        self.link = Link(sock, config.timeout)
+        self.link = Link(sock, config.timeout, replay)
         self.contexts: dict[int, tuple[str, str]] = {}  # id: (abstract syntax, transfer syntax)
         self.peer_max = 0
         self.incoming: _Incoming | None = None
@@ -167,7 +167,7 @@ class Acceptor:
             why = (1, 2, 2)  # rejected permanent, ACSE provider, protocol version not supported
         elif rq.application_context != pdu.APPLICATION_CONTEXT:
             why = (1, 1, 2)  # service user: application context name not supported
-        elif rq.called != self.config.ae_title:
+        elif rq.called not in self.config.ae_titles:
             why = (1, 1, 7)  # service user: called AE title not recognized
         if why is not None:
             log.warning("rejected association from %s to %r: %s", rq.calling, rq.called, why)

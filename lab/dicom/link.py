@@ -31,9 +31,10 @@ class LinkClosed(PduError):
 
 
 class Link:
-    """A connected socket carrying PDUs. ``timeout`` bounds every wait for the peer."""
+    """A connected socket carrying PDUs. ``timeout`` bounds every wait for the peer;
+    ``replay`` (at most BUFFER bytes) is read before what the socket brings."""
 
-    def __init__(self, sock: socket.socket, timeout: float | None) -> None:
+    def __init__(self, sock: socket.socket, timeout: float | None, replay: bytes = b"") -> None:
         self.sock = sock
         sock.settimeout(timeout)
         # ssl is imported only where TLS is used: without it, no socket can be a TLS one.
@@ -41,7 +42,8 @@ class Link:
         self.plain = ssl is None or not isinstance(sock, ssl.SSLSocket)
         self._buf = bytearray(BUFFER)
         self._view = memoryview(self._buf)
-        self._start = self._end = 0
+        self._start, self._end = 0, len(replay)  # bytes already read, to be read again
+        self._buf[: len(replay)] = replay
 
     def _recv(self) -> int:
         """Read what the socket has into the free end of the buffer."""

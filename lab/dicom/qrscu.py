@@ -18,6 +18,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     StudyRootQueryRetrieveInformationModelMove,
 )
 
+from lab.dicom import tlsopts
 from lab.dicom.netopts import TunedAE
 from lab.dicom.requestor import ScuError
 
@@ -38,7 +39,9 @@ def _ae(args: argparse.Namespace) -> TunedAE:
 def _associate(ae: TunedAE, args: argparse.Namespace) -> tuple[Any, float]:
     start = time.perf_counter()
     # associate() has its own max_pdu argument (default 16382) that overrides the AE's setting.
-    assoc = ae.associate(args.host, args.port, ae_title=args.called, max_pdu=args.pdu)
+    tls = tlsopts.client_context(args)
+    assoc = ae.associate(args.host, args.port, ae_title=args.called, max_pdu=args.pdu,
+                         tls_args=(tls, args.host) if tls is not None else None)
     setup = time.perf_counter() - start
     if not assoc.is_established:
         why = "rejected" if assoc.is_rejected else "aborted" if assoc.is_aborted else "failed"
@@ -95,6 +98,7 @@ def find(args: argparse.Namespace) -> dict[str, Any]:
     ae = _ae(args)
     ae.add_requested_context(FIND[args.model])
     assoc, setup = _associate(ae, args)
+    tls = tlsopts.negotiated(assoc.dul.socket.socket)
     matches: list[dict[str, Any]] = []
     final = None
     try:
@@ -109,13 +113,14 @@ def find(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         assoc.release()
     return {"ok": final == 0, "status": final, "matches": matches, "setup_seconds": setup,
-            "seconds": seconds}
+            "seconds": seconds, **tls}
 
 
 def move(args: argparse.Namespace) -> dict[str, Any]:
     ae = _ae(args)
     ae.add_requested_context(MOVE[args.model])
     assoc, setup = _associate(ae, args)
+    tls = tlsopts.negotiated(assoc.dul.socket.socket)
     final: Any = None
     try:
         start = time.perf_counter()
@@ -130,6 +135,6 @@ def move(args: argparse.Namespace) -> dict[str, Any]:
     counts = {k: int(final.get(f"NumberOf{k.capitalize()}Suboperations", 0) or 0)
               for k in ("completed", "failed", "warning")}
     return {"ok": code == 0, "status": code, **counts, "setup_seconds": setup,
-            "seconds": seconds}
+            "seconds": seconds, **tls}
 
 

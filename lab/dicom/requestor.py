@@ -18,13 +18,16 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from lab.dicom import command as cmd
 from lab.dicom import pdu
 from lab.dicom.link import Link, LinkClosed
 from lab.dicom.pdu import PduError
 from lab.errors import LabError
+
+if TYPE_CHECKING:
+    import ssl
 
 IMPLEMENTATION_CLASS_UID = "2.25.271818591651264108049536357787924617745"
 IMPLEMENTATION_VERSION_NAME = "TELERADLAB_SCU"
@@ -235,11 +238,17 @@ def _unexpected(kind: int) -> str:
 
 def open_association(host: str, port: int, *, called: str, calling: str,
                      contexts: Sequence[tuple[str, Sequence[str]]], max_pdu: int,
-                     timeout: float) -> tuple[Requestor, float]:
-    """Connect and associate; the association and the seconds it took (TCP connect included)."""
+                     timeout: float, tls: ssl.SSLContext | None = None,
+                     ) -> tuple[Requestor, float]:
+    """Connect (over TLS with ``tls``, checking that ``host`` is in the server's certificate)
+    and associate; the association and the seconds it took (TCP connect and TLS handshake
+    included)."""
     start = time.perf_counter()
     sock = socket.create_connection((host, port), timeout=timeout)
     try:
+        if tls is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock = tls.wrap_socket(sock, server_hostname=host)  # the handshake, now
         assoc = Requestor.connect(sock, called=called, calling=calling, contexts=contexts,
                                   max_pdu=max_pdu, timeout=timeout)
     except BaseException:

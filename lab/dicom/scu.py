@@ -4,7 +4,9 @@ Operations (DICOM PS3.4): ``echo`` (Verification), ``store`` (Storage: one assoc
 study), ``find`` and ``move`` (Query/Retrieve, Patient or Study Root). Each prints one JSON
 document on stdout with what happened and how long it took, separating the association setup
 (A-ASSOCIATE, PS3.8) from the operation itself, so the orchestrator can time transfers without
-parsing logs.
+parsing logs. With ``--tls-profile`` (DICOM TLS, PS3.15 Annex B) the document adds
+``handshake_seconds``, ``tls_version`` and ``cipher`` (null without TLS); ``setup_seconds``
+then includes the TCP connect and the TLS handshake.
 
 ``echo`` and ``store`` run on the lab's lean Upper Layer (:mod:`lab.dicom.requestor`): stored
 files are sent without being decoded, straight from the file to the socket, so each object
@@ -24,7 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from lab.dicom import MODALITY_AE, PACS_AE, PACS_PORT
+from lab.dicom import MODALITY_AE, PACS_AE, PACS_PORT, tlsopts
 from lab.dicom.requestor import (
     Part10,
     ScuError,
@@ -40,8 +42,9 @@ ECHO_SYNTAXES = ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1")
 
 def _connect(args: argparse.Namespace, contexts: Sequence[tuple[str, Sequence[str]]],
              ) -> tuple[Any, float]:
+    tls = tlsopts.client_context(args) if args.tls_profile else None
     return open_association(args.host, args.port, called=args.called, calling=args.calling,
-                            contexts=contexts, max_pdu=args.pdu, timeout=args.timeout)
+                            contexts=contexts, max_pdu=args.pdu, timeout=args.timeout, tls=tls)
 
 
 def echo(args: argparse.Namespace) -> dict[str, Any]:
@@ -54,7 +57,8 @@ def echo(args: argparse.Namespace) -> dict[str, Any]:
         assoc.abort()
         raise
     assoc.release()
-    return {"ok": code == 0, "status": code, "setup_seconds": setup, "seconds": seconds}
+    return {"ok": code == 0, "status": code, "setup_seconds": setup, "seconds": seconds,
+            **tlsopts.negotiated(assoc.link.sock)}
 
 
 def _objects(args: argparse.Namespace) -> list[Part10]:
@@ -89,7 +93,7 @@ def store(args: argparse.Namespace) -> dict[str, Any]:
     assoc.release()
     return {"ok": not failed, "objects": len(objects), "bytes": sum(o.size for o in objects),
             "setup_seconds": setup, "seconds": seconds, "statuses": dict(statuses),
-            "failed": failed}
+            "failed": failed, **tlsopts.negotiated(assoc.link.sock)}
 
 
 def find(args: argparse.Namespace) -> dict[str, Any]:
@@ -121,6 +125,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--key", action="append", default=[], metavar="KEYWORD=VALUE",
                    help="query/retrieve key (repeatable), e.g. StudyInstanceUID=1.2.3")
     p.add_argument("--dest", default=MODALITY_AE, help="C-MOVE destination AE title")
+    tlsopts.add_arguments(p, server=False)
     return p
 
 

@@ -267,9 +267,8 @@ class Store:
                "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
         sql = (f"INSERT OR REPLACE INTO instances ({', '.join(COLUMNS)}) "
                f"VALUES ({', '.join('?' * len(COLUMNS))})")
-        try:
-            with self._transaction():
-                self._db.execute(sql, [row[c] for c in COLUMNS])
+        try:  # one statement: SQLite commits it on its own (autocommit, isolation_level=None)
+            self._db.execute(sql, [row[c] for c in COLUMNS])
         except sqlite3.Error as exc:  # the file is complete: the next open() indexes it
             raise StoreError(f"cannot index {path.name}: {exc}") from exc
         return row

@@ -39,7 +39,8 @@ def store(tmp_path: Path) -> Iterator[Store]:
 @pytest.fixture
 def acceptor(store: Store) -> Iterator[tuple[int, Config]]:
     """A listening socket whose connections are served, one thread each, by the acceptor."""
-    config = Config("PACS", 16384, SUPPORTED, store.tmp_dir, Archive(store, {}).store_file, 10)
+    config = Config(frozenset({"PACS"}), 16384, SUPPORTED, store.tmp_dir,
+                    Archive(store, {}).store_file, 10)
     listener = socket.create_server(("127.0.0.1", 0))
     stop = threading.Event()
 
@@ -200,7 +201,8 @@ def test_dispatch_sends_query_associations_to_pynetdicom(store: Store) -> None:
     served: list[str] = []
     server = ae.make_server(("127.0.0.1", 0), server_class=DispatchingServer, evt_handlers=[
         (evt.EVT_C_ECHO, lambda e: served.append("pynetdicom") or 0)])
-    server.native = Config("PACS", 0, {Verification: frozenset({ImplicitVRLittleEndian})},
+    server.native = Config(frozenset({"PACS"}), 0,
+                           {Verification: frozenset({ImplicitVRLittleEndian})},
                            store.tmp_dir, Archive(store, {}).store_file, 5)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
