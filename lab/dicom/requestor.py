@@ -24,6 +24,7 @@ from lab.dicom import command as cmd
 from lab.dicom import pdu
 from lab.dicom.link import Link, LinkClosed
 from lab.dicom.pdu import PduError
+from lab.dicom.tlsopts import negotiated
 from lab.errors import LabError
 
 if TYPE_CHECKING:
@@ -95,6 +96,8 @@ class Requestor:
         self.accepted = {r.id: r.transfer_syntax for r in ac.results if r.result == 0}
         self.abstract = {p.id: p.abstract_syntax for p in proposed}
         self.released = False
+        #: handshake_seconds, tls_version, cipher (None without TLS): set by open_association.
+        self.tls: dict[str, object] = {}
 
     @classmethod
     def connect(cls, sock: socket.socket, *, called: str, calling: str,
@@ -249,8 +252,10 @@ def open_association(host: str, port: int, *, called: str, calling: str,
         if tls is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock = tls.wrap_socket(sock, server_hostname=host)  # the handshake, now
+        tls_info = negotiated(sock)
         assoc = Requestor.connect(sock, called=called, calling=calling, contexts=contexts,
                                   max_pdu=max_pdu, timeout=timeout)
+        assoc.tls = tls_info
     except BaseException:
         sock.close()
         raise

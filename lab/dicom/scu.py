@@ -58,7 +58,7 @@ def echo(args: argparse.Namespace) -> dict[str, Any]:
         raise
     assoc.release()
     return {"ok": code == 0, "status": code, "setup_seconds": setup, "seconds": seconds,
-            **tlsopts.negotiated(assoc.link.sock)}
+            **assoc.tls}
 
 
 def _objects(args: argparse.Namespace) -> list[Part10]:
@@ -93,7 +93,7 @@ def store(args: argparse.Namespace) -> dict[str, Any]:
     assoc.release()
     return {"ok": not failed, "objects": len(objects), "bytes": sum(o.size for o in objects),
             "setup_seconds": setup, "seconds": seconds, "statuses": dict(statuses),
-            "failed": failed, **tlsopts.negotiated(assoc.link.sock)}
+            "failed": failed, **assoc.tls}
 
 
 def find(args: argparse.Namespace) -> dict[str, Any]:
