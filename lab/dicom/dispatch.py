@@ -84,15 +84,16 @@ class DispatchingServer(ThreadedAssociationServer):
 
     def _handshake(self, request: socket.socket, peer: Any, timeout: float) -> Any:
         assert self.tls is not None
+        who = str(peer[0]).removeprefix("::ffff:")  # an IPv4 client of a dual-stack socket
         request.settimeout(timeout)
         try:
             wrapped = self.tls.wrap_socket(request, server_side=True)
         except OSError as exc:  # ssl.SSLError, a reset, a timeout
-            log.warning("TLS handshake with %s refused: %s", peer[0], exc)
+            log.warning("TLS handshake with %s refused: %s", who, exc)
             request.close()
             return None
         info = negotiated(wrapped)
-        log.info("TLS from %s: %s %s in %.4f s", peer[0], info["tls_version"], info["cipher"],
+        log.info("TLS from %s: %s %s in %.4f s", who, info["tls_version"], info["cipher"],
                  info["handshake_seconds"] or 0.0)
         return wrapped
 
