@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import struct
 import sys
 from collections.abc import Callable
 from typing import BinaryIO
@@ -36,10 +37,19 @@ class Link:
 
     def __init__(self, sock: socket.socket, timeout: float | None, replay: bytes = b"") -> None:
         self.sock = sock
-        sock.settimeout(timeout)
         # ssl is imported only where TLS is used: without it, no socket can be a TLS one.
         ssl = sys.modules.get("ssl")
         self.plain = ssl is None or not isinstance(sock, ssl.SSLSocket)
+        if self.plain:
+            # A blocking socket whose waits the kernel bounds (SO_RCVTIMEO, SO_SNDTIMEO), so that
+            # a dataset is read with MSG_WAITALL: one recv for a whole PDV where Python's own
+            # timeout mode would poll and recv for every few segments that arrive.
+            sock.settimeout(None)
+            tv = struct.pack("ll", int(timeout or 0), int((timeout or 0) % 1 * 1e6))
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, tv)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, tv)
+        else:
+            sock.settimeout(timeout)
         self._buf = bytearray(BUFFER)
         self._view = memoryview(self._buf)
         self._start, self._end = 0, len(replay)  # bytes already read, to be read again
@@ -49,6 +59,8 @@ class Link:
         """Read what the socket has into the free end of the buffer."""
         try:
             got = self.sock.recv_into(self._view[self._end:])
+        except BlockingIOError:  # SO_RCVTIMEO expired
+            raise TimeoutError("timed out waiting for the peer") from None
         except TimeoutError:
             raise
         except OSError as exc:  # a reset, a broken pipe, a TLS error (ssl.SSLError)
@@ -57,6 +69,21 @@ class Link:
             raise LinkClosed("connection closed by the peer")
         self._end += got
         return got
+
+    def _recv_all(self, n: int) -> None:
+        """Read ``n`` bytes into the empty buffer in one call (MSG_WAITALL; fewer at the end of
+        the stream or if a signal interrupts)."""
+        try:
+            got = self.sock.recv_into(self._view[:n], n, socket.MSG_WAITALL)
+        except BlockingIOError:
+            raise TimeoutError("timed out waiting for the peer") from None
+        except TimeoutError:
+            raise
+        except OSError as exc:
+            raise LinkClosed(f"connection broken: {exc}") from exc
+        if not got:
+            raise LinkClosed("connection closed by the peer")
+        self._end = got
 
     def read(self, n: int) -> bytes:
         """Exactly ``n`` bytes (n <= BUFFER)."""
@@ -97,11 +124,14 @@ class Link:
         return length - 2, context_id, control
 
     def stream(self, n: int, sink: Callable[[memoryview], object]) -> None:
-        """Hand the next ``n`` bytes to ``sink`` in pieces, as they arrive."""
+        """Hand the next ``n`` bytes to ``sink`` in pieces (a buffer full at most)."""
         while n:
             if self._start == self._end:
                 self._start = self._end = 0
-                self._recv()
+                if self.plain:
+                    self._recv_all(min(n, BUFFER))
+                else:
+                    self._recv()
             take = min(n, self._end - self._start)
             sink(self._view[self._start:self._start + take])
             self._start += take
@@ -116,6 +146,8 @@ class Link:
                 self.sock.sendall(data, socket.MSG_MORE)
             else:
                 self.sock.sendall(data)
+        except BlockingIOError:  # SO_SNDTIMEO expired
+            raise TimeoutError("timed out sending to the peer") from None
         except TimeoutError:
             raise
         except OSError as exc:  # a reset, a broken pipe, a TLS error (ssl.SSLError)
@@ -138,32 +170,25 @@ class Link:
                     raise PduError(f"{getattr(file, 'name', 'file')} is shorter than it was")
                 self.sock.sendall(chunk)
                 count -= len(chunk)
+        except BlockingIOError:  # SO_SNDTIMEO expired
+            raise TimeoutError("timed out sending to the peer") from None
         except TimeoutError:
             raise
         except OSError as exc:  # a reset, a broken pipe, a TLS error (ssl.SSLError)
             raise LinkClosed(f"connection broken: {exc}") from exc
 
     def _sendfile(self, out: int, fd: int, offset: int, count: int) -> int:
-        """One sendfile(2) on the socket, waiting (up to the socket's timeout) while it is full."""
-        while True:
-            try:
-                sent = os.sendfile(out, fd, offset, count)
-            except BlockingIOError:
-                _wait_writable(self.sock)
-                continue
-            if sent == 0:
-                raise PduError("file ended before the dataset did")
-            return sent
+        """One sendfile(2) on the (blocking) socket."""
+        try:
+            sent = os.sendfile(out, fd, offset, count)
+        except BlockingIOError:  # SO_SNDTIMEO expired
+            raise TimeoutError("timed out sending to the peer") from None
+        if sent == 0:
+            raise PduError("file ended before the dataset did")
+        return sent
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_RDWR)
         self.sock.close()
 
-
-def _wait_writable(sock: socket.socket) -> None:
-    import select
-
-    _, ready, _ = select.select([], [sock], [], sock.gettimeout())
-    if not ready:
-        raise LinkClosed("timed out sending to the peer")
