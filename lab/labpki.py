@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab.model import Topology
+from lab.model import Node, Topology
 from lab.names import LabPaths
 from lab.pki import CA, Credential, create_ca, load_ca
 
@@ -23,6 +23,17 @@ class LabPki:
 
     def signer(self, site: str) -> Credential:
         return self.signers[site]
+
+    def tls(self, node: Node, rsa: bool = False) -> Credential:
+        """The DICOM TLS key pair of ``node`` (server and client use: the PACS is both), naming
+        the node and its addresses; RSA where the retired profiles need RSA key transport."""
+        name = f"tls-{node.name}{'-rsa' if rsa else ''}"
+        d = self.ca.dir
+        if (d / f"{name}.key").exists() and (d / f"{name}.crt").exists():
+            return Credential(name, d / f"{name}.key", d / f"{name}.crt")
+        return self.ca.issue(name, dns=[node.name], ips=[str(a.ip) for a in node.addresses()],
+                             usages={"server", "client"},
+                             key_type="rsa-2048" if rsa else "ecdsa-p256")
 
 
 def ensure_lab_pki(paths: LabPaths, topology: Topology) -> LabPki:

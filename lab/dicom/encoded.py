@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import functools
 import mmap
 import re
 import struct
@@ -56,6 +57,14 @@ _UNDEFINED = 0xFFFFFFFF
 _LONG_VRS = frozenset(
     {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
 )
+#: Every VR of PS3.5 6.2 (2023): any other in an explicit VR dataset is malformed.
+_VRS = _LONG_VRS | frozenset(
+    {b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FD", b"FL", b"IS", b"LO", b"LT", b"PN",
+     b"SH", b"SL", b"SS", b"ST", b"TM", b"UI", b"UL", b"US"}
+)
+#: Character sets whose text a Python codec decodes as pydicom would, without code extensions.
+_CODECS = {"": "ascii", "ISO_IR 6": "ascii", "ISO_IR 100": "latin-1", "ISO_IR 192": "utf-8"}
+_CHARSET_TAG = 0x00080005
 _MAX_DEPTH = 32
 #: What can be parsed: bytes, or a file mapped into memory.
 Buffer = bytes | mmap.mmap
@@ -71,9 +80,13 @@ class _Walker:
     which is what a truncated or garbled dataset fails. Records where the elements the index
     needs end (``index_end``), so that only those bytes are decoded."""
 
-    def __init__(self, buf: Buffer, start: int, *, little: bool, last_wanted: int) -> None:
+    def __init__(self, buf: Buffer, start: int, *, little: bool,
+                 wanted: frozenset[int]) -> None:
         self.buf, self.start, self.end = buf, start, len(buf)
-        self.last_wanted = last_wanted  # the highest tag to decode: nothing past it is needed
+        self.wanted = wanted
+        self.last_wanted = max(wanted)  # the highest tag to decode: nothing past it is needed
+        #: Where the wanted top-level elements are: tag -> (VR or b'', value position, length).
+        self.found: dict[int, tuple[bytes, int, int]] = {}
         endian = "<" if little else ">"
         self.tag, self.u16, self.u32 = (struct.Struct(endian + f) for f in ("HH", "H", "L"))
         self.index_end: int | None = None
@@ -90,8 +103,8 @@ class _Walker:
         if implicit or tag >> 16 == 0xFFFE:  # items and delimiters never carry a VR
             return tag, b"", self.u32.unpack_from(self.buf, pos + 4)[0], pos + 8
         vr = bytes(self.buf[pos + 4 : pos + 6])
-        if not (vr.isalpha() and vr.isupper()):
-            self.fail(pos, f"invalid VR {vr!r} for {_tag(tag)}")
+        if vr not in _VRS:
+            self.fail(pos, f"invalid VR {vr!r} for {_tag(tag)} (PS3.5 6.2)")
         if vr not in _LONG_VRS:
             return tag, vr, self.u16.unpack_from(self.buf, pos + 6)[0], pos + 8
         if pos + 12 > self.end:
@@ -122,6 +135,8 @@ class _Walker:
                 self.fail(at, "File Meta Information (group 0002) inside the dataset")
             if not depth and tag > self.last_wanted and self.index_end is None:
                 self.index_end = at
+            if not depth and tag in self.wanted and length != _UNDEFINED:
+                self.found[tag] = (vr, pos, length)
             last = tag
             if length != _UNDEFINED:
                 pos = self.skip(at, tag, pos, length)
@@ -159,9 +174,15 @@ class Parsed:
     values: dict[str, str]
 
 
-def split_part10(buf: Buffer) -> tuple[int, Dataset | None]:
-    """Offset of the dataset and the File Meta Information if ``buf`` starts with a Part-10
-    header (128-byte preamble, 'DICM', group 0002 led by its group length: PS3.10 7.1)."""
+#: The File Meta elements read (PS3.10 Table 7.1-1), by element number of group 0002.
+_META_KEYWORDS = {0x0002: "MediaStorageSOPClassUID", 0x0003: "MediaStorageSOPInstanceUID",
+                  0x0010: "TransferSyntaxUID", 0x0012: "ImplementationClassUID"}
+
+
+def split_part10(buf: Buffer) -> tuple[int, dict[str, str] | None]:
+    """Offset of the dataset and the File Meta Information's UIDs (keyword: UID) if ``buf``
+    starts with a Part-10 header (128-byte preamble, 'DICM', group 0002 led by its group length,
+    explicit VR little endian: PS3.10 7.1)."""
     if len(buf) < 132 or buf[128:132] != b"DICM":
         return 0, None
     if len(buf) < 144 or buf[132:138] != b"\x02\x00\x00\x00UL":
@@ -169,7 +190,28 @@ def split_part10(buf: Buffer) -> tuple[int, Dataset | None]:
     end = 144 + struct.unpack_from("<L", buf, 140)[0]
     if end > len(buf):
         raise StoreError("File Meta Information is truncated")
-    return end, read_dataset(BytesIO(buf[132:end]), False, True)
+    meta: dict[str, str] = {}
+    pos = 144
+    while pos < end:
+        if pos + 8 > end:
+            raise StoreError("File Meta Information ends inside an element header")
+        group, element = struct.unpack_from("<HH", buf, pos)
+        vr = bytes(buf[pos + 4 : pos + 6])
+        if group != 0x0002 or vr not in _VRS:
+            raise StoreError(f"File Meta Information is malformed at byte {pos} (PS3.10 7.1)")
+        if vr in _LONG_VRS:
+            if pos + 12 > end:
+                raise StoreError("File Meta Information ends inside an element header")
+            length, pos = struct.unpack_from("<L", buf, pos + 8)[0], pos + 12
+        else:
+            length, pos = struct.unpack_from("<H", buf, pos + 6)[0], pos + 8
+        if pos + length > end:
+            raise StoreError("File Meta Information element overruns its group length")
+        if element in _META_KEYWORDS:
+            meta[_META_KEYWORDS[element]] = (
+                bytes(buf[pos : pos + length]).decode("ascii", "replace").rstrip(" \x00"))
+        pos += length
+    return end, meta
 
 
 def _syntax(ts: str) -> tuple[bool, bool, bool]:
@@ -204,6 +246,59 @@ def _text(ds: Dataset, tag: int) -> str:
     return text.strip(" \x00")
 
 
+@functools.cache
+def _dictionary_vr(tag: int) -> str | None:
+    try:
+        return str(dictionary_VR(tag))
+    except KeyError:
+        return None
+
+
+def _fast_values(data: Buffer, walker: _Walker, wanted: Mapping[str, int],
+                 ) -> dict[str, str] | None:
+    """The wanted values decoded straight from the bytes the walker found, as :func:`_text`
+    would give them; None where that takes pydicom (another character set or code extensions,
+    multiple values of PN/LO/SH, an explicit VR other than the dictionary's)."""
+    charset = b""
+    if _CHARSET_TAG in walker.found:
+        _, pos, length = walker.found[_CHARSET_TAG]
+        charset = bytes(data[pos : pos + length])
+    codec = _CODECS.get(charset.decode("ascii", "replace").strip(" \0"))
+    if codec is None:
+        return None
+    values = {}
+    for keyword, tag in wanted.items():
+        if tag not in walker.found:
+            values[keyword] = ""
+            continue
+        vr, pos, length = walker.found[tag]
+        raw = bytes(data[pos : pos + length])
+        expected = _dictionary_vr(tag)
+        if expected is None or (vr and vr.decode() != expected):
+            return None
+        if expected in ("PN", "LO", "SH"):
+            if b"\\" in raw or b"\x1b" in raw:
+                return None
+            try:
+                values[keyword] = raw.decode(codec).strip(" \x00")
+            except UnicodeDecodeError:
+                return None
+        else:
+            values[keyword] = raw.decode("ascii", "replace").strip(" \x00")
+    return values
+
+
+def _pydicom_values(data: Buffer, start: int, walker: _Walker, implicit: bool, little: bool,
+                    wanted: Mapping[str, int]) -> dict[str, str]:
+    """The wanted values decoded by pydicom (the general case of :func:`_fast_values`)."""
+    head = data[start : len(data) if walker.index_end is None else walker.index_end]
+    try:  # pydicom decodes values lazily: one it cannot decode (unknown VR, PS3.5 6.2) is bad input
+        ds = read_dataset(BytesIO(head), implicit, little, specific_tags=list(wanted.values()))
+        return {k: _text(ds, tag) if tag in ds else "" for k, tag in wanted.items()}
+    except (NotImplementedError, ValueError) as exc:
+        raise StoreError(f"cannot decode the indexed attributes: {exc}") from None
+
+
 def parse(buf: Buffer, ts: str, sop_class: str, sop_instance: str,
           wanted: Mapping[str, int]) -> Parsed:
     """Validate an encoded dataset (optionally behind a Part-10 header) and decode the
@@ -220,14 +315,11 @@ def parse(buf: Buffer, ts: str, sop_class: str, sop_instance: str,
     data, start = (_inflate(buf, offset), 0) if deflated else (buf, offset)
     if start >= len(data):
         raise StoreError("empty dataset")
-    walker = _Walker(data, start, little=little, last_wanted=max(wanted.values()))
+    walker = _Walker(data, start, little=little, wanted=frozenset(wanted.values()) | {_CHARSET_TAG})
     walker.dataset(start, implicit)
-    head = data[start : len(data) if walker.index_end is None else walker.index_end]
-    try:  # pydicom decodes values lazily: one it cannot decode (unknown VR, PS3.5 6.2) is bad input
-        ds = read_dataset(BytesIO(head), implicit, little, specific_tags=list(wanted.values()))
-        values = {k: _text(ds, tag) if tag in ds else "" for k, tag in wanted.items()}
-    except (NotImplementedError, ValueError) as exc:
-        raise StoreError(f"cannot decode the indexed attributes: {exc}") from None
+    values = _fast_values(data, walker, wanted)
+    if values is None:
+        values = _pydicom_values(data, start, walker, implicit, little, wanted)
     for keyword, expected in (("SOPClassUID", sop_class), ("SOPInstanceUID", sop_instance)):
         if values[keyword] != expected:
             raise StoreError(f"dataset {keyword} {values[keyword]!r} differs from the "

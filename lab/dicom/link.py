@@ -1,0 +1,194 @@
+"""One Upper Layer connection (PS3.8 9): PDUs read from a TCP (or TLS) socket through one
+reusable buffer, and sent with as few system calls and copies as the socket allows.
+
+The lean store path reads a PDU header, then either a small body (association, release and
+abort PDUs, command fragments) or the data of a PDV, which it hands on in pieces as they
+arrive (:meth:`Link.stream`) so a dataset goes from the socket to its file without being
+assembled in memory. A dataset is sent straight from its file (``sendfile(2)`` on a plain
+socket), each PDU header corked in front of its data (``MSG_MORE``) so it does not leave as a
+packet of its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import struct
+import sys
+from collections.abc import Callable
+from typing import BinaryIO
+
+from lab.dicom.pdu import HEADER, PDU_TYPES, PDV_HEADER, PduError
+
+#: Size of the receive buffer (and the largest piece handed to a stream's sink).
+BUFFER = 1 << 18
+#: Largest PDU body read whole (association PDUs, command fragments): anything bigger is refused.
+SMALL_LIMIT = 1 << 20
+
+
+class LinkClosed(PduError):
+    """The peer closed the connection (or it broke) in the middle of a PDU or between PDUs."""
+
+
+class Link:
+    """A connected socket carrying PDUs. ``timeout`` bounds every wait for the peer;
+    ``replay`` (at most BUFFER bytes) is read before what the socket brings."""
+
+    def __init__(self, sock: socket.socket, timeout: float | None, replay: bytes = b"") -> None:
+        self.sock = sock
+        # ssl is imported only where TLS is used: without it, no socket can be a TLS one.
+        ssl = sys.modules.get("ssl")
+        self.plain = ssl is None or not isinstance(sock, ssl.SSLSocket)
+        if self.plain:
+            # A blocking socket whose waits the kernel bounds (SO_RCVTIMEO, SO_SNDTIMEO), so that
+            # a dataset is read with MSG_WAITALL: one recv for a whole PDV where Python's own
+            # timeout mode would poll and recv for every few segments that arrive.
+            sock.settimeout(None)
+            tv = struct.pack("ll", int(timeout or 0), int((timeout or 0) % 1 * 1e6))
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, tv)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, tv)
+        else:
+            sock.settimeout(timeout)
+        self._buf = bytearray(BUFFER)
+        self._view = memoryview(self._buf)
+        self._start, self._end = 0, len(replay)  # bytes already read, to be read again
+        self._buf[: len(replay)] = replay
+
+    def _recv(self) -> int:
+        """Read what the socket has into the free end of the buffer."""
+        try:
+            got = self.sock.recv_into(self._view[self._end:])
+        except BlockingIOError:  # SO_RCVTIMEO expired
+            raise TimeoutError("timed out waiting for the peer") from None
+        except TimeoutError:
+            raise
+        except OSError as exc:  # a reset, a broken pipe, a TLS error (ssl.SSLError)
+            raise LinkClosed(f"connection broken: {exc}") from exc
+        if not got:
+            raise LinkClosed("connection closed by the peer")
+        self._end += got
+        return got
+
+    def _recv_all(self, n: int) -> None:
+        """Read ``n`` bytes into the empty buffer in one call (MSG_WAITALL; fewer at the end of
+        the stream or if a signal interrupts)."""
+        try:
+            got = self.sock.recv_into(self._view[:n], n, socket.MSG_WAITALL)
+        except BlockingIOError:
+            raise TimeoutError("timed out waiting for the peer") from None
+        except TimeoutError:
+            raise
+        except OSError as exc:
+            raise LinkClosed(f"connection broken: {exc}") from exc
+        if not got:
+            raise LinkClosed("connection closed by the peer")
+        self._end = got
+
+    def read(self, n: int) -> bytes:
+        """Exactly ``n`` bytes (n <= BUFFER)."""
+        if self._end - self._start < n:
+            if self._start:
+                left = self._end - self._start
+                self._buf[:left] = self._view[self._start:self._end]
+                self._start, self._end = 0, left
+            while self._end < n:
+                self._recv()
+        data = bytes(self._view[self._start:self._start + n])
+        self._start += n
+        if self._start == self._end:
+            self._start = self._end = 0
+        return data
+
+    def header(self) -> tuple[int, int]:
+        """The next PDU's type and length; LinkClosed at a clean end of stream."""
+        kind, length = HEADER.unpack(self.read(HEADER.size))
+        if kind not in PDU_TYPES:
+            raise PduError(f"unknown PDU type 0x{kind:02X} (PS3.8 9.3.1)")
+        return kind, length
+
+    def body(self, length: int) -> bytes:
+        """A small PDU body or PDV data, read whole."""
+        if length > SMALL_LIMIT:
+            raise PduError(f"a {length}-byte PDU where at most {SMALL_LIMIT} is expected")
+        out = bytearray()
+        while len(out) < length:
+            out += self.read(min(BUFFER, length - len(out)))
+        return bytes(out)
+
+    def pdv_header(self) -> tuple[int, int, int]:
+        """The next PDV item's data length, context id and message control header."""
+        length, context_id, control = PDV_HEADER.unpack(self.read(PDV_HEADER.size))
+        if length < 2:
+            raise PduError(f"PDV item of length {length} (PS3.8 9.3.5.1)")
+        return length - 2, context_id, control
+
+    def stream(self, n: int, sink: Callable[[memoryview], object]) -> None:
+        """Hand the next ``n`` bytes to ``sink`` in pieces (a buffer full at most)."""
+        while n:
+            if self._start == self._end:
+                self._start = self._end = 0
+                if self.plain:
+                    self._recv_all(min(n, BUFFER))
+                else:
+                    self._recv()
+            take = min(n, self._end - self._start)
+            sink(self._view[self._start:self._start + take])
+            self._start += take
+            n -= take
+        if self._start == self._end:
+            self._start = self._end = 0
+
+    def send(self, data: bytes, more: bool = False) -> None:
+        """Send bytes; ``more``: data follows at once, so hold a partial packet (MSG_MORE)."""
+        try:
+            if more and self.plain:
+                self.sock.sendall(data, socket.MSG_MORE)
+            else:
+                self.sock.sendall(data)
+        except BlockingIOError:  # SO_SNDTIMEO expired
+            raise TimeoutError("timed out sending to the peer") from None
+        except TimeoutError:
+            raise
+        except OSError as exc:  # a reset, a broken pipe, a TLS error (ssl.SSLError)
+            raise LinkClosed(f"connection broken: {exc}") from exc
+
+    def send_file(self, file: BinaryIO, offset: int, count: int) -> None:
+        """Send ``count`` bytes of ``file`` from ``offset``."""
+        try:
+            if self.plain:
+                fd, out = file.fileno(), self.sock.fileno()
+                while count:
+                    sent = self._sendfile(out, fd, offset, count)
+                    offset += sent
+                    count -= sent
+                return
+            file.seek(offset)
+            while count:
+                chunk = file.read(min(count, BUFFER))
+                if not chunk:
+                    raise PduError(f"{getattr(file, 'name', 'file')} is shorter than it was")
+                self.sock.sendall(chunk)
+                count -= len(chunk)
+        except BlockingIOError:  # SO_SNDTIMEO expired
+            raise TimeoutError("timed out sending to the peer") from None
+        except TimeoutError:
+            raise
+        except OSError as exc:  # a reset, a broken pipe, a TLS error (ssl.SSLError)
+            raise LinkClosed(f"connection broken: {exc}") from exc
+
+    def _sendfile(self, out: int, fd: int, offset: int, count: int) -> int:
+        """One sendfile(2) on the (blocking) socket."""
+        try:
+            sent = os.sendfile(out, fd, offset, count)
+        except BlockingIOError:  # SO_SNDTIMEO expired
+            raise TimeoutError("timed out sending to the peer") from None
+        if sent == 0:
+            raise PduError("file ended before the dataset did")
+        return sent
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+

@@ -1,0 +1,134 @@
+"""DICOM TLS for the lab's DICOM programs (PS3.15 Annex B secure transport connection profiles,
+mutual authentication against the lab CA): their command-line options, the ``ssl`` contexts
+made from them (:mod:`lab.tls`), and what a handshake negotiated.
+
+Options, the same on the PACS (and C-MOVE receiver) and on the SCU::
+
+    --tls-profile NAME   a profile of lab.tls_profiles (bcp195-rfc8996, non-downgrading, extended,
+                         aes, basic); absent = no TLS
+    --tls-cert FILE      our certificate (PEM); required on a server, optional on a client
+    --tls-key FILE       its private key (PEM)
+    --tls-ca FILE        the CA certificate peers must be issued by (the only trust anchor)
+
+A client checks that the address it dialled is in the server's SubjectAlternativeName (RFC
+6125); a server requires a client certificate from the CA. Handshakes are timed by the socket
+class the contexts make (:class:`TimedSSLSocket`), for pynetdicom's associations as for the
+lean path's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lab.errors import LabError
+
+if TYPE_CHECKING:
+    import ssl
+
+#: Profile names (lab.tls_profiles.PROFILES, checked there when used): listed here so that the
+#: options cost no ssl import in a program run without TLS.
+PROFILE_NAMES = ("bcp195-rfc8996", "non-downgrading", "extended", "aes", "basic")
+
+
+@functools.cache
+def timed_socket_class() -> type[ssl.SSLSocket]:
+    """An SSLSocket class that remembers how long its handshake took (handshake_seconds)."""
+    import ssl
+
+    class TimedSSLSocket(ssl.SSLSocket):
+        handshake_seconds: float | None = None
+
+        def do_handshake(self, block: bool = False) -> None:
+            start = time.perf_counter()
+            super().do_handshake(block)
+            self.handshake_seconds = time.perf_counter() - start
+
+    return TimedSSLSocket
+
+
+def add_arguments(parser: argparse.ArgumentParser, *, server: bool) -> None:
+    """The --tls-* options (see the module's doc)."""
+    group = parser.add_argument_group(
+        "DICOM TLS (PS3.15 Annex B; the registered port is 2762)")
+    group.add_argument("--tls-profile", choices=PROFILE_NAMES, metavar="NAME",
+                       help=f"use TLS with this profile ({', '.join(PROFILE_NAMES)}); "
+                       "default: no TLS")
+    who = "required with --tls-profile" if server else "omit to connect without one"
+    group.add_argument("--tls-cert", type=Path, metavar="FILE",
+                       help=f"our certificate, PEM ({who})")
+    group.add_argument("--tls-key", type=Path, metavar="FILE", help="its private key, PEM")
+    group.add_argument("--tls-ca", type=Path, metavar="FILE",
+                       help="CA certificate that must have issued the peer's (required with "
+                       "--tls-profile)")
+
+
+def _check(args: argparse.Namespace, *, server: bool) -> bool:
+    given = [n for n in ("tls_cert", "tls_key", "tls_ca") if getattr(args, n) is not None]
+    if args.tls_profile is None:
+        if given:
+            raise LabError(f"--{given[0].replace('_', '-')} needs --tls-profile")
+        return False
+    missing = [n for n in (("tls_cert", "tls_key") if server else ()) + ("tls_ca",)
+               if getattr(args, n) is None]
+    if missing:
+        raise LabError(f"--tls-profile needs --{missing[0].replace('_', '-')}")
+    for name in ("tls_cert", "tls_key", "tls_ca"):
+        path = getattr(args, name)
+        if path is not None and not path.is_file():
+            raise LabError(f"--{name.replace('_', '-')} {path}: no such file")
+    return True
+
+
+def server_context(args: argparse.Namespace) -> ssl.SSLContext | None:
+    """The server context the options ask for (None without --tls-profile); LabError naming
+    the option if they are incomplete, the files unreadable, or the profile impossible here."""
+    if not _check(args, server=True):
+        return None
+    from lab import tls
+
+    try:
+        ctx = tls.server_context(args.tls_profile, args.tls_cert, args.tls_key, args.tls_ca)
+    except OSError as exc:  # also ssl.SSLError
+        raise LabError(f"cannot load the TLS credentials {args.tls_cert}, {args.tls_key}, "
+                       f"{args.tls_ca}: {exc}") from exc
+    ctx.sslsocket_class = timed_socket_class()
+    return ctx
+
+
+def client_context(args: argparse.Namespace) -> ssl.SSLContext | None:
+    """The client context the options ask for (None without --tls-profile)."""
+    if not _check(args, server=False):
+        return None
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise LabError("--tls-cert and --tls-key go together")
+    from lab import tls
+
+    try:
+        ctx = tls.client_context(args.tls_profile, args.tls_cert, args.tls_key, args.tls_ca)
+    except OSError as exc:  # also ssl.SSLError
+        raise LabError(f"cannot load the TLS credentials: {exc}") from exc
+    ctx.sslsocket_class = timed_socket_class()
+    return ctx
+
+
+def client_from_server(args: argparse.Namespace) -> ssl.SSLContext | None:
+    """A client context with the server's own credentials, for the associations a server
+    opens itself (C-MOVE sub-operations to a TLS destination)."""
+    if args.tls_profile is None:
+        return None
+    return client_context(args)
+
+
+def negotiated(sock: Any) -> dict[str, Any]:
+    """handshake_seconds, tls_version and cipher of a socket (all None if it is not TLS)."""
+    ssl = sys.modules.get("ssl")
+    if ssl is None or not isinstance(sock, ssl.SSLSocket):
+        return {"handshake_seconds": None, "tls_version": None, "cipher": None}
+    cipher = sock.cipher()
+    return {"handshake_seconds": getattr(sock, "handshake_seconds", None),
+            "tls_version": sock.version(), "cipher": cipher[0] if cipher else None}
