@@ -1,7 +1,7 @@
 """``scripts/bench --only security``: what protection costs, measured side by side.
 
-For each configuration (plain, then IPsec per ESP algorithm, then DICOM TLS per profile where it
-is available) one IPv4 lab is built with that security, and over the same path from the modality
+For each configuration (plain, then IPsec per ESP algorithm, then DICOM TLS per profile and
+cipher) one IPv4 lab is built with that security, and over the same path from the modality
 to the PACS the benchmark measures raw TCP throughput (iperf3, server side) and DICOM C-STORE
 throughput (the lab's SCU to the lab's PACS). It prints, per configuration, C-STORE / TCP (the
 issue's target: at least 0.8, i.e. DICOM uses the protected path well) and protected / plain
@@ -23,11 +23,12 @@ from pathlib import Path
 
 from lab import lifecycle, processes
 from lab import topology as topology_file
-from lab.dicom import PACS_PORT
 from lab.dicom.generate import generate_study
 from lab.errors import LabError
 from lab.ipsec.tunnel import read_state
-from lab.model import Family, Role
+from lab.model import Family, Role, SecurityMode
+from lab.names import LabPaths
+from lab.services import ports, tls_arguments
 from lab.topology import resolve_path
 
 LAB = "bench-sec"
@@ -47,6 +48,9 @@ CASES: tuple[tuple[str, str], ...] = (
     ("ipsec aes256-sha1", "ipsec,esp=aes256-sha1"),
     ("ipsec 3des-sha1", "ipsec,esp=3des-sha1"),
     ("ipsec blowfish-sha256", "ipsec,esp=blowfish-sha256"),
+    ("tls bcp195-rfc8996", "tls"),
+    ("tls extended DHE-RSA-AES128", "tls,profile=extended,cipher=DHE-RSA-AES128-GCM-SHA256"),
+    ("tls aes (retired)", "tls,profile=aes"),
 )
 
 
@@ -96,12 +100,51 @@ def iperf_mbit(lab: lifecycle.Lab, seconds: int = IPERF_SECONDS) -> float:
         server.wait(timeout=10)
 
 
+def tls_bulk_mbit(lab: lifecycle.Lab, mbytes: float = 200.0) -> float:
+    """Raw TLS throughput modality -> pacs with the lab's own TLS settings (lab.tlsbulk),
+    measured at the receiver: the TLS counterpart of iperf3's TCP figure."""
+    pacs, modality = _node(lab, Role.PACS), _node(lab, Role.MODALITY)
+    host = str(lab.topology.node(pacs).addresses(Family.IPV4)[0].ip)
+    paths = LabPaths(lab.name)
+    log = paths.node_data(pacs) / "tlsbulk.log"
+    log.unlink(missing_ok=True)
+    server = lab.backend.spawn(lab.name, pacs, [
+        sys.executable, "-m", "lab.tlsbulk", "serve", f"--port={IPERF_PORT}",
+        *tls_arguments(lab.topology, paths, pacs)], log_path=log)
+    try:
+        deadline = time.monotonic() + 20
+        while '"listening"' not in (log.read_text() if log.exists() else ""):
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise LabError(f"lab.tlsbulk did not start: {log.read_text()[-1500:]}")
+            time.sleep(0.05)
+        lab.backend.exec(lab.name, modality, [
+            sys.executable, "-m", "lab.tlsbulk", "send", f"--host={host}",
+            f"--port={IPERF_PORT}", f"--mbytes={mbytes}", *_client_tls(lab, modality)],
+            timeout=300)
+        server.wait(timeout=60)
+        doc = json.loads(log.read_text().strip().splitlines()[-1])
+        return float(doc["mbit_per_s"])
+    finally:
+        if server.poll() is None:
+            processes.stop([server.pid])
+        server.wait(timeout=10)
+
+
+def _client_tls(lab: lifecycle.Lab, node: str) -> tuple[str, ...]:
+    tls = tls_arguments(lab.topology, LabPaths(lab.name), node)
+    if lab.topology.security.tls.cipher and tls:
+        tls += (f"--tls-cipher={lab.topology.security.tls.cipher}",)
+    return tls
+
+
 def store_mbit(lab: lifecycle.Lab, files: Sequence[Path], file_list: Path) -> float:
     pacs, modality = _node(lab, Role.PACS), _node(lab, Role.MODALITY)
     host = str(lab.topology.node(pacs).addresses(Family.IPV4)[0].ip)
+    tls = _client_tls(lab, modality)
     res = lab.backend.exec(lab.name, modality, [
-        sys.executable, "-m", "lab.dicom.scu", "store", f"--host={host}", f"--port={PACS_PORT}",
-        f"--file-list={file_list}"], check=False, timeout=600)
+        sys.executable, "-m", "lab.dicom.scu", "store", f"--host={host}",
+        f"--port={ports(lab.topology)[0]}", f"--file-list={file_list}", *tls],
+        check=False, timeout=600)
     try:
         doc = json.loads(res.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
@@ -128,8 +171,9 @@ def bench_security(repeat: int, progress: Callable[[str], None] = lambda _: None
                 runs = []
                 for rep in range(1, repeat + 1):
                     progress(f"{label}: iperf3 and C-STORE, repetition {rep}/{repeat}")
-                    runs.append(Measure(iperf_mbit(lab), store_mbit(lab, study.files, file_list),
-                                        path))
+                    raw = (tls_bulk_mbit(lab) if lab.topology.security.mode is SecurityMode.TLS
+                           else iperf_mbit(lab))
+                    runs.append(Measure(raw, store_mbit(lab, study.files, file_list), path))
                 results[label] = runs
         return results
     finally:
@@ -152,6 +196,7 @@ def print_security(results: dict[str, list[Measure]], repeat: int) -> None:
         print(f"  {label:26} {runs[0].path:9} {tcp:10.1f} {store:14.1f} {ratio:11.2f} "
               f"{versus}{mark}")
     print(f"  C-STORE/TCP target for protected paths: >= {RATIO_TARGET} (DICOM over the "
-          "protected path vs raw TCP over the same path);\n  'vs plain': protected C-STORE "
-          "throughput / plain C-STORE throughput (the cost of each choice).")
+          "protected path vs the raw transport over the same path: iperf3 TCP, and for TLS a bulk "
+          "TLS stream\n  with the same profile and cipher, lab.tlsbulk); 'vs plain': protected "
+          "C-STORE throughput / plain C-STORE throughput (the cost of each choice).")
 

@@ -21,17 +21,18 @@ from typing import Any
 from lab import lifecycle
 from lab import topology as topology_file
 from lab.backends.base import Progress, no_progress
-from lab.dicom import MODALITY_AE, PACS_PORT
+from lab.dicom import MODALITY_AE
 from lab.dicom.generate import generate_study, load_folder
 from lab.dicom.integrity import build_manifest, sign_manifest, write_signed
 from lab.errors import LabError
-from lab.ipsec.plan import make_plan
+from lab.ipsec.plan import make_plan, uses_ipsec
 from lab.ipsec.tunnel import IpsecState, read_state, sa_bytes, tunnel_probes
 from lab.labpki import LabPki, ensure_lab_pki
 from lab.model import Family, Role, SecurityMode, Topology
 from lab.names import LabPaths
 from lab.results import Row, provenance, write_csv, write_json
 from lab.routing import probes
+from lab.services import ports, tls_arguments
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,7 @@ def routed_families(topology: Topology, src: str, dst: str) -> list[Family]:
     the topology asks for (the mixed topologies' site family crosses the WAN only that way)."""
     fams = {p.family for p in probes(topology.nodes)
             if {p.source, p.destination} == {src, dst}}
-    if topology.security.mode is SecurityMode.IPSEC:
+    if uses_ipsec(topology):
         plan = make_plan(topology)
         fams |= {p.family for p in tunnel_probes(topology, plan)
                  if {p.source, p.destination} == {src, dst}}
@@ -137,7 +138,10 @@ class Runner:
         self.pacs = _node(self.topology, Role.PACS)
         self.paths = LabPaths(lab.name)
         self.ipsec: IpsecState | None = None
-        if self.topology.security.mode is SecurityMode.IPSEC:
+        self.tls = tls_arguments(self.topology, self.paths, self.modality)
+        if self.topology.security.mode is SecurityMode.TLS and self.topology.security.tls.cipher:
+            self.tls += (f"--tls-cipher={self.topology.security.tls.cipher}",)
+        if uses_ipsec(self.topology):
             self.ipsec = read_state(lab.name)
             if self.ipsec is None:
                 raise LabError(f"lab {lab.name} asks for IPsec but has no record of its SAs "
@@ -158,19 +162,28 @@ class Runner:
         host = self.topology.node(self.pacs).addresses(family)[0].ip
         before = sa_bytes(self.lab.name) if self.ipsec else 0
         doc = self._program(self.modality, "lab.dicom.scu",
-                            [operation, f"--host={host}", f"--port={PACS_PORT}",
-                             f"--pdu={self.opts.pdu}", *args])
+                            [operation, f"--host={host}", f"--port={ports(self.topology)[0]}",
+                             f"--pdu={self.opts.pdu}", *self.tls, *args])
         if self.ipsec:
             doc["sa_bytes"] = sa_bytes(self.lab.name) - before
         return doc
 
     def protection(self, doc: dict[str, Any]) -> dict[str, Any]:
         """The Row fields that say what protected the path."""
-        if self.ipsec is None:
-            return {}
-        return {"security_profile": self.ipsec.proposal, "esp_path": self.ipsec.esp_path,
-                "handshake_seconds": self.ipsec.setup_seconds,
-                "cipher": self.ipsec.esp_algorithms, "sa_bytes": int(doc.get("sa_bytes", 0))}
+        out: dict[str, Any] = {}
+        if self.ipsec is not None:
+            out = {"security_profile": self.ipsec.proposal, "esp_path": self.ipsec.esp_path,
+                   "handshake_seconds": self.ipsec.setup_seconds,
+                   "cipher": self.ipsec.esp_algorithms, "sa_bytes": int(doc.get("sa_bytes", 0))}
+        if self.topology.security.mode is SecurityMode.TLS:
+            tls = self.topology.security.tls
+            tunnel = " (in the IPsec transition tunnel)" if self.ipsec else ""
+            out |= {"security_profile": tls.profile + (f" {tls.cipher}" if tls.cipher else "")
+                    + tunnel,
+                    "handshake_seconds": round(float(doc.get("handshake_seconds") or 0.0), 6),
+                    "tls_version": str(doc.get("tls_version") or ""),
+                    "cipher": str(doc.get("cipher") or "")}
+        return out
 
     def verify(self, node: str, store: Path, study: StudyData) -> dict[str, Any]:
         return self._program(node, "lab.dicom.verify",
@@ -291,9 +304,10 @@ def _write(opts: RunOptions, lab: lifecycle.Lab, result: RunResult, started: flo
 
 
 def _esp_description(lab: lifecycle.Lab) -> Any:
-    state = read_state(lab.name) if lab.topology.security.mode is SecurityMode.IPSEC else None
+    state = read_state(lab.name) if uses_ipsec(lab.topology) else None
     if state is None:
-        return "none (no IPsec)"
+        return ("none (DICOM TLS end to end)" if lab.topology.security.mode is SecurityMode.TLS
+                else "none (no IPsec)")
     return {"path": state.esp_path, "ike": state.ike_algorithms, "esp": state.esp_algorithms,
             "ike_setup_seconds": state.setup_seconds, "scope": state.scope, "auth": state.auth}
 

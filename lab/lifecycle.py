@@ -15,9 +15,9 @@ from typing import Any
 from lab import backends, reach, services, state
 from lab import topology as topology_file
 from lab.backends.base import Backend, Progress, no_progress
-from lab.errors import LabError, LabExistsError, LabNotFoundError, NotRootError
+from lab.errors import LabError, LabExistsError, LabNotFoundError, NotRootError, TlsError
 from lab.ipsec import tunnel
-from lab.ipsec.plan import make_plan
+from lab.ipsec.plan import make_plan, uses_ipsec
 from lab.model import Probe, SecurityMode, Topology
 from lab.names import RUN_ROOT, LabPaths, check_lab_name, default_lab_name
 
@@ -58,8 +58,11 @@ def up(
     require_root()
     path = Path(topology_path)
     topology = topology_file.load(path, overrides)
-    if topology.security.mode is SecurityMode.IPSEC:
-        tunnel.preflight(topology)  # an impossible or unsupported choice stops us here
+    # An impossible or unsupported choice stops us here, before anything is made.
+    if uses_ipsec(topology):
+        tunnel.preflight(topology)
+    if topology.security.mode is SecurityMode.TLS:
+        tls_preflight(topology)
     lab_name = check_lab_name(name or default_lab_name(topology.name))
     impl = backends.get(backend)
     if lab_name in impl.list_owned():
@@ -86,12 +89,24 @@ def up(
     return Lab(lab_name, topology, impl, info, tuple(results), time.monotonic() - start)
 
 
+def tls_preflight(topology: Topology) -> None:
+    """The TLS profile must be one the local OpenSSL can really do (tried by a handshake)."""
+    from lab import tls
+    from lab.tls_profiles import PROFILES
+
+    name = topology.security.tls.profile
+    ok, why = tls.supported(PROFILES[name])
+    if not ok:
+        raise TlsError(f"security.tls.profile: {name!r} cannot be used here: {why}; profiles "
+                       f"this machine can do: {', '.join(tls.supported_profiles())}")
+
+
 def _protect(impl: Backend, lab: str, topology: Topology, check: bool, progress: Progress,
              root: Path) -> list[reach.ProbeResult]:
     """Bring up the protection the topology asks for, then check reachability (through it)."""
     results: list[reach.ProbeResult] = []
     skip: Callable[[Probe], bool] = lambda _: False  # noqa: E731
-    if topology.security.mode is SecurityMode.IPSEC:
+    if uses_ipsec(topology):
         # Before any ping: the guards go in first, so nothing crosses unprotected.
         tunnel.establish(impl, lab, topology, progress=progress, root=root)
         plan = make_plan(topology)

@@ -12,8 +12,10 @@ from pathlib import Path
 from lab.backends.base import Backend
 from lab.dicom import MODALITY_AE, MODALITY_STORE_PORT, PACS_AE, PACS_PORT
 from lab.errors import LabError
-from lab.model import Family, Role, Topology
+from lab.labpki import ensure_lab_pki
+from lab.model import Family, Role, SecurityMode, Topology
 from lab.names import LabPaths
+from lab.tls_profiles import PROFILES, needs_rsa
 
 START_TIMEOUT = 30.0
 
@@ -41,65 +43,66 @@ def receivers(topology: Topology) -> dict[str, str]:
     return out
 
 
+def ports(topology: Topology) -> tuple[int, int]:
+    """The PACS's port and the receivers' port: 11112 and 11113 in clear; with DICOM TLS every
+    listener uses the TLS port (2762, PS3.15 B.1) and nothing is served in clear."""
+    if topology.security.mode is SecurityMode.TLS:
+        return topology.security.tls.port, topology.security.tls.port
+    return PACS_PORT, MODALITY_STORE_PORT
+
+
+def tls_arguments(topology: Topology, paths: LabPaths, node: str) -> tuple[str, ...]:
+    """``--tls-*`` options for a DICOM program in ``node`` (none without DICOM TLS): the
+    profile, the node's certificate from the lab CA (RSA where the profile needs RSA key
+    transport) and the lab CA as the only trust anchor."""
+    if topology.security.mode is not SecurityMode.TLS:
+        return ()
+    tls = topology.security.tls
+    pki = ensure_lab_pki(paths, topology)
+    cred = pki.tls(topology.node(node), rsa=needs_rsa(PROFILES[tls.profile], tls.cipher))
+    return (f"--tls-profile={tls.profile}", f"--tls-cert={cred.cert_path}",
+            f"--tls-key={cred.key_path}", f"--tls-ca={pki.ca_cert}")
+
+
 def move_destinations(topology: Topology) -> dict[str, str]:
     """C-MOVE destinations the PACS knows, as ``AE -> HOST:PORT``: each receiver under its AE
     title (its IPv6 address when it has one), and as ``AE-V4`` / ``AE-V6`` for one family."""
     out: dict[str, str] = {}
+    port = ports(topology)[1]
     for node_name, ae in receivers(topology).items():
         node = topology.node(node_name)
         for family in (Family.IPV4, Family.IPV6):
             addr = node.addresses(family)
             if addr:
-                where = f"{addr[0].ip}:{MODALITY_STORE_PORT}"
+                where = f"{addr[0].ip}:{port}"
                 out[f"{ae}-V{family.version}"] = where
                 out[ae] = where  # the last family wins: IPv6 when present
     return out
 
 
 def dicom_services(topology: Topology, paths: LabPaths) -> list[Service]:
-    """The PACS on every pacs node and a C-MOVE receiver on the modality and workstations."""
+    """The PACS on every pacs node and a C-MOVE receiver on the modality and workstations
+    (speaking DICOM TLS when the topology asks for it)."""
     python = (sys.executable, "-m")
     services = []
     destinations = [f"--destination={ae}={w}" for ae, w in move_destinations(topology).items()]
     ae_of = receivers(topology)
+    pacs_port, receiver_port = ports(topology)
     for node in topology.nodes:
         base = paths.node_data(node.name)
+        tls = tls_arguments(topology, paths, node.name) if (
+            node.role is Role.PACS or node.name in ae_of) else ()
         if node.role is Role.PACS:
-            argv = (
-                *python,
-                "lab.dicom.pacs",
-                f"--root={base / 'store'}",
-                f"--ae={PACS_AE}",
-                f"--port={PACS_PORT}",
-                "-v",
-                *destinations,
-            )
-            services.append(
-                Service(
-                    node.name, "pacs", PACS_AE, PACS_PORT, argv, base / "store", base / "pacs.log"
-                )
-            )
+            argv = (*python, "lab.dicom.pacs", f"--root={base / 'store'}", f"--ae={PACS_AE}",
+                    f"--port={pacs_port}", "-v", *destinations, *tls)
+            services.append(Service(node.name, "pacs", PACS_AE, pacs_port, argv, base / "store",
+                                    base / "pacs.log"))
         elif node.name in ae_of:
-            argv = (
-                *python,
-                "lab.dicom.pacs",
-                f"--root={base / 'received'}",
-                f"--ae={ae_of[node.name]}",
-                f"--port={MODALITY_STORE_PORT}",
-                "--storage-only",
-                "-v",
-            )
-            services.append(
-                Service(
-                    node.name,
-                    "receiver",
-                    ae_of[node.name],
-                    MODALITY_STORE_PORT,
-                    argv,
-                    base / "received",
-                    base / "receiver.log",
-                )
-            )
+            argv = (*python, "lab.dicom.pacs", f"--root={base / 'received'}",
+                    f"--ae={ae_of[node.name]}", f"--port={receiver_port}", "--storage-only",
+                    "-v", *tls)
+            services.append(Service(node.name, "receiver", ae_of[node.name], receiver_port, argv,
+                                    base / "received", base / "receiver.log"))
     return services
 
 

@@ -93,6 +93,17 @@ def client_context(
     return _client(_usable(profile_name), cert, key, ca_cert, check_hostname=check_hostname)
 
 
+def restrict_cipher(ctx: ssl.SSLContext, profile_name: str, cipher: str) -> None:
+    """Let a client offer only ``cipher`` (one of the profile's TLS 1.2 suites), at TLS 1.2 at
+    most: Python cannot choose among TLS 1.3 suites, so choosing a suite means TLS 1.2."""
+    prof = _usable(profile_name)
+    if cipher not in prof.tls12_ciphers:
+        raise TlsError(f"cipher {cipher!r} is not a suite of profile {prof.name!r} (its TLS 1.2 "
+                       f"suites: {', '.join(prof.tls12_ciphers)})")
+    ctx.set_ciphers(f"{cipher}:@SECLEVEL=0" if prof.retired else cipher)
+    _set_versions(ctx, prof.min_version, min(prof.max_version, ssl.TLSVersion.TLSv1_2))
+
+
 def supported_profiles() -> list[str]:
     """Names of the profiles the local OpenSSL can really do."""
     return [name for name in PROFILES if supported(PROFILES[name])[0]]
@@ -201,9 +212,16 @@ def _configure(ctx: ssl.SSLContext, prof: Profile, ca_cert: Path) -> ssl.SSLCont
     return ctx
 
 
+#: The ffdhe2048 group of RFC 7919 (as ``openssl genpkey -genparam -algorithm DH -pkeyopt
+#: group:ffdhe2048`` writes it): the finite-field group the DHE suites of PS3.15 B.10/B.11 use.
+FFDHE2048 = Path(__file__).with_name("ffdhe2048.pem")
+
+
 def _server(prof: Profile, cert: Path, key: Path, ca_cert: Path) -> ssl.SSLContext:
     ctx = _configure(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER), prof, ca_cert)
     ctx.load_cert_chain(str(cert), str(key))
+    if any(c.startswith("DHE-") for c in prof.tls12_ciphers):
+        ctx.load_dh_params(str(FFDHE2048))  # without them OpenSSL never picks a DHE suite
     return ctx
 
 

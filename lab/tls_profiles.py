@@ -157,6 +157,12 @@ PROFILES: dict[str, Profile] = {
 }
 
 
+def needs_rsa(prof: Profile, cipher: str | None = None) -> bool:
+    """Whether the server needs an RSA certificate: for the retired profiles' RSA key transport,
+    or for an ECDHE-RSA / DHE-RSA suite chosen on its own."""
+    return prof.needs_rsa_key or (cipher is not None and "ECDSA" not in cipher)
+
+
 def profile(name: str) -> Profile:
     """The profile called ``name``; :class:`TlsError` listing the known names otherwise."""
     try:

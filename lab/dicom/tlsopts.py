@@ -65,6 +65,11 @@ def add_arguments(parser: argparse.ArgumentParser, *, server: bool) -> None:
     group.add_argument("--tls-ca", type=Path, metavar="FILE",
                        help="CA certificate that must have issued the peer's (required with "
                        "--tls-profile)")
+    if not server:
+        group.add_argument("--tls-cipher", metavar="SUITE",
+                           help="offer only this TLS 1.2 cipher suite of the profile (OpenSSL "
+                           "name, e.g. ECDHE-RSA-AES128-GCM-SHA256); TLS 1.2 is then used, as "
+                           "TLS 1.3 suites cannot be chosen from Python")
 
 
 def _check(args: argparse.Namespace, *, server: bool) -> bool:
@@ -112,6 +117,9 @@ def client_context(args: argparse.Namespace) -> ssl.SSLContext | None:
         ctx = tls.client_context(args.tls_profile, args.tls_cert, args.tls_key, args.tls_ca)
     except OSError as exc:  # also ssl.SSLError
         raise LabError(f"cannot load the TLS credentials: {exc}") from exc
+    cipher = getattr(args, "tls_cipher", None)
+    if cipher:
+        tls.restrict_cipher(ctx, args.tls_profile, cipher)
     ctx.sslsocket_class = timed_socket_class()
     return ctx
 

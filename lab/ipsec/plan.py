@@ -4,7 +4,7 @@ keeps cleartext from crossing the WAN when the tunnel is missing."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from ipaddress import ip_network
 
 from lab.errors import IpsecError
@@ -18,6 +18,7 @@ from lab.model import (
     IpsecScope,
     Node,
     Role,
+    SecurityMode,
     SegmentKind,
     Topology,
 )
@@ -120,10 +121,28 @@ def _net(addr: IPAddress, length: int) -> IPNetwork:
     return ip_network(f"{addr}/{length}")
 
 
+def hosts_routed(topology: Topology) -> bool:
+    """Whether the modality and the PACS reach each other in some family without a tunnel."""
+    ends = {n.name for n in topology.nodes if n.role in (Role.MODALITY, Role.PACS)}
+    return any(ends <= group for family in (Family.IPV4, Family.IPV6)
+               for group in components(topology.nodes, family))
+
+
+def uses_ipsec(topology: Topology) -> bool:
+    """IPsec runs when asked for, and under DICOM TLS where the sites need a tunnel to reach
+    each other at all (the mixed topologies): TLS then runs end to end inside the site-to-site
+    tunnel, which the results record beside the TLS figures."""
+    mode = topology.security.mode
+    return mode is SecurityMode.IPSEC or (mode is SecurityMode.TLS and not hosts_routed(topology))
+
+
 def make_plan(topology: Topology) -> Plan:
-    """The IPsec plan for ``topology.security`` (whose mode must be ipsec); IpsecError when the
-    topology cannot do the asked scope or a proposal is malformed."""
+    """The IPsec plan for ``topology.security`` (see :func:`uses_ipsec`); IpsecError when the
+    topology cannot do the asked scope or a proposal is malformed. A transition tunnel under
+    DICOM TLS is always site-to-site."""
     settings = topology.security.ipsec
+    if topology.security.mode is SecurityMode.TLS:
+        settings = replace(settings, scope=IpsecScope.SITE_TO_SITE)
     ike = proposals.parse(settings.ike, "ike", "security.ipsec.ike")
     esp = proposals.parse(settings.esp, "esp", "security.ipsec.esp")
     if settings.scope is IpsecScope.SITE_TO_SITE:

@@ -20,7 +20,7 @@ from lab.ipsec import proposals
 from lab.ipsec.charon import Charon, EspPath, algorithms, vici_error
 from lab.ipsec.plan import CONNECTION, Endpoint, Plan, guard_ruleset, make_plan
 from lab.labpki import ensure_lab_pki
-from lab.model import IpsecAuth, IpsecScope, Probe, SecurityMode, Topology
+from lab.model import IpsecAuth, IpsecScope, Probe, Topology
 from lab.names import RUN_ROOT, LabPaths
 from lab.pki import Credential
 
@@ -319,7 +319,4 @@ def check_tunnel(backend: Backend, lab: str, topology: Topology, plan: Plan,
                          + "; ".join(f"{r.probe.source} -> {r.probe.target}" for r in failed))
     return results
 
-
-def wanted(topology: Topology) -> bool:
-    return topology.security.mode is SecurityMode.IPSEC
 

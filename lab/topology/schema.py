@@ -210,9 +210,6 @@ def families_of(choice: str) -> tuple[Family, ...]:
 def security_problems(sec: SecuritySpec) -> list[str]:
     """Proposal shapes and TLS profile names (what this machine supports is checked at ``up``)."""
     problems = []
-    if sec.mode == "tls":
-        problems.append("security.mode: 'tls' is not available in this version of teleradlab "
-                        "(only 'none' and 'ipsec')")
     for field, protocol in (("ike", "ike"), ("esp", "esp")):
         try:
             proposals.parse(getattr(sec.ipsec, field), protocol, f"security.ipsec.{field}")

@@ -36,13 +36,50 @@ def capture(lab: str, node: str, pcap: Path, interface: str = "any",
 
 def frames(pcap: Path, *fields: str, display: str = "") -> list[list[str]]:
     """One list of field values per frame (tshark -T fields)."""
-    argv = ["tshark", "-r", str(pcap), "-T", "fields", "-E", "separator=|"]
+    argv = ["tshark", "-r", str(pcap), "-d", "tcp.port==2762,tls", "-T", "fields",
+            "-E", "separator=|"]
     if display:
         argv += ["-Y", display]
     for f in fields:
         argv += ["-e", f]
     out = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=120).stdout
     return [line.split("|") for line in out.splitlines()]
+
+
+def tcp_streams(pcap: Path, port: int) -> dict[tuple[str, str], bytes]:
+    """The bytes each direction of each TCP connection on ``port`` carried, in sequence order
+    (our own reassembly: retransmitted segments counted once)."""
+    segments: dict[tuple[str, str], dict[int, bytes]] = {}
+    for stream, src, seq, payload in frames(pcap, "tcp.stream", "tcp.srcport", "tcp.seq",
+                                            "tcp.payload", display=f"tcp.port == {port} && "
+                                            "tcp.len > 0"):
+        segments.setdefault((stream, src), {})[int(seq)] = bytes.fromhex(payload.replace(":", ""))
+    out = {}
+    for key, by_seq in segments.items():
+        data, expected = b"", None
+        for seq in sorted(by_seq):
+            chunk = by_seq[seq]
+            if expected is not None and seq < expected:  # overlap: keep the new part only
+                chunk = chunk[expected - seq:]
+            data += chunk
+            expected = seq + len(by_seq[seq]) if expected is None else max(
+                expected, seq + len(by_seq[seq]))
+        out[key] = data
+    return out
+
+
+def tls_records(data: bytes) -> list[tuple[int, int]]:
+    """Walk ``data`` as a sequence of TLS records (RFC 8446 5.1: type, legacy version, length)
+    and return (type, length) of each; AssertionError at the first byte that is not a record."""
+    records, i = [], 0
+    while i + 5 <= len(data):
+        kind, major, minor = data[i], data[i + 1], data[i + 2]
+        length = int.from_bytes(data[i + 3:i + 5], "big")
+        assert kind in (20, 21, 22, 23) and major == 3 and minor <= 4 and length <= 2**14 + 256, (
+            f"not a TLS record at byte {i}: {data[i:i + 16].hex()}")
+        records.append((kind, length))
+        i += 5 + length
+    return records
 
 
 def contains(pcap: Path, needle: bytes) -> bool:
