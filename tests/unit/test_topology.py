@@ -253,10 +253,10 @@ CASES: dict[str, tuple[dict[str, Any], str, tuple[str, ...]]] = {
                                ("'galaxy'",)),
     "security-tls-profile-unknown": ({"security.tls.profile": "ssl3"}, "security.tls.profile",
                                      ("unknown profile 'ssl3'", "bcp195-rfc8996")),
-    "security-tls-not-available": (
-        {"security.mode": "tls"},
-        "security.mode",
-        ("'tls'", "not available", "only 'none' and 'ipsec'"),
+    "security-tls-cipher-not-in-profile": (
+        {"security.mode": "tls", "security.tls.cipher": "AES128-SHA"},
+        "security.tls.cipher",
+        ("'AES128-SHA'", "profile 'bcp195-rfc8996'", "ECDHE-RSA-AES128-GCM-SHA256"),
     ),
     "security-mode-unknown": ({"security.mode": "vpn"}, "security.mode", ("'vpn'",)),
 }
