@@ -113,7 +113,8 @@ def draw(topology: Topology, out: Path, wan: str | None = None) -> tuple[Path, P
     ax.set_axis_off()
     out.mkdir(parents=True, exist_ok=True)
     svg, png = out / f"{topology.name}.svg", out / f"{topology.name}.png"
-    fig.savefig(svg, format="svg", bbox_inches="tight")
+    with matplotlib.rc_context({"svg.fonttype": "none"}):  # text stays text (editable)
+        fig.savefig(svg, format="svg", bbox_inches="tight")
     fig.savefig(png, format="png", dpi=120, bbox_inches="tight")
     plt.close(fig)
     return svg, png
