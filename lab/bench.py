@@ -7,6 +7,7 @@ ratio, never asserted in unit tests (these machines are noisy).
 - store: C-STORE of one 100-object CT study from the modality to the PACS over the unimpaired
   path of one IPv4 lab (lab ``bench-store``), by the lab's SCU to the lab's PACS and by DCMTK's
   storescu to DCMTK's storescp (plus the two cross pairs, which show which end costs what).
+- sweep: the shipped quick sweep, total time and per-case overhead (lab.sweep.bench).
 """
 
 from __future__ import annotations
@@ -329,7 +330,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="repetitions per figure (lifecycle 5, store 3)")
     parser.add_argument("--topology", default="ipv6",
                         help="two-site lab of the lifecycle benchmark (ipv6)")
-    parser.add_argument("--only", choices=("lifecycle", "store"),
+    parser.add_argument("--only", choices=("lifecycle", "store", "sweep"),
                         help="run one benchmark (default: both)")
     args = parser.parse_args(argv)
     if args.repeat is not None and args.repeat < 1:
@@ -343,6 +344,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             repeat = args.repeat or 3
             results, size = bench_store(repeat, lambda msg: print(f"  … {msg}", file=sys.stderr))
             print_store(results, size, repeat)
+        if args.only in (None, "sweep"):
+            from lab.sweep.bench import print_sweep
+
+            print_sweep()
     except LabError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

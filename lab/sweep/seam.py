@@ -28,10 +28,20 @@ UpOptions = Mapping[str, Any]
 RunParams = Mapping[str, Any]
 
 
+def security_section(case: Case) -> dict[str, Any]:
+    """The topology's ``security`` section for the case: ``{mode: M, M: {settings}}``, the
+    shape of ``teleradlab up --security M,KEY=VALUE`` (``ipsec: {esp, ike}``, ``tls: {profile,
+    cipher}``)."""
+    s = case.security
+    settings = {"ipsec": {"esp": s.proposal, "ike": s.ike},
+                "tls": {"profile": s.profile, "cipher": s.cipher}}.get(s.mode, {})
+    given = {k: v for k, v in settings.items() if v is not None}
+    return {"mode": s.mode, s.mode: given} if given else {"mode": s.mode}
+
+
 def up_options(case: Case) -> dict[str, Any]:
     """What the lab of ``case`` must be built with (cases with equal options share a lab)."""
-    sec = {k: v for k, v in case.security.model_dump().items() if v is not None}
-    return {"topology": case.topology, "security": sec,
+    return {"topology": case.topology, "security": security_section(case),
             "wan": None if case.wan == "none" else case.wan}
 
 

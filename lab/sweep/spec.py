@@ -8,7 +8,7 @@ profiles it did not try::
       topology: [ipv4, ipv6]                  # shipped names or paths (relative to the file)
       security:                               # one entry per configuration
         - {mode: none}
-        - {mode: ipsec, proposal: aes128gcm16-prfsha256-ecp256}   # strongSwan ESP proposal
+        - {mode: ipsec, proposal: aes128gcm16-ecp256}    # strongSwan ESP (and ike:) proposal
         - {mode: tls, profile: bcp195-rfc8996, cipher: ECDHE-ECDSA-AES128-GCM-SHA256}
       pdu: [0, 16384]                         # maximum PDU length (0 = unlimited), PS3.8 9.3
       modality: [CT, MR]
@@ -52,10 +52,11 @@ class SecuritySpec(_Strict):
 
     mode: Literal["none", "ipsec", "tls"]
     proposal: str | None = None  # ipsec: strongSwan ESP proposal, e.g. aes256gcm16-ecp384
+    ike: str | None = None  # ipsec: IKE proposal (default: the topology's)
     profile: str | None = None  # tls: a profile of lab.tls_profiles
     cipher: str | None = None  # tls: one OpenSSL suite name of that profile
 
-    @field_validator("proposal")
+    @field_validator("proposal", "ike")
     @classmethod
     def _proposal(cls, v: str | None) -> str | None:
         if v is not None and not PROPOSAL_RE.match(v):
@@ -125,7 +126,8 @@ class Case:
     @property
     def security_label(self) -> str:
         s = self.security
-        return "-".join(x for x in (s.mode, s.proposal or s.profile, s.cipher) if x)
+        ike = f"ike-{s.ike}" if s.ike else None
+        return "-".join(x for x in (s.mode, s.proposal or s.profile, ike, s.cipher) if x)
 
     @property
     def lab_key(self) -> tuple[str, str, str]:
@@ -169,8 +171,9 @@ def _security_problems(spec: SweepSpec) -> list[str]:
     problems = []
     for i, s in enumerate(spec.matrix.security):
         where = f"matrix.security[{i}]"
-        if s.mode != "ipsec" and s.proposal:
-            problems.append(f"{where}.proposal: only for mode ipsec (got {s.proposal!r})")
+        for key in ("proposal", "ike"):
+            if s.mode != "ipsec" and getattr(s, key):
+                problems.append(f"{where}.{key}: only for mode ipsec (got {getattr(s, key)!r})")
         if s.mode != "tls" and (s.profile or s.cipher):
             problems.append(f"{where}: profile and cipher are only for mode tls (got mode "
                             f"{s.mode!r})")

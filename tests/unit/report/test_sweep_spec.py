@@ -73,6 +73,8 @@ def test_case_ids_are_stable_and_groups_keep_matrix_order() -> None:
     (_doc(security=[{"mode": "none", "proposal": "aes128gcm16"}]),
      "matrix.security[0].proposal: only for mode ipsec"),
     (_doc(security=[{"mode": "ipsec", "proposal": "AES GCM"}]), "matrix.security.0.proposal"),
+    (_doc(security=[{"mode": "tls", "ike": "aes128-sha256"}]),
+     "matrix.security[0].ike: only for mode ipsec"),
     (_doc(topology=["nosuch"]), "matrix.topology[0]: no topology file or shipped topology"),
     (_doc(wan=["DSL 20"]), "matrix.wan"),
     (_doc(modality=["CT", "CT"]), "matrix.modality: repeated values"),
@@ -102,7 +104,7 @@ def test_the_seam_splits_up_and_run_options() -> None:
                      wan=["dsl-20m-30ms"], pdu=[16384], modality=["MR"]))
     case = sw.cases[0]
     up = seam.up_options(case)
-    assert up["security"] == {"mode": "ipsec", "proposal": "aes128gcm16-ecp256"}
+    assert up["security"] == {"mode": "ipsec", "ipsec": {"esp": "aes128gcm16-ecp256"}}
     assert up["wan"] == "dsl-20m-30ms" and up["topology"].name == "ipv4.yaml"
     assert seam.run_params(case, sw.spec) == {"modalities": ("MR",), "pdu": 16384, "repeat": 2,
                                               "objects": None, "seed": 0}
@@ -124,3 +126,14 @@ def test_unavailable_features_fail_before_anything_is_made(tmp_path: Path) -> No
     with pytest.raises(LabError, match=r"WAN profile 'dsl-20m-30ms'.*not available"):
         seam.build_lab(seam.up_options(case), "report-never", tmp_path / "w")
     assert not (tmp_path / "w").exists()
+
+
+def test_tls_settings_go_to_the_tls_part_of_the_security_section() -> None:
+    sw = _parse(_doc(security=[{"mode": "tls", "profile": "extended",
+                                "cipher": "ECDHE-RSA-AES256-GCM-SHA384"}, {"mode": "tls"}]))
+    first, bare = (seam.up_options(c)["security"] for c in sw.cases)
+    assert first == {"mode": "tls", "tls": {"profile": "extended",
+                                            "cipher": "ECDHE-RSA-AES256-GCM-SHA384"}}
+    assert bare == {"mode": "tls"}
+    assert [c.security_label for c in sw.cases] == [
+        "tls-extended-ECDHE-RSA-AES256-GCM-SHA384", "tls"]
