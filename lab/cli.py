@@ -430,8 +430,8 @@ def report(folder: Path) -> None:
 def graph(topology: str, out_dir: Path, wan_profile: str | None) -> None:
     """Draw TOPOLOGY (a file or shipped name): nodes, links, addresses, security and WAN
     profile, as SVG and PNG for teaching material. Needs no root."""
-    from lab import graph as drawing
+    from lab.graph import draw
 
     path = topology_file.resolve_path(topology)
-    svg, png = drawing.draw(topology_file.load(path), out_dir, wan=wan_profile)
+    svg, png = draw(topology_file.load(path), out_dir, wan=wan_profile)
     out.print(f"drawn: {svg} and {png}")

@@ -159,16 +159,23 @@ def _draw_wan(axes: Sequence[Axes], rows: list[tuple[dict[str, Any], bounds.WanS
         axes[0].axhline(rate / 1e6, color="grey", lw=0.8, ls=":")
     losses = sorted({s.loss for _, s in rows if s.loss > 0}) or [0.01]
     pgrid = [min(losses) / 10 * (max(losses) * 30 / min(losses)) ** (i / 60) for i in range(61)]
-    for rtt in rtts:
+    for i, rtt in enumerate(rtts):
         axes[1].plot([p * 100 for p in pgrid],
-                     [bounds.mathis_bound(rtt, p) / 1e6 for p in pgrid], "--",
-                     label=f"Mathis bound, RTT {rtt * 1000:.0f} ms")
-    for (fam, cfg), pts in sorted(group(rows, lambda x: (x[0]["family"],
-                                                        config_label(x[0], wan=False))).items()):
-        ys = [throughput_mbit(r) for r, _ in pts]
-        axes[0].plot([s.rtt * 1000 for _, s in pts], ys, "o", label=f"{family_label(fam)} {cfg}")
-        axes[1].plot([max(s.loss, pgrid[0]) * 100 for _, s in pts], ys, "o",
-                     label=f"{family_label(fam)} {cfg}")
+                     [bounds.mathis_bound(rtt, p) / 1e6 for p in pgrid], color="black",
+                     ls=("--", ":", "-.")[i % 3], label=f"Mathis bound, RTT {rtt * 1000:.0f} ms")
+    series = sorted(group(rows, lambda x: (x[0]["family"], config_label(x[0], wan=False))).items())
+    palette = plt.get_cmap("tab10")
+    for n, ((fam, cfg), pts) in enumerate(series):
+        style: dict[str, Any] = {"color": palette(n % 10), "marker": "o", "ls": "none",
+                 "label": f"{family_label(fam)} {cfg}"}
+        axes[0].plot([s.rtt * 1000 for _, s in pts], [throughput_mbit(r) for r, _ in pts],
+                     **style)
+        lossy = [(r, s) for r, s in pts if s.loss > 0]  # no point on a log axis at loss 0
+        axes[1].plot([s.loss * 100 for _, s in lossy], [throughput_mbit(r) for r, _ in lossy],
+                     **style)
+    if not any(s.loss > 0 for _, s in rows):
+        axes[1].text(0.5, 0.9, "no WAN profile with loss in these results", ha="center",
+                     transform=axes[1].transAxes, color="#555555")
     axes[0].set_xlabel("round-trip time (ms)")
     axes[1].set_xlabel("loss (%)")
     axes[1].set_xscale("log")

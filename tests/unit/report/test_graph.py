@@ -44,3 +44,16 @@ def test_security_is_drawn_where_it_acts(mode: SecurityMode, words: str, tmp_pat
     text = svg.read_text()
     assert words in text and f"security: {mode.value}" in text
     assert "WAN profile: unimpaired" in text
+
+
+def test_the_graph_command_needs_no_root_and_says_where(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-m", "lab", "graph", "dualstack", "--out",
+                          str(tmp_path), "--wan", "lossy-4g-20m-50ms-1pct"],
+                         capture_output=True, text=True, check=True, timeout=120)
+    assert str(tmp_path / "dualstack.svg") in " ".join(res.stdout.split()).replace(" ", "") or \
+        "dualstack.svg" in res.stdout
+    assert "lossy-4g-20m-50ms-1pct" in (tmp_path / "dualstack.svg").read_text()
+    assert png_size((tmp_path / "dualstack.png").read_bytes())[0] > 800
