@@ -167,7 +167,7 @@ def _draw_wan(axes: Sequence[Axes], rows: list[tuple[dict[str, Any], bounds.WanS
     palette = plt.get_cmap("tab10")
     for n, ((fam, cfg), pts) in enumerate(series):
         style: dict[str, Any] = {"color": palette(n % 10), "marker": "o", "ls": "none",
-                 "label": f"{family_label(fam)} {cfg}"}
+                                 "label": f"{family_label(fam)} {cfg}"}
         axes[0].plot([s.rtt * 1000 for _, s in pts], [throughput_mbit(r) for r, _ in pts],
                      **style)
         lossy = [(r, s) for r, s in pts if s.loss > 0]  # no point on a log axis at loss 0

@@ -22,12 +22,12 @@ TARGET_S = 600.0  # the issue's target for the quick sweep on this machine
 PREFIX = "bench-sweep"
 
 
-def bench_sweep() -> dict[str, float]:
+def bench_sweep(prefix: str = PREFIX) -> dict[str, float]:
     sweep = spec.load(spec.resolve_path("quick"))
     with tempfile.TemporaryDirectory(prefix="teleradlab-bench-sweep-") as tmp:
         out = Path(tmp)
         start = time.monotonic()
-        res = runner.run_sweep(sweep, out, prefix=PREFIX,
+        res = runner.run_sweep(sweep, out, prefix=prefix,
                                say=lambda msg: print(f"  … {msg}", file=sys.stderr))
         total = time.monotonic() - start
         rows = read_csv(out / "results.csv")
@@ -45,8 +45,8 @@ def bench_sweep() -> dict[str, float]:
             "overhead": statistics.median(overheads) if overheads else 0.0}
 
 
-def print_sweep() -> None:
-    m = bench_sweep()
+def print_sweep(prefix: str = PREFIX) -> None:
+    m = bench_sweep(prefix)
     print(f"sweep (quick, {m['cases']:.0f} cases: {m['done']:.0f} run, {m['failed']:.0f} "
           f"failed/unavailable; {m['builds']:.0f} labs built)")
     print(f"  total               {m['total']:8.1f} s   target < {TARGET_S:.0f} s  "
