@@ -123,3 +123,13 @@ def failed_cases(records: list[dict[str, Any]]) -> list[tuple[str, str]]:
 
 def throughput_mbit(rec: dict[str, Any]) -> float:
     return float(rec["mbytes_per_s"]) * 8.0
+
+
+def by_repetition(rows: Iterable[dict[str, Any]]) -> Summary | None:
+    """Throughput (Mbit/s) of a configuration: per repetition, all its bytes over all its
+    seconds (every modality and PDU size of that repetition together), then the mean and 95%
+    interval over repetitions, so that the spread is the repetitions' and not the modalities'."""
+    reps = group(rows, lambda r: int(r["repetition"]))
+    values = [sum(float(r["bytes"]) for r in rs) * 8 / 1e6 / sum(float(r["seconds"]) for r in rs)
+              for rs in reps.values() if sum(float(r["seconds"]) for r in rs) > 0]
+    return summarise(values)

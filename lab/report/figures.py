@@ -22,6 +22,7 @@ from matplotlib.figure import Figure
 
 from lab.report import bounds
 from lab.report.data import (
+    by_repetition,
     config_label,
     family_label,
     group,
@@ -70,9 +71,9 @@ def _bars(ax: Axes, records: Records, value: str, ylabel: str, why: str) -> bool
     for j, fam in enumerate(families):
         xs, means, errs = [], [], []
         for i, cfg in enumerate(configs):
-            vals = [throughput_mbit(r) if value == "mbit" else float(r[value])
-                    for r in records if r["family"] == fam and config_label(r) == cfg]
-            s = summarise(vals)
+            sel = [r for r in records if r["family"] == fam and config_label(r) == cfg]
+            s = (by_repetition(sel) if value == "mbit"
+                 else summarise(float(r[value]) for r in sel))
             if s:
                 xs.append(i + (j - (len(families) - 1) / 2) * width)
                 means.append(s.mean)
@@ -94,8 +95,9 @@ def throughput_by_config(records: Records) -> Chart:
                     f"no successful C-{op.upper()} in these results")
         ax.set_title(f"C-{op.upper()}")
     return Chart("throughput", "Throughput by security configuration and family",
-                 "Mean over repetitions (and the modalities and PDU sizes of the sweep) with its "
-                 "95% confidence interval (Student's t).", _png(fig), ok)
+                 "Per repetition, all bytes over all seconds (every modality and PDU size "
+                 "together); mean over repetitions with its 95% interval (Student's t).",
+                 _png(fig), ok)
 
 
 def _pdu_name(pdu: int) -> str:
@@ -111,7 +113,7 @@ def pdu_effect(records: Records) -> Chart:
                  else "no successful C-STORE in these results")
     else:
         for (fam, cfg), rs in sorted(group(rows, lambda r: (r["family"], config_label(r))).items()):
-            pts = [(i, summarise(throughput_mbit(r) for r in rs if int(r["pdu"]) == p))
+            pts = [(i, by_repetition(r for r in rs if int(r["pdu"]) == p))
                    for i, p in enumerate(pdus)]
             xs = [i for i, s in pts if s]
             ys = [s.mean for _, s in pts if s]

@@ -9,13 +9,13 @@ from typing import Any
 
 from lab.report.data import (
     Summary,
+    by_repetition,
     config_label,
     failed_cases,
     family_label,
     group,
     measured,
     summarise,
-    throughput_mbit,
 )
 
 Records = list[dict[str, Any]]
@@ -64,8 +64,7 @@ def pdu_table(records: Records) -> str:
                           key=lambda kv: kv[0] or math.inf):
         line = ["unlimited" if pdu == 0 else str(pdu)]
         for fam, cfg in cols:
-            s = summarise(throughput_mbit(r) for r in rs
-                          if (r["family"], config_label(r)) == (fam, cfg))
+            s = by_repetition(r for r in rs if (r["family"], config_label(r)) == (fam, cfg))
             line.append(f"{s.text} Mbit/s" if s else NONE)
         out.append(line)
     return _table(["max PDU"] + [f"{family_label(f)} {c}" for f, c in cols], out,
@@ -104,7 +103,7 @@ def _store_summaries(records: Records) -> dict[tuple[str, str, str, str], Summar
     out: dict[tuple[str, str, str, str], Summary] = {}
     for key, rs in group(measured(records, "store"), lambda r: (
             r["family"], r["case_topology"], r["case_wan"], config_label(r, wan=False))).items():
-        s = summarise(throughput_mbit(r) for r in rs)
+        s = by_repetition(rs)
         if s:
             out[key] = s
     return out

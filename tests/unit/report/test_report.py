@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from lab.report import bounds, render
-from lab.report.data import summarise, t95
+from lab.report.data import by_repetition, summarise, t95
 from lab.sweep import table
 
 from . import synthetic
@@ -68,9 +68,13 @@ def test_every_figure_is_embedded_and_written(tmp_path: Path) -> None:
 
 
 def _pooled(records: list[dict[str, Any]], fam: str, mode: str, wan: str) -> float:
-    vals = [r["mbytes_per_s"] * 8 for r in records if r["operation"] == "store"
-            and r["family"] == fam and r["case_security"] == mode and r["case_wan"] == wan]
-    return statistics.fmean(vals)
+    """Per repetition, all C-STORE bytes over all seconds; then the mean over repetitions."""
+    sel = [r for r in records if r["operation"] == "store" and r["family"] == fam
+           and r["case_security"] == mode and r["case_wan"] == wan]
+    reps = sorted({r["repetition"] for r in sel})
+    return statistics.fmean(
+        sum(r["bytes"] for r in sel if r["repetition"] == k) * 8 / 1e6
+        / sum(r["seconds"] for r in sel if r["repetition"] == k) for k in reps)
 
 
 def test_findings_state_the_fastest_and_the_cost_with_numbers(tmp_path: Path) -> None:
@@ -121,7 +125,9 @@ def test_a_run_folder_reports_too(tmp_path: Path) -> None:
     write_csv(tmp_path / "results.csv", rows)
     assert set(COLUMNS) <= set((tmp_path / "results.csv").read_text().splitlines()[0].split(","))
     text = render.write_report(tmp_path).read_text()
-    assert "IPv6: the fastest configuration was none on ipv6 (WAN none), C-STORE at 240.0" in text
+    # Repetition 1: 2 MB in 0.05 s = 320 Mbit/s; repetition 2: 2 MB in 0.1 s = 160 Mbit/s.
+    assert "IPv6: the fastest configuration was none on ipv6 (WAN none), C-STORE at 240.0 " \
+           "Mbit/s (95% CI " in text
 
 
 def test_the_table_round_trips_through_parquet_with_types(tmp_path: Path) -> None:
@@ -145,6 +151,12 @@ def test_intervals_and_tcp_bounds() -> None:
     # Mathis et al.: 1448-byte MSS, 50 ms, 1% loss -> 1448*8/(0.05*0.1)*sqrt(1.5) bit/s.
     assert bounds.mathis_bound(0.05, 0.01) == pytest.approx(2.837e6, rel=1e-3)
     assert bounds.window_bound(0.03) == pytest.approx(6 * 1024 * 1024 * 8 / 0.03)
+    # Two modalities at very different rates, identical in each repetition: no spread at all.
+    rows = [{"repetition": k, "bytes": b, "seconds": t} for k in (1, 2, 3)
+            for b, t in ((1_000_000, 0.1), (9_000_000, 0.1))]
+    agg = by_repetition(rows)
+    assert agg is not None and agg.n == 3 and agg.mean == pytest.approx(400.0)
+    assert agg.half == pytest.approx(0.0, abs=1e-9)
     shape = bounds.parse_preset("lossy-4g-20m-50ms-1pct")
     assert shape == bounds.WanShape("lossy-4g-20m-50ms-1pct", 20e6, 0.05, 0.01)
     assert bounds.parse_preset("none") is None
