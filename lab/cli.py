@@ -369,14 +369,16 @@ def _print_results(result: Any) -> None:
               help="Results folder (default: results/<sweep>-<time>).")
 @click.option("--resume", is_flag=True, help="Continue the sweep in --out: finished cases are "
               "skipped, the one interrupted is run again.")
+@click.option("--retry-failed", is_flag=True,
+              help="With --resume, run failed cases again too (done ones are still skipped).")
 @click.option("--name", "prefix", default="sweep", show_default=True,
               help="Labs are named PREFIX-1, PREFIX-2, ... (one per topology/security/WAN).")
 @click.option("--objects", type=click.IntRange(min=1), default=None,
               help="Override the file's objects per study.")
 @click.option("--repetitions", type=click.IntRange(min=1), default=None,
               help="Override the file's repetitions.")
-def sweep(sweep_file: str, out_dir: Path | None, resume: bool, prefix: str, objects: int | None,
-          repetitions: int | None) -> None:
+def sweep(sweep_file: str, out_dir: Path | None, resume: bool, retry_failed: bool, prefix: str,
+          objects: int | None, repetitions: int | None) -> None:
     """Run every case of the sweep FILE (a YAML matrix, or a shipped name such as quick).
 
     One lab is built per topology, security and WAN profile and reused by every case that
@@ -398,7 +400,10 @@ def sweep(sweep_file: str, out_dir: Path | None, resume: bool, prefix: str, obje
                             loaded.cases)
     if out_dir is None:
         out_dir = Path("results") / f"{loaded.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    result = runner.run_sweep(loaded, out_dir, resume=resume, prefix=prefix,
+    if retry_failed and not resume:
+        raise LabError("--retry-failed goes with --resume")
+    result = runner.run_sweep(loaded, out_dir, resume=resume, retry_failed=retry_failed,
+                              prefix=prefix,
                               say=lambda msg: err.print(escape(msg), soft_wrap=True))
     for case_id, error in result.errors.items():
         out.print(f"[yellow]failed[/yellow] {case_id}: {escape(' '.join(error.split()))}")

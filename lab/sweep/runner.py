@@ -91,8 +91,9 @@ class SweepRun:
     """One invocation of ``teleradlab sweep`` (a fresh start or a resume)."""
 
     def __init__(self, sweep: Sweep, out: Path, resume: bool, prefix: str,
-                 say: Callable[[str], None]) -> None:
+                 say: Callable[[str], None], retry_failed: bool = False) -> None:
         self.sweep, self.out, self.prefix, self.say = sweep, out.absolute(), prefix, say
+        self.skip = ("done",) if retry_failed else FINISHED
         self.out.mkdir(parents=True, exist_ok=True)
         self.state = State(self.out, sweep, resume)
         self.result = SweepResult(self.out, len(sweep.cases))
@@ -103,7 +104,7 @@ class SweepRun:
         return self.out / "cases" / case.case_id
 
     def remaining(self) -> int:
-        return sum(self.state.status(c) not in FINISHED for c in self.sweep.cases)
+        return sum(self.state.status(c) not in self.skip for c in self.sweep.cases)
 
     def _build(self, group_no: int, case: Case) -> lifecycle.Lab:
         name = f"{self.prefix}-{group_no}"
@@ -152,7 +153,7 @@ class SweepRun:
     def run_group(self, group_no: int, cases: list[Case]) -> None:
         """Every pending case of one group on one lab; a lab that cannot be built fails them all
         with its error (it would fail the same way each time)."""
-        pending = [c for c in cases if self.state.status(c) not in FINISHED]
+        pending = [c for c in cases if self.state.status(c) not in self.skip]
         self.result.skipped += len(cases) - len(pending)
         lab: lifecycle.Lab | None = None
         try:
@@ -198,8 +199,10 @@ class SweepRun:
         return self.result
 
 
-def run_sweep(sweep: Sweep, out: Path, *, resume: bool = False, prefix: str = "sweep",
-              say: Callable[[str], None] = lambda _: None) -> SweepResult:
-    """Run (or resume) ``sweep`` into ``out``; labs are named ``PREFIX-N``."""
+def run_sweep(sweep: Sweep, out: Path, *, resume: bool = False, retry_failed: bool = False,
+              prefix: str = "sweep", say: Callable[[str], None] = lambda _: None
+              ) -> SweepResult:
+    """Run (or resume) ``sweep`` into ``out``; labs are named ``PREFIX-N``. On resume, failed
+    cases are skipped like done ones unless ``retry_failed``."""
     lifecycle.require_root()
-    return SweepRun(sweep, out, resume, prefix, say).execute()
+    return SweepRun(sweep, out, resume, prefix, say, retry_failed).execute()

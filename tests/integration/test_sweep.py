@@ -165,3 +165,22 @@ def test_an_interrupted_sweep_resumes(tmp_path: Path) -> None:
     rows = read_csv(out / "results.csv")
     assert Counter(r["case_id"] for r in rows) == {c: 4 for c in after}  # echo+store+find+move
     _check_plain_rows(rows)
+
+
+def test_retry_failed_reruns_only_the_failed_cases(tmp_path: Path) -> None:
+    sweep_file = tmp_path / "two.yaml"
+    sweep_file.write_text("matrix: {topology: [ipv4], wan: [none, dsl-20m-30ms]}\nobjects: 1\n")
+    out = tmp_path / "out"
+    teleradlab("sweep", str(sweep_file), "--out", str(out), "--name", "report-f",
+               timeout=SWEEP_TIMEOUT)
+    first = _state(out)
+    assert sorted(s["status"] for s in first.values()) == ["done", "failed"]
+    res = teleradlab("sweep", str(sweep_file), "--out", str(out), "--name", "report-f",
+                     "--resume", "--retry-failed", timeout=SWEEP_TIMEOUT)
+    _no_leftovers("report-f")
+    assert "1 already finished" in " ".join(res.stdout.split())
+    again = _state(out)
+    for case, s in first.items():
+        same = again[case]["finished"] == s["finished"]
+        assert same == (s["status"] == "done"), (case, s, again[case])
+    assert len(read_csv(out / "results.csv")) == 4 + 1  # echo/store/find/move + the failure
