@@ -109,6 +109,14 @@ def _store_summaries(records: Records) -> dict[tuple[str, str, str, str], Summar
     return out
 
 
+def _handshake_ms(records: Records, key: tuple[str, str, str, str]) -> float | None:
+    """Mean TLS handshake or IKE setup (ms) of the C-STOREs of one configuration, if measured."""
+    vals = [float(r["handshake_seconds"]) * 1000 for r in measured(records, "store")
+            if (r["family"], r["case_topology"], r["case_wan"], config_label(r, wan=False)) == key
+            and float(r["handshake_seconds"]) > 0]
+    return sum(vals) / len(vals) if vals else None
+
+
 def _ci(s: Summary) -> str:
     if s.half is None:
         return f"{s.mean:.1f} Mbit/s (n=1, no interval)"
@@ -131,9 +139,11 @@ def findings(records: Records) -> list[str]:
         if cfg == "none" or base is None:
             continue
         cost = (1 - s.mean / base.mean) * 100
+        hand = _handshake_ms(records, (fam, topo, wan, cfg))
         out.append(f"{cfg} on {family_label(fam)} ({topo}, WAN {wan}) cost {cost:.0f}% of the "
                    f"C-STORE throughput: {s.mean:.1f} against {base.mean:.1f} Mbit/s without "
-                   "protection.")
+                   "protection" + (f", plus {hand:.1f} ms of handshake/IKE setup." if hand
+                                   else "."))
     v4 = {(k[2], k[3]): s for k, s in stats.items() if k[0] == "ipv4"}
     for (wan, cfg), s6 in sorted((k[2:], s) for k, s in stats.items() if k[0] == "ipv6"):
         if (wan, cfg) in v4:

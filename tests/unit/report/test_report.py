@@ -88,7 +88,11 @@ def test_findings_state_the_fastest_and_the_cost_with_numbers(tmp_path: Path) ->
         for mode, cfg in (("ipsec", "ipsec aes128gcm16-ecp256"),
                           ("tls", "tls bcp195-rfc8996 ECDHE-ECDSA-AES128-GCM-SHA256")):
             cost = (1 - _pooled(recs, fam, mode, "none") / best) * 100
-            assert f"{cfg} on {label} ({fam}, WAN none) cost {cost:.0f}% " in findings
+            sentence = (f"{cfg} on {label} ({fam}, WAN none) cost {cost:.0f}% of the C-STORE "
+                        f"throughput: ")
+            assert sentence in findings
+            tail = findings.split(sentence)[1].split("</li>")[0]
+            assert tail.endswith("without protection, plus 20.0 ms of handshake/IKE setup."), tail
     v6, v4 = _pooled(recs, "ipv6", "none", "none"), _pooled(recs, "ipv4", "none", "none")
     assert f"IPv6 against IPv4 (none, WAN none): {v6:.1f} against {v4:.1f} Mbit/s" in findings
     assert "1 case(s) failed" in findings
