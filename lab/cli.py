@@ -93,6 +93,7 @@ def main(verbose: bool) -> None:
       teleradlab exec modality -- ping -c1 pacs
       teleradlab run --lab ipv6 --modality CT,MR   timed, verified DICOM transfers
       teleradlab down                     remove it
+      teleradlab sweep quick --out r/q    the paper's matrix, small; then: teleradlab report r/q
       teleradlab clean                    remove anything any lab left behind
     """
     logging.basicConfig(
