@@ -164,3 +164,27 @@ def test_intervals_and_tcp_bounds() -> None:
     shape = bounds.parse_preset("lossy-4g-20m-50ms-1pct")
     assert shape == bounds.WanShape("lossy-4g-20m-50ms-1pct", 20e6, 0.05, 0.01)
     assert bounds.parse_preset("none") is None
+
+
+def test_report_of_a_folder_without_results_says_what_to_do(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-m", "lab", "report", str(tmp_path)],
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert res.returncode == 1
+    assert "no results.csv" in res.stderr and "Traceback" not in res.stderr
+    assert not (tmp_path / "report.html").exists()
+
+
+def test_a_case_that_failed_before_measuring_has_one_row_with_its_error(tmp_path: Path) -> None:
+    from lab.sweep import spec
+
+    sweep = spec.parse("matrix: {topology: [ipv6], wan: [dsl-20m-30ms], pdu: [16384]}\n",
+                       "s.yaml")
+    (rec,) = table.case_records("s", sweep.cases[0], "failed", "WAN profile: no", tmp_path / "x")
+    assert (rec["case_status"], rec["case_error"], rec["ok"]) == ("failed", "WAN profile: no",
+                                                                  False)
+    assert (rec["topology"], rec["case_wan"], rec["wan_profile"], rec["pdu"]) == (
+        "ipv6", "dsl-20m-30ms", "dsl-20m-30ms", 16384)
+    assert rec["seconds"] is None and rec["family"] == ""  # not measured, not zero
