@@ -8,9 +8,13 @@ import html
 import json
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from lab import topology as topology_file
+from lab.errors import LabError
+from lab.graph import draw
 from lab.report import data, figures, findings
 
 CSS = """
@@ -42,8 +46,38 @@ def _figure(chart: figures.Chart) -> str:
             f"</b>{note}. {html.escape(chart.caption)}</figcaption></figure>")
 
 
+def _topology_path(folder: Path, name: str, meta: dict[str, Any]) -> Path | None:
+    """The file a topology of the results came from: a sweep's copy (with its security), the
+    run's file, or the shipped one of that name."""
+    copies = sorted((folder / "labs").glob(f"*/{name}.yaml"))
+    candidates = [*copies, Path(str(meta.get("topology_file", ""))),
+                  topology_file.shipped_dir() / f"{name}.yaml"]
+    return next((p for p in candidates if p.name == f"{name}.yaml" and p.is_file()), None)
+
+
+def topology_charts(folder: Path, records: list[dict[str, Any]],
+                    meta: dict[str, Any]) -> list[figures.Chart]:
+    """A drawing of every topology in the results (lab.graph), with the WAN profiles used."""
+    charts = []
+    for name in sorted({str(r["case_topology"]) for r in records} - {""}):
+        path = _topology_path(folder, name, meta)
+        try:
+            topology = topology_file.load(path) if path else None
+        except LabError:
+            topology = None
+        if topology is None:
+            continue
+        wans = sorted({str(r["case_wan"]) for r in records if r["case_topology"] == name}
+                      - {"", "none"})
+        _, png = draw(topology, folder / "figures" / "topologies", wan=", ".join(wans) or None)
+        charts.append(figures.Chart(f"topology-{name}", f"Topology {name}",
+                                    f"Drawn from {path}; also as SVG in figures/topologies.",
+                                    png.read_bytes(), True))
+    return charts
+
+
 def build_html(records: list[dict[str, Any]], charts: list[figures.Chart],
-               meta: dict[str, Any]) -> str:
+               meta: dict[str, Any], drawings: Sequence[figures.Chart] = ()) -> str:
     name = meta.get("sweep") or meta.get("topology") or "results"
     desc = meta.get("description", "")
     done = len({r["case_id"] for r in records if r["case_status"] == "done"})
@@ -58,6 +92,7 @@ def build_html(records: list[dict[str, Any]], charts: list[figures.Chart],
         f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}.</p>",
         f"<h2>Findings</h2><ul>{facts}</ul>",
         "<h2>Figures</h2>", *(_figure(c) for c in charts),
+        "<h2>Topologies</h2>" if drawings else "", *(_figure(c) for c in drawings),
         "<h2>Tables</h2>", findings.modality_table(records, "store"),
         findings.modality_table(records, "move"), findings.pdu_table(records),
         findings.setup_table(records), findings.failures_table(records),
@@ -77,8 +112,10 @@ def write_report(folder: Path) -> Path:
     fig_dir.mkdir(exist_ok=True)
     for chart in charts:
         (fig_dir / f"{chart.name}.png").write_bytes(chart.png)
+    meta = _meta(folder)
+    drawings = topology_charts(folder, records, meta)
     path = folder / "report.html"
     tmp = folder / ".report.html.tmp"
-    tmp.write_text(build_html(records, charts, _meta(folder)), encoding="utf-8")
+    tmp.write_text(build_html(records, charts, meta, drawings), encoding="utf-8")
     os.replace(tmp, path)
     return path.absolute()

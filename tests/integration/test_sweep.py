@@ -43,7 +43,9 @@ def _check_report(out: Path) -> str:
     path = out / "report.html"
     assert str(path) in res.stdout
     images = browser.render_images(path)
-    assert len(images) == 4 and all(i.width > 300 and i.height > 200 for i in images), images
+    topologies = sorted({r["case_topology"] for r in read_csv(out / "results.csv")})
+    assert [i.alt for i in images[4:]] == [f"Topology {t}" for t in topologies]
+    assert all(i.width > 300 and i.height > 200 for i in images), images
     assert sorted(p.name for p in (out / "figures").glob("*.png")) == [
         "pdu.png", "setup.png", "throughput.png", "wan.png"]
     return path.read_text()

@@ -55,14 +55,20 @@ def test_every_figure_is_embedded_and_written(tmp_path: Path) -> None:
     _, text = _report(tmp_path, synthetic.records())
     parser = _Images()
     parser.feed(text)
-    assert parser.figures == [f"fig-{n}" for n in FIGURES]
-    assert len(parser.images) == len(FIGURES)
-    for name, img in zip(FIGURES, parser.images, strict=True):
+    assert parser.figures == [f"fig-{n}" for n in FIGURES] + ["fig-topology-ipv4",
+                                                              "fig-topology-ipv6"]
+    assert len(parser.images) == len(FIGURES) + 2
+    for name, img in zip(FIGURES, parser.images, strict=False):
         assert img["src"].startswith("data:image/png;base64,")
         data = base64.b64decode(img["src"].split(",", 1)[1])
         w, h = png_size(data)
         assert w > 300 and h > 200
         assert (tmp_path / "figures" / f"{name}.png").read_bytes() == data
+    for name, img in zip(("ipv4", "ipv6"), parser.images[len(FIGURES):], strict=True):
+        data = base64.b64decode(img["src"].split(",", 1)[1])
+        assert (tmp_path / "figures" / "topologies" / f"{name}.png").read_bytes() == data
+        svg = (tmp_path / "figures" / "topologies" / f"{name}.svg").read_text()
+        assert "WAN profile: dsl-20m-30ms, lossy-4g-20m-50ms-1pct" in svg
     assert "no data" not in text  # every figure of a full sweep has something to show
     assert not re.search(r"(src|href)=['\"](https?:|//|file:)", text), "external resource"
 
@@ -114,7 +120,7 @@ def test_figures_without_data_say_so(tmp_path: Path) -> None:
     _, text = _report(tmp_path, synthetic.failed_only())
     parser = _Images()
     parser.feed(text)
-    assert len(parser.images) == len(FIGURES)  # never dropped
+    assert len(parser.images) == len(FIGURES) + 1  # never dropped; and the topology drawn
     assert text.count("(no data: see the figure)") == len(FIGURES)
     assert "No C-STORE succeeded" in text
     assert "ipsec aes128gcm16 were asked for and failed" in text

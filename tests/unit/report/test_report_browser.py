@@ -28,9 +28,11 @@ def _needs_chromium() -> None:
 def test_every_figure_loads_in_chromium(records: list[dict[str, Any]], tmp_path: Path) -> None:
     table.write(tmp_path, records)
     images = browser.render_images(render.write_report(tmp_path))
+    topologies = sorted({r["case_topology"] for r in records})
     assert [i.alt for i in images] == [
         "Throughput by security configuration and family", "Effect of the PDU size",
-        "Handshake and IKE setup times", "Throughput against RTT and loss, with the TCP bounds"]
+        "Handshake and IKE setup times", "Throughput against RTT and loss, with the TCP bounds",
+        *(f"Topology {t}" for t in topologies)]
     for img in images:
         assert img.width > 300 and img.height > 200, img
 
