@@ -378,8 +378,10 @@ def _print_results(result: Any) -> None:
               help="Override the file's objects per study.")
 @click.option("--repetitions", type=click.IntRange(min=1), default=None,
               help="Override the file's repetitions.")
+@click.option("--list", "list_only", is_flag=True,
+              help="Only list the cases and the lab each one runs on (no root needed).")
 def sweep(sweep_file: str, out_dir: Path | None, resume: bool, retry_failed: bool, prefix: str,
-          objects: int | None, repetitions: int | None) -> None:
+          objects: int | None, repetitions: int | None, list_only: bool) -> None:
     """Run every case of the sweep FILE (a YAML matrix, or a shipped name such as quick).
 
     One lab is built per topology, security and WAN profile and reused by every case that
@@ -392,9 +394,16 @@ def sweep(sweep_file: str, out_dir: Path | None, resume: bool, retry_failed: boo
     from lab.names import check_lab_name
     from lab.sweep import runner, spec
 
-    lifecycle.require_root()
-    check_lab_name(f"{prefix}-99")
+    if not list_only:
+        lifecycle.require_root()  # before the file, as for up
+        check_lab_name(f"{prefix}-99")
     loaded = spec.load(spec.resolve_path(sweep_file))
+    if list_only:
+        for no, cases in enumerate(runner.groups(loaded.cases), start=1):
+            for case in cases:
+                out.print(f"{case.index + 1:4d}  {prefix}-{no:<3d} {case.case_id}")
+        out.print(f"{len(loaded.cases)} cases on {no} labs")
+        return
     update = {k: v for k, v in (("objects", objects), ("repetitions", repetitions)) if v}
     if update:
         loaded = spec.Sweep(loaded.name, loaded.source, loaded.spec.model_copy(update=update),

@@ -137,3 +137,18 @@ def test_tls_settings_go_to_the_tls_part_of_the_security_section() -> None:
     assert bare == {"mode": "tls"}
     assert [c.security_label for c in sw.cases] == [
         "tls-extended-ECDHE-RSA-AES256-GCM-SHA384", "tls"]
+
+
+def test_list_shows_every_case_and_its_lab_without_root() -> None:
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-m", "lab", "sweep", "quick", "--list", "--name",
+                          "report-l"], capture_output=True, text=True, timeout=120, check=True)
+    lines = res.stdout.splitlines()
+    sw = spec.load(spec.resolve_path("quick"))
+    assert lines[-1] == f"{len(sw.cases)} cases on {len(groups(sw.cases))} labs"
+    listed = {line.split()[2]: line.split()[1] for line in lines[:-1]}
+    assert set(listed) == {c.case_id for c in sw.cases}
+    for no, cases in enumerate(groups(sw.cases), start=1):
+        assert {listed[c.case_id] for c in cases} == {f"report-l-{no}"}
