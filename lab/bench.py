@@ -11,6 +11,7 @@ ratio, never asserted in unit tests (these machines are noisy).
   fsync what it stores).
 - security: per protection (plain, IPsec per ESP algorithm), TCP (iperf3) and C-STORE throughput
   over the same path, their ratio and the cost against plain (see lab/bench_security.py).
+- sweep: the shipped quick sweep, total time and per-case overhead (lab.sweep.bench).
 """
 
 from __future__ import annotations
@@ -364,7 +365,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="repetitions per figure (lifecycle 5, store 3)")
     parser.add_argument("--topology", default="ipv6",
                         help="two-site lab of the lifecycle benchmark (ipv6)")
-    parser.add_argument("--only", choices=("lifecycle", "store", "security"),
+    parser.add_argument("--only", choices=("lifecycle", "store", "security", "sweep"),
                         help="run one benchmark (default: all)")
     args = parser.parse_args(argv)
     if args.repeat is not None and args.repeat < 1:
@@ -382,6 +383,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             repeat = args.repeat or 3
             sec = bench_security(repeat, lambda msg: print(f"  … {msg}", file=sys.stderr))
             print_security(sec, repeat)
+        if args.only in (None, "sweep"):
+            from lab.sweep.bench import print_sweep
+
+            print_sweep()
     except LabError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -30,6 +30,14 @@ class TopologyError(LabError):
         super().__init__(f"invalid topology {source}:\n{lines}")
 
 
+class SweepError(TopologyError):
+    """A sweep file is malformed: same shape as a topology error (file, field path, value)."""
+
+    def __init__(self, source: str, problems: Sequence[str]) -> None:
+        super().__init__(source, problems)
+        self.args = (f"invalid sweep {source}:\n" + "\n".join(f"  {p}" for p in problems),)
+
+
 class LabExistsError(LabError):
     """A lab of that name is already running."""
 

@@ -7,12 +7,13 @@ TL_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TL_VENV="${TL_VENV:-$TL_ROOT/.venv}"
 export DEBIAN_FRONTEND=noninteractive
 
-# Debian packages the lab uses on the host and inside nodes.
+# Debian packages the lab uses on the host and inside nodes (chromium: the report's render test).
 TL_APT_PACKAGES=(
   iproute2 iputils-ping util-linux procps
   strongswan-charon strongswan-swanctl libcharon-extra-plugins
   libstrongswan-standard-plugins libstrongswan-extra-plugins
   dcmtk tshark iperf3
+  chromium
 )
 
 tl_say() { printf '\033[1m== %s\033[0m\n' "$*" >&2; }

@@ -1,0 +1,72 @@
+"""TCP throughput bounds for the report's WAN figure, and what a WAN preset's name says.
+
+- Window bound: a TCP connection moves at most one receive window per round trip,
+  throughput <= W / RTT (RFC 7323 section 1.1 explains why windows limit long paths).
+- Loss bound (Mathis, Semke, Mahdavi, Ott, "The macroscopic behavior of the TCP congestion
+  avoidance algorithm", CCR 27(3), 1997): throughput <= MSS / (RTT * sqrt(p)) * C, with
+  C = sqrt(3/2) for periodic loss and delayed ACKs off.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+#: Mathis et al.'s constant for periodic loss without delayed ACKs.
+MATHIS_C = math.sqrt(1.5)
+#: Linux's default maximum receive buffer (net.ipv4.tcp_rmem max, 6 MiB), about what one
+#: connection's window can grow to by autotuning on an unconfigured host.
+DEFAULT_WINDOW_BYTES = 6 * 1024 * 1024
+#: MSS on a 1500-byte MTU with TCP timestamps (RFC 7323): 1500 - 20 - 20 - 12 (IPv4), and
+#: 1500 - 40 - 20 - 12 (IPv6).
+MSS = {"ipv4": 1448, "ipv6": 1428}
+
+_RATE = re.compile(r"^(\d+(?:\.\d+)?)([kmg])(?:bit)?$")
+_DELAY = re.compile(r"^(\d+(?:\.\d+)?)ms$")
+_LOSS = re.compile(r"^(\d+(?:\.\d+)?)pct$")
+
+
+@dataclass(frozen=True)
+class WanShape:
+    """Rate (bit/s, None = unlimited), round-trip time (s) and loss probability of a profile."""
+
+    name: str
+    rate: float | None
+    rtt: float
+    loss: float
+
+
+def parse_preset(name: str) -> WanShape | None:
+    """Read a preset name such as ``dsl-20m-30ms`` or ``lossy-4g-20m-50ms-1pct``.
+
+    The delay in a preset's name is taken as its round-trip time; a token that is not a rate,
+    delay or loss (``dsl``, ``4g``) is a label. None when the name states no delay."""
+    if name in ("", "none"):
+        return None
+    rate: float | None = None
+    rtt: float | None = None
+    loss = 0.0
+    scale = {"k": 1e3, "m": 1e6, "g": 1e9}
+    for token in name.lower().split("-"):
+        if m := _DELAY.match(token):
+            rtt = float(m.group(1)) / 1000
+        elif m := _LOSS.match(token):
+            loss = float(m.group(1)) / 100
+        elif re.fullmatch(r"\dg", token):
+            continue  # a mobile generation (3g, 4g, 5g), not a rate
+        elif (m := _RATE.match(token)) and rate is None:
+            rate = float(m.group(1)) * scale[m.group(2)]
+    return WanShape(name, rate, rtt, loss) if rtt is not None else None
+
+
+def window_bound(rtt: float, window: int = DEFAULT_WINDOW_BYTES) -> float:
+    """Upper bound in bit/s of one connection with receive window ``window`` bytes."""
+    return window * 8 / rtt
+
+
+def mathis_bound(rtt: float, loss: float, mss: int = MSS["ipv4"]) -> float:
+    """Mathis et al.'s loss bound in bit/s (infinite without loss)."""
+    if loss <= 0:
+        return math.inf
+    return mss * 8 / (rtt * math.sqrt(loss)) * MATHIS_C

@@ -1,0 +1,164 @@
+"""The report's tables (shaped like the paper's: transfer time and rate per modality, per
+configuration) and its generated findings, stated with the numbers they rest on."""
+
+from __future__ import annotations
+
+import html
+import math
+from typing import Any
+
+from lab.report.data import (
+    Summary,
+    by_repetition,
+    config_label,
+    failed_cases,
+    family_label,
+    group,
+    measured,
+    summarise,
+)
+
+Records = list[dict[str, Any]]
+NONE = "-"  # an empty cell
+
+
+def _table(head: list[str], rows: list[list[str]], caption: str) -> str:
+    if not rows:
+        return (f"<p class='nodata'><b>{html.escape(caption)}</b>: no data in these results.</p>")
+    th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
+                   for row in rows)
+    return (f"<table><caption>{html.escape(caption)}</caption><thead><tr>{th}</tr></thead>"
+            f"<tbody>{body}</tbody></table>")
+
+
+def _columns(rows: Records) -> list[tuple[str, str]]:
+    return sorted({(r["family"], config_label(r)) for r in rows})
+
+
+def modality_table(records: Records, operation: str) -> str:
+    """Rows: modality (objects, study size); columns: family x configuration; cells: seconds
+    (mean ± 95% half-width) and MB/s, as the paper tabulates transfer times per image type."""
+    rows = measured(records, operation)
+    cols = _columns(rows)
+    out = []
+    for mod, rs in sorted(group(rows, lambda r: r["modality"]).items()):
+        size = max(int(r["bytes"]) for r in rs) / 1e6
+        line = [f"{mod} ({max(int(r['objects']) for r in rs)} objects, {size:.1f} MB)"]
+        for fam, cfg in cols:
+            sel = [r for r in rs if (r["family"], config_label(r)) == (fam, cfg)]
+            t = summarise(float(r["seconds"]) for r in sel)
+            rate = summarise(float(r["mbytes_per_s"]) for r in sel)
+            line.append(f"{t.text} s, {rate.mean:.1f} MB/s" if t and rate else NONE)
+        out.append(line)
+    head = ["modality"] + [f"{family_label(f)} {c}" for f, c in cols]
+    return _table(head, out, f"Table: C-{operation.upper()} time per study (mean ± 95% "
+                  "interval) and rate, by modality and configuration")
+
+
+def pdu_table(records: Records) -> str:
+    rows = measured(records, "store")
+    cols = _columns(rows)
+    out = []
+    for pdu, rs in sorted(group(rows, lambda r: int(r["pdu"])).items(),
+                          key=lambda kv: kv[0] or math.inf):
+        line = ["unlimited" if pdu == 0 else str(pdu)]
+        for fam, cfg in cols:
+            s = by_repetition(r for r in rs if (r["family"], config_label(r)) == (fam, cfg))
+            line.append(f"{s.text} Mbit/s" if s else NONE)
+        out.append(line)
+    return _table(["max PDU"] + [f"{family_label(f)} {c}" for f, c in cols], out,
+                  "Table: C-STORE throughput by maximum PDU length")
+
+
+def setup_table(records: Records) -> str:
+    out = []
+    for (fam, cfg), rs in sorted(group(measured(records, "store"),
+                                       lambda r: (r["family"], config_label(r))).items()):
+        a = summarise(float(r["setup_seconds"]) * 1000 for r in rs)
+        h = summarise(float(r["handshake_seconds"]) * 1000 for r in rs
+                      if float(r["handshake_seconds"]) > 0)
+        out.append([family_label(fam), cfg, f"{a.text} ms" if a else NONE,
+                    f"{h.text} ms" if h else "not measured"])
+    return _table(["family", "configuration", "association setup", "TLS handshake / IKE setup"],
+                  out, "Table: setup times per C-STORE")
+
+
+def failures_table(records: Records) -> str:
+    return _table(["case", "error"], [[c, e] for c, e in failed_cases(records)],
+                  "Table: cases that failed (recorded, not measured)")
+
+
+def provenance_table(records: Records) -> str:
+    keys = ("backend", "data_path_esp", "data_path_wan", "esp_path", "wan_path",
+            "teleradlab_version", "git_revision", "python", "kernel", "pydicom", "pynetdicom",
+            "cryptography")
+    rows = [[k, ", ".join(sorted({str(r.get(k, "")) for r in records} - {""})) or NONE]
+            for k in keys]
+    return _table(["what", "values in these results"], rows, "Table: provenance")
+
+
+def _store_summaries(records: Records) -> dict[tuple[str, str, str, str], Summary]:
+    """(family, topology, WAN, security label without WAN) -> C-STORE Mbit/s."""
+    out: dict[tuple[str, str, str, str], Summary] = {}
+    for key, rs in group(measured(records, "store"), lambda r: (
+            r["family"], r["case_topology"], r["case_wan"], config_label(r, wan=False))).items():
+        s = by_repetition(rs)
+        if s:
+            out[key] = s
+    return out
+
+
+def _handshake_ms(records: Records, key: tuple[str, str, str, str]) -> float | None:
+    """Mean TLS handshake or IKE setup (ms) of the C-STOREs of one configuration, if measured."""
+    vals = [float(r["handshake_seconds"]) * 1000 for r in measured(records, "store")
+            if (r["family"], r["case_topology"], r["case_wan"], config_label(r, wan=False)) == key
+            and float(r["handshake_seconds"]) > 0]
+    return sum(vals) / len(vals) if vals else None
+
+
+def _ci(s: Summary) -> str:
+    if s.half is None:
+        return f"{s.mean:.1f} Mbit/s (n=1, no interval)"
+    low, high = s.mean - s.half, s.mean + s.half
+    return f"{s.mean:.1f} Mbit/s (95% CI {low:.1f} to {high:.1f}, n={s.n})"
+
+
+def findings(records: Records) -> list[str]:
+    """Sentences, each with its numbers: fastest per family, cost of each protection, IPv6
+    against IPv4, and what failed."""
+    stats = _store_summaries(records)
+    out: list[str] = []
+    for fam in sorted({k[0] for k in stats}):
+        best = max(((k, s) for k, s in stats.items() if k[0] == fam), key=lambda ks: ks[1].mean)
+        (_, topo, wan, cfg), s = best
+        out.append(f"{family_label(fam)}: the fastest configuration was {cfg} on {topo} "
+                   f"(WAN {wan}), C-STORE at {_ci(s)}.")
+    for (fam, topo, wan, cfg), s in sorted(stats.items()):
+        base = stats.get((fam, topo, wan, "none"))
+        if cfg == "none" or base is None:
+            continue
+        cost = (1 - s.mean / base.mean) * 100
+        hand = _handshake_ms(records, (fam, topo, wan, cfg))
+        out.append(f"{cfg} on {family_label(fam)} ({topo}, WAN {wan}) cost {cost:.0f}% of the "
+                   f"C-STORE throughput: {s.mean:.1f} against {base.mean:.1f} Mbit/s without "
+                   "protection" + (f", plus {hand:.1f} ms of handshake/IKE setup." if hand
+                                   else "."))
+    v4 = {(k[2], k[3]): s for k, s in stats.items() if k[0] == "ipv4"}
+    for (wan, cfg), s6 in sorted((k[2:], s) for k, s in stats.items() if k[0] == "ipv6"):
+        if (wan, cfg) in v4:
+            s4 = v4[wan, cfg]
+            out.append(f"IPv6 against IPv4 ({cfg}, WAN {wan}): {s6.mean:.1f} against "
+                       f"{s4.mean:.1f} Mbit/s ({(s6.mean / s4.mean - 1) * 100:+.0f}%).")
+    protected = [k for k in stats if k[3] != "none"]
+    asked = {config_label(r, wan=False) for r in records if r["case_security"] != "none"}
+    if asked and not protected:
+        out.append(f"No protected configuration was measured: {', '.join(sorted(asked))} "
+                   "were asked for and failed (see the failed cases), so the cost of protection "
+                   "cannot be stated from these results.")
+    fails = failed_cases(records)
+    if fails:
+        out.append(f"{len(fails)} case(s) failed and are listed with their errors below.")
+    if not stats:
+        out.append("No C-STORE succeeded: there is nothing to compare.")
+    return out

@@ -1,0 +1,188 @@
+"""``teleradlab sweep`` and ``report`` on real labs (all named report-...): the quick sweep's
+plain cases really transfer and verify on one reused lab per topology while the cases this
+version cannot build are recorded with their errors; every shipped sweep runs at reduced size
+and its report renders with every figure; an interrupted sweep resumes where it stopped."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+
+from lab.report import browser
+from lab.results import read_csv
+
+from .conftest import REPO, leftovers, teleradlab
+
+SWEEP_TIMEOUT = 900
+OTHERS = ("ipv6-vs-ipv4", "ipv6-ipsec-algorithms", "ipv4-tls-profiles", "ipsec-vs-tls-wan")
+
+
+def _no_leftovers(prefix: str) -> None:
+    left = {k: [x for x in v if f"tl-{prefix}-" in x or f"/{prefix}-" in x]
+            for k, v in leftovers().items()}
+    assert not any(left.values()), left
+
+
+def _state(out: Path) -> dict[str, dict[str, Any]]:
+    doc: dict[str, dict[str, Any]] = json.loads((out / "state.json").read_text())["cases"]
+    return doc
+
+
+def _check_report(out: Path) -> str:
+    res = teleradlab("report", str(out), timeout=300)
+    path = out / "report.html"
+    assert str(path) in res.stdout
+    images = browser.render_images(path)
+    topologies = sorted({r["case_topology"] for r in read_csv(out / "results.csv")})
+    assert [i.alt for i in images[4:]] == [f"Topology {t}" for t in topologies]
+    assert all(i.width > 300 and i.height > 200 for i in images), images
+    assert sorted(p.name for p in (out / "figures").glob("*.png")) == [
+        "pdu.png", "setup.png", "throughput.png", "wan.png"]
+    return path.read_text()
+
+
+def _check_plain_rows(rows: list[dict[str, str]]) -> None:
+    for r in rows:
+        assert r["ok"] == "True", r
+        assert (r["topology"], r["pdu"], r["modality"] or r["case_modality"]) == (
+            r["case_topology"], r["case_pdu"], r["case_modality"]), r
+        assert r["backend"] == "netns" and r["data_path_esp"] == "none (no IPsec)", r
+        assert re.fullmatch(r"[0-9a-f]{40}", r["git_revision"]), r["git_revision"]
+        if r["operation"] in ("store", "move"):
+            assert r["verified"] == "yes" and int(r["bytes"]) > 0, r
+
+
+def test_quick_sweep_reuses_labs_and_records_what_it_cannot_run(tmp_path: Path) -> None:
+    out = tmp_path / "quick"
+    res = teleradlab("sweep", "quick", "--out", str(out), "--name", "report-q", "--objects", "1",
+                     timeout=SWEEP_TIMEOUT)
+    _no_leftovers("report-q")
+    state = _state(out)
+    assert len(state) == 48 and all(s["status"] in ("done", "failed") for s in state.values())
+    rows = read_csv(out / "results.csv")
+    assert pq.read_table(out / "results.parquet").num_rows == len(rows)
+    done = [r for r in rows if r["case_status"] == "done"]
+    failed = [r for r in rows if r["case_status"] == "failed"]
+    # Plain and unimpaired: 2 topologies x 2 PDU sizes x 2 modalities, each really measured.
+    assert len({r["case_id"] for r in done}) == 8
+    assert {(r["case_security"], r["case_wan"]) for r in done} == {("none", "none")}
+    _check_plain_rows(done)
+    # 2 repetitions x (echo + store, find, move of one study) per case.
+    assert Counter(r["case_id"] for r in done) == {c: 8 for c in {r["case_id"] for r in done}}
+    # One lab per topology served all its cases: built twice in all, not eight times.
+    labs = {(r["case_topology"], r["lab"]) for r in done}
+    assert len(labs) == 2 and len({lab for _, lab in labs}) == 2, labs
+    assert "2 labs built" in " ".join(res.stdout.split())
+    # The rest failed cleanly, each with the reason, one row each.
+    assert len(failed) == 40 == len({r["case_id"] for r in failed})
+    for r in failed:
+        if r["case_wan"] != "none":
+            assert "WAN profile 'dsl-20m-30ms'" in r["case_error"], r
+        else:
+            assert f"'{r['case_security']}' is not available in this version" in \
+                   r["case_error"], r
+    text = _check_report(out)
+    assert "IPv4: the fastest configuration was none on ipv4" in text
+    assert "were asked for and failed" in text and "40 case(s) failed" in text
+
+
+@pytest.mark.parametrize("name", OTHERS)
+def test_every_shipped_sweep_runs_at_reduced_size(name: str, tmp_path: Path) -> None:
+    out = tmp_path / name
+    prefix = f"report-{OTHERS.index(name)}"
+    teleradlab("sweep", name, "--out", str(out), "--name", prefix, "--objects", "1",
+               "--repetitions", "1", timeout=SWEEP_TIMEOUT)
+    _no_leftovers(prefix)
+    state = _state(out)
+    rows = read_csv(out / "results.csv")
+    plain = [r for r in rows if r["case_security"] == "none" and r["case_wan"] == "none"]
+    assert plain and {r["case_status"] for r in plain} == {"done"}
+    _check_plain_rows(plain)
+    others = {r["case_id"] for r in rows} - {r["case_id"] for r in plain}
+    assert all(state[c]["status"] == "failed" and "not available" in state[c]["error"]
+               for c in others)
+    assert len(state) == len({r["case_id"] for r in rows})
+    _check_report(out)
+
+
+MINI = """\
+description: four plain cases on one IPv4 lab
+matrix: {topology: [ipv4], pdu: [0, 16384], modality: [CT, MR]}
+repetitions: 1
+objects: 1
+"""
+
+
+def _wait_for(out: Path, done: int, timeout: float = 300) -> None:
+    """Until ``done`` cases are done and the next one is running."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            st = [s["status"] for s in _state(out).values()]
+        except (OSError, ValueError):
+            st = []
+        if st.count("done") >= done and "running" in st:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"the sweep did not get to case {done + 1}")
+
+
+def test_an_interrupted_sweep_resumes(tmp_path: Path) -> None:
+    sweep_file = tmp_path / "mini.yaml"
+    sweep_file.write_text(MINI)
+    out = tmp_path / "out"
+    argv = [sys.executable, "-m", "lab", "sweep", str(sweep_file), "--out", str(out),
+            "--name", "report-r"]
+    proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        _wait_for(out, done=1)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    _no_leftovers("report-r")  # the interrupted sweep took its lab down
+    before = _state(out)
+    finished = {c: s["finished"] for c, s in before.items() if s["status"] == "done"}
+    assert finished and [s["status"] for s in before.values()].count("running") == 1
+    refused = teleradlab("sweep", str(sweep_file), "--out", str(out), check=False)
+    assert refused.returncode == 1 and "--resume" in refused.stderr
+    res = teleradlab("sweep", str(sweep_file), "--out", str(out), "--name", "report-r",
+                     "--resume", timeout=SWEEP_TIMEOUT)
+    _no_leftovers("report-r")
+    assert f"{len(finished)} already finished" in " ".join(res.stdout.split())
+    after = _state(out)
+    assert len(after) == 4 and all(s["status"] == "done" for s in after.values())
+    assert {c: after[c]["finished"] for c in finished} == finished  # not run again
+    rows = read_csv(out / "results.csv")
+    assert Counter(r["case_id"] for r in rows) == {c: 4 for c in after}  # echo+store+find+move
+    _check_plain_rows(rows)
+
+
+def test_retry_failed_reruns_only_the_failed_cases(tmp_path: Path) -> None:
+    sweep_file = tmp_path / "two.yaml"
+    sweep_file.write_text("matrix: {topology: [ipv4], wan: [none, dsl-20m-30ms]}\nobjects: 1\n")
+    out = tmp_path / "out"
+    teleradlab("sweep", str(sweep_file), "--out", str(out), "--name", "report-f",
+               timeout=SWEEP_TIMEOUT)
+    first = _state(out)
+    assert sorted(s["status"] for s in first.values()) == ["done", "failed"]
+    res = teleradlab("sweep", str(sweep_file), "--out", str(out), "--name", "report-f",
+                     "--resume", "--retry-failed", timeout=SWEEP_TIMEOUT)
+    _no_leftovers("report-f")
+    assert "1 already finished" in " ".join(res.stdout.split())
+    again = _state(out)
+    for case, s in first.items():
+        same = again[case]["finished"] == s["finished"]
+        assert same == (s["status"] == "done"), (case, s, again[case])
+    assert len(read_csv(out / "results.csv")) == 4 + 1  # echo/store/find/move + the failure
