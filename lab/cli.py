@@ -25,7 +25,8 @@ from lab import topology as topology_file
 from lab.backends.base import Progress
 from lab.errors import LabError, LabExistsError
 from lab.inspect import live_nodes, status_document
-from lab.model import Topology
+from lab.model import Topology, Wan
+from lab.wan.commands import wan_group, wan_option
 
 # On a terminal rich uses its width; piped output (logs, CI) gets room for addresses on one line.
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
@@ -154,7 +155,9 @@ def _print_notes(topology: Topology) -> None:
 @click.option("--no-services", is_flag=True,
               help="Do not start the PACS (AE PACS, port 11112) on pacs and the receiver of "
               "C-MOVE results (AE MODALITY, port 11113) on modality.")
-def up(topology: str, name: str | None, no_check: bool, no_services: bool) -> None:
+@wan_option()
+def up(topology: str, name: str | None, no_check: bool, no_services: bool,
+       wan: Wan | None) -> None:
     """Build a lab from TOPOLOGY and prove reachability with real pings.
 
     TOPOLOGY is a YAML file, or the name of a shipped one: ipv4, ipv6, mixed-4over6,
@@ -164,7 +167,7 @@ def up(topology: str, name: str | None, no_check: bool, no_services: bool) -> No
     path = topology_file.resolve_path(topology)
     with _progress() as progress:
         lab = lifecycle.up(path, name, check=not no_check, start_services=not no_services,
-                           progress=progress)
+                           progress=progress, wan=wan)
     out.print(_topology_table(lab.topology))
     if lab.probes:
         by_family = Counter(r.probe.family.label for r in lab.probes)
@@ -310,8 +313,10 @@ def doctor(as_json: bool) -> None:
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the generator.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Results folder (default: results/<topology>-<time>).")
+@wan_option()
 def run(topology: str | None, lab_name: str | None, modalities: str, objects: int | None,
-        input_dir: Path | None, pdu: int, repeat: int, seed: int, out: Path | None) -> None:
+        input_dir: Path | None, pdu: int, repeat: int, seed: int, out: Path | None,
+        wan: Wan | None) -> None:
     """Run echo -> store -> find -> move between the sites, timed and verified.
 
     Builds the lab from TOPOLOGY (or uses --lab), generates a study per modality, C-STOREs each
@@ -335,7 +340,7 @@ def run(topology: str | None, lab_name: str | None, modalities: str, objects: in
         out = Path("results") / f"{path.stem if path else lab_name}-{stamp}"
     opts = experiment.RunOptions(topology=path, lab=lab_name, modalities=wanted, pdu=pdu,
                                  repeat=repeat, out=out, input_dir=input_dir, objects=objects,
-                                 seed=seed)
+                                 seed=seed, wan=wan)
     with _progress() as progress:
         try:
             result = experiment.execute(opts, progress)
@@ -346,6 +351,9 @@ def run(topology: str | None, lab_name: str | None, modalities: str, objects: in
     _print_results(result)
     if not result.ok:
         sys.exit(1)
+
+
+main.add_command(wan_group)
 
 
 def _print_results(result: Any) -> None:
@@ -360,4 +368,6 @@ def _print_results(result: Any) -> None:
     out.print(table)
     for path, why in result.skipped:
         out.print(f"[yellow]skipped[/yellow] {escape(str(path))}: {escape(why)}")
+    for note in result.notes:
+        out.print(f"[yellow]note:[/yellow] {escape(note)}")
     out.print(f"provenance: {result.out}/run.json")

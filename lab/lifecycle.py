@@ -13,7 +13,7 @@ from lab import backends, reach, services, state
 from lab import topology as topology_file
 from lab.backends.base import Backend, Progress, no_progress
 from lab.errors import LabError, LabExistsError, LabNotFoundError, NotRootError
-from lab.model import Topology
+from lab.model import Topology, Wan
 from lab.names import RUN_ROOT, LabPaths, check_lab_name, default_lab_name
 
 
@@ -44,11 +44,13 @@ def up(
     start_services: bool = True,
     progress: Progress = no_progress,
     root: Path = RUN_ROOT,
+    wan: Wan | None = None,
 ) -> Lab:
     """Validate the topology, build the lab, and prove reachability with pings.
 
     Root is checked first, then the file; nothing is created unless both pass. If any later step
-    fails (or is interrupted), everything made so far is removed before the error propagates."""
+    fails (or is interrupted), everything made so far is removed before the error propagates.
+    ``wan`` (from ``--wan``) replaces the topology file's WAN profile."""
     require_root()
     path = Path(topology_path)
     topology = topology_file.load(path)
@@ -69,12 +71,24 @@ def up(
             progress("starting the DICOM services (PACS, modality receiver)")
             wanted = services.dicom_services(topology, LabPaths(lab_name, root))
             services.start(impl, lab_name, wanted)
+        _impair_wan(impl, lab_name, topology, topology.wan if wan is None else wan, progress)
     except BaseException:
         progress("removing what was made")
         impl.down(lab_name)
         state.remove(lab_name, root)
         raise
     return Lab(lab_name, topology, impl, info, tuple(results), time.monotonic() - start)
+
+
+def _impair_wan(impl: Backend, lab: str, topology: Topology, wan: Wan,
+                progress: Progress) -> None:
+    """Apply the WAN profile once the lab is proved reachable (lab.wan.apply)."""
+    if wan.impaired:
+        from lab.wan import apply as wan_apply
+
+        progress(f"impairing the WAN ({wan.name})")
+        state = wan_apply.apply(impl, lab, topology, wan)
+        progress(f"WAN impaired by the {state.path} path")
 
 
 def running(root: Path = RUN_ROOT) -> list[str]:

@@ -18,12 +18,14 @@ Schema (see ``topologies/*.yaml`` for complete examples)::
       family: ipv4|ipv6|dual
       router: wan
       mtu: 1500
-      links: {a: {ipv4: PREFIX, ipv6: PREFIX}, b: {...}}
+      profile: PRESET or {delay: 30ms, rate: 20mbit, ...}   # the whole path, both ways
+      links: {a: {ipv4: PREFIX, ipv6: PREFIX, profile: PROFILE or {up: .., down: ..}}, b: {...}}
     security: {mode: none}
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import yaml
@@ -38,6 +40,7 @@ from lab.topology.schema import (
     name_problems,
     pydantic_problems,
 )
+from lab.topology.wanspec import wan_of
 from lab.topology.wiring import build_topology
 
 
@@ -71,11 +74,14 @@ def parse(text: str, source: str = "<string>") -> Topology:
     problems = name_problems(spec)
     if problems:
         raise TopologyError(source, problems)
+    wan, problems = wan_of(spec)
+    if problems:
+        raise TopologyError(source, problems)
     try:
         allocation = allocate(spec)
     except AllocationError as exc:
         raise TopologyError(source, exc.problems) from None
-    return build_topology(spec, allocation, name=name, source=source)
+    return replace(build_topology(spec, allocation, name=name, source=source), wan=wan)
 
 
 def load(path: str | Path) -> Topology:
