@@ -116,6 +116,8 @@ static int open_socket(const char *ifname, uint8_t *own_mac) {
     if (bind(fd, (struct sockaddr *)&sll, sizeof sll) < 0) die("bind");
     int one = 1, size = 16 << 20;
     setsockopt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &one, sizeof one);
+    /* The emulator times every packet itself: its sends skip the (empty) qdisc layer. */
+    setsockopt(fd, SOL_PACKET, PACKET_QDISC_BYPASS, &one, sizeof one);
     if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof size) < 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
     if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof size) < 0)
