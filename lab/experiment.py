@@ -288,9 +288,9 @@ def _wan_fidelity(lab: lifecycle.Lab, opts: RunOptions, result: RunResult, progr
     rates = (state.wan.forward.rate_mbit, state.wan.reverse.rate_mbit)
     if state.path == "userspace" and any(r == 0 or r > userspace.CAPACITY_MBIT for r in rates):
         result.notes.append(
-            f"the WAN profile {state.wan.name!r} asks more than the userspace emulator carries "
-            f"(about {userspace.CAPACITY_MBIT:g} Mbit/s on the development VM; scripts/bench "
-            "--only wan measures this machine): its rate is limited by the emulator")
+            f"the WAN profile {state.wan.name!r} asks more than the userspace emulator is known "
+            f"to carry ({userspace.CAPACITY_MBIT:g} Mbit/s on a busy 2-core VM; scripts/bench "
+            "--only wan measures this machine): its rate may be limited by the emulator")
     return state.wan.name, state.path
 
 
