@@ -120,8 +120,9 @@ def _start_emulator(backend: Backend, lab: str, topology: Topology, wan: Wan) ->
     )
     local = [str(a.ip) for a in topology.node(router).addresses()]
     logs = log_dir(lab)
+    mtu = max(i.mtu for i in topology.node(router).interfaces)
     args = userspace.argv(helper, logs / "stats.json", (links[0], links[1]), local,
-                          wan.forward, wan.reverse)
+                          wan.forward, wan.reverse, mtu=mtu)
     _forwarding(backend, lab, router, on=False)
     return userspace.start(backend, lab, router, args, logs / "stats.json",
                            logs / "emulator.log")

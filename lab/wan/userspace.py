@@ -80,9 +80,11 @@ class Link:
 
 
 def argv(helper: Path, stats: Path, links: tuple[Link, Link], local: list[str],
-         forward: WanProfile, reverse: WanProfile, seed: int = 0) -> list[str]:
-    """Direction 0 (forward) enters on ``links[0]`` and leaves on ``links[1]``."""
-    args = [str(helper), "run", "--stats", str(stats), "--if0", links[0].ifname,
+         forward: WanProfile, reverse: WanProfile, seed: int = 0,
+         mtu: int = 1500) -> list[str]:
+    """Direction 0 (forward) enters on ``links[0]`` and leaves on ``links[1]``. The same seed
+    gives the same pattern of losses (and of jitter, duplicates...) for the same traffic."""
+    args = [str(helper), "run", "--stats", str(stats), "--mtu", str(mtu), "--if0", links[0].ifname,
             "--mac0", links[0].peer_mac, "--if1", links[1].ifname, "--mac1", links[1].peer_mac,
             "--seed", str(seed), "--p01", params(forward), "--p10", params(reverse)]
     for addr in local:

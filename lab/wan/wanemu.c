@@ -8,7 +8,7 @@
  * (sendmmsg). Release times are non-decreasing, so a FIFO is the whole timer wheel.
  *
  * usage: tl-wanemu run --stats FILE --if0 NAME --mac0 PEERMAC --if1 NAME --mac1 PEERMAC
- *                  [--local ADDR]... [--seed N] --p01 PARAMS --p10 PARAMS
+ *                  [--local ADDR]... [--seed N] [--mtu N] --p01 PARAMS --p10 PARAMS
  * The rate counts IP packet bytes (the Ethernet header is not part of a WAN's line rate).
  * PARAMS: delay_ns,jitter_ns,loss,loss_corr,rate_bps,limit,reorder,duplicate,corrupt
  * (probabilities as fractions 0..1; rate 0 = unlimited).
@@ -33,7 +33,7 @@
 #include <unistd.h>
 
 #define BATCH 64
-#define SLOT 2048 /* frame buffer per packet: MTU up to 2000 */
+#define MAX_MTU 65535
 #define MAX_LOCAL 16
 
 struct params {
@@ -45,6 +45,7 @@ struct params {
 
 struct counters {
     uint64_t rx, tx, lost, overlimit, duplicated, corrupted, reordered, ttl, send_errors;
+    uint64_t oversize;
     uint32_t max_backlog;
 };
 
@@ -52,7 +53,7 @@ struct dir {
     int in_fd, out_fd;
     uint8_t src_mac[6], dst_mac[6];
     struct params p;
-    uint8_t *buf;      /* cap slots of SLOT bytes */
+    uint8_t *buf;      /* cap slots of slot_size bytes */
     int64_t *when;     /* release time per slot */
     uint32_t *len;
     uint8_t *copies;   /* 2: a duplicated packet, sent twice */
@@ -67,7 +68,8 @@ static uint8_t local4[MAX_LOCAL][4], local6[MAX_LOCAL][16];
 static int nlocal4, nlocal6;
 static volatile sig_atomic_t stop_flag;
 static uint64_t rng_state = 0x9e3779b97f4a7c15ULL;
-static uint8_t scratch[SLOT];
+static size_t slot_size = 2048; /* a frame of the WAN's MTU (--mtu) plus its header, rounded */
+static uint8_t *scratch;
 
 static void on_signal(int sig) { (void)sig; stop_flag = 1; }
 
@@ -192,7 +194,7 @@ static void send_one(struct dir *d, uint8_t *f, uint32_t len) {
     else d->c.tx++;
 }
 
-static uint8_t *slot(struct dir *d, uint32_t i) { return d->buf + (size_t)(i % d->cap) * SLOT; }
+static uint8_t *slot(struct dir *d, uint32_t i) { return d->buf + (size_t)(i % d->cap) * slot_size; }
 
 /* Accept the packet received into the ring's next free slot: decide its fate, enqueue it. */
 static void admit(struct dir *d, uint32_t len, int64_t now) {
@@ -232,7 +234,7 @@ static void receive(struct dir *d) {
         uint32_t room = d->cap - d->n;
         int want = room < BATCH ? (int)room : BATCH;
         if (want <= 0) { /* ring full: read and drop, so the socket never backs up */
-            ssize_t r = recv(d->in_fd, scratch, sizeof scratch, MSG_DONTWAIT);
+            ssize_t r = recv(d->in_fd, scratch, slot_size, MSG_DONTWAIT);
             if (r < 0) return;
             d->c.rx++;
             d->c.overlimit++;
@@ -240,7 +242,7 @@ static void receive(struct dir *d) {
         }
         for (int i = 0; i < want; i++) {
             iov[i].iov_base = slot(d, d->head + d->n + (uint32_t)i);
-            iov[i].iov_len = SLOT;
+            iov[i].iov_len = slot_size;
             memset(&msgs[i].msg_hdr, 0, sizeof msgs[i].msg_hdr);
             msgs[i].msg_hdr.msg_iov = &iov[i];
             msgs[i].msg_hdr.msg_iovlen = 1;
@@ -250,6 +252,11 @@ static void receive(struct dir *d) {
         int64_t now = now_ns();
         for (int i = 0; i < got; i++) {
             uint8_t *src = iov[i].iov_base, *dst = slot(d, d->head + d->n);
+            if (msgs[i].msg_hdr.msg_flags & MSG_TRUNC) { /* larger than --mtu: never forward */
+                d->c.rx++;
+                d->c.oversize++;
+                continue;
+            }
             if (src != dst) memmove(dst, src, msgs[i].msg_len); /* an earlier one was dropped */
             admit(d, msgs[i].msg_len, now);
         }
@@ -305,12 +312,14 @@ static void write_stats(const char *path) {
         struct counters *c = &dirs[i].c;
         fprintf(f, "%s{\"rx\": %llu, \"tx\": %llu, \"lost\": %llu, \"overlimit\": %llu, "
                 "\"duplicated\": %llu, \"corrupted\": %llu, \"reordered\": %llu, "
-                "\"ttl_expired\": %llu, \"send_errors\": %llu, \"backlog\": %u, "
+                "\"ttl_expired\": %llu, \"send_errors\": %llu, \"oversize\": %llu, "
+                "\"backlog\": %u, "
                 "\"max_backlog\": %u}", i ? ", " : "", (unsigned long long)c->rx,
                 (unsigned long long)c->tx, (unsigned long long)c->lost,
                 (unsigned long long)c->overlimit, (unsigned long long)c->duplicated,
                 (unsigned long long)c->corrupted, (unsigned long long)c->reordered,
-                (unsigned long long)c->ttl, (unsigned long long)c->send_errors, dirs[i].n,
+                (unsigned long long)c->ttl, (unsigned long long)c->send_errors,
+                (unsigned long long)c->oversize, dirs[i].n,
                 c->max_backlog);
     }
     fprintf(f, "]}\n");
@@ -320,7 +329,7 @@ static void write_stats(const char *path) {
 
 static void setup_dir(struct dir *d) {
     d->cap = d->p.limit + BATCH;
-    d->buf = malloc((size_t)d->cap * SLOT); /* pages are only touched when used */
+    d->buf = malloc((size_t)d->cap * slot_size); /* pages are only touched when used */
     d->when = calloc(d->cap, sizeof *d->when);
     d->len = calloc(d->cap, sizeof *d->len);
     d->copies = calloc(d->cap, 1);
@@ -340,7 +349,7 @@ static int add_local(const char *s) {
 
 static int usage(const char *why) {
     fprintf(stderr, "tl-wanemu: %s\nusage: tl-wanemu run --stats FILE --if0 IF --mac0 MAC "
-            "--if1 IF --mac1 MAC [--local ADDR]... [--seed N] --p01 P --p10 P\n", why);
+            "--if1 IF --mac1 MAC [--local ADDR]... [--seed N] [--mtu N] --p01 P --p10 P\n", why);
     return 64;
 }
 
@@ -357,6 +366,11 @@ static int run(int argc, char **argv) {
         else if (!strcmp(k, "--mac1") && !parse_mac(v, peer[1])) have |= 2;
         else if (!strcmp(k, "--p01") && !parse_params(v, &dirs[0].p)) have |= 4;
         else if (!strcmp(k, "--p10") && !parse_params(v, &dirs[1].p)) have |= 8;
+        else if (!strcmp(k, "--mtu")) {
+            long mtu = strtol(v, NULL, 10);
+            if (mtu < 68 || mtu > MAX_MTU) return usage("--mtu: 68 to 65535");
+            slot_size = ((size_t)mtu + 14 + 63) & ~(size_t)63;
+        }
         else if (!strcmp(k, "--seed")) rng_state ^= strtoull(v, NULL, 0) * 0x9e3779b97f4a7c15ULL;
         else if (!strcmp(k, "--local")) { if (add_local(v)) return usage(v); }
         else return usage(k);
@@ -369,6 +383,8 @@ static int run(int argc, char **argv) {
     memcpy(dirs[0].src_mac, own[1], 6); memcpy(dirs[0].dst_mac, peer[1], 6);
     dirs[1].in_fd = fd1; dirs[1].out_fd = fd0;
     memcpy(dirs[1].src_mac, own[0], 6); memcpy(dirs[1].dst_mac, peer[0], 6);
+    scratch = malloc(slot_size);
+    if (!scratch) die("malloc");
     setup_dir(&dirs[0]);
     setup_dir(&dirs[1]);
     prctl(PR_SET_TIMERSLACK, 1UL);

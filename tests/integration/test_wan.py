@@ -163,3 +163,39 @@ def test_run_records_profile_path_and_fidelity(tmp_path: Path) -> None:
     assert abs(fidelity["rtt_measured_ms"] - 60) <= 6
     assert abs(fidelity["rate_measured_mbit"] - 20) <= 2
     assert "wan-run" not in lifecycle.running()
+
+
+def test_a_dead_emulator_fails_the_run(tmp_path: Path) -> None:
+    """run on a lab whose emulator has died: refused with the reason, recorded in run.json."""
+    name = "wan-crash"
+    teleradlab("down", name, check=False)
+    teleradlab("up", str(TOPOLOGIES / "ipv4.yaml"), "--name", name, "--wan", "delay=5ms")
+    try:
+        os.kill(apply.read_state(name).pid, signal.SIGKILL)
+        out = tmp_path / "out"
+        res = teleradlab("run", "--lab", name, "--objects", "1", "--out", str(out), check=False)
+        assert res.returncode == 1 and "WAN emulator" in res.stderr
+        doc = json.loads((out / "run.json").read_text())
+        assert "has stopped" in doc["error"] and not doc["all_ok"]
+        assert not (out / "results.csv").read_text().strip().splitlines()[1:]  # no rows
+    finally:
+        teleradlab("down", name, check=False)
+
+
+def test_jumbo_frames_cross_the_emulator(tmp_path: Path) -> None:
+    """The emulator's buffers follow the WAN's MTU: 8000-byte pings pass unfragmented."""
+    topo = tmp_path / "wan-jumbo.yaml"
+    text = (TOPOLOGIES / "ipv4.yaml").read_text().replace("  router: wan\n",
+                                                         "  router: wan\n  mtu: 9000\n")
+    topo.write_text(text)
+    teleradlab("down", "wan-jumbo", check=False)
+    teleradlab("up", str(topo), "--no-services", "--wan", "delay=1ms")
+    try:
+        lab = lifecycle.attach("wan-jumbo")
+        src, _, addr = measure.endpoints(lab.topology)
+        res = lab.backend.exec(lab.name, src, ["ping", "-n", "-c", "3", "-i", "0.1", "-s", "8000",
+                                               "-M", "do", addr], check=False)
+        assert "3 received" in res.stdout, res.stdout + res.stderr
+        assert apply.counters("wan-jumbo")["directions"][0]["oversize"] == 0
+    finally:
+        teleradlab("down", "wan-jumbo", check=False)

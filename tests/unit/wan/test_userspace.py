@@ -30,12 +30,12 @@ def test_argv_names_both_directions() -> None:
     links = (userspace.Link("gw-a", "02:00:00:00:00:01"),
              userspace.Link("gw-b", "02:00:00:00:00:02"))
     argv = userspace.argv(Path("/x/tl-wanemu"), Path("/d/stats.json"), links, ["198.19.1.1"],
-                          WanProfile(delay_ms=1), WanProfile(delay_ms=2))
+                          WanProfile(delay_ms=1), WanProfile(delay_ms=2), mtu=9000)
     opts = dict(zip(argv[2::2], argv[3::2], strict=True))
     assert argv[:2] == ["/x/tl-wanemu", "run"]
     assert opts["--if0"] == "gw-a" and opts["--mac1"] == "02:00:00:00:00:02"
     assert opts["--p01"].startswith("1000000,") and opts["--p10"].startswith("2000000,")
-    assert opts["--local"] == "198.19.1.1"
+    assert opts["--local"] == "198.19.1.1" and opts["--mtu"] == "9000"
 
 
 @pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
