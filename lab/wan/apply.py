@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -102,8 +103,6 @@ def apply(backend: Backend, lab: str, topology: Topology, wan: Wan,
 
 
 def _offloads_off(backend: Backend, lab: str, topology: Topology) -> None:
-    import sys
-
     for site in topology.sites:
         backend.exec(lab, site.gateway, [sys.executable, "-m", "lab.wan.offloads",
                                          topology.wan_router])

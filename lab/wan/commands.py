@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import click
 from rich.console import Console
@@ -123,7 +123,8 @@ def set_(profile: str, lab_name: str | None, path: str, no_measure: bool) -> Non
     except ProfileError as exc:
         raise LabError(str(exc)) from None
     lab = lifecycle.attach(lab_name)
-    state = apply.apply(lab.backend, lab.name, lab.topology, wan, prefer=path)  # type: ignore[arg-type]
+    state = apply.apply(lab.backend, lab.name, lab.topology, wan,
+                        prefer=cast(apply.PathChoice, path))
     if wan.impaired and not no_measure:
         apply.record_fidelity(lab.name, measure.fidelity(lab.backend, lab.name, lab.topology,
                                                          wan))

@@ -199,3 +199,33 @@ def test_jumbo_frames_cross_the_emulator(tmp_path: Path) -> None:
         assert apply.counters("wan-jumbo")["directions"][0]["oversize"] == 0
     finally:
         teleradlab("down", "wan-jumbo", check=False)
+
+
+def test_kernel_path_requests_are_accepted_by_this_kernel(lab: lifecycle.Lab) -> None:
+    """sch_netem is missing here, but tbf and the slot netem takes below it are real: the tbf
+    request, and a pfifo where netem would go (same handle and parent), are accepted as built;
+    and netem's absence is detected, not assumed."""
+    from pyroute2 import IPRoute
+    from pyroute2.netlink.rtnl import TC_H_ROOT
+
+    from lab.wan import netem
+
+    apply.reset(lab.backend, lab.name, lab.topology)
+    ns = lab.backend.netns_path(lab.name, lab.topology.wan_router)
+    tbf, below = netem.requests(WanProfile(delay_ms=5, rate_mbit=10))
+    with IPRoute(netns=str(ns)) as ipr:
+        index = ipr.link_lookup(ifname="gw-b")[0]
+        netem.send(ipr, tbf, index)
+        netem.send(ipr, netem.QdiscRequest("pfifo", below.handle, below.parent, {"limit": 100}),
+                   index)
+        found = {(q.get_attr("TCA_KIND"), q["handle"], q["parent"])
+                 for q in ipr.get_qdiscs(index=index)}
+    netem.reset(ns, ["gw-b"])
+    assert ("tbf", netem.TBF_HANDLE, TC_H_ROOT) in found
+    assert ("pfifo", netem.NETEM_HANDLE, netem.TBF_CLASS) in found
+    # the same question asked through tc(8), on the router's loopback
+    tc = ["tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms"]
+    has_netem = lab.backend.exec(lab.name, lab.topology.wan_router, tc, check=False).ok
+    lab.backend.exec(lab.name, lab.topology.wan_router, ["tc", "qdisc", "del", "dev", "lo",
+                                                          "root"], check=False)
+    assert netem.available(ns, "gw-a")[0] is has_netem
