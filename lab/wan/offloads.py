@@ -6,7 +6,9 @@ Why: with TSO/GSO a gateway hands the WAN 64 KiB super-packets, which a shaper, 
 delay line would treat as one packet (one loss = 45 segments lost); GRO merges packets on receive
 for the same effect; with TX checksum offload a packet crosses a veth with its checksum unfilled,
 which a packet socket would forward as is. Off, every packet on the WAN is an MTU-sized,
-checksummed IP packet, as on a real line.
+checksummed IP packet, as on a real line. Measured: with the gateways' offloads left on, TCP
+through the userspace emulator failed outright (iperf3 could not connect: its segments arrived
+with unfilled checksums) while ping worked; with them off, 1217 Mbit/s.
 """
 
 from __future__ import annotations

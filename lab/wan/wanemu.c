@@ -412,8 +412,20 @@ static int run(int argc, char **argv) {
         if (wait > 500000000LL) wait = 500000000LL;
         struct timespec ts = {.tv_sec = wait / 1000000000LL, .tv_nsec = wait % 1000000000LL};
         if (ppoll(pfd, 2, &ts, NULL) < 0 && errno != EINTR) die("ppoll");
-        for (int i = 0; i < 2; i++)
+        for (int i = 0; i < 2; i++) {
+            if (pfd[i].revents & (POLLERR | POLLHUP | POLLNVAL)) {
+                int err = 0;
+                socklen_t len = sizeof err;
+                getsockopt(pfd[i].fd, SOL_SOCKET, SO_ERROR, &err, &len);
+                if (err == ENETDOWN || err == ENODEV || err == ENXIO || pfd[i].revents & POLLNVAL) {
+                    /* the interface is gone: stop rather than spin at real-time priority */
+                    fprintf(stderr, "tl-wanemu: %s: %s\n", ifs[i], strerror(err ? err : EBADF));
+                    write_stats(stats);
+                    return 3;
+                }
+            }
             if (pfd[i].revents & POLLIN) receive(&dirs[i]);
+        }
     }
     write_stats(stats);
     return 0;
