@@ -76,30 +76,37 @@ def router_links(topology: Topology) -> tuple[userspace.Link, userspace.Link]:
 
 def apply(backend: Backend, lab: str, topology: Topology, wan: Wan,
           prefer: PathChoice = "auto") -> WanState:
-    """Replace whatever impairs the WAN by ``wan``; returns (and records) the new state."""
-    reset(backend, lab, topology)
-    if not wan.impaired:
-        state = WanState(wan)
-        write_state(lab, state)
-        return state
+    """Replace whatever impairs the WAN by ``wan``; returns (and records) the new state.
+
+    The path is chosen (and the emulator built) before anything changes, so a refusal leaves
+    the WAN as it was; a failure after that leaves it reset, and recorded so."""
     router = topology.wan_router
     a, b = router_links(topology)
     netns_path = backend.netns_path(lab, router)
-    path, why = prefer, f"asked for {prefer}"
-    if prefer in ("auto", "netem"):
-        ok, detail = netem.available(netns_path, a.ifname)
-        if prefer == "netem" and not ok:
-            raise LabError(f"the kernel path was asked for, but {detail}")
-        path, why = ("netem", detail) if ok else ("userspace", f"no sch_netem here; {detail}")
+    path, why = choose_path(netns_path, a.ifname, prefer) if wan.impaired else ("", "")
+    helper = userspace.binary() if path == "userspace" else None
+    reset(backend, lab, topology)
+    if not wan.impaired:
+        return WanState()
     _offloads_off(backend, lab, topology)
     pid = 0
-    if path == "netem":
+    if helper is None:
         netem.apply(netns_path, {b.ifname: wan.forward, a.ifname: wan.reverse})
     else:
-        pid = _start_emulator(backend, lab, topology, wan)
+        pid = _start_emulator(backend, lab, topology, wan, helper)
     state = WanState(wan, path, pid, why)
     write_state(lab, state)
     return state
+
+
+def choose_path(netns_path: Path, ifname: str, prefer: PathChoice) -> tuple[str, str]:
+    """(netem | userspace, why): netem where the kernel has it, unless told otherwise."""
+    if prefer == "userspace":
+        return "userspace", "asked for userspace"
+    ok, detail = netem.available(netns_path, ifname)
+    if prefer == "netem" and not ok:
+        raise LabError(f"the kernel path was asked for, but {detail}")
+    return ("netem", detail) if ok else ("userspace", f"no sch_netem here; {detail}")
 
 
 def _offloads_off(backend: Backend, lab: str, topology: Topology) -> None:
@@ -110,8 +117,8 @@ def _offloads_off(backend: Backend, lab: str, topology: Topology) -> None:
                                             *(s.gateway for s in topology.sites)])
 
 
-def _start_emulator(backend: Backend, lab: str, topology: Topology, wan: Wan) -> int:
-    helper = userspace.binary()
+def _start_emulator(backend: Backend, lab: str, topology: Topology, wan: Wan,
+                    helper: Path) -> int:
     router = topology.wan_router
     links = tuple(
         userspace.Link(s.gateway, _mac(backend, lab, s.gateway, router))

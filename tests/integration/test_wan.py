@@ -229,3 +229,16 @@ def test_kernel_path_requests_are_accepted_by_this_kernel(lab: lifecycle.Lab) ->
     lab.backend.exec(lab.name, lab.topology.wan_router, ["tc", "qdisc", "del", "dev", "lo",
                                                           "root"], check=False)
     assert netem.available(ns, "gw-a")[0] is has_netem
+
+
+def test_a_refused_change_leaves_the_wan_as_it_was(lab: lifecycle.Lab) -> None:
+    """Asking for netem where the kernel has none is refused before anything changes."""
+    before = _set(lab, "delay=5ms")
+    if before.path != "userspace":
+        pytest.skip("this kernel has netem")
+    res = teleradlab("wan", "set", "--lab", LAB, "--path", "netem", "delay=9ms", check=False)
+    assert res.returncode == 1 and "kernel path was asked for" in res.stderr
+    after = apply.check(lab.backend, lab.name, lab.topology)
+    assert after == before
+    p = _ping(lab, 5)
+    assert p.received == 5 and 10.0 <= p.rtt_min_ms < 12.0
