@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 import yaml
+from conftest import side_effects
 
 from lab.errors import TopologyError
 from lab.model import Wan, WanProfile
@@ -73,8 +74,9 @@ def test_bad_profiles_name_file_field_and_value(where: str, value: Any, path: st
         doc["wan"]["profile"] = value
     else:
         doc["wan"]["links"][where]["profile"] = value
-    with pytest.raises(TopologyError) as info:
+    with side_effects() as seen, pytest.raises(TopologyError) as info:
         _parse(doc)
+    assert seen == [], "a refused file creates nothing"
     assert info.value.source == SOURCE
     assert SOURCE in str(info.value)
     (problem,) = info.value.problems
