@@ -88,14 +88,21 @@ def apply(backend: Backend, lab: str, topology: Topology, wan: Wan,
     reset(backend, lab, topology)
     if not wan.impaired:
         return WanState()
-    _offloads_off(backend, lab, topology)
     pid = 0
-    if helper is None:
-        netem.apply(netns_path, {b.ifname: wan.forward, a.ifname: wan.reverse})
-    else:
-        pid = _start_emulator(backend, lab, topology, wan, helper)
-    state = WanState(wan, path, pid, why)
-    write_state(lab, state)
+    write_state(lab, WanState(wan, path, 0, why))  # what reset must undo, should this fail
+    try:
+        _offloads_off(backend, lab, topology)
+        if helper is None:
+            netem.apply(netns_path, {b.ifname: wan.forward, a.ifname: wan.reverse})
+        else:
+            pid = _start_emulator(backend, lab, topology, wan, helper)
+        state = WanState(wan, path, pid, why)
+        write_state(lab, state)
+    except BaseException:
+        if pid:
+            write_state(lab, WanState(wan, path, pid, why))  # so that reset stops it
+        reset(backend, lab, topology)
+        raise
     return state
 
 
