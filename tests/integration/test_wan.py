@@ -242,3 +242,22 @@ def test_a_refused_change_leaves_the_wan_as_it_was(lab: lifecycle.Lab) -> None:
     assert after == before
     p = _ping(lab, 5)
     assert p.received == 5 and 10.0 <= p.rtt_min_ms < 12.0
+
+
+def test_up_removes_the_lab_when_the_wan_cannot_be_impaired(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """An emulator that exits at once (here /bin/false in its place) fails up, which removes
+    everything it made."""
+    from lab.errors import LabError
+    from lab.wan import userspace
+
+    from .conftest import netns_names
+
+    monkeypatch.setattr(userspace, "binary", lambda cache=None: Path("/bin/false"))
+    monkeypatch.setattr(apply, "choose_path", lambda *a: ("userspace", "test"))
+    teleradlab("down", "wan-rb", check=False)
+    with pytest.raises(LabError, match="did not start"):
+        lifecycle.up(TOPOLOGIES / "ipv4.yaml", "wan-rb", start_services=False,
+                     wan=parse_option("delay=5ms"))
+    assert "wan-rb" not in lifecycle.running()
+    assert netns_names("tl-wan-rb.") == []
