@@ -12,6 +12,7 @@ ratio, never asserted in unit tests (these machines are noisy).
 - security: per protection (plain, IPsec per ESP algorithm), TCP (iperf3) and C-STORE throughput
   over the same path, their ratio and the cost against plain (see lab/bench_security.py).
 - sweep: the shipped quick sweep, total time and per-case overhead (lab.sweep.bench).
+- wan: WAN fidelity on the path in use and the userspace emulator's capacity (lab.wan.bench).
 """
 
 from __future__ import annotations
@@ -365,7 +366,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="repetitions per figure (lifecycle 5, store 3)")
     parser.add_argument("--topology", default="ipv6",
                         help="two-site lab of the lifecycle benchmark (ipv6)")
-    parser.add_argument("--only", choices=("lifecycle", "store", "security", "sweep"),
+    parser.add_argument("--only", choices=("lifecycle", "store", "security", "sweep", "wan"),
                         help="run one benchmark (default: all)")
     args = parser.parse_args(argv)
     if args.repeat is not None and args.repeat < 1:
@@ -387,6 +388,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from lab.sweep.bench import print_sweep
 
             print_sweep()
+        if args.only in (None, "wan"):
+            from lab.wan.bench import print_wan
+
+            print_wan(lambda msg: print(f"  … {msg}", file=sys.stderr))
     except LabError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

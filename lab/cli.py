@@ -25,7 +25,8 @@ from lab import topology as topology_file
 from lab.backends.base import Progress
 from lab.errors import LabError, LabExistsError
 from lab.inspect import live_nodes, status_document
-from lab.model import Topology
+from lab.model import Topology, Wan
+from lab.wan.commands import wan_group, wan_option
 
 # On a terminal rich uses its width; piped output (logs, CI) gets room for addresses on one line.
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
@@ -160,8 +161,9 @@ def _print_notes(topology: Topology) -> None:
 @click.option("--no-services", is_flag=True,
               help="Do not start the PACS (AE PACS, port 11112) on pacs and the receiver of "
               "C-MOVE results (AE MODALITY, port 11113) on modality.")
+@wan_option()
 def up(topology: str, name: str | None, security: str | None, no_check: bool,
-       no_services: bool) -> None:
+       no_services: bool, wan: Wan | None) -> None:
     """Build a lab from TOPOLOGY and prove reachability with real pings.
 
     TOPOLOGY is a YAML file, or the name of a shipped one: ipv4, ipv6, mixed-4over6,
@@ -171,7 +173,7 @@ def up(topology: str, name: str | None, security: str | None, no_check: bool,
     path = topology_file.resolve_path(topology)
     with _progress() as progress:
         lab = lifecycle.up(path, name, check=not no_check, start_services=not no_services,
-                           progress=progress, overrides=_overrides(security))
+                           progress=progress, overrides=_overrides(security), wan=wan)
     out.print(_topology_table(lab.topology))
     if lab.probes:
         by_family = Counter(r.probe.family.label for r in lab.probes)
@@ -322,9 +324,10 @@ def doctor(as_json: bool) -> None:
               "'ipsec,esp=aes128gcm16,auth=cert' or 'ipsec,scope=host-to-host' or "
               "'tls,profile=extended'. Unsupported algorithms are refused before anything starts "
               "('teleradlab doctor' lists them).")
+@wan_option()
 def run(topology: str | None, lab_name: str | None, modalities: str, objects: int | None,
         input_dir: Path | None, pdu: int, repeat: int, seed: int, out: Path | None,
-        security: str | None) -> None:
+        security: str | None, wan: Wan | None) -> None:
     """Run echo -> store -> find -> move between the sites, timed and verified.
 
     Builds the lab from TOPOLOGY (or uses --lab), generates a study per modality, C-STOREs each
@@ -348,7 +351,7 @@ def run(topology: str | None, lab_name: str | None, modalities: str, objects: in
         out = Path("results") / f"{path.stem if path else lab_name}-{stamp}"
     opts = experiment.RunOptions(topology=path, lab=lab_name, modalities=wanted, pdu=pdu,
                                  repeat=repeat, out=out, input_dir=input_dir, objects=objects,
-                                 seed=seed, overrides=_overrides(security))
+                                 seed=seed, overrides=_overrides(security), wan=wan)
     with _progress() as progress:
         try:
             result = experiment.execute(opts, progress)
@@ -365,6 +368,9 @@ def _overrides(security: str | None) -> dict[str, Any]:
     return {"security": topology_file.security_override(security)} if security else {}
 
 
+main.add_command(wan_group)
+
+
 def _print_results(result: Any) -> None:
     table = Table(title=f"results: {result.out}/results.csv", title_justify="left")
     for col in ("family", "operation", "modality", "objects", "MB", "seconds", "MB/s",
@@ -377,6 +383,8 @@ def _print_results(result: Any) -> None:
     out.print(table)
     for path, why in result.skipped:
         out.print(f"[yellow]skipped[/yellow] {escape(str(path))}: {escape(why)}")
+    for note in result.notes:
+        out.print(f"[yellow]note:[/yellow] {escape(note)}")
     out.print(f"provenance: {result.out}/run.json")
 
 

@@ -134,7 +134,26 @@ def run_checks() -> Report:
         _ipsec_algorithms_check(is_root),
         *_programs(_TOOLS),
     ]
+    checks.append(wan_path_check(checks))
     return Report(tuple(checks))
+
+
+def wan_path_check(checks: Sequence[Check]) -> Check:
+    """The path WAN impairments take here, decided as lab.wan.apply decides it per lab: netem
+    where the kernel has it, else the userspace emulator, which is built with gcc."""
+    netem = next((c.ok for c in checks if c.name == "sch_netem"), None)
+    gcc = shutil.which("gcc") or shutil.which("cc")
+    if netem:
+        ok: bool | None = True
+        detail = "netem (kernel qdiscs; tbf above netem for the rate)"
+    else:
+        ok = gcc is not None if netem is False else (True if gcc else None)
+        known = "no sch_netem" if netem is False else "netem not checked"
+        detail = (f"userspace emulator ({known}; built with {gcc})" if gcc
+                  else f"userspace emulator ({known}), but no gcc to build it")
+    return Check("wan-path", ok, detail,
+                 "WAN impairments cannot be applied: no sch_netem, and no gcc to build the "
+                 "userspace emulator", "apt-get install gcc", ("gcc",))
 
 
 def _first_line(text: str) -> str:

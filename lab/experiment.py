@@ -28,7 +28,7 @@ from lab.errors import LabError
 from lab.ipsec.plan import make_plan, uses_ipsec
 from lab.ipsec.tunnel import IpsecState, read_state, sa_bytes, tunnel_probes
 from lab.labpki import LabPki, ensure_lab_pki
-from lab.model import Family, Role, SecurityMode, Topology
+from lab.model import Family, Role, SecurityMode, Topology, Wan
 from lab.names import LabPaths
 from lab.results import Row, provenance, write_csv, write_json
 from lab.routing import probes
@@ -47,6 +47,7 @@ class RunOptions:
     objects: int | None = None  # objects per generated study (None: the realistic default)
     seed: int = 0
     overrides: Mapping[str, Any] = field(default_factory=dict)  # topology sections (--security)
+    wan: Wan | None = None  # --wan: replaces the topology's (or the running lab's) WAN profile
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,8 @@ class RunResult:
     out: Path
     rows: list[Row] = field(default_factory=list)
     skipped: list[tuple[Path, str]] = field(default_factory=list)
+    wan: dict[str, Any] = field(default_factory=dict)  # profile, path, fidelity (run.json)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -146,6 +149,7 @@ class Runner:
             if self.ipsec is None:
                 raise LabError(f"lab {lab.name} asks for IPsec but has no record of its SAs "
                                "(was it built by this version?)")
+        self.wan_profile, self.wan_path = "", ""
 
     def _program(self, node: str, module: str, args: Sequence[str]) -> dict[str, Any]:
         argv = [sys.executable, "-m", module, *args]
@@ -204,7 +208,7 @@ class Runner:
             mbytes_per_s=round(size / seconds / 1e6, 3) if seconds > 0 and size else 0.0,
             setup_seconds=round(float(doc.get("setup_seconds", 0.0)), 6), verified=verified,
             ok=bool(doc.get("ok")) and verified != "no", detail=str(detail),
-            **self.protection(doc),
+            wan_profile=self.wan_profile, wan_path=self.wan_path, **self.protection(doc),
         )
 
 
@@ -243,7 +247,7 @@ def execute(opts: RunOptions, progress: Progress = no_progress,
     opts = replace(opts, out=opts.out.absolute())  # nodes get absolute paths
     own = opts.lab is None
     started = time.time()
-    lab = (lifecycle.up(opts.topology, progress=progress, overrides=opts.overrides)
+    lab = (lifecycle.up(opts.topology, progress=progress, overrides=opts.overrides, wan=opts.wan)
            if own and opts.topology else lifecycle.attach(opts.lab))
     if not own and opts.overrides:
         _same_security(lab, opts)
@@ -260,6 +264,7 @@ def execute(opts: RunOptions, progress: Progress = no_progress,
         progress("preparing studies and signed manifests")
         studies, result.skipped = prepare_studies(opts, pki, _site_of(lab.topology, Role.MODALITY))
         runner = Runner(lab, opts, pki)
+        runner.wan_profile, runner.wan_path = _wan_fidelity(lab, opts, result, progress, own)
         for rep in range(1, opts.repeat + 1):
             for family in families:
                 progress(f"repetition {rep}/{opts.repeat}, {family.label}: C-ECHO")
@@ -268,6 +273,7 @@ def execute(opts: RunOptions, progress: Progress = no_progress,
                     progress(f"repetition {rep}/{opts.repeat}, {family.label}: {study.modality} "
                              f"({len(study.files)} objects)")
                     new += run_study(runner, family, rep, study)
+                    _wan_alive(lab, runner)
                 for row in new:
                     if on_row:
                         on_row(row)
@@ -295,8 +301,9 @@ def _write(opts: RunOptions, lab: lifecycle.Lab, result: RunResult, started: flo
     write_json(opts.out / "run.json", provenance({
         "topology": lab.topology.name, "topology_file": lab.topology.source, "lab": lab.name,
         "backend": lab.info.backend, "started": started, "finished": time.time(),
-        "data_paths": {"esp": _esp_description(lab), "wan": "unimpaired veth"},
-        "security": lab.topology.security.label,
+        "data_paths": {"esp": _esp_description(lab),
+                       "wan": result.wan.get("path") or "unimpaired veth"},
+        "security": lab.topology.security.label, "wan": result.wan, "notes": result.notes,
         "options": {k: str(v) for k, v in vars(opts).items()},
         "skipped_inputs": [{"file": str(p), "reason": why} for p, why in result.skipped],
         "rows": len(result.rows), "all_ok": result.ok and not error, "error": error,
@@ -320,3 +327,38 @@ def _same_security(lab: lifecycle.Lab, opts: RunOptions) -> None:
     if wanted != lab.topology.security:
         raise LabError(f"lab {lab.name} runs with security {lab.topology.security.label!r}, not "
                        f"{wanted.label!r}; security is chosen when a lab comes up")
+def _wan_fidelity(lab: lifecycle.Lab, opts: RunOptions, result: RunResult, progress: Progress,
+                  own: bool) -> tuple[str, str]:
+    """Apply ``--wan`` to a running lab, check the emulator lives, measure fidelity; return the
+    (profile, path) every row records."""
+    from lab.wan import apply, measure, userspace
+    from lab.wan.profiles import as_dict
+
+    if opts.wan is not None and not own:
+        progress(f"impairing the WAN ({opts.wan.name or 'none'})")
+        apply.apply(lab.backend, lab.name, lab.topology, opts.wan)
+    state = apply.check(lab.backend, lab.name, lab.topology)
+    progress("measuring the WAN's fidelity (ping" + (", iperf3)" if state.path else ")"))
+    # unimpaired: the RTT of the bare path is enough (and takes half a second)
+    fidelity = measure.fidelity(lab.backend, lab.name, lab.topology, state.wan,
+                                pings=20 if state.path else 10, rate=bool(state.path))
+    apply.record_fidelity(lab.name, fidelity)
+    result.wan = {"profile": as_dict(state.wan), "path": state.path, "why": state.why,
+                  "fidelity": fidelity}
+    if not state.wan.impaired:
+        return "", ""
+    rates = (state.wan.forward.rate_mbit, state.wan.reverse.rate_mbit)
+    if state.path == "userspace" and any(r == 0 or r > userspace.CAPACITY_MBIT for r in rates):
+        result.notes.append(
+            f"the WAN profile {state.wan.name!r} asks more than the userspace emulator is known "
+            f"to carry ({userspace.CAPACITY_MBIT:g} Mbit/s on a busy 2-core VM; scripts/bench "
+            "--only wan measures this machine): its rate may be limited by the emulator")
+    return state.wan.name, state.path
+
+
+def _wan_alive(lab: lifecycle.Lab, runner: Runner) -> None:
+    """A dead emulator fails the run (its WAN is cut, never silently unimpaired)."""
+    if runner.wan_path:
+        from lab.wan import apply
+
+        apply.check(lab.backend, lab.name, lab.topology)

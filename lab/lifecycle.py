@@ -18,7 +18,7 @@ from lab.backends.base import Backend, Progress, no_progress
 from lab.errors import LabError, LabExistsError, LabNotFoundError, NotRootError, TlsError
 from lab.ipsec import tunnel
 from lab.ipsec.plan import make_plan, uses_ipsec
-from lab.model import Probe, SecurityMode, Topology
+from lab.model import Probe, SecurityMode, Topology, Wan
 from lab.names import RUN_ROOT, LabPaths, check_lab_name, default_lab_name
 
 
@@ -50,11 +50,13 @@ def up(
     progress: Progress = no_progress,
     root: Path = RUN_ROOT,
     overrides: Mapping[str, Any] | None = None,
+    wan: Wan | None = None,
 ) -> Lab:
     """Validate the topology, build the lab, and prove reachability with pings.
 
     Root is checked first, then the file; nothing is created unless both pass. If any later step
-    fails (or is interrupted), everything made so far is removed before the error propagates."""
+    fails (or is interrupted), everything made so far is removed before the error propagates.
+    ``wan`` (from ``--wan``) replaces the topology file's WAN profile."""
     require_root()
     path = Path(topology_path)
     topology = topology_file.load(path, overrides)
@@ -81,6 +83,7 @@ def up(
             progress("starting the DICOM services (PACS, modality receiver)")
             wanted = services.dicom_services(topology, LabPaths(lab_name, root))
             services.start(impl, lab_name, wanted)
+        _impair_wan(impl, lab_name, topology, topology.wan if wan is None else wan, progress)
     except BaseException:
         progress("removing what was made")
         impl.down(lab_name)
@@ -116,6 +119,15 @@ def _protect(impl: Backend, lab: str, topology: Topology, check: bool, progress:
     if check:
         results = reach.check(impl, lab, topology, progress, skip) + results
     return results
+def _impair_wan(impl: Backend, lab: str, topology: Topology, wan: Wan,
+                progress: Progress) -> None:
+    """Apply the WAN profile once the lab is proved reachable (lab.wan.apply)."""
+    if wan.impaired:
+        from lab.wan import apply as wan_apply
+
+        progress(f"impairing the WAN ({wan.name})")
+        state = wan_apply.apply(impl, lab, topology, wan)
+        progress(f"WAN impaired by the {state.path} path")
 
 
 def running(root: Path = RUN_ROOT) -> list[str]:

@@ -218,6 +218,41 @@ class Security:
 
 
 @dataclass(frozen=True)
+class WanProfile:
+    """Impairments of one direction of the WAN path (netem's vocabulary; delay is one-way, so a
+    round trip takes twice the delay). Zero means "not impaired"; ``rate_mbit`` 0 is unlimited and
+    ``limit`` 0 means "sized from rate x delay" (lab.wan.profiles.queue_limit)."""
+
+    delay_ms: float = 0.0
+    jitter_ms: float = 0.0
+    loss_pct: float = 0.0
+    loss_corr_pct: float = 0.0
+    rate_mbit: float = 0.0
+    reorder_pct: float = 0.0
+    duplicate_pct: float = 0.0
+    corrupt_pct: float = 0.0
+    limit: int = 0
+
+    @property
+    def impaired(self) -> bool:
+        return self != WanProfile()
+
+
+@dataclass(frozen=True)
+class Wan:
+    """The WAN's impairments: ``forward`` from the first site to the second, ``reverse`` back.
+    ``name``: the preset or profile name ('' = unimpaired)."""
+
+    name: str = ""
+    forward: WanProfile = field(default_factory=WanProfile)
+    reverse: WanProfile = field(default_factory=WanProfile)
+
+    @property
+    def impaired(self) -> bool:
+        return self.forward.impaired or self.reverse.impaired
+
+
+@dataclass(frozen=True)
 class Probe:
     """An expected reachability: ``source`` must get an echo reply from ``target``."""
 
@@ -242,6 +277,7 @@ class Topology:
     wires: tuple[Wire, ...]
     security: Security = field(default_factory=Security)
     notes: tuple[str, ...] = ()
+    wan: Wan = field(default_factory=Wan)
 
     def node(self, name: str) -> Node:
         for node in self.nodes:

@@ -12,7 +12,7 @@ TL_APT_PACKAGES=(
   iproute2 iputils-ping util-linux procps
   strongswan-charon strongswan-swanctl libcharon-extra-plugins
   libstrongswan-standard-plugins libstrongswan-extra-plugins
-  dcmtk tshark iperf3
+  dcmtk tshark iperf3 gcc
   chromium
 )
 

@@ -5,9 +5,9 @@ profile) and ``run`` (parameters of ``teleradlab run`` on that lab: PDU, modalit
 repetitions...). :func:`build_lab` and :func:`run_case` are the only places that turn them into
 calls, so wiring in a new feature of ``up`` or ``run`` means editing this module alone.
 
-Today the topology schema accepts only ``security: {mode: none}`` and ``up`` has no WAN
-impairment, so cases asking for IPsec, TLS or a WAN profile fail here, before anything is
-created, with the schema's own words; the sweep records that and goes on.
+A case whose choices this machine cannot do (a malformed proposal, a TLS profile the local
+OpenSSL lacks) fails here, before anything is created, with the schema's or ``up``'s own words;
+the sweep records that and goes on.
 """
 
 from __future__ import annotations
@@ -71,11 +71,15 @@ def derive_topology(up: UpOptions, work: Path) -> Path:
 
 
 def _wan_up_options(wan: str | None) -> dict[str, Any]:
-    """Keyword arguments of lifecycle.up for a WAN profile (none yet: no impairment in up)."""
+    """Keyword arguments of lifecycle.up for a WAN profile (a preset name, as ``--wan``)."""
     if wan is None:
         return {}
-    raise LabError(f"WAN profile {wan!r}: WAN impairment is not available in this version of "
-                   "teleradlab (only unimpaired links)")
+    from lab.wan.profiles import ProfileError, parse_option
+
+    try:
+        return {"wan": parse_option(wan)}
+    except ProfileError as exc:
+        raise LabError(f"WAN profile {wan!r}: {'; '.join(exc.problems)}") from None
 
 
 def build_lab(up: UpOptions, name: str, work: Path, progress: Progress = no_progress

@@ -18,7 +18,8 @@ Schema (see ``topologies/*.yaml`` for complete examples)::
       family: ipv4|ipv6|dual
       router: wan
       mtu: 1500
-      links: {a: {ipv4: PREFIX, ipv6: PREFIX}, b: {...}}
+      profile: PRESET or {delay: 30ms, rate: 20mbit, ...}   # the whole path, both ways
+      links: {a: {ipv4: PREFIX, ipv6: PREFIX, profile: PROFILE or {up: .., down: ..}}, b: {...}}
     security:                    # optional; --security on up/run replaces it
       mode: none|ipsec|tls
       ipsec: {scope: site-to-site|host-to-host, auth: psk|cert,
@@ -30,6 +31,7 @@ Schema (see ``topologies/*.yaml`` for complete examples)::
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +47,7 @@ from lab.topology.schema import (
     name_problems,
     pydantic_problems,
 )
+from lab.topology.wanspec import wan_of
 from lab.topology.wiring import build_topology
 
 
@@ -85,11 +88,14 @@ def parse(text: str, source: str = "<string>", overrides: Mapping[str, Any] | No
     problems = name_problems(spec)
     if problems:
         raise TopologyError(source, problems)
+    wan, problems = wan_of(spec)
+    if problems:
+        raise TopologyError(source, problems)
     try:
         allocation = allocate(spec)
     except AllocationError as exc:
         raise TopologyError(source, exc.problems) from None
-    return build_topology(spec, allocation, name=name, source=source)
+    return replace(build_topology(spec, allocation, name=name, source=source), wan=wan)
 
 
 def load(path: str | Path, overrides: Mapping[str, Any] | None = None) -> Topology:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -57,9 +57,14 @@ class SiteSpec(_Strict):
     hosts: list[HostSpec] = Field(min_length=1)
 
 
+#: A WAN profile as written: a preset name or a mapping of keys (checked by lab.topology.wanspec).
+ProfileSpec = str | dict[str, Any] | None
+
+
 class WanLinkSpec(_Strict):
     ipv4: str | None = None
     ipv6: str | None = None
+    profile: ProfileSpec = None
 
 
 class WanSpec(_Strict):
@@ -67,6 +72,7 @@ class WanSpec(_Strict):
     router: str = "wan"
     mtu: int = Field(1500, ge=68, le=65535)
     links: dict[str, WanLinkSpec] = {}
+    profile: ProfileSpec = None
 
 
 class IpsecSpec(_Strict):
