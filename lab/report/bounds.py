@@ -38,26 +38,23 @@ class WanShape:
 
 
 def parse_preset(name: str) -> WanShape | None:
-    """Read a preset name such as ``dsl-20m-30ms`` or ``lossy-4g-20m-50ms-1pct``.
-
-    The delay in a preset's name is taken as its round-trip time; a token that is not a rate,
-    delay or loss (``dsl``, ``4g``) is a label. None when the name states no delay."""
+    """The shape of the WAN a row ran on, from its profile as ``--wan`` takes it (a preset such
+    as ``dsl-20m-30ms``, or ``delay=40ms,rate=10mbit,...``), through the WAN layer's own
+    definitions: RTT is the two one-way delays added, rate and loss those of the direction the
+    data flows (first site to second). None when unimpaired, unknown, or without delay."""
     if name in ("", "none"):
         return None
-    rate: float | None = None
-    rtt: float | None = None
-    loss = 0.0
-    scale = {"k": 1e3, "m": 1e6, "g": 1e9}
-    for token in name.lower().split("-"):
-        if m := _DELAY.match(token):
-            rtt = float(m.group(1)) / 1000
-        elif m := _LOSS.match(token):
-            loss = float(m.group(1)) / 100
-        elif re.fullmatch(r"\dg", token):
-            continue  # a mobile generation (3g, 4g, 5g), not a rate
-        elif (m := _RATE.match(token)) and rate is None:
-            rate = float(m.group(1)) * scale[m.group(2)]
-    return WanShape(name, rate, rtt, loss) if rtt is not None else None
+    from lab.wan.profiles import ProfileError, parse_option
+
+    try:
+        wan = parse_option(name)
+    except ProfileError:
+        return None
+    rtt = (wan.forward.delay_ms + wan.reverse.delay_ms) / 1000
+    if rtt <= 0:
+        return None
+    rate = wan.forward.rate_mbit * 1e6 or None
+    return WanShape(name, rate, rtt, wan.forward.loss_pct / 100)
 
 
 def window_bound(rtt: float, window: int = DEFAULT_WINDOW_BYTES) -> float:

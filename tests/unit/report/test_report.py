@@ -167,9 +167,12 @@ def test_intervals_and_tcp_bounds() -> None:
     agg = by_repetition(rows)
     assert agg is not None and agg.n == 3 and agg.mean == pytest.approx(400.0)
     assert agg.half == pytest.approx(0.0, abs=1e-9)
+    # The WAN layer's presets: 50 ms one way is a 100 ms round trip.
     shape = bounds.parse_preset("lossy-4g-20m-50ms-1pct")
-    assert shape == bounds.WanShape("lossy-4g-20m-50ms-1pct", 20e6, 0.05, 0.01)
-    assert bounds.parse_preset("none") is None
+    assert shape == bounds.WanShape("lossy-4g-20m-50ms-1pct", 20e6, 0.1, 0.01)
+    custom = bounds.parse_preset("delay=40ms,rate=10mbit")
+    assert custom is not None and custom.rtt == pytest.approx(0.08) and custom.rate == 10e6
+    assert bounds.parse_preset("none") is None and bounds.parse_preset("lan-1g") is None
 
 
 def test_report_of_a_folder_without_results_says_what_to_do(tmp_path: Path) -> None:
