@@ -42,6 +42,7 @@ class RunOptions:
     input_dir: Path | None = None
     objects: int | None = None  # objects per generated study (None: the realistic default)
     seed: int = 0
+    backend: str = "netns"  # for a lab this run builds (lab.backends.REGISTRY)
 
 
 @dataclass(frozen=True)
@@ -201,7 +202,8 @@ def execute(opts: RunOptions, progress: Progress = no_progress,
     opts = replace(opts, out=opts.out.absolute())  # nodes get absolute paths
     own = opts.lab is None
     started = time.time()
-    lab = (lifecycle.up(opts.topology, progress=progress) if own and opts.topology
+    lab = (lifecycle.up(opts.topology, backend=opts.backend, progress=progress)
+           if own and opts.topology
            else lifecycle.attach(opts.lab))
     result = RunResult(opts.out)
     error = ""
