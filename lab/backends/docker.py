@@ -39,12 +39,14 @@ from lab.backends.dockerplan import LABEL, NODE_LABEL, ContainerPlan, Plan
 from lab.backends.images import ensure_images
 from lab.backends.netns import hosts_file
 from lab.errors import LabError, LabNotFoundError
-from lab.model import Topology
+from lab.model import IPNetwork, Topology
 from lab.names import DATA_ROOT, RUN_ROOT, LabPaths, netns_name
 from lab.shell import Result
 
 READY_TIMEOUT = 30.0
 SOCKET = Path("/var/run/docker.sock")
+SYS_NET = Path("/sys/class/net")
+GONE_TIMEOUT = 20.0
 
 
 def _client(timeout: int = 120) -> Any:
@@ -61,6 +63,51 @@ def _client(timeout: int = 120) -> Any:
             "(scripts/docker-engine start)"
         ) from None
     return client
+
+
+def _subnets_in_use(client: Any) -> dict[IPNetwork, str]:
+    """Every subnet of the engine's networks -> a description of its network."""
+    out: dict[IPNetwork, str] = {}
+    for net in client.networks.list():
+        owner = (net.attrs.get("Labels") or {}).get(LABEL)
+        what = f"docker network {net.name}" + (f" (lab {owner})" if owner else "")
+        for subnet in dockerplan.subnets_of((net.attrs.get("IPAM") or {}).get("Config") or []):
+            out[subnet] = what
+    return out
+
+
+def _refuse_overlaps(topology: Topology, taken: dict[IPNetwork, str]) -> None:
+    """The engine refuses networks whose subnets overlap: say which lab holds them, first."""
+    clashes = [f"{seg.name} {prefix} overlaps {what}" for seg in topology.segments
+               for prefix in seg.prefixes for subnet, what in taken.items()
+               if prefix.version == subnet.version and prefix.overlaps(subnet)]
+    if clashes:
+        raise LabError("docker networks cannot share addresses, so two docker labs of one "
+                       "address plan cannot run at once:\n  " + "\n  ".join(clashes))
+
+
+def _bridge_ports(nets: list[Any]) -> list[Path]:
+    """The host ends of the veth pairs plugged into the networks' bridges."""
+    ports: list[Path] = []
+    for net in nets:
+        bridge = (net.attrs.get("Options") or {}).get("com.docker.network.bridge.name")
+        brif = SYS_NET / (bridge or f"br-{net.id[:12]}") / "brif"
+        if brif.is_dir():
+            ports += [SYS_NET / p.name for p in brif.iterdir()]
+    return ports
+
+
+def _wait_gone(ports: list[Path]) -> None:
+    """The kernel removes a container's veth pairs when it frees the container's network
+    namespace, which it does in the background: wait for it, so that ``down`` returns with the
+    host as it was."""
+    deadline = time.monotonic() + GONE_TIMEOUT
+    while any(p.exists() for p in ports):
+        if time.monotonic() > deadline:
+            left = ", ".join(p.name for p in ports if p.exists())
+            raise LabError(f"host interfaces still present {GONE_TIMEOUT:g} s after their "
+                           f"containers were removed: {left}")
+        time.sleep(0.05)
 
 
 class DockerBackend(Backend):
@@ -80,10 +127,9 @@ class DockerBackend(Backend):
         client = _client(timeout=1800)
         try:
             images = ensure_images(client, progress)
-            taken = [s for net in client.networks.list()
-                     for s in dockerplan.subnets_of((net.attrs.get("IPAM") or {})
-                                                    .get("Config") or [])]
-            the_plan = dockerplan.plan(topology, taken)
+            taken = _subnets_in_use(client)
+            _refuse_overlaps(topology, taken)
+            the_plan = dockerplan.plan(topology, list(taken))
             progress(f"creating {len(the_plan.networks)} docker networks")
             self._networks(client, lab, the_plan)
             progress(f"starting {len(the_plan.containers)} containers")
@@ -281,12 +327,15 @@ class DockerBackend(Backend):
         if SOCKET.exists() or "DOCKER_HOST" in os.environ:
             client = _client()
             ctrs = client.containers.list(all=True, filters={"label": f"{LABEL}={lab}"})
+            nets = client.networks.list(filters={"label": f"{LABEL}={lab}"})
+            ports = _bridge_ports(nets)
             with ThreadPoolExecutor(max_workers=8) as pool:
                 list(pool.map(lambda c: c.remove(force=True, v=True), ctrs))
             removed += [f"container {c.name}" for c in ctrs]
-            for net in client.networks.list(filters={"label": f"{LABEL}={lab}"}):
+            for net in nets:
                 net.remove()
                 removed.append(f"docker network {net.name}")
+            _wait_gone(ports)
         self._pids = {k: v for k, v in self._pids.items() if k[0] != lab}
         nodes_dir = self.paths(lab).state_dir / "nodes"
         if nodes_dir.exists():
