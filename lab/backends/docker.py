@@ -33,6 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from lab import shell
 from lab.backends import dockerplan
 from lab.backends.base import Backend, Progress, no_progress
 from lab.backends.dockerplan import LABEL, NODE_LABEL, ContainerPlan, Plan
@@ -310,6 +311,27 @@ class DockerBackend(Backend):
 
     # --- finding and removing -------------------------------------------------------------
 
+    def _release_interfaces(self, ctr: Any) -> None:
+        """Give a running container's interfaces back the names the engine gave them, so that
+        it releases them (and their host ends) at once when the container goes; without them
+        it would only notice in its periodic cleanup, up to a minute later. Without the note of
+        those names (a crashed lab whose state is gone), delete the interfaces instead."""
+        pid = int(ctr.attrs.get("State", {}).get("Pid") or 0)
+        if not pid:
+            return
+        note = self.paths(ctr.labels.get(LABEL, "")).node_run(
+            ctr.labels.get(NODE_LABEL, "")) / dockerplan.IFNAMES_FILE
+        enter = ["nsenter", f"--target={pid}", "--net"]
+        if note.exists():
+            batch = "".join(f"link set dev {model} down\nlink set dev {model} name {engine}\n"
+                            for model, engine in (ln.split() for ln in note.read_text()
+                                                  .splitlines() if ln.strip()))
+            shell.run([*enter, "ip", "-batch", "-"], input=batch, check=False)
+        else:
+            shell.run([*enter, "sh", "-c", "for d in $(ip -o link | awk -F': ' '{print $2}' "
+                       "| cut -d@ -f1); do [ \"$d\" = lo ] || ip link del dev \"$d\"; done"],
+                      check=False)
+
     def list_owned(self) -> list[str]:
         if not SOCKET.exists() and "DOCKER_HOST" not in os.environ:
             return []  # no engine on this machine: no docker lab can exist
@@ -330,6 +352,7 @@ class DockerBackend(Backend):
             nets = client.networks.list(filters={"label": f"{LABEL}={lab}"})
             ports = _bridge_ports(nets)
             with ThreadPoolExecutor(max_workers=8) as pool:
+                list(pool.map(self._release_interfaces, ctrs))
                 list(pool.map(lambda c: c.remove(force=True, v=True), ctrs))
             removed += [f"container {c.name}" for c in ctrs]
             for net in nets:

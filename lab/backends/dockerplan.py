@@ -30,6 +30,7 @@ NODE_LABEL = "teleradlab.node"
 PLACEHOLDER_POOL = IPv4Network("198.19.240.0/20")
 PLACEHOLDER_PREFIX = 26
 READY_FILE = "teleradlab-ready"  # written into the node's /run when its script has finished
+IFNAMES_FILE = "teleradlab-ifnames"  # in the node's /run: "MODEL_NAME ENGINE_NAME" per line
 PYTHON = "/opt/teleradlab/bin/python"  # the lab's Python inside every image
 NODE_PATH = "/opt/teleradlab/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -132,11 +133,14 @@ def node_script(topology: Topology, node: Node) -> str:
     q = shlex.quote
     lines = [
         "set -eu",
-        "# rename ADDRESS NAME: give the interface that has ADDRESS the model's name",
+        "# rename ADDRESS NAME: give the interface that has ADDRESS the model's name (and note",
+        "# the engine's name, which it needs back to release the interface when removing us)",
         "rename() {",
         '  dev=$(ip -o addr show to "$1" | awk \'{print $2; exit}\')',
         '  [ -n "$dev" ] || { echo "no interface has address $1" >&2; exit 1; }',
-        '  [ "$dev" = "$2" ] || { ip link set dev "$dev" down; ip link set dev "$dev" name "$2"; }',
+        '  [ "$dev" = "$2" ] && return',
+        '  ip link set dev "$dev" down; ip link set dev "$dev" name "$2"',
+        f'  echo "$2 $dev" >>/run/{IFNAMES_FILE}',
         "}",
     ]
     for iface in node.interfaces:
