@@ -117,8 +117,10 @@ def _container(topology: Topology, node: Node) -> ContainerPlan:
         Attachment(i.segment, i.name, i.address(Family.IPV4), i.address(Family.IPV6))
         for i in node.interfaces
     )
-    sysctls = [("net.ipv6.conf.all.accept_dad", "0"), ("net.ipv6.conf.default.accept_dad", "0"),
-               ("net.ipv6.conf.all.disable_ipv6", "0")]
+    # The engine makes the interfaces (eth0, eth1, ...) before these apply: name them too.
+    sysctls = [(f"net.ipv6.conf.{dev}.accept_dad", "0")
+               for dev in ("all", "default", *(f"eth{i}" for i in range(len(attachments))))]
+    sysctls.append(("net.ipv6.conf.all.disable_ipv6", "0"))
     if node.forwarding:
         sysctls += [("net.ipv4.ip_forward", "1"), ("net.ipv6.conf.all.forwarding", "1")]
     image = {Role.GATEWAY: "gateway", Role.WAN: "wan"}.get(node.role, "host")
