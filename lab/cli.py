@@ -81,9 +81,9 @@ def main(verbose: bool) -> None:
     """teleradlab: a network lab for secure medical-image (DICOM) transfer.
 
     Builds two hospital sites joined by an emulated WAN (IPv4-only, IPv6-only or mixed) out of
-    Linux network namespaces, with a PACS and a modality that speak DICOM (C-ECHO, C-STORE,
-    C-FIND, C-MOVE), so transfers can be run, verified and measured on one machine. Building labs
-    needs root.
+    Linux network namespaces (or docker containers: --backend docker), with a PACS and a
+    modality that speak DICOM (C-ECHO, C-STORE, C-FIND, C-MOVE), so transfers can be run,
+    verified and measured on one machine. Building labs needs root.
 
     \b
     Typical session:

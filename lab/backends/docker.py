@@ -262,10 +262,12 @@ class DockerBackend(Backend):
         return pid
 
     def netns_path(self, lab: str, node: str) -> Path:
+        """The network namespace of the container's first process (a path that does not exist
+        when the container is not running)."""
         try:
             return Path(f"/proc/{self._pid(lab, node)}/ns/net")
-        except LabNotFoundError:
-            return RUN_ROOT / "labs" / lab / "nodes" / node / "missing"
+        except LabError:
+            return Path(f"/proc/<pid of {netns_name(lab, node)}>/ns/net")
 
     def node_argv(self, lab: str, node: str, argv: Sequence[str]) -> list[str]:
         """nsenter into the container (its root directory and working directory too), with the

@@ -8,6 +8,7 @@ scripts/test starts one)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -124,6 +125,15 @@ def test_plain_run_on_docker(name: str, docker_lab: list[str], tmp_path: Path) -
     # The PACS in its container stored every object sent, in the lab's shared data directory.
     store = LabPaths(lab_name).node_data("pacs") / "store"
     assert sum(1 for p in store.rglob("*.dcm")) >= 8
+    # status lists the services as processes of their nodes; exec runs in the node's own
+    # userland and passes the exit code on.
+    doc = json.loads(teleradlab("status", lab_name, "--json").stdout)["labs"][0]
+    assert doc["backend"] == "docker"
+    pacs = next(n for n in doc["nodes"] if n["name"] == "pacs")
+    assert any("lab.dicom.pacs" in cmd and "--ae=PACS" in cmd for _, cmd in pacs["processes"])
+    res = teleradlab("exec", "--lab", lab_name, "pacs", "--", "sh", "-c",
+                     "python -c 'import lab, sys; print(sys.prefix)'; exit 3", check=False)
+    assert res.returncode == 3 and res.stdout.strip() == "/opt/teleradlab"
 
 
 def test_gateway_runs_strongswan_userspace_ipsec(docker_lab: list[str]) -> None:
