@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -163,6 +164,23 @@ def test_gateway_runs_strongswan_userspace_ipsec(docker_lab: list[str]) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_wan_container_shapes_and_sees_site_traffic(docker_lab: list[str]) -> None:
+    """Impairments go in the wan container's own namespace: a tbf qdisc there (the wan image's
+    tc, the container's NET_ADMIN) carries the modality's pings to the PACS."""
+    lab_name = "docker-wan"
+    docker_lab.append(lab_name)
+    lifecycle.up(TOPOLOGIES / "ipv4.yaml", lab_name, backend="docker", start_services=False)
+    backend = DockerBackend()
+    backend.exec(lab_name, "wan", ["tc", "qdisc", "add", "dev", "gw-b", "root", "tbf", "rate",
+                                   "20mbit", "burst", "32kb", "latency", "100ms"])
+    ping = backend.exec(lab_name, "modality", ["ping", "-n", "-q", "-c", "5", "-i", "0.2",
+                                               "198.18.2.10"], check=False)
+    assert ping.returncode == 0, ping.stdout + ping.stderr
+    stats = backend.exec(lab_name, "wan", ["tc", "-s", "qdisc", "show", "dev", "gw-b"]).stdout
+    sent = re.search(r"qdisc tbf .*\n\s*Sent \d+ bytes (\d+) pkt", stats)
+    assert sent and int(sent.group(1)) >= 5, stats
 
 
 def test_up_refuses_a_second_lab_on_the_same_addresses(engine: Any,
