@@ -137,33 +137,85 @@ def test_plain_run_on_docker(name: str, docker_lab: list[str], tmp_path: Path) -
     assert res.returncode == 3 and res.stdout.strip() == "/opt/teleradlab"
 
 
-def test_gateway_runs_strongswan_userspace_ipsec(docker_lab: list[str]) -> None:
-    """What strongSwan's kernel-libipsec needs in a gateway container: NET_ADMIN and
-    /dev/net/tun (it opens a TUN device), and a private /run (its pid file and vici socket)
-    that the host reaches at the node's run directory."""
-    lab_name = "docker-ipsec-ready"
+_CHARON = """charon {
+  load = random nonce openssl pem pkcs1 x509 pubkey kernel-libipsec kernel-netlink \
+socket-default vici kdf
+}
+swanctl { load = pem pkcs1 x509 revocation constraints pubkey openssl random }
+"""
+_SWANCTL = """connections {{ lab {{
+  version = 2
+  local_addrs = {local}
+  remote_addrs = {remote}
+  proposals = aes128-sha256-x25519
+  local {{ auth = psk
+    id = {me} }}
+  remote {{ auth = psk
+    id = {peer} }}
+  children {{ net {{ local_ts = {local_ts}
+    remote_ts = {remote_ts}
+    esp_proposals = aes128gcm16 }} }}
+}} }}
+secrets {{ ike-1 {{ id-1 = gw-a
+  id-2 = gw-b
+  secret = "docker-backend-test-only" }} }}
+"""
+
+
+def test_gateways_run_a_strongswan_tunnel_4in6(docker_lab: list[str]) -> None:
+    """What strongSwan needs in the gateway containers (NET_ADMIN and /dev/net/tun for
+    kernel-libipsec's TUN device, a private /run for its pid file and vici socket, reachable
+    from the host): a PSK tunnel joins the IPv4 sites of mixed-4over6 across the IPv6 WAN, and
+    the wan container sees only ESP between the gateways. (The lab's own IPsec layer will
+    configure this through VICI; here swanctl does, to test the backend alone.)"""
+    lab_name = "docker-ipsec"
     docker_lab.append(lab_name)
-    lifecycle.up(TOPOLOGIES / "mixed-4over6.yaml", lab_name, backend="docker",
-                 start_services=False)
-    paths = LabPaths(lab_name)
-    conf = paths.data_dir / "strongswan.conf"
-    conf.write_text("charon {\n  load = random nonce openssl pem pkcs1 x509 pubkey "
-                    "kernel-libipsec kernel-netlink socket-default vici kdf\n"
-                    "  install_routes = no\n}\n")
-    backend = DockerBackend()
-    proc = backend.spawn(lab_name, "gw-a", ["env", f"STRONGSWAN_CONF={conf}",
-                                            "/usr/lib/ipsec/charon"])
+    lab = lifecycle.up(TOPOLOGIES / "mixed-4over6.yaml", lab_name, backend="docker",
+                       start_services=False)
+    topo, paths, backend = lab.topology, LabPaths(lab_name), DockerBackend()
+    procs = []
     try:
-        vici = paths.node_run("gw-a") / "charon.vici"
-        deadline = time.monotonic() + 10
-        while not vici.exists() and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert vici.is_socket(), "charon's vici socket did not appear in the node's /run"
-        links = backend.exec(lab_name, "gw-a", ["ip", "-br", "link"]).stdout
-        assert "ipsec0" in links, links
+        for me, peer in (("gw-a", "gw-b"), ("gw-b", "gw-a")):
+            d = paths.data_dir / "ipsec" / me
+            d.mkdir(parents=True)
+            (d / "strongswan.conf").write_text(_CHARON)
+            lan = {n: topo.node(n).interface("lan").addresses[0].network for n in (me, peer)}
+            (d / "swanctl.conf").write_text(_SWANCTL.format(
+                local=topo.node(me).interface("wan").addresses[0].ip,
+                remote=topo.node(peer).interface("wan").addresses[0].ip,
+                me=me, peer=peer, local_ts=lan[me], remote_ts=lan[peer]))
+            env = ["env", f"STRONGSWAN_CONF={d / 'strongswan.conf'}"]
+            procs.append(backend.spawn(lab_name, me, [*env, "/usr/lib/ipsec/charon"],
+                                       log_path=d / "charon.log"))
+            vici = paths.node_run(me) / "charon.vici"
+            deadline = time.monotonic() + 10
+            while not vici.exists() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert vici.is_socket(), (d / "charon.log").read_text()
+            backend.exec(lab_name, me, [*env, "swanctl", "--load-all", "--file",
+                                        str(d / "swanctl.conf")])
+        assert "ipsec0" in backend.exec(lab_name, "gw-a", ["ip", "-br", "link"]).stdout
+        init = backend.exec(lab_name, "gw-a", [*env_of(paths, "gw-a"), "swanctl", "--initiate",
+                                               "--child", "net"], timeout=30, check=False)
+        assert "CHILD_SA net{" in init.stdout and init.returncode == 0, init.stdout
+        capture = backend.spawn(lab_name, "wan", ["timeout", "10", "tcpdump", "-nli", "gw-a",
+                                                  "-c", "4", "udp port 4500"],
+                                log_path=paths.data_dir / "wan.txt")
+        time.sleep(1)
+        ping = backend.exec(lab_name, "modality", ["ping", "-n", "-q", "-c", "3", "-i", "0.2",
+                                                   "-w", "5", "198.18.2.10"], check=False)
+        assert ping.returncode == 0, ping.stdout
+        capture.wait(timeout=15)
+        esp = (paths.data_dir / "wan.txt").read_text()
+        assert esp.count("ESP(spi=") >= 4, esp
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        for proc in procs:
+            proc.terminate()
+            proc.wait(timeout=10)
+
+
+def env_of(paths: LabPaths, gateway: str) -> list[str]:
+    return ["env", f"STRONGSWAN_CONF={paths.data_dir / 'ipsec' / gateway / 'strongswan.conf'}"]
 
 
 def test_wan_container_shapes_and_sees_site_traffic(docker_lab: list[str]) -> None:
