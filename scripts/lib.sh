@@ -74,7 +74,7 @@ tl_venv() {
 # The docker backend: Debian's engine (started in the background, without touching the host's
 # firewall or forwarding, when none answers: scripts/docker-engine) and debootstrap for the base.
 tl_docker() {
-  tl_apt_install docker.io debootstrap
+  tl_apt_install docker.io docker-compose debootstrap
   "$TL_ROOT/scripts/docker-engine" start
 }
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from lab import experiment, lifecycle, state
+from lab import backends, experiment, lifecycle, state
 from lab.backends.docker import DockerBackend, _client
 from lab.backends.dockerplan import LABEL
 from lab.errors import LabError
@@ -233,6 +233,35 @@ def test_wan_container_shapes_and_sees_site_traffic(docker_lab: list[str]) -> No
     stats = backend.exec(lab_name, "wan", ["tc", "-s", "qdisc", "show", "dev", "gw-b"]).stdout
     sent = re.search(r"qdisc tbf .*\n\s*Sent \d+ bytes (\d+) pkt", stats)
     assert sent and int(sent.group(1)) >= 5, stats
+
+
+def test_compose_file_brings_the_lab_up_by_hand(engine: Any, docker_lab: list[str],
+                                                tmp_path: Path) -> None:
+    """docker-compose with the file ``teleradlab compose`` writes: the same addresses and
+    routes (pings across the sites in both families), labelled so that ``down`` finds it."""
+    lab_name = "docker-compose"
+    docker_lab.append(lab_name)
+    file = tmp_path / "lab.yaml"
+    teleradlab("compose", "dualstack", "--name", lab_name, "-o", str(file))
+    subprocess.run(["docker-compose", "-f", str(file), "-p", lab_name, "up", "-d"], check=True,
+                   capture_output=True, timeout=120)
+
+    def node(name: str) -> Any:
+        found = engine.containers.list(filters={"label": [f"{LABEL}={lab_name}",
+                                                          f"teleradlab.node={name}"]})
+        assert len(found) == 1
+        return found[0]
+
+    modality = node("modality")
+    deadline = time.monotonic() + 30
+    while modality.exec_run(["test", "-e", "/run/teleradlab-ready"]).exit_code != 0:
+        assert time.monotonic() < deadline, modality.logs().decode()
+        time.sleep(0.2)
+    for target in ("198.18.2.10", "2001:db8:2::10"):
+        res = modality.exec_run(["ping", "-n", "-c", "1", "-w", "5", target])
+        assert res.exit_code == 0, res.output.decode()
+    assert "gw-a" in modality.exec_run(["ip", "-br", "link"]).output.decode()
+    assert lab_name in backends.get("docker").list_owned()
 
 
 def test_up_refuses_a_second_lab_on_the_same_addresses(engine: Any,
