@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from ipaddress import IPv4Network, ip_network
 
+from lab.backends.images import image_for
 from lab.errors import LabError
 from lab.model import Family, IPAddress, IPInterface, IPNetwork, Node, Role, Topology
 
@@ -123,8 +124,7 @@ def _container(topology: Topology, node: Node) -> ContainerPlan:
     sysctls.append(("net.ipv6.conf.all.disable_ipv6", "0"))
     if node.forwarding:
         sysctls += [("net.ipv4.ip_forward", "1"), ("net.ipv6.conf.all.forwarding", "1")]
-    image = {Role.GATEWAY: "gateway", Role.WAN: "wan"}.get(node.role, "host")
-    return ContainerPlan(node.name, node.role, image, attachments, tuple(sysctls),
+    return ContainerPlan(node.name, node.role, image_for(node.role), attachments, tuple(sysctls),
                          node.role is Role.GATEWAY, node_script(topology, node))
 
 
