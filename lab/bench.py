@@ -4,6 +4,7 @@ Each figure is a median over repetitions; targets are printed beside the measure
 ratio, never asserted in unit tests (these machines are noisy).
 
 - lifecycle: ``teleradlab up`` (with its reachability pings) and ``down`` of a two-site lab.
+- docker: ``up``/``down`` on the docker backend against netns, side by side (lab.benchdocker).
 - store: C-STORE of one 100-object CT study from the modality to the PACS over the unimpaired
   path of one IPv4 lab (lab ``bench-store``), by the lab's SCU to the lab's PACS and by DCMTK's
   storescu to DCMTK's storescp (plus the two cross pairs, which show which end costs what, and
@@ -366,7 +367,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="repetitions per figure (lifecycle 5, store 3)")
     parser.add_argument("--topology", default="ipv6",
                         help="two-site lab of the lifecycle benchmark (ipv6)")
-    parser.add_argument("--only", choices=("lifecycle", "store", "security", "sweep", "wan"),
+    parser.add_argument("--only", choices=("lifecycle", "store", "security", "sweep", "wan",
+                                           "docker"),
                         help="run one benchmark (default: all)")
     args = parser.parse_args(argv)
     if args.repeat is not None and args.repeat < 1:
@@ -392,6 +394,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from lab.wan.bench import print_wan
 
             print_wan(lambda msg: print(f"  … {msg}", file=sys.stderr))
+        if args.only in (None, "docker"):
+            from lab.benchdocker import print_backends
+
+            print_backends(args.topology, args.repeat or 3)
     except LabError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -9,7 +9,7 @@ import signal
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from lab import __version__, cleanup, lifecycle
+from lab import __version__, backends, cleanup, lifecycle
 from lab import topology as topology_file
 from lab.backends.base import Progress
 from lab.errors import LabError, LabExistsError
@@ -82,9 +82,9 @@ def main(verbose: bool) -> None:
     """teleradlab: a network lab for secure medical-image (DICOM) transfer.
 
     Builds two hospital sites joined by an emulated WAN (IPv4-only, IPv6-only or mixed) out of
-    Linux network namespaces, with a PACS and a modality that speak DICOM (C-ECHO, C-STORE,
-    C-FIND, C-MOVE), so transfers can be run, verified and measured on one machine. Building labs
-    needs root.
+    Linux network namespaces (or docker containers: --backend docker), with a PACS and a
+    modality that speak DICOM (C-ECHO, C-STORE, C-FIND, C-MOVE), so transfers can be run,
+    verified and measured on one machine. Building labs needs root.
 
     \b
     Typical session:
@@ -103,6 +103,10 @@ def main(verbose: bool) -> None:
         stream=sys.stderr,
     )
     signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+def _backend_option(**kw: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    return click.option("--backend", type=click.Choice(sorted(backends.REGISTRY)), **kw)
 
 
 def _topology_table(topology: Topology) -> Table:
@@ -162,8 +166,11 @@ def _print_notes(topology: Topology) -> None:
               help="Do not start the PACS (AE PACS, port 11112) on pacs and the receiver of "
               "C-MOVE results (AE MODALITY, port 11113) on modality.")
 @wan_option()
+@_backend_option(default="netns", show_default=True,
+                 help="netns: network namespaces (no daemon); docker: containers on internal "
+                 "docker networks (images built on first use).")
 def up(topology: str, name: str | None, security: str | None, no_check: bool,
-       no_services: bool, wan: Wan | None) -> None:
+       no_services: bool, wan: Wan | None, backend: str) -> None:
     """Build a lab from TOPOLOGY and prove reachability with real pings.
 
     TOPOLOGY is a YAML file, or the name of a shipped one: ipv4, ipv6, mixed-4over6,
@@ -172,8 +179,9 @@ def up(topology: str, name: str | None, security: str | None, no_check: bool,
     lifecycle.require_root()  # reported before anything about the file
     path = topology_file.resolve_path(topology)
     with _progress() as progress:
-        lab = lifecycle.up(path, name, check=not no_check, start_services=not no_services,
-                           progress=progress, overrides=_overrides(security), wan=wan)
+        lab = lifecycle.up(path, name, backend=backend, check=not no_check,
+                           start_services=not no_services, progress=progress,
+                           overrides=_overrides(security), wan=wan)
     out.print(_topology_table(lab.topology))
     if lab.probes:
         by_family = Counter(r.probe.family.label for r in lab.probes)
@@ -259,26 +267,61 @@ def exec(lab_name: str | None, node: str, command: tuple[str, ...]) -> None:
 
 @main.command()
 @click.argument("name", required=False)
-def down(name: str | None) -> None:
+@_backend_option(help="The lab's backend, when its record is gone (default: from the record).")
+def down(name: str | None, backend: str | None) -> None:
     """Stop and remove lab NAME (the only running lab if NAME is omitted)."""
     lab_name = name or lifecycle.resolve(None)
-    removed = lifecycle.down(lab_name)
+    removed = lifecycle.down(lab_name, backend=backend)
     out.print(f"lab {lab_name!r} removed ({len(removed)} items)")
 
 
 @main.command()
 @click.option("-q", "--quiet", is_flag=True, help="Print only a summary line.")
-def clean(quiet: bool) -> None:
+@_backend_option(help="Only the labs of this backend (default: every backend).")
+def clean(quiet: bool, backend: str | None) -> None:
     """Remove everything any teleradlab lab left on this machine.
 
-    Finds namespaces, mounts, processes and records by name alone, so it also works after a
-    crash or a SIGKILL; safe to run twice.
+    Finds namespaces, mounts, processes, docker containers and networks (by their label
+    teleradlab.lab) and records by name alone, so it also works after a crash or a SIGKILL;
+    safe to run twice.
     """
-    removed = cleanup.clean()
+    removed = cleanup.clean(backends=(backend,) if backend else None)
     if not quiet:
         for line in removed:
             out.print(f"removed {line}")
     out.print("nothing to clean" if not removed else f"cleaned ({len(removed)} items)")
+
+
+@main.command()
+@click.argument("topology")
+@click.option("--name", help="Lab name its containers and networks are labelled with "
+              "(default: the topology's name).")
+@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the file here (default: standard output).")
+@click.option("--build", is_flag=True, help="Also build the images it runs (needs root and a "
+              "Docker engine; cached: redone only when their inputs change).")
+def compose(topology: str, name: str | None, out: Path | None, build: bool) -> None:
+    """Write a compose file that brings TOPOLOGY up by hand, as the docker backend would.
+
+    The same internal networks, addresses and node setup as 'up --backend docker'; no DICOM
+    service is started. The files of the shipped topologies are in compose/.
+    """
+    from lab.backends import compose as compose_file
+    from lab.names import check_lab_name
+
+    topo = topology_file.load(topology_file.resolve_path(topology))
+    text = compose_file.text(topo, check_lab_name(name) if name else None)
+    if build:
+        from lab.backends.docker import build_images
+
+        lifecycle.require_root()
+        with _progress() as progress:
+            build_images(progress)
+    if out is None:
+        click.echo(text, nl=False)
+    else:
+        out.write_text(text, encoding="utf-8")
+        err.print(f"wrote {out}")
 
 
 @main.command()
@@ -325,9 +368,11 @@ def doctor(as_json: bool) -> None:
               "'tls,profile=extended'. Unsupported algorithms are refused before anything starts "
               "('teleradlab doctor' lists them).")
 @wan_option()
+@_backend_option(default="netns", show_default=True, help="Backend of the lab built from "
+                 "TOPOLOGY (a lab given with --lab keeps its own).")
 def run(topology: str | None, lab_name: str | None, modalities: str, objects: int | None,
         input_dir: Path | None, pdu: int, repeat: int, seed: int, out: Path | None,
-        security: str | None, wan: Wan | None) -> None:
+        security: str | None, wan: Wan | None, backend: str) -> None:
     """Run echo -> store -> find -> move between the sites, timed and verified.
 
     Builds the lab from TOPOLOGY (or uses --lab), generates a study per modality, C-STOREs each
@@ -351,7 +396,8 @@ def run(topology: str | None, lab_name: str | None, modalities: str, objects: in
         out = Path("results") / f"{path.stem if path else lab_name}-{stamp}"
     opts = experiment.RunOptions(topology=path, lab=lab_name, modalities=wanted, pdu=pdu,
                                  repeat=repeat, out=out, input_dir=input_dir, objects=objects,
-                                 seed=seed, overrides=_overrides(security), wan=wan)
+                                 seed=seed, overrides=_overrides(security), wan=wan,
+                                 backend=backend)
     with _progress() as progress:
         try:
             result = experiment.execute(opts, progress)

@@ -305,7 +305,8 @@ def _docker_check() -> Check:
         ok,
         detail,
         "the docker backend is unavailable (the default netns backend does not need it)",
-        "apt-get install docker.io, then start dockerd (systemctl start docker, or dockerd &)",
+        "apt-get install docker.io, then start dockerd (systemctl start docker, or "
+        "scripts/docker-engine start: no firewall or forwarding changes on the host)",
         packages,
     )
 

@@ -48,6 +48,7 @@ class RunOptions:
     seed: int = 0
     overrides: Mapping[str, Any] = field(default_factory=dict)  # topology sections (--security)
     wan: Wan | None = None  # --wan: replaces the topology's (or the running lab's) WAN profile
+    backend: str = "netns"  # for a lab this run builds (lab.backends.REGISTRY)
 
 
 @dataclass(frozen=True)
@@ -247,7 +248,8 @@ def execute(opts: RunOptions, progress: Progress = no_progress,
     opts = replace(opts, out=opts.out.absolute())  # nodes get absolute paths
     own = opts.lab is None
     started = time.time()
-    lab = (lifecycle.up(opts.topology, progress=progress, overrides=opts.overrides, wan=opts.wan)
+    lab = (lifecycle.up(opts.topology, backend=opts.backend, progress=progress,
+                        overrides=opts.overrides, wan=opts.wan)
            if own and opts.topology else lifecycle.attach(opts.lab))
     if not own and opts.overrides:
         _same_security(lab, opts)

@@ -156,12 +156,13 @@ def attach(name: str | None, root: Path = RUN_ROOT) -> Lab:
     return Lab(lab_name, topology, backends.get(info.backend), info)
 
 
-def down(name: str, root: Path = RUN_ROOT) -> list[str]:
-    """Remove lab ``name`` (by name: works for a half-built or crashed lab too)."""
+def down(name: str, root: Path = RUN_ROOT, backend: str | None = None) -> list[str]:
+    """Remove lab ``name`` (by name: works for a half-built or crashed lab too). ``backend``
+    is used when the lab's record is gone (default: netns)."""
     require_root()
     check_lab_name(name)
     removed: list[str] = []
-    backend_name = backends.DEFAULT
+    backend_name = backend or backends.DEFAULT
     with contextlib.suppress(LabError):
         backend_name = state.read(name, root)[0].backend
     impl = backends.get(backend_name)

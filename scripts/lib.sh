@@ -72,6 +72,13 @@ tl_venv() {
   fi
 }
 
+# The docker backend: Debian's engine (started in the background, without touching the host's
+# firewall or forwarding, when none answers: scripts/docker-engine) and debootstrap for the base.
+tl_docker() {
+  tl_apt_install docker.io docker-compose debootstrap
+  "$TL_ROOT/scripts/docker-engine" start
+}
+
 tl_setup() {
   tl_require_root
   tl_apt_install "${TL_APT_PACKAGES[@]}"

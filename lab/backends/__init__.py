@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from lab.backends.base import Backend
+from lab.backends.docker import DockerBackend
 from lab.backends.netns import NetnsBackend
 from lab.errors import LabError
 
 REGISTRY: dict[str, type[Backend]] = {
     NetnsBackend.name: NetnsBackend,
+    DockerBackend.name: DockerBackend,
 }
 DEFAULT = NetnsBackend.name
 
