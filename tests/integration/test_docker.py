@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from lab import backends, experiment, lifecycle, state
+from lab import topology as topology_file
 from lab.backends.docker import DockerBackend, _client
 from lab.backends.dockerplan import LABEL
 from lab.errors import LabError
@@ -135,6 +136,30 @@ def test_plain_run_on_docker(name: str, docker_lab: list[str], tmp_path: Path) -
     res = teleradlab("exec", "--lab", lab_name, "pacs", "--", "sh", "-c",
                      "python -c 'import lab, sys; print(sys.prefix)'; exit 3", check=False)
     assert res.returncode == 3 and res.stdout.strip() == "/opt/teleradlab"
+
+
+@pytest.mark.parametrize(("name", "security"), [
+    ("ipv6", "ipsec"), ("mixed-4over6", "ipsec"), ("ipv6", "tls"), ("mixed-4over6", "tls")])
+def test_protected_run_on_docker(name: str, security: str, docker_lab: list[str],
+                                 tmp_path: Path) -> None:
+    """The lab's own IPsec (charon through VICI) and DICOM TLS layers, in containers."""
+    lab_name = f"docker-{security}-{name}"[:24]
+    docker_lab.append(lab_name)
+    overrides = {"security": topology_file.security_override(security)}
+    lifecycle.up(TOPOLOGIES / f"{name}.yaml", lab_name, backend="docker", overrides=overrides)
+    opts = experiment.RunOptions(topology=None, lab=lab_name, modalities=("CT",), objects=3,
+                                 out=tmp_path / "out")
+    result = experiment.execute(opts)
+    assert result.rows and result.ok
+    assert all(r.backend == "docker" and r.security == security for r in result.rows)
+    assert all(r.verified == "yes" for r in result.rows if r.operation in ("store", "move"))
+    tunnel = security == "ipsec" or name.startswith("mixed")
+    for r in result.rows:
+        assert (r.esp_path == "libipsec") == tunnel or r.esp_path == "kernel"
+        if tunnel and r.operation == "store":
+            assert r.sa_bytes > r.bytes
+        if security == "tls":
+            assert r.tls_version.startswith("TLSv1") and r.cipher
 
 
 _CHARON = """charon {
