@@ -85,7 +85,8 @@ def main(verbose: bool) -> None:
     Builds two hospital sites joined by an emulated WAN (IPv4-only, IPv6-only or mixed) out of
     Linux network namespaces (or docker containers: --backend docker), with a PACS and a
     modality that speak DICOM (C-ECHO, C-STORE, C-FIND, C-MOVE), so transfers can be run,
-    verified and measured on one machine. Building labs needs root.
+    verified and measured on one machine, in clear or protected by IPsec (strongSwan, set up
+    through VICI) or by DICOM TLS. Building labs needs root.
 
     \b
     Typical session:
@@ -94,6 +95,8 @@ def main(verbose: bool) -> None:
       teleradlab status                   nodes, interfaces, addresses, processes
       teleradlab exec modality -- ping -c1 pacs
       teleradlab run --lab ipv6 --modality CT,MR   timed, verified DICOM transfers
+      teleradlab run ipv4 --security ipsec --wan dsl-20m-30ms   IPsec over a slow WAN
+      teleradlab run ipv6 --security tls,profile=extended       DICOM TLS (PS3.15 Annex B)
       teleradlab down                     remove it
       teleradlab sweep quick --out r/q    the paper's matrix, small; then: teleradlab report r/q
       teleradlab clean                    remove anything any lab left behind
