@@ -44,7 +44,7 @@ def sweep(sweep_file: str, out_dir: Path | None, resume: bool, retry_failed: boo
     table, with provenance columns) after every case, and OUT/state.json for --resume. A failing
     case is recorded with its error and the sweep goes on; the exit status is 0 once every case
     has been tried. Shipped: ipv6-vs-ipv4, ipv6-ipsec-algorithms, ipv4-tls-profiles,
-    ipsec-vs-tls-wan, quick.
+    ipsec-vs-tls-wan, quick, demo (what scripts/demo runs).
     """
     from lab.names import check_lab_name
     from lab.sweep import runner, spec

@@ -25,7 +25,8 @@ from lab.results import read_csv
 from .conftest import REPO, leftovers, teleradlab
 
 SWEEP_TIMEOUT = 900
-OTHERS = ("ipv6-vs-ipv4", "ipv6-ipsec-algorithms", "ipv4-tls-profiles", "ipsec-vs-tls-wan")
+OTHERS = ("ipv6-vs-ipv4", "ipv6-ipsec-algorithms", "ipv4-tls-profiles", "ipsec-vs-tls-wan",
+          "demo")
 
 
 def _no_leftovers(prefix: str) -> None:

@@ -14,7 +14,7 @@ from lab.sweep import seam, spec
 from lab.sweep.runner import groups
 
 SHIPPED = {"quick", "ipv6-vs-ipv4", "ipv6-ipsec-algorithms", "ipv4-tls-profiles",
-           "ipsec-vs-tls-wan"}
+           "ipsec-vs-tls-wan", "demo"}
 
 
 def _doc(**matrix: Any) -> dict[str, Any]:
