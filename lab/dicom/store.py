@@ -38,7 +38,7 @@ import sqlite3
 import tempfile
 import threading
 from collections.abc import Collection, Iterator, Mapping
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -68,6 +68,8 @@ from lab.dicom.schema import (
     UNIQUE_KEYS,
     Level,
     available,
+    study_paths,
+    where_clause,
 )
 from lab.dicom.scratch import ScratchPool, is_pool_file
 
@@ -325,7 +327,7 @@ class Store:
         if UNIQUE_KEYS[level] not in keys or set(keys) - allowed:
             raise StoreError(f"a {level}-level retrieve needs {UNIQUE_KEYS[level]} and may add "
                              f"only unique keys of the levels above, not {sorted(keys)}")
-        where, params = _where(keys)
+        where, params = where_clause(keys)
         sql = (f"SELECT {', '.join(OBJECT_COLUMNS)} FROM instances{where} "
                "ORDER BY StudyInstanceUID, SeriesInstanceUID, CAST(InstanceNumber AS INTEGER), "
                "SOPInstanceUID")
@@ -341,7 +343,7 @@ class Store:
         absent). Matching proper is :mod:`lab.dicom.query`'s business."""
         names = available(level)
         columns = [n if n in ATTRIBUTES else f"{COMPUTED[n][1]} AS {n}" for n in names]
-        where, params = _where(restrict or {})
+        where, params = where_clause(restrict or {})
         group = "" if level == "IMAGE" else f" GROUP BY {UNIQUE_KEYS[level]}"
         sql = f"SELECT {', '.join(columns)} FROM instances{where}{group} ORDER BY {ORDER[level]}"
         with self._lock:
@@ -415,31 +417,3 @@ class Store:
                 ts, sop_class, sop = (str(meta.get(k, "")) for k in ("TransferSyntaxUID",
                                       "MediaStorageSOPClassUID", "MediaStorageSOPInstanceUID"))
                 return ts, parse(mapped, ts, sop_class, sop, _WANTED)
-
-
-def _where(keys: Mapping[str, str | Collection[str]]) -> tuple[str, list[str]]:
-    """A WHERE clause restricting indexed attributes to lists of values."""
-    clauses, params = [], []
-    for keyword, value in keys.items():
-        if keyword not in ATTRIBUTES:  # also what keeps the interpolated name safe
-            raise StoreError(f"{keyword!r} is not an indexed attribute")
-        values = [value] if isinstance(value, str) else list(value)
-        clauses.append(f"{keyword} IN ({', '.join('?' * len(values))})" if values else "0")
-        params += values
-    return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
-
-
-def study_paths(root: Path, study_instance_uid: str) -> list[Path]:
-    """Files of one study as indexed in the store at ``root``, read without taking the store's
-    lock: SQLite's write-ahead log lets a reader in while the archive keeps writing, so another
-    process (the receiver-side verifier) can check what an archive holds while it runs."""
-    index = (Path(root) / "index.sqlite").absolute()
-    if not index.exists():
-        return []
-    try:
-        with closing(sqlite3.connect(f"file:{index}?mode=ro", uri=True)) as db:
-            rows = db.execute("SELECT path FROM instances WHERE StudyInstanceUID = ? "
-                              "ORDER BY path", (study_instance_uid,)).fetchall()
-    except sqlite3.Error as exc:
-        raise StoreError(f"cannot read the index of {root}: {exc}") from exc
-    return [Path(root) / row[0] for row in rows]
