@@ -395,6 +395,9 @@ class Store:
             ts, parsed = self._read_part10(path)
         except StoreError:
             return False
+        uids = (ts, parsed.values["SOPClassUID"], parsed.values["SOPInstanceUID"])
+        if not all(len(u) <= 64 and UID_PATTERN.fullmatch(u) for u in uids):
+            return False  # as store_encoded refuses it (and the UID names the file)
         self._commit(path, parsed.values, ts)
         log.warning("stored %s, received before a crash", parsed.values["SOPInstanceUID"])
         return True
