@@ -315,7 +315,7 @@ def print_store(results: dict[str, list[StoreTiming]], size: int, repeat: int) -
           "release, exit);\n  assoc: A-ASSOCIATE-RQ to -AC; transfer: first C-STORE-RQ to last "
           "C-STORE-RSP (lab SCU: its JSON\n  'seconds'; DCMTK: timestamps of its log). "
           "The lab's PACS fsyncs every object before answering\n  (--sync object, its "
-          "default: two device flushes per object); storescp does not, nor does the\n  "
+          "default: one device flush per object); storescp does not, nor does the\n  "
           "lab PACS run with --sync none.")
     dcmtk = results[PAIRS[1].label]
     for pair, judged in ((PAIRS[0], True), (PAIRS[4], False)):
