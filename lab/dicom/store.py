@@ -261,13 +261,19 @@ class Store:
                 name_durable: bool = False) -> StoredObject:
         """Rename a complete, flushed file into place, then index it: this order is what keeps
         the index from ever describing a missing or partial file. The new name is flushed
-        unless the old one was durable (a pool file: recovery finishes the move)."""
+        unless the old one was durable (a pool file: recovery finishes the move). An object a
+        pool file replaces is unlinked first rather than renamed over: ext4 (auto_da_alloc)
+        writes out the data of a file renamed over another there and then, milliseconds per
+        object; a crash between the two leaves the new object to recovery, and a C-MOVE of
+        that very instance at that very moment finds no file."""
         final = self._final_path(values["SOPInstanceUID"])
         with self._lock:
             try:
                 if not final.parent.is_dir():
                     final.parent.mkdir()
                     self._fsync_dir(self.objects_dir)
+                if name_durable:
+                    final.unlink(missing_ok=True)
                 os.replace(tmp, final)
             except BaseException:
                 tmp.unlink(missing_ok=True)
