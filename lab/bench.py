@@ -5,11 +5,11 @@ ratio, never asserted in unit tests (these machines are noisy).
 
 - lifecycle: ``teleradlab up`` (with its reachability pings) and ``down`` of a two-site lab.
 - docker: ``up``/``down`` on the docker backend against netns, side by side (lab.benchdocker).
-- store: C-STORE of one 100-object CT study from the modality to the PACS over the unimpaired
-  path of one IPv4 lab (lab ``bench-store``), by the lab's SCU to the lab's PACS and by DCMTK's
-  storescu to DCMTK's storescp (plus the two cross pairs, which show which end costs what, and
-  the lab's SCU to a second lab PACS run with ``--sync none``, which like storescp does not
-  fsync what it stores).
+- store: C-STORE of a 100-object CT study (a new one per repetition) from the modality to the
+  PACS over the unimpaired path of one IPv4 lab (lab ``bench-store``), by the lab's SCU to the
+  lab's PACS and by DCMTK's storescu to DCMTK's storescp (plus the two cross pairs, which show
+  which end costs what, and the lab's SCU to a second lab PACS run with ``--sync none``, which
+  like storescp does not fsync what it stores).
 - security: per protection (plain, IPsec per ESP algorithm), TCP (iperf3) and C-STORE throughput
   over the same path, their ratio and the cost against plain (see lab/bench_security.py).
 - sweep: the shipped quick sweep, total time and per-case overhead (lab.sweep.bench).
@@ -137,17 +137,21 @@ PAIRS = (
 class StoreBench:
     """Runs the senders inside the modality node of a running lab, timing each one."""
 
-    def __init__(self, lab: lifecycle.Lab, files: Sequence[Path], work: Path) -> None:
+    def __init__(self, lab: lifecycle.Lab, work: Path) -> None:
         self.lab = lab
-        self.files = [str(f) for f in files]
+        self.files: list[str] = []
         self.modality = _node(lab, Role.MODALITY)
         self.pacs = _node(lab, Role.PACS)
         self.host = str(lab.topology.node(self.pacs).addresses(Family.IPV4)[0].ip)
         self.log_config = work / "dcmtk-log.cfg"
         self.log_config.write_text(_DCMTK_LOG_CONFIG)
         self.file_list = work / "files.txt"
-        self.file_list.write_text("\n".join(self.files) + "\n")
         self.storescu_path = dcmtk_tool("storescu")
+
+    def use(self, files: Sequence[Path]) -> None:
+        """Send these files from now on."""
+        self.files = [str(f) for f in files]
+        self.file_list.write_text("\n".join(self.files) + "\n")
 
     def _run(self, argv: Sequence[str]) -> tuple[float, subprocess.CompletedProcess[str]]:
         full = self.lab.backend.node_argv(self.lab.name, self.modality, argv)
@@ -271,22 +275,35 @@ def _store_lab() -> Iterator[lifecycle.Lab]:
 def bench_store(repeat: int, progress: Callable[[str], None] = lambda _: None,
                 ) -> tuple[dict[str, list[StoreTiming]], int]:
     """Every pair of PAIRS, ``repeat`` times (interleaved); returns the timings and the bytes of
-    the study."""
+    a study.
+
+    Every receiver gets a study it does not hold yet, as in real use: each repetition makes two
+    new studies (same profile and sizes, other UIDs), one for DCMTK's storescu to the lab's
+    PACS and one for every other pair. storescp's folder is emptied between its pairs, outside
+    the timing; without new studies the lab's archives would, inside it, replace (and delete)
+    the objects of the previous repetition."""
     dcmtk_tool("storescu")  # fail before building anything
     dcmtk_tool("storescp")
     work = Path(tempfile.mkdtemp(prefix="teleradlab-bench-", dir="/tmp"))  # not /run: nodes
     try:
-        study = generate_study("CT", work / "study", objects=STORE_OBJECTS)
         results: dict[str, list[StoreTiming]] = {p.label: [] for p in PAIRS}
+        size = 0
         with (_store_lab() as lab, _storescp(lab, work / "storescp", work / "storescp.log"),
               _nosync_pacs(lab, work / "nosync-store", work / "nosync.log")):
-            bench = StoreBench(lab, study.files, work)
+            bench = StoreBench(lab, work)
             for rep in range(1, repeat + 1):
+                studies = [generate_study("CT", work / f"study-{rep}-{i}", objects=STORE_OBJECTS,
+                                          seed=2 * rep + i) for i in (0, 1)]
+                size = studies[0].total_bytes
                 for pair in PAIRS:
                     progress(f"repetition {rep}/{repeat}: {pair.label}")
+                    dcmtk_to_lab = pair.sender == "dcmtk" and pair.port == PACS_PORT
+                    bench.use(studies[1 if dcmtk_to_lab else 0].files)
                     results[pair.label].append(bench.once(pair))
-                    _check_storescp(work / "storescp", pair, len(study.files))
-        return results, study.total_bytes
+                    _check_storescp(work / "storescp", pair, STORE_OBJECTS)
+                for study in studies:
+                    shutil.rmtree(study.files[0].parent, ignore_errors=True)
+        return results, size
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -321,7 +338,7 @@ def print_store(results: dict[str, list[StoreTiming]], size: int, repeat: int) -
           "release, exit);\n  assoc: A-ASSOCIATE-RQ to -AC; transfer: first C-STORE-RQ to last "
           "C-STORE-RSP (lab SCU: its JSON\n  'seconds'; DCMTK: timestamps of its log). "
           "The lab's PACS fsyncs every object before answering\n  (--sync object, its "
-          "default: two device flushes per object); storescp does not, nor does the\n  "
+          "default: one device flush per object); storescp does not, nor does the\n  "
           "lab PACS run with --sync none.")
     dcmtk = results[PAIRS[1].label]
     for pair, judged in ((PAIRS[0], True), (PAIRS[4], False)):

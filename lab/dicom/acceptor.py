@@ -20,7 +20,6 @@ import contextlib
 import logging
 import os
 import socket
-import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -40,6 +39,8 @@ IMPLEMENTATION_VERSION_NAME = "TELERADLAB_SCP"
 PROCESSING_FAILURE = 0x0110
 #: Stores a scratch file (path, transfer syntax, SOP class, SOP instance); returns the status.
 StoreFile = Callable[[Path, str, str, str], int]
+#: Gives a new scratch file, open for writing (lab.dicom.scratch.ScratchPool.take).
+ScratchFile = Callable[[], tuple[int, Path]]
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ class Config:
     ae_titles: frozenset[str]
     max_pdu: int
     supported: Mapping[str, frozenset[str]]
-    tmp_dir: Path
+    scratch: ScratchFile
     store_file: StoreFile
     timeout: float = 60.0
 
@@ -104,12 +105,12 @@ def negotiate(rq: pdu.Associate, supported: Mapping[str, frozenset[str]]) -> lis
 class _Incoming:
     """A C-STORE dataset being received into a scratch file."""
 
-    def __init__(self, tmp_dir: Path, fields: Mapping[int, bytes], cid: int, ts: str) -> None:
+    def __init__(self, take: ScratchFile, fields: Mapping[int, bytes], cid: int, ts: str,
+                 ) -> None:
         self.fields, self.cid, self.ts = fields, cid, ts
         self.sop_class = cmd.text(fields, cmd.AFFECTED_SOP_CLASS)
         self.sop_instance = cmd.text(fields, cmd.AFFECTED_SOP_INSTANCE)
-        fd, name = tempfile.mkstemp(dir=tmp_dir, prefix="recv-", suffix=".dcm")
-        self.fd, self.path = fd, Path(name)
+        self.fd, self.path = take()
         self.write(memoryview(file_meta(ts, self.sop_class, self.sop_instance)))
 
     def write(self, data: memoryview) -> None:
@@ -247,7 +248,7 @@ class Acceptor:
         if field == cmd.C_ECHO_RQ and not cmd.has_data_set(fields):
             self._respond(cid, cmd.echo_rsp(message_id, 0))
         elif field == cmd.C_STORE_RQ and cmd.has_data_set(fields) and abstract != cmd.VERIFICATION:
-            self.incoming = _Incoming(self.config.tmp_dir, fields, cid, ts)
+            self.incoming = _Incoming(self.config.scratch, fields, cid, ts)
         else:
             raise PduError(f"unsupported DIMSE request 0x{field:04X} on context {cid}")
 

@@ -203,7 +203,7 @@ def native_config(ae: TunedAE, archive: Archive, max_pdu: int) -> Config:
     # of a move (lab.services.move_destinations); any other called AE title is rejected.
     titles = frozenset({ae.ae_title, f"{ae.ae_title}-V4", f"{ae.ae_title}-V6"})
     return Config(titles, max_pdu, {k: frozenset(v) for k, v in supported.items()},
-                  archive.store.tmp_dir, archive.store_file, float(ae.network_timeout or 60))
+                  archive.store.scratch.take, archive.store_file, float(ae.network_timeout or 60))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from lab.errors import LabError
 
@@ -42,8 +42,7 @@ class PduError(LabError):
     """A PDU that does not follow PS3.8 9.3: the association is aborted."""
 
 
-@dataclass(frozen=True)
-class Proposed:
+class Proposed(NamedTuple):
     """A presentation context as requested (PS3.8 9.3.2.2)."""
 
     id: int
@@ -51,8 +50,7 @@ class Proposed:
     transfer_syntaxes: tuple[str, ...]
 
 
-@dataclass(frozen=True)
-class Result:
+class Result(NamedTuple):
     """A presentation context as answered (PS3.8 9.3.3.2); transfer_syntax is '' if refused."""
 
     id: int
@@ -60,8 +58,7 @@ class Result:
     transfer_syntax: str = ""
 
 
-@dataclass(frozen=True)
-class Associate:
+class Associate(NamedTuple):
     """An A-ASSOCIATE-RQ (``contexts`` set) or -AC (``results`` set)."""
 
     called: str

@@ -16,9 +16,8 @@ import socket
 import struct
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, NamedTuple
 
 from lab.dicom import command as cmd
 from lab.dicom import pdu
@@ -48,8 +47,7 @@ class ScuError(LabError):
     """The operation could not be carried out (the SCU reports it as JSON with ok=false)."""
 
 
-@dataclass(frozen=True)
-class Part10:
+class Part10(NamedTuple):
     """What sending a Part-10 file needs: its UIDs and where its dataset starts."""
 
     path: Path

@@ -4,11 +4,18 @@ query/retrieve level, what is computed from the index, and the one table that ho
 The levels, their unique keys and their attributes are those of the Patient Root and Study Root
 information models (PS3.4 C.6.1, C.6.2). The index holds one row per stored SOP Instance, its
 attributes of every level side by side, so an entity of a higher level is a GROUP BY of rows.
+:func:`where_clause` restricts that table; :func:`study_paths` reads it from another process.
 """
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Collection, Mapping
+from contextlib import closing
+from pathlib import Path
 from typing import Literal
+
+from lab.dicom.encoded import StoreError
 
 Level = Literal["PATIENT", "STUDY", "SERIES", "IMAGE"]
 LEVELS: tuple[Level, ...] = ("PATIENT", "STUDY", "SERIES", "IMAGE")
@@ -76,3 +83,31 @@ CREATE INDEX IF NOT EXISTS by_study ON instances (StudyInstanceUID);
 CREATE INDEX IF NOT EXISTS by_series ON instances (SeriesInstanceUID);
 PRAGMA user_version = {SCHEMA_VERSION};
 """
+
+
+def where_clause(keys: Mapping[str, str | Collection[str]]) -> tuple[str, list[str]]:
+    """A WHERE clause restricting indexed attributes to lists of values."""
+    clauses, params = [], []
+    for keyword, value in keys.items():
+        if keyword not in ATTRIBUTES:  # also what keeps the interpolated name safe
+            raise StoreError(f"{keyword!r} is not an indexed attribute")
+        values = [value] if isinstance(value, str) else list(value)
+        clauses.append(f"{keyword} IN ({', '.join('?' * len(values))})" if values else "0")
+        params += values
+    return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+def study_paths(root: Path, study_instance_uid: str) -> list[Path]:
+    """Files of one study as indexed in the store at ``root``, read without taking the store's
+    lock: SQLite's write-ahead log lets a reader in while the archive keeps writing, so another
+    process (the receiver-side verifier) can check what an archive holds while it runs."""
+    index = (Path(root) / "index.sqlite").absolute()
+    if not index.exists():
+        return []
+    try:
+        with closing(sqlite3.connect(f"file:{index}?mode=ro", uri=True)) as db:
+            rows = db.execute("SELECT path FROM instances WHERE StudyInstanceUID = ? "
+                              "ORDER BY path", (study_instance_uid,)).fetchall()
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot read the index of {root}: {exc}") from exc
+    return [Path(root) / row[0] for row in rows]

@@ -42,7 +42,7 @@ ECHO_SYNTAXES = ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1")
 
 def _connect(args: argparse.Namespace, contexts: Sequence[tuple[str, Sequence[str]]],
              ) -> tuple[Any, float]:
-    tls = tlsopts.client_context(args) if args.tls_profile else None
+    tls = tlsopts.client_context(args)  # None without --tls-profile
     return open_association(args.host, args.port, called=args.called, calling=args.calling,
                             contexts=contexts, max_pdu=args.pdu, timeout=args.timeout, tls=tls)
 

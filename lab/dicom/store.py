@@ -18,9 +18,12 @@ Crash safety rests on one ordering: a file is written in ``tmp/`` and fsync'ed, 
 ``objects/`` (atomic on POSIX; the directory is fsync'ed too), and only then is its index row
 committed. At any crash the index may thus lack a row, or hold a stale row for a complete file,
 but it never describes a missing or partial file; :meth:`Store.open` repairs the rest. The index
-is derived data: it can always be rebuilt from the files. The fsyncs (two device flushes per
-object, most of a store's cost on a virtual disk) make an acknowledged object survive a power
-cut; a store opened with ``sync=False`` skips them, keeping the ordering and the repair.
+is derived data: it can always be rebuilt from the files. The fsyncs make an acknowledged
+object survive a power cut: a dataset received into a file of the scratch pool
+(:mod:`lab.dicom.scratch`, names made durable in advance) needs one ``fdatasync``, and
+:meth:`Store.open` finishes its move if the rename did not reach the disk; any other file needs
+two flushes (the file, then its directory). A store opened with ``sync=False`` skips them all,
+keeping the ordering and the repair.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ import sqlite3
 import tempfile
 import threading
 from collections.abc import Collection, Iterator, Mapping
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -46,6 +49,7 @@ from lab.dicom.encoded import (
     IMPLEMENTATION_CLASS_UID,
     IMPLEMENTATION_VERSION_NAME,
     UID_PATTERN,
+    Parsed,
     StoreError,
     file_meta,
     parse,
@@ -64,7 +68,10 @@ from lab.dicom.schema import (
     UNIQUE_KEYS,
     Level,
     available,
+    study_paths,
+    where_clause,
 )
+from lab.dicom.scratch import ScratchPool, is_pool_file
 
 #: The public interface, with what it re-exports from the modules it was split into.
 __all__ = ["ATTRIBUTES", "COMPUTED", "IMPLEMENTATION_CLASS_UID", "IMPLEMENTATION_VERSION_NAME",
@@ -124,6 +131,8 @@ class Store:
         self.objects_dir = root / "objects"
         self.tmp_dir = root / "tmp"
         self.recovery = Recovery()
+        #: Scratch files to receive datasets into (see lab.dicom.scratch).
+        self.scratch = ScratchPool(self.tmp_dir, sync)
         self._db = db
         self._lock_fd = lock_fd
         self._lock = threading.Lock()
@@ -209,8 +218,12 @@ class Store:
             with mmap.mmap(src.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
                 parsed = parse(mapped, ts, sop_class, sop, _WANTED)
             if parsed.has_meta and source.absolute().parent == self.tmp_dir:
-                self._fsync(src.fileno())
-                return self._commit(source, parsed.values, ts)
+                if not is_pool_file(source):
+                    self._fsync(src.fileno())
+                    return self._commit(source, parsed.values, ts)
+                if self.sync:  # its name is on disk already: one flush makes it durable
+                    os.fdatasync(src.fileno())
+                return self._commit(source, parsed.values, ts, name_durable=True)
             src.seek(parsed.offset)
             tmp = self._write_temp(file_meta(ts, sop_class, sop), src)
         return self._commit(tmp, parsed.values, ts)
@@ -244,20 +257,29 @@ class Store:
         fan = hashlib.sha1(sop.encode(), usedforsecurity=False).hexdigest()[:2]
         return self.objects_dir / fan / f"{sop}.dcm"
 
-    def _commit(self, tmp: Path, values: dict[str, str], ts: str) -> StoredObject:
+    def _commit(self, tmp: Path, values: dict[str, str], ts: str,
+                name_durable: bool = False) -> StoredObject:
         """Rename a complete, flushed file into place, then index it: this order is what keeps
-        the index from ever describing a missing or partial file."""
+        the index from ever describing a missing or partial file. The new name is flushed
+        unless the old one was durable (a pool file: recovery finishes the move). An object a
+        pool file replaces is unlinked first rather than renamed over: ext4 (auto_da_alloc)
+        writes out the data of a file renamed over another there and then, milliseconds per
+        object; a crash between the two leaves the new object to recovery, and a C-MOVE of
+        that very instance at that very moment finds no file."""
         final = self._final_path(values["SOPInstanceUID"])
         with self._lock:
             try:
                 if not final.parent.is_dir():
                     final.parent.mkdir()
                     self._fsync_dir(self.objects_dir)
+                if name_durable:
+                    final.unlink(missing_ok=True)
                 os.replace(tmp, final)
             except BaseException:
                 tmp.unlink(missing_ok=True)
                 raise
-            self._fsync_dir(final.parent)
+            if not name_durable:
+                self._fsync_dir(final.parent)
             row = self._upsert(final, values, ts)
         return self._object(row)
 
@@ -311,7 +333,7 @@ class Store:
         if UNIQUE_KEYS[level] not in keys or set(keys) - allowed:
             raise StoreError(f"a {level}-level retrieve needs {UNIQUE_KEYS[level]} and may add "
                              f"only unique keys of the levels above, not {sorted(keys)}")
-        where, params = _where(keys)
+        where, params = where_clause(keys)
         sql = (f"SELECT {', '.join(OBJECT_COLUMNS)} FROM instances{where} "
                "ORDER BY StudyInstanceUID, SeriesInstanceUID, CAST(InstanceNumber AS INTEGER), "
                "SOPInstanceUID")
@@ -327,7 +349,7 @@ class Store:
         absent). Matching proper is :mod:`lab.dicom.query`'s business."""
         names = available(level)
         columns = [n if n in ATTRIBUTES else f"{COMPUTED[n][1]} AS {n}" for n in names]
-        where, params = _where(restrict or {})
+        where, params = where_clause(restrict or {})
         group = "" if level == "IMAGE" else f" GROUP BY {UNIQUE_KEYS[level]}"
         sql = f"SELECT {', '.join(columns)} FROM instances{where}{group} ORDER BY {ORDER[level]}"
         with self._lock:
@@ -340,8 +362,11 @@ class Store:
     def _recover(self) -> Recovery:
         """Remove scratch files, drop rows whose file is gone, and (re)index files that no row
         describes or whose row is stale (a crash between rename and commit)."""
-        removed = 0
+        removed = rolled = 0
         for leftover in self.tmp_dir.iterdir():
+            if is_pool_file(leftover) and leftover.stat().st_size and self._roll_forward(leftover):
+                rolled += 1
+                continue
             if leftover.is_dir():
                 shutil.rmtree(leftover)
             else:
@@ -366,9 +391,31 @@ class Store:
                 with self._transaction():
                     self._db.execute("DELETE FROM instances WHERE path = ?",
                                      (path.relative_to(self.root).as_posix(),))
-        return Recovery(removed, len(gone), len(todo) - len(unreadable), tuple(unreadable))
+        return Recovery(removed, len(gone), len(todo) - len(unreadable) + rolled,
+                        tuple(unreadable))
+
+    def _roll_forward(self, path: Path) -> bool:
+        """Store a complete received dataset left in a pool file by a crash (see
+        lab.dicom.scratch); False if it is not one (partial, refused: then removed)."""
+        try:
+            ts, parsed = self._read_part10(path)
+        except StoreError:
+            return False
+        uids = (ts, parsed.values["SOPClassUID"], parsed.values["SOPInstanceUID"])
+        if not all(len(u) <= 64 and UID_PATTERN.fullmatch(u) for u in uids):
+            return False  # as store_encoded refuses it (and the UID names the file)
+        self._commit(path, parsed.values, ts)
+        log.warning("stored %s, received before a crash", parsed.values["SOPInstanceUID"])
+        return True
 
     def _index_file(self, path: Path) -> None:
+        ts, parsed = self._read_part10(path)
+        if self._final_path(parsed.values["SOPInstanceUID"]) != path:
+            raise StoreError(f"its SOP Instance UID {parsed.values['SOPInstanceUID']} belongs "
+                             "elsewhere")
+        self._upsert(path, parsed.values, ts)
+
+    def _read_part10(self, path: Path) -> tuple[str, Parsed]:
         with path.open("rb") as src:
             if os.fstat(src.fileno()).st_size == 0:
                 raise StoreError("empty file")
@@ -378,35 +425,4 @@ class Store:
                     raise StoreError("not a DICOM Part-10 file")
                 ts, sop_class, sop = (str(meta.get(k, "")) for k in ("TransferSyntaxUID",
                                       "MediaStorageSOPClassUID", "MediaStorageSOPInstanceUID"))
-                parsed = parse(mapped, ts, sop_class, sop, _WANTED)
-        if self._final_path(sop) != path:
-            raise StoreError(f"its SOP Instance UID {sop} belongs elsewhere")
-        self._upsert(path, parsed.values, ts)
-
-
-def _where(keys: Mapping[str, str | Collection[str]]) -> tuple[str, list[str]]:
-    """A WHERE clause restricting indexed attributes to lists of values."""
-    clauses, params = [], []
-    for keyword, value in keys.items():
-        if keyword not in ATTRIBUTES:  # also what keeps the interpolated name safe
-            raise StoreError(f"{keyword!r} is not an indexed attribute")
-        values = [value] if isinstance(value, str) else list(value)
-        clauses.append(f"{keyword} IN ({', '.join('?' * len(values))})" if values else "0")
-        params += values
-    return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
-
-
-def study_paths(root: Path, study_instance_uid: str) -> list[Path]:
-    """Files of one study as indexed in the store at ``root``, read without taking the store's
-    lock: SQLite's write-ahead log lets a reader in while the archive keeps writing, so another
-    process (the receiver-side verifier) can check what an archive holds while it runs."""
-    index = (Path(root) / "index.sqlite").absolute()
-    if not index.exists():
-        return []
-    try:
-        with closing(sqlite3.connect(f"file:{index}?mode=ro", uri=True)) as db:
-            rows = db.execute("SELECT path FROM instances WHERE StudyInstanceUID = ? "
-                              "ORDER BY path", (study_instance_uid,)).fetchall()
-    except sqlite3.Error as exc:
-        raise StoreError(f"cannot read the index of {root}: {exc}") from exc
-    return [Path(root) / row[0] for row in rows]
+                return ts, parse(mapped, ts, sop_class, sop, _WANTED)

@@ -26,6 +26,7 @@ from pydicom import dcmread
 
 from lab.dicom.generate import generate_study
 from lab.dicom.integrity import build_manifest, dataset_offset, sign_manifest, write_signed
+from lab.dicom.scratch import is_pool_file
 from lab.labpki import ensure_lab_pki
 from lab.model import Family
 from lab.names import LabPaths
@@ -73,6 +74,7 @@ from pydicom.dataset import Dataset
 from pydicom.filereader import read_file_meta_info
 from pynetdicom import AE, build_context
 from pynetdicom.dsutils import encode
+from lab.dicom.scratch import is_pool_file
 from lab.dicom.integrity import dataset_offset
 host, port, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 meta = read_file_meta_info(path)
@@ -192,7 +194,7 @@ def verify_at_pacs(sent: Sent, manifest: Path | None = None) -> tuple[int, dict[
 class StoreState:
     indexed: int  # rows in the index
     files: dict[str, str]  # object file (relative to the store) -> SHA-256 of the whole file
-    scratch: list[str]  # whatever is in the store's tmp/
+    scratch: list[str]  # whatever is in the store's tmp/ but the empty spares of its pool
 
 
 def store_state() -> StoreState:
@@ -200,7 +202,16 @@ def store_state() -> StoreState:
         indexed = db.execute("SELECT COUNT(*) FROM instances").fetchone()[0]
     files = {p.relative_to(STORE).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
              for p in sorted((STORE / "objects").glob("*/*.dcm"))}
-    return StoreState(indexed, files, sorted(p.name for p in (STORE / "tmp").iterdir()))
+    return StoreState(indexed, files, sorted(p.name for p in (STORE / "tmp").iterdir()
+                                             if not _spare(p)))
+
+
+def _spare(path: Path) -> bool:
+    """An unused scratch file of the PACS's pool (lab.dicom.scratch): made empty in advance."""
+    try:
+        return is_pool_file(path) and path.stat().st_size == 0
+    except FileNotFoundError:  # taken and stored meanwhile
+        return True
 
 
 def wait_for_empty_scratch(seconds: float = 10.0) -> StoreState:

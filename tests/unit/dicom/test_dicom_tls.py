@@ -191,3 +191,19 @@ def _wait_for(condition: object) -> None:
     while not condition():  # type: ignore[operator]
         assert time.monotonic() < deadline, "condition not reached"
         time.sleep(0.05)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--tls-ca=/nonexistent"], "--tls-ca needs --tls-profile"),
+    ([f"--tls-profile={PROFILE}"], "--tls-profile needs --tls-ca"),
+    ([f"--tls-profile={PROFILE}", "--tls-ca=/nonexistent"], "no such file"),
+])
+def test_scu_reports_bad_tls_options(args: list[str], message: str) -> None:
+    doc = scu(_port(), args, "echo")
+    assert not doc["ok"] and message in str(doc["error"]), doc
+
+
+def test_scu_cert_needs_its_key(certs: Pki) -> None:
+    doc = scu(_port(), [f"--tls-profile={PROFILE}", f"--tls-ca={certs.ca}",
+                        f"--tls-cert={certs.client.cert_path}"], "echo")
+    assert not doc["ok"] and "--tls-cert and --tls-key go together" in str(doc["error"]), doc
