@@ -11,7 +11,7 @@ import click
 from rich.console import Console
 from rich.markup import escape
 
-from lab import lifecycle
+from lab import backends, lifecycle
 from lab import topology as topology_file
 from lab.errors import LabError
 
@@ -33,10 +33,12 @@ err = Console(stderr=True, highlight=False)
               help="Override the file's objects per study.")
 @click.option("--repetitions", type=click.IntRange(min=1), default=None,
               help="Override the file's repetitions.")
+@click.option("--backend", type=click.Choice(sorted(backends.REGISTRY)), default="netns",
+              show_default=True, help="Backend of the labs the sweep builds.")
 @click.option("--list", "list_only", is_flag=True,
               help="Only list the cases and the lab each one runs on (no root needed).")
 def sweep(sweep_file: str, out_dir: Path | None, resume: bool, retry_failed: bool, prefix: str,
-          objects: int | None, repetitions: int | None, list_only: bool) -> None:
+          objects: int | None, repetitions: int | None, backend: str, list_only: bool) -> None:
     """Run every case of the sweep FILE (a YAML matrix, or a shipped name such as quick).
 
     One lab is built per topology, security and WAN profile and reused by every case that
@@ -68,7 +70,7 @@ def sweep(sweep_file: str, out_dir: Path | None, resume: bool, retry_failed: boo
     if retry_failed and not resume:
         raise LabError("--retry-failed goes with --resume")
     result = runner.run_sweep(loaded, out_dir, resume=resume, retry_failed=retry_failed,
-                              prefix=prefix,
+                              prefix=prefix, backend=backend,
                               say=lambda msg: err.print(escape(msg), soft_wrap=True))
     for case_id, error in result.errors.items():
         out.print(f"[yellow]failed[/yellow] {case_id}: {escape(' '.join(error.split()))}")

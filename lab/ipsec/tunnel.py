@@ -108,10 +108,13 @@ def _lab_psk(path: Path) -> str:
     return path.read_text().strip()
 
 
-def conn_config(plan: Plan, me: Endpoint, creds: Credentials) -> dict[str, Any]:
-    """The VICI ``load_conn`` message for ``me`` (strongSwan's swanctl.conf connection keys)."""
+def conn_config(plan: Plan, me: Endpoint, creds: Credentials,
+                path: EspPath = EspPath.LIBIPSEC) -> dict[str, Any]:
+    """The VICI ``load_conn`` message for ``me`` (strongSwan's swanctl.conf connection keys).
+    Host to host uses transport mode (RFC 4301 4.1) with kernel ESP; kernel-libipsec can only
+    do tunnel mode, so there it is tunnel mode with the two hosts as selectors."""
     peer = plan.peer(me.node)
-    kernel_transport = False  # tunnel mode everywhere: libipsec has no transport mode
+    transport = plan.scope is IpsecScope.HOST_TO_HOST and path is EspPath.KERNEL
     local: dict[str, Any] = {"id": me.identity}
     remote: dict[str, Any] = {"id": peer.identity}
     if plan.auth is IpsecAuth.PSK:
@@ -125,7 +128,7 @@ def conn_config(plan: Plan, me: Endpoint, creds: Credentials) -> dict[str, Any]:
         "local_ts": [str(n) for n in me.selectors],
         "remote_ts": [str(n) for n in peer.selectors],
         "esp_proposals": [plan.esp.text],
-        "mode": "transport" if kernel_transport else "tunnel",
+        "mode": "transport" if transport else "tunnel",
         "start_action": "none",
         "dpd_action": "none",
     }
@@ -143,6 +146,7 @@ def conn_config(plan: Plan, me: Endpoint, creds: Credentials) -> dict[str, Any]:
 
 
 def _load(charon: Charon, plan: Plan, me: Endpoint, creds: Credentials) -> None:
+    """Credentials and the connection into ``charon``, through VICI."""
     session = charon.session()
     try:
         if plan.auth is IpsecAuth.PSK:
@@ -154,7 +158,7 @@ def _load(charon: Charon, plan: Plan, me: Endpoint, creds: Credentials) -> None:
                 session.load_cert({"type": "X509", "flag": "CA",
                                    "data": creds.trusted.read_bytes()})
             session.load_key({"type": "any", "data": creds.certs[me.node].key_path.read_bytes()})
-        session.load_conn(conn_config(plan, me, creds))
+        session.load_conn(conn_config(plan, me, creds, charon.esp_path))
     except Exception as exc:  # vici raises its own exception types
         raise IpsecError(f"charon on {me.node} refused the configuration: {vici_error(exc)}\n"
                          f"{charon.log_tail()}") from None

@@ -91,8 +91,10 @@ class SweepRun:
     """One invocation of ``teleradlab sweep`` (a fresh start or a resume)."""
 
     def __init__(self, sweep: Sweep, out: Path, resume: bool, prefix: str,
-                 say: Callable[[str], None], retry_failed: bool = False) -> None:
+                 say: Callable[[str], None], retry_failed: bool = False,
+                 backend: str = "netns") -> None:
         self.sweep, self.out, self.prefix, self.say = sweep, out.absolute(), prefix, say
+        self.backend = backend
         self.skip = ("done",) if retry_failed else FINISHED
         self.out.mkdir(parents=True, exist_ok=True)
         self.state = State(self.out, sweep, resume)
@@ -113,7 +115,8 @@ class SweepRun:
             lifecycle.down(name)  # ours, left by the interrupted sweep being resumed
         t0 = time.monotonic()
         try:
-            lab = seam.build_lab(seam.up_options(case), name, self.out / "labs" / f"g{group_no}")
+            lab = seam.build_lab(seam.up_options(case), name, self.out / "labs" / f"g{group_no}",
+                                 backend=self.backend)
         except LabError as exc:
             self.result.builds.append({"lab": name, "seconds": time.monotonic() - t0, "ok": False,
                                        "error": str(exc)})
@@ -200,9 +203,9 @@ class SweepRun:
 
 
 def run_sweep(sweep: Sweep, out: Path, *, resume: bool = False, retry_failed: bool = False,
-              prefix: str = "sweep", say: Callable[[str], None] = lambda _: None
-              ) -> SweepResult:
+              prefix: str = "sweep", say: Callable[[str], None] = lambda _: None,
+              backend: str = "netns") -> SweepResult:
     """Run (or resume) ``sweep`` into ``out``; labs are named ``PREFIX-N``. On resume, failed
     cases are skipped like done ones unless ``retry_failed``."""
     lifecycle.require_root()
-    return SweepRun(sweep, out, resume, prefix, say, retry_failed).execute()
+    return SweepRun(sweep, out, resume, prefix, say, retry_failed, backend).execute()

@@ -82,12 +82,13 @@ def _wan_up_options(wan: str | None) -> dict[str, Any]:
         raise LabError(f"WAN profile {wan!r}: {'; '.join(exc.problems)}") from None
 
 
-def build_lab(up: UpOptions, name: str, work: Path, progress: Progress = no_progress
-              ) -> lifecycle.Lab:
-    """Build lab ``name`` for ``up``; nothing is created when an option is not supported."""
+def build_lab(up: UpOptions, name: str, work: Path, progress: Progress = no_progress,
+              backend: str = "netns") -> lifecycle.Lab:
+    """Build lab ``name`` for ``up`` on ``backend``; nothing is created when an option is not
+    supported."""
     extra = _wan_up_options(up.get("wan"))
     topology = derive_topology(up, work)
-    return lifecycle.up(topology, name, progress=progress, **extra)
+    return lifecycle.up(topology, name, backend=backend, progress=progress, **extra)
 
 
 def run_case(lab: lifecycle.Lab, params: RunParams, out: Path,

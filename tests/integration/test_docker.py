@@ -29,6 +29,7 @@ from lab.errors import LabError
 from lab.inspect import live_nodes
 from lab.model import Family
 from lab.names import LabPaths
+from lab.results import read_csv
 from lab.routing import probes
 from lab.topology import shipped
 
@@ -160,6 +161,22 @@ def test_protected_run_on_docker(name: str, security: str, docker_lab: list[str]
             assert r.sa_bytes > r.bytes
         if security == "tls":
             assert r.tls_version.startswith("TLSv1") and r.cipher
+
+
+def test_sweep_on_docker(docker_lab: list[str], tmp_path: Path) -> None:
+    """teleradlab sweep --backend docker: its labs are containers, its rows say so."""
+    docker_lab += ["docker-sw-1", "docker-sw-2"]
+    sweep_file = tmp_path / "two.yaml"
+    sweep_file.write_text("matrix: {topology: [ipv6], security: [{mode: none}, {mode: tls}]}\n"
+                          "objects: 1\n")
+    out = tmp_path / "out"
+    teleradlab("sweep", str(sweep_file), "--out", str(out), "--name", "docker-sw",
+               "--backend", "docker", timeout=900)
+    state = json.loads((out / "state.json").read_text())["cases"]
+    assert [s["status"] for s in state.values()] == ["done", "done"], state
+    rows = read_csv(out / "results.csv")
+    assert len(rows) == 8 and all(r["ok"] == "True" and r["backend"] == "docker" for r in rows)
+    assert {r["security"] for r in rows} == {"none", "tls"}
 
 
 _CHARON = """charon {

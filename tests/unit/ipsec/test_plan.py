@@ -86,6 +86,20 @@ def test_conn_config_psk_and_cert(tmp_path) -> None:  # type: ignore[no-untyped-
     assert child["esp_proposals"] == ["aes256gcm16"] and child["mode"] == "tunnel"
 
 
+def test_host_to_host_is_transport_mode_only_with_kernel_esp() -> None:
+    plan = ipsec_plan.make_plan(_load("ipv6", "ipsec,scope=host-to-host"))
+    creds = Credentials(psk={"modality": "k" * 20, "pacs": "k" * 20})
+
+    def mode(path: EspPath) -> str:
+        conn = conn_config(plan, plan.initiator, creds, path)[ipsec_plan.CONNECTION]
+        return str(conn["children"][ipsec_plan.CONNECTION]["mode"])
+
+    assert (mode(EspPath.KERNEL), mode(EspPath.LIBIPSEC)) == ("transport", "tunnel")
+    site = ipsec_plan.make_plan(_load("ipv6"))
+    conn = conn_config(site, site.initiator, Credentials(psk={"gw-a": "k" * 20}), EspPath.KERNEL)
+    assert conn[ipsec_plan.CONNECTION]["children"][ipsec_plan.CONNECTION]["mode"] == "tunnel"
+
+
 def test_guard_drops_cleartext_to_the_far_side() -> None:
     plan = ipsec_plan.make_plan(_load("dualstack"))
     rules = ipsec_plan.guard_ruleset(plan, "gw-a", EspPath.LIBIPSEC)
