@@ -185,15 +185,35 @@ def _reason(exc: ssl.SSLError) -> str:
 
 
 def _usable(profile_name: str) -> Profile:
+    """The profile, if the local OpenSSL accepts its versions and cipher suites (a quick check:
+    a program's start must not pay for :func:`supported`'s test handshakes, which only explain
+    a refusal); TlsError saying why and which profiles work otherwise."""
     prof = profile(profile_name)
-    ok, why = supported(prof)
-    if not ok:
-        raise TlsError(
-            f"TLS profile {prof.name!r} ({prof.title}, {prof.section}) cannot be used with the "
-            f"local OpenSSL: {why}. Profiles this machine supports: "
-            f"{', '.join(supported_profiles()) or 'none'}"
-        )
+    if not _ciphers_ok(prof):
+        raise _refuse(prof)
     return prof
+
+
+@functools.cache
+def _ciphers_ok(prof: Profile) -> bool:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    _set_versions(ctx, prof.min_version, prof.max_version)
+    try:
+        ctx.set_ciphers(prof.cipher_string)
+    except ssl.SSLError:
+        return False
+    offered = {c["name"] for c in ctx.get_ciphers()}
+    return all(c in offered for c in prof.required)
+
+
+def _refuse(prof: Profile) -> TlsError:
+    """Why ``prof`` cannot be used here, from the full check (only on this error path)."""
+    why = supported(prof)[1]
+    return TlsError(
+        f"TLS profile {prof.name!r} ({prof.title}, {prof.section}) cannot be used with the "
+        f"local OpenSSL: {why}. Profiles this machine supports: "
+        f"{', '.join(supported_profiles()) or 'none'}"
+    )
 
 
 def _set_versions(ctx: ssl.SSLContext, low: ssl.TLSVersion, high: ssl.TLSVersion) -> None:
@@ -206,7 +226,7 @@ def _set_versions(ctx: ssl.SSLContext, low: ssl.TLSVersion, high: ssl.TLSVersion
 
 def _configure(ctx: ssl.SSLContext, prof: Profile, ca_cert: Path) -> ssl.SSLContext:
     _set_versions(ctx, prof.min_version, prof.max_version)
-    ctx.set_ciphers(prof.cipher_string)
+    ctx.set_ciphers(prof.cipher_string)  # ssl.SSLError if OpenSSL has none of them
     ctx.load_verify_locations(cafile=str(ca_cert))
     ctx.verify_mode = ssl.CERT_REQUIRED
     return ctx
