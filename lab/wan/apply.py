@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from lab import shell
 from lab.backends.base import Backend
 from lab.errors import LabError
 from lab.model import Topology, Wan
@@ -84,7 +85,8 @@ def apply(backend: Backend, lab: str, topology: Topology, wan: Wan,
     a, b = router_links(topology)
     netns_path = backend.netns_path(lab, router)
     path, why = choose_path(netns_path, a.ifname, prefer) if wan.impaired else ("", "")
-    helper = userspace.binary() if path == "userspace" else None
+    helper = (userspace.staged(userspace.binary(), LabPaths(lab).data_dir / "wan")
+              if path == "userspace" else None)
     reset(backend, lab, topology)
     if not wan.impaired:
         return WanState()
@@ -147,9 +149,11 @@ def _mac(backend: Backend, lab: str, node: str, ifname: str) -> str:
 
 
 def _forwarding(backend: Backend, lab: str, node: str, *, on: bool) -> None:
+    """Kernel forwarding in the WAN router, written from the host into the node's network
+    namespace only (a container's own /proc/sys is read-only)."""
     value = "1" if on else "0"
     script = "; ".join(f"echo {value} > {f}" for f in FORWARDING)
-    backend.exec(lab, node, ["sh", "-c", script])
+    shell.run(["nsenter", f"--net={backend.netns_path(lab, node)}", "sh", "-c", script])
 
 
 def reset(backend: Backend, lab: str, topology: Topology) -> None:

@@ -64,6 +64,18 @@ def binary(cache: Path = CACHE) -> Path:
     return out
 
 
+def staged(helper: Path, lab_dir: Path) -> Path:
+    """A copy of ``helper`` in the lab's data directory, which every node sees at the same path
+    (a container sees its own file system, not the host's build cache)."""
+    target = lab_dir / helper.name
+    if not target.is_file():
+        lab_dir.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(f".tmp{os.getpid()}")
+        shutil.copy2(helper, tmp)
+        os.replace(tmp, target)
+    return target
+
+
 def params(p: WanProfile) -> str:
     """The helper's per-direction argument: ns, ns, fractions, bit/s, packets, fractions."""
     values = [int(p.delay_ms * 1e6), int(p.jitter_ms * 1e6), p.loss_pct / 100,

@@ -179,6 +179,20 @@ def test_sweep_on_docker(docker_lab: list[str], tmp_path: Path) -> None:
     assert {r["security"] for r in rows} == {"none", "tls"}
 
 
+def test_wan_profile_on_docker(docker_lab: list[str]) -> None:
+    """The lab's WAN layer (here its userspace emulator) impairs the wan container's path."""
+    lab_name = "docker-wan"
+    docker_lab.append(lab_name)
+    teleradlab("up", "ipv6", "--name", lab_name, "--backend", "docker", "--no-services",
+               "--wan", "delay=25ms", timeout=600)
+    res = teleradlab("exec", "--lab", lab_name, "modality", "--", "ping", "-n", "-q", "-c", "5",
+                     "-i", "0.2", "2001:db8:2::10")
+    avg = float(re.search(r"= [\d.]+/([\d.]+)/", res.stdout).group(1))  # type: ignore[union-attr]
+    assert 50.0 <= avg <= 55.0, res.stdout  # RTT = 2 x 25 ms, max(1 ms, 10%)
+    shown = teleradlab("wan", "show", "--lab", lab_name).stdout
+    assert "delay 25ms" in shown and ("userspace" in shown or "netem" in shown)
+
+
 _CHARON = """charon {
   load = random nonce openssl pem pkcs1 x509 pubkey kernel-libipsec kernel-netlink \
 socket-default vici kdf
