@@ -16,7 +16,7 @@ import os
 import socket
 import struct
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
 from lab.dicom.pdu import HEADER, PDU_TYPES, PDV_HEADER, PduError
@@ -29,6 +29,20 @@ SMALL_LIMIT = 1 << 20
 
 class LinkClosed(PduError):
     """The peer closed the connection (or it broke) in the middle of a PDU or between PDUs."""
+
+
+@contextlib.contextmanager
+def _socket_errors(doing: str) -> Iterator[None]:
+    """Socket errors as the link's own: a kernel timeout (SO_RCVTIMEO / SO_SNDTIMEO expired on
+    a blocking socket) as TimeoutError, a reset, broken pipe or TLS error as LinkClosed."""
+    try:
+        yield
+    except BlockingIOError:
+        raise TimeoutError(f"timed out {doing}") from None
+    except TimeoutError:
+        raise
+    except OSError as exc:  # also ssl.SSLError
+        raise LinkClosed(f"connection broken: {exc}") from exc
 
 
 class Link:
@@ -57,14 +71,8 @@ class Link:
 
     def _recv(self) -> int:
         """Read what the socket has into the free end of the buffer."""
-        try:
+        with _socket_errors("waiting for the peer"):
             got = self.sock.recv_into(self._view[self._end:])
-        except BlockingIOError:  # SO_RCVTIMEO expired
-            raise TimeoutError("timed out waiting for the peer") from None
-        except TimeoutError:
-            raise
-        except OSError as exc:  # a reset, a broken pipe, a TLS error (ssl.SSLError)
-            raise LinkClosed(f"connection broken: {exc}") from exc
         if not got:
             raise LinkClosed("connection closed by the peer")
         self._end += got
@@ -141,21 +149,15 @@ class Link:
 
     def send(self, data: bytes, more: bool = False) -> None:
         """Send bytes; ``more``: data follows at once, so hold a partial packet (MSG_MORE)."""
-        try:
+        with _socket_errors("sending to the peer"):
             if more and self.plain:
                 self.sock.sendall(data, socket.MSG_MORE)
             else:
                 self.sock.sendall(data)
-        except BlockingIOError:  # SO_SNDTIMEO expired
-            raise TimeoutError("timed out sending to the peer") from None
-        except TimeoutError:
-            raise
-        except OSError as exc:  # a reset, a broken pipe, a TLS error (ssl.SSLError)
-            raise LinkClosed(f"connection broken: {exc}") from exc
 
     def send_file(self, file: BinaryIO, offset: int, count: int) -> None:
         """Send ``count`` bytes of ``file`` from ``offset``."""
-        try:
+        with _socket_errors("sending to the peer"):
             if self.plain:
                 fd, out = file.fileno(), self.sock.fileno()
                 while count:
@@ -170,12 +172,6 @@ class Link:
                     raise PduError(f"{getattr(file, 'name', 'file')} is shorter than it was")
                 self.sock.sendall(chunk)
                 count -= len(chunk)
-        except BlockingIOError:  # SO_SNDTIMEO expired
-            raise TimeoutError("timed out sending to the peer") from None
-        except TimeoutError:
-            raise
-        except OSError as exc:  # a reset, a broken pipe, a TLS error (ssl.SSLError)
-            raise LinkClosed(f"connection broken: {exc}") from exc
 
     def _sendfile(self, out: int, fd: int, offset: int, count: int) -> int:
         """One sendfile(2) on the (blocking) socket."""

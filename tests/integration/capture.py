@@ -12,6 +12,10 @@ from pathlib import Path
 
 from .conftest import REPO
 
+#: The generated studies' patient name (lab.dicom.generate: TELERAD^SYNTH<seed>): what must never
+#: be readable on a protected WAN.
+PATIENT = b"TELERAD^SYNTH"
+
 
 @contextmanager
 def capture(lab: str, node: str, pcap: Path, interface: str = "any",

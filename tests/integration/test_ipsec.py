@@ -3,7 +3,6 @@ crosses the WAN is only IKE and ESP (the patient's name never); wrong credential
 
 from __future__ import annotations
 
-import csv
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,16 +19,10 @@ from lab.labpki import ensure_lab_pki
 from lab.model import Role
 from lab.names import LabPaths
 from lab.pki import create_ca
+from lab.results import read_csv
 
-from .capture import capture, contains, frames
+from .capture import PATIENT, capture, contains, frames
 from .conftest import teleradlab
-
-PATIENT = b"TELERAD^SYNTH"
-
-
-def _rows(out: Path) -> list[dict[str, str]]:
-    with (out / "results.csv").open() as f:
-        return list(csv.DictReader(f))
 
 
 @pytest.mark.parametrize("topology", topology_file.shipped())
@@ -37,7 +30,7 @@ def test_run_through_the_tunnel_on_every_shipped_topology(topology: str, tmp_pat
     out = tmp_path / "out"
     teleradlab("run", topology, "--security", "ipsec", "--objects", "3", "--out", str(out),
                timeout=300)
-    rows = _rows(out)
+    rows = read_csv(out / "results.csv")
     assert rows and all(r["ok"] == "True" for r in rows)
     stores = [r for r in rows if r["operation"] == "store"]
     assert stores and all(r["verified"] == "yes" for r in stores)

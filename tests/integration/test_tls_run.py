@@ -4,7 +4,6 @@ tunnel); on the WAN only TLS records cross, and the patient's name never does.""
 
 from __future__ import annotations
 
-import csv
 import sys
 from pathlib import Path
 
@@ -13,16 +12,10 @@ import pytest
 from lab import topology as topology_file
 from lab.dicom.generate import generate_study
 from lab.names import LabPaths
+from lab.results import read_csv
 
-from .capture import capture, contains, frames, tcp_streams, tls_records
+from .capture import PATIENT, capture, contains, frames, tcp_streams, tls_records
 from .conftest import teleradlab
-
-PATIENT = b"TELERAD^SYNTH"
-
-
-def _rows(out: Path) -> list[dict[str, str]]:
-    with (out / "results.csv").open() as f:
-        return list(csv.DictReader(f))
 
 
 @pytest.mark.parametrize("topology", topology_file.shipped())
@@ -30,7 +23,7 @@ def test_run_over_tls_on_every_shipped_topology(topology: str, tmp_path: Path) -
     out = tmp_path / "out"
     teleradlab("run", topology, "--security", "tls", "--objects", "3", "--out", str(out),
                timeout=300)
-    rows = _rows(out)
+    rows = read_csv(out / "results.csv")
     assert rows and all(r["ok"] == "True" for r in rows), rows
     assert {r["operation"] for r in rows} == {"echo", "store", "find", "move"}
     for r in rows:
@@ -46,7 +39,7 @@ def test_cipher_choice_is_negotiated(tmp_path: Path) -> None:
     teleradlab("run", "ipv4", "--security",
                "tls,profile=extended,cipher=DHE-RSA-AES128-GCM-SHA256", "--objects", "2",
                "--out", str(out), timeout=300)
-    rows = _rows(out)
+    rows = read_csv(out / "results.csv")
     assert rows and all(r["ok"] == "True" for r in rows)
     assert {(r["tls_version"], r["cipher"]) for r in rows} == {
         ("TLSv1.2", "DHE-RSA-AES128-GCM-SHA256")}
