@@ -21,7 +21,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import vici  # type: ignore[import-untyped]
+import vici
 
 from lab import processes, shell
 from lab.backends.base import Backend
