@@ -38,6 +38,7 @@ CERT_PLUGINS = "x509 revocation constraints pubkey pkcs1 pkcs8 pem"
 #: firewall mark and bypass the routing table that sends protected traffic into the tunnel.
 BYPASS_MARK = 0x42
 TUN_DEVICE = "ipsec0"
+VICI_SOCKET = "charon.vici"  # in the node's /run
 START_TIMEOUT_S = 10.0
 
 
@@ -54,7 +55,8 @@ def charon_binary() -> Path:
                      "strongswan-swanctl libcharon-extra-plugins libstrongswan-extra-plugins)")
 
 
-def config_text(esp_path: EspPath, log_path: Path, vici_socket: str = "/run/charon.vici") -> str:
+def config_text(esp_path: EspPath, log_path: Path, vici_socket: str = f"/run/{VICI_SOCKET}"
+                ) -> str:
     """A complete ``strongswan.conf`` for one node: only the plugins the lab uses, a file log
     (IKE and kernel messages at level 2), and the bypass mark for charon's own packets."""
     kernel = "kernel-netlink" if esp_path is EspPath.KERNEL else "kernel-libipsec kernel-netlink"
@@ -129,7 +131,7 @@ class Charon:
 
     @property
     def vici_path(self) -> Path:
-        return self.paths.node_run(self.node) / "charon.vici"
+        return self.paths.node_run(self.node) / VICI_SOCKET
 
     def log_tail(self, lines: int = 25) -> str:
         if not self.log.exists():

@@ -17,7 +17,7 @@ from lab import reach
 from lab.backends.base import Backend, Progress, no_progress
 from lab.errors import IpsecError, LabError
 from lab.ipsec import proposals
-from lab.ipsec.charon import Charon, EspPath, algorithms, vici_error
+from lab.ipsec.charon import VICI_SOCKET, Charon, EspPath, algorithms, connect, vici_error
 from lab.ipsec.plan import CONNECTION, Endpoint, Plan, guard_ruleset, make_plan
 from lab.labpki import ensure_lab_pki
 from lab.model import IpsecAuth, IpsecScope, Probe, Topology
@@ -253,9 +253,9 @@ def sa_bytes(lab: str, root: Path = RUN_ROOT) -> int:
     state = read_state(lab, root)
     if state is None:
         return 0
-    charon = Charon(None, lab, state.initiator, state.path)  # type: ignore[arg-type]
+    session = connect(LabPaths(lab, root).node_run(state.initiator) / VICI_SOCKET)
     total = 0
-    for ike in _sas(charon.session()):
+    for ike in _sas(session):
         for child in ike.get("child-sas", {}).values():
             for key in ("bytes-in", "bytes-out"):
                 total += int(_text(child.get(key, b"0")))
