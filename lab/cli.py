@@ -25,7 +25,7 @@ from lab import topology as topology_file
 from lab.backends.base import Progress
 from lab.cli_studies import graph, report, sweep
 from lab.errors import LabError, LabExistsError
-from lab.inspect import live_nodes, status_document
+from lab.inspect import live_nodes, security_summary, status_document
 from lab.model import Topology, Wan
 from lab.wan.commands import wan_group, wan_option
 
@@ -249,6 +249,7 @@ def _print_status(lab: lifecycle.Lab) -> None:
                 end_section=i == len(node.interfaces) - 1,
             )
     out.print(table)
+    out.print(f"security: {escape(security_summary(lab))}")
     _print_notes(lab.topology)
 
 

@@ -90,5 +90,18 @@ def status_document(lab: Lab) -> dict[str, Any]:
         "created": lab.info.created_text,
         "description": lab.topology.description,
         "notes": list(lab.topology.notes),
+        "security": security_summary(lab),
         "nodes": [asdict(n) for n in live_nodes(lab)],
     }
+
+
+def security_summary(lab: Lab) -> str:
+    """What protects the lab: the security asked for, and for IPsec what was negotiated."""
+    from lab.ipsec.tunnel import read_state
+
+    text = lab.topology.security.label
+    state = read_state(lab.name)
+    if state is not None:
+        text += (f"; IPsec up ({state.esp_path} ESP, IKE {state.ike_algorithms}, ESP "
+                 f"{state.esp_algorithms}, set up in {state.setup_seconds * 1000:.0f} ms)")
+    return text

@@ -145,6 +145,8 @@ def test_lab_record_keeps_security_for_later_commands() -> None:
         assert attached.topology.security.ipsec.esp == "aes128-sha256"
         state = tunnel.read_state(lab)
         assert state is not None and state.esp_algorithms.startswith("AES_CBC-128")
+        shown = " ".join(teleradlab("status", lab).stdout.split())
+        assert "security: ipsec site-to-site psk" in shown and "IPsec up (" in shown
         assert _ping(lab, "modality", str(attached.topology.node(
             next(n.name for n in attached.topology.nodes if n.role is Role.PACS)
         ).addresses()[0].ip))
