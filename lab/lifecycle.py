@@ -119,6 +119,8 @@ def _protect(impl: Backend, lab: str, topology: Topology, check: bool, progress:
     if check:
         results = reach.check(impl, lab, topology, progress, skip) + results
     return results
+
+
 def _impair_wan(impl: Backend, lab: str, topology: Topology, wan: Wan,
                 progress: Progress) -> None:
     """Apply the WAN profile once the lab is proved reachable (lab.wan.apply)."""
