@@ -3,6 +3,7 @@ each against pynetdicom as the independent peer, and the acceptor against broken
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import struct
 import threading
@@ -152,8 +153,14 @@ def test_malformed_pdus_are_aborted(acceptor: tuple[int, Config], garbage: bytes
 
 
 def _received_left(store: Store) -> list[Path]:
-    """Files in the store's tmp/ holding data (the pool's empty spares do not count)."""
-    return [p for p in store.tmp_dir.iterdir() if p.stat().st_size]
+    """Files in the store's tmp/ holding data (the pool's empty spares do not count). The
+    acceptor may remove a file between the listing and its stat: a vanished file holds nothing."""
+    left = []
+    for p in store.tmp_dir.iterdir():
+        with contextlib.suppress(FileNotFoundError):
+            if p.stat().st_size:
+                left.append(p)
+    return left
 
 
 def _wait_for(condition: Any) -> None:
