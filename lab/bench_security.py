@@ -23,6 +23,7 @@ from pathlib import Path
 
 from lab import lifecycle, processes
 from lab import topology as topology_file
+from lab.bench_store import listener
 from lab.dicom.generate import generate_study
 from lab.errors import LabError
 from lab.ipsec.tunnel import read_state
@@ -79,14 +80,7 @@ def iperf_mbit(lab: lifecycle.Lab, seconds: int = IPERF_SECONDS) -> float:
     """TCP throughput modality -> pacs as iperf3's server received it (Mbit/s)."""
     pacs, modality = _node(lab, Role.PACS), _node(lab, Role.MODALITY)
     host = str(lab.topology.node(pacs).addresses(Family.IPV4)[0].ip)
-    server = lab.backend.spawn(lab.name, pacs, ["iperf3", "-s", "-1", "-p", str(IPERF_PORT)])
-    try:
-        deadline = time.monotonic() + 10
-        while not lab.backend.exec(lab.name, pacs, ["ss", "-Hltn", f"sport = :{IPERF_PORT}"],
-                                   check=False).stdout.strip():
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise LabError("the iperf3 server did not start listening")
-            time.sleep(0.05)
+    with listener(lab, pacs, ["iperf3", "-s", "-1", "-p", str(IPERF_PORT)], IPERF_PORT):
         res = lab.backend.exec(lab.name, modality, ["iperf3", "-c", host, "-p", str(IPERF_PORT),
                                "-t", str(seconds), "-J"], check=False, timeout=seconds + 30)
         try:
@@ -94,10 +88,6 @@ def iperf_mbit(lab: lifecycle.Lab, seconds: int = IPERF_SECONDS) -> float:
             return float(doc["end"]["sum_received"]["bits_per_second"]) / 1e6
         except (ValueError, KeyError):
             raise LabError(f"iperf3 failed: {(res.stdout + res.stderr)[-1500:]}") from None
-    finally:
-        if server.poll() is None:
-            processes.stop([server.pid])
-        server.wait(timeout=10)
 
 
 def tls_bulk_mbit(lab: lifecycle.Lab, mbytes: float = 200.0) -> float:

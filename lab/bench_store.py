@@ -177,13 +177,8 @@ def _storescp(lab: lifecycle.Lab, out_dir: Path, log: Path) -> Iterator[None]:
     out_dir.mkdir(parents=True, exist_ok=True)
     argv = ["env", "TCP_NODELAY=1", dcmtk_tool("storescp"), "-aet", PACS_AE, "+xa", "+B",
             "--max-pdu", str(STORE_PDU), "-od", str(out_dir), str(DCMTK_PORT)]
-    proc = lab.backend.spawn(lab.name, pacs, argv, log_path=log)
-    try:
-        _wait_listening(lab, pacs, DCMTK_PORT, proc, log)
+    with listener(lab, pacs, argv, DCMTK_PORT, log):
         yield
-    finally:
-        processes.stop([proc.pid])
-        proc.wait(timeout=10)
 
 
 @contextmanager
@@ -193,39 +188,43 @@ def _nosync_pacs(lab: lifecycle.Lab, root: Path, log: Path) -> Iterator[None]:
     pacs = _node(lab, Role.PACS)
     argv = [sys.executable, "-m", "lab.dicom.pacs", f"--root={root}", f"--port={NOSYNC_PORT}",
             "--storage-only", "--sync=none", "-v"]
-    proc = lab.backend.spawn(lab.name, pacs, argv, log_path=log)
-    try:
-        _wait_listening(lab, pacs, NOSYNC_PORT, proc, log)
+    with listener(lab, pacs, argv, NOSYNC_PORT, log):
         yield
-    finally:
-        processes.stop([proc.pid])
-        proc.wait(timeout=10)
-
-
-def _wait_listening(lab: lifecycle.Lab, node: str, port: int, proc: subprocess.Popen[bytes],
-                    log: Path) -> None:
-    deadline = time.monotonic() + 10
-    while not lab.backend.exec(lab.name, node, ["ss", "-Hltn", f"sport = :{port}"],
-                               check=False).stdout.strip():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise LabError(f"nothing started listening on {port} in {node}: "
-                           f"{log.read_text(errors='replace')[-2000:]}")
-        time.sleep(0.05)
 
 
 @contextmanager
-def _store_lab() -> Iterator[lifecycle.Lab]:
-    """Lab ``bench-store``, built and removed by the real command line."""
+def listener(lab: lifecycle.Lab, node: str, argv: Sequence[str], port: int,
+             log: Path | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    """``argv`` running in ``node`` once a TCP socket listens on ``port`` there (LabError with
+    its log otherwise); stopped by process id afterwards."""
+    proc = lab.backend.spawn(lab.name, node, list(argv), log_path=log)
+    try:
+        deadline = time.monotonic() + 10
+        while not lab.backend.exec(lab.name, node, ["ss", "-Hltn", f"sport = :{port}"],
+                                   check=False).stdout.strip():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                why = log.read_text(errors="replace")[-2000:] if log and log.exists() else ""
+                raise LabError(f"{argv[0]} did not start listening on {port} in {node}: {why}")
+            time.sleep(0.05)
+        yield proc
+    finally:
+        if proc.poll() is None:
+            processes.stop([proc.pid])
+        proc.wait(timeout=10)
+
+
+@contextmanager
+def cli_lab(topology: str, name: str, *options: str) -> Iterator[lifecycle.Lab]:
+    """Lab ``name``, built and removed by the real command line (``teleradlab up``/``down``)."""
     cli = [sys.executable, "-m", "lab"]
-    res = subprocess.run([*cli, "up", str(resolve_path(STORE_TOPOLOGY)), "--name", STORE_LAB],
+    res = subprocess.run([*cli, "up", str(resolve_path(topology)), "--name", name, *options],
                          capture_output=True, text=True, check=False)
     if res.returncode != 0:
-        raise LabError(f"could not build lab {STORE_LAB}: {res.stderr.strip()[-2000:]}")
+        raise LabError(f"could not build lab {name}: {res.stderr.strip()[-2000:]}")
     try:
-        yield lifecycle.attach(STORE_LAB)
+        yield lifecycle.attach(name)
     finally:
-        subprocess.run([*cli, "down", STORE_LAB], stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL, check=False)
+        subprocess.run([*cli, "down", name], capture_output=True, check=False)
 
 
 def bench_store(repeat: int, progress: Callable[[str], None] = lambda _: None,
@@ -244,7 +243,8 @@ def bench_store(repeat: int, progress: Callable[[str], None] = lambda _: None,
     try:
         results: dict[str, list[StoreTiming]] = {p.label: [] for p in PAIRS}
         size = 0
-        with (_store_lab() as lab, _storescp(lab, work / "storescp", work / "storescp.log"),
+        with (cli_lab(STORE_TOPOLOGY, STORE_LAB) as lab,
+              _storescp(lab, work / "storescp", work / "storescp.log"),
               _nosync_pacs(lab, work / "nosync-store", work / "nosync.log")):
             bench = StoreBench(lab, work)
             for rep in range(1, repeat + 1):

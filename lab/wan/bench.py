@@ -10,15 +10,12 @@ the emulator with no impairment but its own (target: at least 500 Mbit/s).
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 
 from lab import lifecycle
-from lab.errors import LabError
+from lab.bench_store import cli_lab
 from lab.model import Wan, WanProfile
-from lab.topology import resolve_path
 from lab.wan import apply, measure
 from lab.wan.profiles import PRESETS, parse_option
 
@@ -26,17 +23,8 @@ LAB = "wan-bench"
 CAPACITY_TARGET_MBIT = 500.0
 
 
-@contextmanager
-def _lab() -> Iterator[lifecycle.Lab]:
-    cli = [sys.executable, "-m", "lab"]
-    res = subprocess.run([*cli, "up", str(resolve_path("ipv4")), "--name", LAB, "--no-services"],
-                         capture_output=True, text=True, check=False)
-    if res.returncode != 0:
-        raise LabError(f"could not build lab {LAB}: {res.stderr.strip()[-2000:]}")
-    try:
-        yield lifecycle.attach(LAB)
-    finally:
-        subprocess.run([*cli, "down", LAB], capture_output=True, check=False)
+def _lab() -> AbstractContextManager[lifecycle.Lab]:
+    return cli_lab("ipv4", LAB, "--no-services")
 
 
 def _set(lab: lifecycle.Lab, wan: Wan) -> str:
