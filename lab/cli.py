@@ -23,7 +23,7 @@ from rich.table import Table
 from lab import __version__, backends, cleanup, lifecycle
 from lab import topology as topology_file
 from lab.backends.base import Progress
-from lab.cli_studies import graph, report, sweep
+from lab.cli_studies import compose, graph, report, sweep
 from lab.errors import LabError, LabExistsError
 from lab.inspect import live_nodes, security_summary, status_document
 from lab.model import Topology, Wan
@@ -298,38 +298,6 @@ def clean(quiet: bool, backend: str | None) -> None:
 
 
 @main.command()
-@click.argument("topology")
-@click.option("--name", help="Lab name its containers and networks are labelled with "
-              "(default: the topology's name).")
-@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write the file here (default: standard output).")
-@click.option("--build", is_flag=True, help="Also build the images it runs (needs root and a "
-              "Docker engine; cached: redone only when their inputs change).")
-def compose(topology: str, name: str | None, out: Path | None, build: bool) -> None:
-    """Write a compose file that brings TOPOLOGY up by hand, as the docker backend would.
-
-    The same internal networks, addresses and node setup as 'up --backend docker'; no DICOM
-    service is started. The files of the shipped topologies are in compose/.
-    """
-    from lab.backends import compose as compose_file
-    from lab.names import check_lab_name
-
-    topo = topology_file.load(topology_file.resolve_path(topology))
-    text = compose_file.text(topo, check_lab_name(name) if name else None)
-    if build:
-        from lab.backends.docker import build_images
-
-        lifecycle.require_root()
-        with _progress() as progress:
-            build_images(progress)
-    if out is None:
-        click.echo(text, nl=False)
-    else:
-        out.write_text(text, encoding="utf-8")
-        err.print(f"wrote {out}")
-
-
-@main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON document instead of a table.")
 def doctor(as_json: bool) -> None:
     """Check what this machine has for teleradlab, and how to install what is missing.
@@ -440,5 +408,6 @@ def _print_results(result: Any) -> None:
 
 
 main.add_command(sweep)
+main.add_command(compose)
 main.add_command(report)
 main.add_command(graph)

@@ -1,5 +1,6 @@
-"""``teleradlab sweep``, ``report`` and ``graph``: the commands that turn many runs into a
-study (registered on the main group by :mod:`lab.cli`)."""
+"""``teleradlab sweep``, ``report``, ``graph`` and ``compose``: the commands that turn many runs
+into a study, and topologies into drawings and compose files (registered on the main group by
+:mod:`lab.cli`)."""
 
 from __future__ import annotations
 
@@ -107,3 +108,34 @@ def graph(topology: str, out_dir: Path, wan_profile: str | None) -> None:
     path = topology_file.resolve_path(topology)
     svg, png = draw(topology_file.load(path), out_dir, wan=wan_profile)
     out.print(f"drawn: {svg} and {png}")
+
+
+@click.command()
+@click.argument("topology")
+@click.option("--name", help="Lab name its containers and networks are labelled with "
+              "(default: the topology's name).")
+@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the file here (default: standard output).")
+@click.option("--build", is_flag=True, help="Also build the images it runs (needs root and a "
+              "Docker engine; cached: redone only when their inputs change).")
+def compose(topology: str, name: str | None, out: Path | None, build: bool) -> None:
+    """Write a compose file that brings TOPOLOGY up by hand, as the docker backend would.
+
+    The same internal networks, addresses and node setup as 'up --backend docker'; no DICOM
+    service is started. The files of the shipped topologies are in compose/.
+    """
+    from lab.backends import compose as compose_file
+    from lab.names import check_lab_name
+
+    topo = topology_file.load(topology_file.resolve_path(topology))
+    text = compose_file.text(topo, check_lab_name(name) if name else None)
+    if build:
+        from lab.backends.docker import build_images
+
+        lifecycle.require_root()
+        build_images(lambda msg: err.print(f"[dim]… {escape(msg)}[/dim]"))
+    if out is None:
+        click.echo(text, nl=False)
+    else:
+        out.write_text(text, encoding="utf-8")
+        err.print(f"wrote {out}")
