@@ -47,7 +47,8 @@ ScratchFile = Callable[[], tuple[int, Path]]
 class Config:
     """What the acceptor serves: the AE titles it answers to, the largest P-DATA-TF body it
     receives (0 = unlimited), the supported abstract syntaxes with their transfer syntaxes,
-    where datasets are received, what stores one, and how long to wait for the peer."""
+    where datasets are received, what stores one, how long to wait for the peer, and what to do
+    once a C-STORE is answered."""
 
     ae_titles: frozenset[str]
     max_pdu: int
@@ -55,6 +56,10 @@ class Config:
     scratch: ScratchFile
     store_file: StoreFile
     timeout: float = 60.0
+    #: Work the store leaves until answers are on their way (the index rows of
+    #: lab.dicom.store.Store.store_encoded's ``defer_index``): called with False after each
+    #: C-STORE-RSP is sent, with True when the association ends.
+    settle: Callable[[bool], None] = lambda final: None
 
 
 def peek_request(sock: socket.socket, timeout: float) -> pdu.Associate | None:
@@ -153,6 +158,7 @@ class Acceptor:
                 self.incoming.discard()
                 log.warning("discarded a C-STORE dataset cut off by the end of its association")
             self.link.close()
+            self.config.settle(True)
 
     def _abort(self, reason: int = 0) -> None:
         with contextlib.suppress(PduError, OSError):
@@ -263,6 +269,7 @@ class Acceptor:
         message_id = cmd.us(incoming.fields, cmd.MESSAGE_ID)
         self._respond(incoming.cid, cmd.store_rsp(message_id, incoming.sop_class,
                                                   incoming.sop_instance, status))
+        self.config.settle(False)
 
     def _respond(self, cid: int, command: bytes) -> None:
         for piece in pdu.fragments(cid, True, command, self.peer_max):

@@ -88,7 +88,9 @@ class _Walker:
         #: Where the wanted top-level elements are: tag -> (VR or b'', value position, length).
         self.found: dict[int, tuple[bytes, int, int]] = {}
         endian = "<" if little else ">"
-        self.tag, self.u16, self.u32 = (struct.Struct(endian + f) for f in ("HH", "H", "L"))
+        self.u32 = struct.Struct(endian + "L")
+        #: Tag, VR and 16-bit length of an explicit VR element; tag and length of an implicit one.
+        self.explicit, self.implicit = (struct.Struct(endian + f) for f in ("HH2sH", "HHL"))
         self.index_end: int | None = None
 
     def fail(self, pos: int, why: str) -> NoReturn:
@@ -98,18 +100,20 @@ class _Walker:
         """Tag, VR (b'' if implicit), value length and value position of the element at pos."""
         if pos + 8 > self.end:
             self.fail(pos, "truncated element header")
-        group, element = self.tag.unpack_from(self.buf, pos)
+        if implicit:
+            group, element, length = self.implicit.unpack_from(self.buf, pos)
+            return group << 16 | element, b"", length, pos + 8
+        group, element, vr, length = self.explicit.unpack_from(self.buf, pos)
         tag = group << 16 | element
-        if implicit or tag >> 16 == 0xFFFE:  # items and delimiters never carry a VR
+        if group == 0xFFFE:  # items and delimiters never carry a VR
             return tag, b"", self.u32.unpack_from(self.buf, pos + 4)[0], pos + 8
-        vr = bytes(self.buf[pos + 4 : pos + 6])
+        if vr in _LONG_VRS:
+            if pos + 12 > self.end:
+                self.fail(pos, "truncated element header")
+            return tag, vr, self.u32.unpack_from(self.buf, pos + 8)[0], pos + 12
         if vr not in _VRS:
             self.fail(pos, f"invalid VR {vr!r} for {_tag(tag)} (PS3.5 6.2)")
-        if vr not in _LONG_VRS:
-            return tag, vr, self.u16.unpack_from(self.buf, pos + 6)[0], pos + 8
-        if pos + 12 > self.end:
-            self.fail(pos, "truncated element header")
-        return tag, vr, self.u32.unpack_from(self.buf, pos + 8)[0], pos + 12
+        return tag, vr, length, pos + 8
 
     def skip(self, at: int, tag: int, pos: int, length: int) -> int:
         if pos + length > self.end:

@@ -20,6 +20,7 @@ C-STORE is answered.
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import signal
 import ssl
@@ -93,10 +94,13 @@ class Archive:
         self.destinations = destinations
         self.tls_client = tls_client  # for C-MOVE sub-operations: destinations speak TLS too
 
-    def store_file(self, path: Path, ts: str, sop_class: str, sop_instance: str) -> int:
-        """Store a received dataset (a scratch file); the C-STORE status (PS3.4 B.2.3)."""
+    def store_file(self, path: Path, ts: str, sop_class: str, sop_instance: str,
+                   defer_index: bool = False) -> int:
+        """Store a received dataset (a scratch file); the C-STORE status (PS3.4 B.2.3).
+        ``defer_index``: the caller settles the store once the status is sent."""
         try:
-            obj = self.store.store_encoded(path, ts, sop_class, sop_instance)
+            obj = self.store.store_encoded(path, ts, sop_class, sop_instance,
+                                           defer_index=defer_index)
         except LabError as exc:
             log.warning("refused %s: %s", sop_instance, exc)
             return CANNOT_UNDERSTAND
@@ -203,7 +207,9 @@ def native_config(ae: TunedAE, archive: Archive, max_pdu: int) -> Config:
     # of a move (lab.services.move_destinations); any other called AE title is rejected.
     titles = frozenset({ae.ae_title, f"{ae.ae_title}-V4", f"{ae.ae_title}-V6"})
     return Config(titles, max_pdu, {k: frozenset(v) for k, v in supported.items()},
-                  archive.store.scratch.take, archive.store_file, float(ae.network_timeout or 60))
+                  archive.store.scratch.take, functools.partial(archive.store_file,
+                                                                defer_index=True),
+                  float(ae.network_timeout or 60), archive.store.settle)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

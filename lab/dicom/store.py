@@ -34,11 +34,9 @@ import logging
 import mmap
 import os
 import shutil
-import sqlite3
 import tempfile
 import threading
-from collections.abc import Collection, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -55,46 +53,27 @@ from lab.dicom.encoded import (
     parse,
     split_part10,
 )
+from lab.dicom.index import SETTLE_BATCH, Index, StoredObject
 from lab.dicom.schema import (
     ATTRIBUTES,
-    COLUMNS,
     COMPUTED,
-    DDL,
     LEVELS,
-    LISTS,
-    OBJECT_COLUMNS,
-    ORDER,
-    SCHEMA_VERSION,
     UNIQUE_KEYS,
     Level,
     available,
     study_paths,
-    where_clause,
 )
 from lab.dicom.scratch import ScratchPool, is_pool_file
 
 #: The public interface, with what it re-exports from the modules it was split into.
 __all__ = ["ATTRIBUTES", "COMPUTED", "IMPLEMENTATION_CLASS_UID", "IMPLEMENTATION_VERSION_NAME",
-           "LEVELS", "UNIQUE_KEYS", "Level", "Recovery", "Store", "StoreError", "StoredObject",
-           "available", "study_paths"]
+           "LEVELS", "SETTLE_BATCH", "UNIQUE_KEYS", "Level", "Recovery", "Store", "StoreError",
+           "StoredObject", "available", "study_paths"]
 
 log = logging.getLogger(__name__)
 
 #: What the index decodes of each dataset (keyword: tag).
 _WANTED = {k: tag_for_keyword(k) or 0 for k in ATTRIBUTES}
-
-
-@dataclass(frozen=True)
-class StoredObject:
-    """One stored SOP Instance: its Part-10 file and what a C-MOVE/C-GET needs to send it."""
-
-    path: Path
-    size: int
-    sop_class_uid: str
-    sop_instance_uid: str
-    transfer_syntax_uid: str
-    study_instance_uid: str
-    series_instance_uid: str
 
 
 @dataclass(frozen=True)
@@ -116,6 +95,29 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _start_writeback(fd: int) -> None:
+    """Start writing the file's dirty pages to disk without waiting for them (Linux:
+    POSIX_FADV_DONTNEED submits them, WB_SYNC_NONE, and drops only pages already clean), so
+    that the checks made before its fdatasync run while the disk works. Measured here: the
+    fdatasync of a 0.5 MB object then waits 0.5 ms instead of 1 ms."""
+    if hasattr(os, "posix_fadvise"):
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+
+
+def _make_fan_out(objects: Path, sync: bool) -> None:
+    """Create the 256 fan-out directories of ``objects/`` that are missing (their names made
+    durable by one flush), so that storing never creates a directory: that costs a mkdir and a
+    flush of ``objects/``, about 0.5 ms, on the first object of each."""
+    made = False
+    for fan in range(256):
+        path = objects / f"{fan:02x}"
+        if not path.is_dir():
+            path.mkdir()
+            made = True
+    if made and sync:
+        _fsync_dir(objects)
+
+
 # --- the store --------------------------------------------------------------------------------
 
 
@@ -124,8 +126,7 @@ class Store:
     context manager) when done. Thread-safe: pynetdicom runs each association in its own
     thread. One process at a time: :meth:`open` takes an exclusive lock on the directory."""
 
-    def __init__(self, root: Path, db: sqlite3.Connection, lock_fd: int,
-                 sync: bool = True) -> None:
+    def __init__(self, root: Path, index: Index, lock_fd: int, sync: bool = True) -> None:
         self.root = root
         self.sync = sync
         self.objects_dir = root / "objects"
@@ -133,9 +134,9 @@ class Store:
         self.recovery = Recovery()
         #: Scratch files to receive datasets into (see lab.dicom.scratch).
         self.scratch = ScratchPool(self.tmp_dir, sync)
-        self._db = db
+        self.index = index
         self._lock_fd = lock_fd
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # of the files: a rename and its row go together
 
     @classmethod
     def open(cls, root: Path, *, sync: bool = True) -> Store:
@@ -146,6 +147,7 @@ class Store:
         root = Path(root).absolute()
         for path in (root, root / "objects", root / "tmp"):
             path.mkdir(parents=True, exist_ok=True)
+        _make_fan_out(root / "objects", sync)
         lock_fd = os.open(root / "lock", os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -153,19 +155,11 @@ class Store:
             os.close(lock_fd)
             raise StoreError(f"store {root} is open in another process") from None
         try:
-            db = sqlite3.connect(root / "index.sqlite", isolation_level=None,
-                                 check_same_thread=False)
-            db.row_factory = sqlite3.Row
-            db.execute("PRAGMA journal_mode = WAL")
-            # A commit lost to a power cut only leaves a file unindexed, which open() repairs.
-            db.execute("PRAGMA synchronous = NORMAL")
-            if db.execute("PRAGMA user_version").fetchone()[0] not in (0, SCHEMA_VERSION):
-                db.execute("DROP TABLE IF EXISTS instances")  # rebuilt from the files below
-            db.executescript(DDL)
-        except sqlite3.Error as exc:
+            index = Index.open(root)  # one of an older schema comes back empty: rebuilt below
+        except StoreError:
             os.close(lock_fd)
-            raise StoreError(f"cannot open the index of {root}: {exc}") from exc
-        store = cls(root, db, lock_fd, sync)
+            raise
+        store = cls(root, index, lock_fd, sync)
         try:
             store.recovery = store._recover()
         except BaseException:
@@ -174,8 +168,9 @@ class Store:
         return store
 
     def close(self) -> None:
+        self.scratch.close()
         with self._lock:
-            self._db.close()
+            self.index.close()
             os.close(self._lock_fd)
 
     def __enter__(self) -> Store:
@@ -187,7 +182,8 @@ class Store:
     # --- storing ---------------------------------------------------------------------------
 
     def store_encoded(self, dataset: bytes | Path, transfer_syntax_uid: str,
-                      sop_class_uid: str, sop_instance_uid: str) -> StoredObject:
+                      sop_class_uid: str, sop_instance_uid: str, *,
+                      defer_index: bool = False) -> StoredObject:
         """Store a dataset as received in a C-STORE request (PS3.4 B.2), without decoding it.
 
         ``dataset`` is the encoded dataset (bytes, or a file), optionally behind a Part-10
@@ -196,6 +192,11 @@ class Store:
         chunked receive, with ``tempfile.tempdir`` pointed there) is the store's scratch and is
         moved into place when it has that header; any other file is copied and left as is. An
         existing instance of the same SOP Instance UID is replaced atomically.
+
+        ``defer_index``: the object's index row is written by :meth:`settle` (or by whatever
+        reads the index first) rather than before returning, so that a C-STORE can be answered
+        first and the rows of many written at once: the object is in place either way, and a
+        crash before its row is written leaves a file without a row, which :meth:`open` indexes.
 
         Raises StoreError, leaving nothing behind, if the dataset is malformed, truncated or
         inconsistent with the request; OSError if the disk fails.
@@ -206,27 +207,34 @@ class Store:
             if len(uid) > 64 or not UID_PATTERN.fullmatch(uid):
                 raise StoreError(f"{name} UID {uid!r} is not a valid UID (PS3.5 9.1)")
         if isinstance(dataset, Path):
-            return self._store_file(dataset, ts, sop_class, sop)
+            return self._store_file(dataset, ts, sop_class, sop, defer_index)
         parsed = parse(dataset, ts, sop_class, sop, _WANTED)
         tmp = self._write_temp(file_meta(ts, sop_class, sop), memoryview(dataset)[parsed.offset:])
-        return self._commit(tmp, parsed.values, ts)
+        return self._commit(tmp, parsed.values, ts, defer_index=defer_index)
 
-    def _store_file(self, source: Path, ts: str, sop_class: str, sop: str) -> StoredObject:
+    def _store_file(self, source: Path, ts: str, sop_class: str, sop: str,
+                    defer_index: bool) -> StoredObject:
+        in_tmp = source.absolute().parent == self.tmp_dir
+        pool = in_tmp and is_pool_file(source)
         with source.open("rb") as src:
-            if os.fstat(src.fileno()).st_size == 0:
+            fd = src.fileno()
+            if os.fstat(fd).st_size == 0:
                 raise StoreError("empty dataset")
-            with mmap.mmap(src.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+            if pool and self.sync:
+                _start_writeback(fd)  # the disk works while the dataset is checked
+            with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as mapped:
                 parsed = parse(mapped, ts, sop_class, sop, _WANTED)
-            if parsed.has_meta and source.absolute().parent == self.tmp_dir:
-                if not is_pool_file(source):
-                    self._fsync(src.fileno())
-                    return self._commit(source, parsed.values, ts)
+            if parsed.has_meta and in_tmp:
+                if not pool:
+                    self._fsync(fd)
+                    return self._commit(source, parsed.values, ts, defer_index=defer_index)
                 if self.sync:  # its name is on disk already: one flush makes it durable
-                    os.fdatasync(src.fileno())
-                return self._commit(source, parsed.values, ts, name_durable=True)
+                    os.fdatasync(fd)
+                return self._commit(source, parsed.values, ts, name_durable=True,
+                                    defer_index=defer_index)
             src.seek(parsed.offset)
             tmp = self._write_temp(file_meta(ts, sop_class, sop), src)
-        return self._commit(tmp, parsed.values, ts)
+        return self._commit(tmp, parsed.values, ts, defer_index=defer_index)
 
     def _write_temp(self, header: bytes, body: memoryview | BinaryIO) -> Path:
         """Write header + body to a new scratch file and flush it to disk."""
@@ -257,8 +265,8 @@ class Store:
         fan = hashlib.sha1(sop.encode(), usedforsecurity=False).hexdigest()[:2]
         return self.objects_dir / fan / f"{sop}.dcm"
 
-    def _commit(self, tmp: Path, values: dict[str, str], ts: str,
-                name_durable: bool = False) -> StoredObject:
+    def _commit(self, tmp: Path, values: dict[str, str], ts: str, *,
+                name_durable: bool = False, defer_index: bool = False) -> StoredObject:
         """Rename a complete, flushed file into place, then index it: this order is what keeps
         the index from ever describing a missing or partial file. The new name is flushed
         unless the old one was durable (a pool file: recovery finishes the move). An object a
@@ -269,93 +277,46 @@ class Store:
         final = self._final_path(values["SOPInstanceUID"])
         with self._lock:
             try:
-                if not final.parent.is_dir():
+                if name_durable and os.path.lexists(final):
+                    os.unlink(final)
+                try:
+                    os.replace(tmp, final)
+                except FileNotFoundError:  # its fan-out directory was removed since open()
+                    if not os.path.isfile(tmp):
+                        raise
                     final.parent.mkdir()
                     self._fsync_dir(self.objects_dir)
-                if name_durable:
-                    final.unlink(missing_ok=True)
-                os.replace(tmp, final)
+                    os.replace(tmp, final)
             except BaseException:
                 tmp.unlink(missing_ok=True)
                 raise
             if not name_durable:
                 self._fsync_dir(final.parent)
-            row = self._upsert(final, values, ts)
-        return self._object(row)
+            return self.index.add(final, values, ts, defer=defer_index)
 
-    def _upsert(self, path: Path, values: dict[str, str], ts: str) -> dict[str, Any]:
-        stat = path.stat()
-        row = {**values, "TransferSyntaxUID": ts, "path": path.relative_to(self.root).as_posix(),
-               "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-        sql = (f"INSERT OR REPLACE INTO instances ({', '.join(COLUMNS)}) "
-               f"VALUES ({', '.join('?' * len(COLUMNS))})")
-        try:  # one statement: SQLite commits it on its own (autocommit, isolation_level=None)
-            self._db.execute(sql, [row[c] for c in COLUMNS])
-        except sqlite3.Error as exc:  # the file is complete: the next open() indexes it
-            raise StoreError(f"cannot index {path.name}: {exc}") from exc
-        return row
+    def settle(self, final: bool = True) -> None:
+        """Write the index rows that stores with ``defer_index`` left (see Index.settle)."""
+        self.index.settle(final)
 
-    @contextmanager
-    def _transaction(self) -> Iterator[None]:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
-
-    # --- reading ---------------------------------------------------------------------------
-
-    def _object(self, row: Mapping[str, Any]) -> StoredObject:
-        return StoredObject(self.root / row["path"], *(row[c] for c in OBJECT_COLUMNS[1:]))
+    # --- reading: the index's ----------------------------------------------------------------
 
     def count(self) -> int:
         """Number of stored SOP Instances."""
-        with self._lock:
-            return int(self._db.execute("SELECT COUNT(*) FROM instances").fetchone()[0])
+        return self.index.count()
 
     def get(self, sop_instance_uid: str) -> StoredObject | None:
         """The stored object of that SOP Instance UID, if any."""
-        with self._lock:
-            row = self._db.execute(f"SELECT {', '.join(OBJECT_COLUMNS)} FROM instances "
-                                   "WHERE SOPInstanceUID = ?", (sop_instance_uid,)).fetchone()
-        return None if row is None else self._object(row)
+        return self.index.get(sop_instance_uid)
 
     def files_for(self, level: Level, keys: Mapping[str, str | Collection[str]],
                   ) -> list[StoredObject]:
-        """The stored objects under the entities named by unique keys (C-MOVE/C-GET, PS3.4
-        C.4.2): ``keys`` must hold the unique key of ``level`` and may hold those of the levels
-        above; each maps to one value or a list of values (list of UID matching)."""
-        if level not in LEVELS:
-            raise StoreError(f"unknown level {level!r}")
-        allowed = {UNIQUE_KEYS[lv] for lv in LEVELS[: LEVELS.index(level) + 1]}
-        if UNIQUE_KEYS[level] not in keys or set(keys) - allowed:
-            raise StoreError(f"a {level}-level retrieve needs {UNIQUE_KEYS[level]} and may add "
-                             f"only unique keys of the levels above, not {sorted(keys)}")
-        where, params = where_clause(keys)
-        sql = (f"SELECT {', '.join(OBJECT_COLUMNS)} FROM instances{where} "
-               "ORDER BY StudyInstanceUID, SeriesInstanceUID, CAST(InstanceNumber AS INTEGER), "
-               "SOPInstanceUID")
-        with self._lock:
-            rows = self._db.execute(sql, params).fetchall()
-        return [self._object(row) for row in rows]
+        """See :meth:`lab.dicom.index.Index.files_for` (C-MOVE/C-GET)."""
+        return self.index.files_for(level, keys)
 
     def records(self, level: Level, restrict: Mapping[str, str | Collection[str]] | None = None,
                 ) -> list[dict[str, Any]]:
-        """One record per entity at ``level`` (keyed by the keywords of :func:`available`),
-        optionally restricted to entities whose attributes take the given values. Counts are
-        ints, ModalitiesInStudy and SOPClassesInStudy sorted lists, the rest text ('' when
-        absent). Matching proper is :mod:`lab.dicom.query`'s business."""
-        names = available(level)
-        columns = [n if n in ATTRIBUTES else f"{COMPUTED[n][1]} AS {n}" for n in names]
-        where, params = where_clause(restrict or {})
-        group = "" if level == "IMAGE" else f" GROUP BY {UNIQUE_KEYS[level]}"
-        sql = f"SELECT {', '.join(columns)} FROM instances{where}{group} ORDER BY {ORDER[level]}"
-        with self._lock:
-            rows = self._db.execute(sql, params).fetchall()
-        return [{n: sorted(filter(None, (row[n] or "").split(","))) if n in LISTS else row[n]
-                 for n in names} for row in rows]
+        """See :meth:`lab.dicom.index.Index.records` (C-FIND)."""
+        return self.index.records(level, restrict)
 
     # --- recovery --------------------------------------------------------------------------
 
@@ -372,15 +333,13 @@ class Store:
             else:
                 leftover.unlink()
             removed += 1
-        rows = {r["path"]: (r["size"], r["mtime_ns"])
-                for r in self._db.execute("SELECT path, size, mtime_ns FROM instances")}
+        rows = self.index.file_states()
         found = sorted(self.objects_dir.glob("*/*.dcm"))
         files = {p.relative_to(self.root).as_posix(): p for p in found}
         gone = [rel for rel in rows if rel not in files]
         todo = [p for rel, p in files.items()
                 if rows.get(rel) != ((st := p.stat()).st_size, st.st_mtime_ns)]
-        with self._transaction():
-            self._db.executemany("DELETE FROM instances WHERE path = ?", [(g,) for g in gone])
+        self.index.drop(gone)
         unreadable = []
         for path in todo:
             try:
@@ -388,9 +347,7 @@ class Store:
             except StoreError as exc:
                 log.warning("cannot index %s: %s", path, exc)
                 unreadable.append(path)
-                with self._transaction():
-                    self._db.execute("DELETE FROM instances WHERE path = ?",
-                                     (path.relative_to(self.root).as_posix(),))
+                self.index.drop([path.relative_to(self.root).as_posix()])
         return Recovery(removed, len(gone), len(todo) - len(unreadable) + rolled,
                         tuple(unreadable))
 
@@ -413,7 +370,7 @@ class Store:
         if self._final_path(parsed.values["SOPInstanceUID"]) != path:
             raise StoreError(f"its SOP Instance UID {parsed.values['SOPInstanceUID']} belongs "
                              "elsewhere")
-        self._upsert(path, parsed.values, ts)
+        self.index.add(path, parsed.values, ts)
 
     def _read_part10(self, path: Path) -> tuple[str, Parsed]:
         with path.open("rb") as src:

@@ -4,7 +4,9 @@ each against pynetdicom as the independent peer, and the acceptor against broken
 from __future__ import annotations
 
 import contextlib
+import functools
 import socket
+import sqlite3
 import struct
 import threading
 from collections.abc import Iterator
@@ -41,7 +43,8 @@ def store(tmp_path: Path) -> Iterator[Store]:
 def acceptor(store: Store) -> Iterator[tuple[int, Config]]:
     """A listening socket whose connections are served, one thread each, by the acceptor."""
     config = Config(frozenset({"PACS"}), 16384, SUPPORTED, store.scratch.take,
-                    Archive(store, {}).store_file, 10)
+                    functools.partial(Archive(store, {}).store_file, defer_index=True), 10,
+                    store.settle)  # as lab.dicom.pacs.native_config makes it
     listener = socket.create_server(("127.0.0.1", 0))
     stop = threading.Event()
 
@@ -98,6 +101,41 @@ def test_pynetdicom_scu_echo_store_against_the_acceptor(
     obj = store.get(SOP)
     assert obj is not None and dcmread(obj.path).PixelData == bytes(300_000)
     assert store.count() == 1 and not _received_left(store)
+
+
+def test_stored_rows_are_written_after_the_answers(store: Store, tmp_path: Path) -> None:
+    """The acceptor settles the store after each C-STORE-RSP (rows are written once a batch
+    has gathered) and when the association ends (what is left is written): the index, read by
+    a connection of its own, gets the three rows then."""
+    seen: list[tuple[bool, int, int]] = []
+
+    def settle(final: bool) -> None:
+        before = _index_rows(store.root)
+        store.settle(final)
+        seen.append((final, before, _index_rows(store.root)))
+
+    config = Config(frozenset({"PACS"}), 0, SUPPORTED, store.scratch.take,
+                    functools.partial(Archive(store, {}).store_file, defer_index=True), 10,
+                    settle)
+    listener = socket.create_server(("127.0.0.1", 0))
+    server = threading.Thread(target=lambda: Acceptor(config, listener.accept()[0]).serve())
+    server.start()
+    ae = AE(ae_title="MODALITY")
+    ae.add_requested_context(CTImageStorage, ExplicitVRLittleEndian)
+    assoc = ae.associate("127.0.0.1", listener.getsockname()[1], ae_title="PACS")
+    for n in range(3):
+        ds = make_dataset(f"1.2.3.{n}")
+        ds.file_meta = _meta()
+        assert assoc.send_c_store(ds).Status == 0
+    assoc.release()
+    server.join(10)
+    listener.close()
+    assert seen == [(False, 0, 0), (False, 0, 0), (False, 0, 0), (True, 0, 3)]
+
+
+def _index_rows(root: Path) -> int:
+    with sqlite3.connect(root / "index.sqlite") as db:
+        return int(db.execute("SELECT COUNT(*) FROM instances").fetchone()[0])
 
 
 def test_wrong_called_ae_is_rejected(acceptor: tuple[int, Config]) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 from pydicom.uid import ExplicitVRLittleEndian
 
 from lab.dicom.encoded import file_meta
-from lab.dicom.scratch import BATCH, is_pool_file
+from lab.dicom.scratch import BATCH, LOW_WATER, is_pool_file
 from lab.dicom.store import Store
 
 from .conftest import SOP, encoded, make_dataset
@@ -47,3 +47,19 @@ def test_recovery_stores_complete_pool_files_and_removes_the_rest(tmp_path: Path
         assert obj is not None and obj.path.exists() and not complete.exists()
         assert not list(store.tmp_dir.iterdir())  # the partial file and the spares are gone
         assert store.recovery.indexed == 1 and store.recovery.removed_temp == BATCH - 1
+
+
+def test_the_next_batch_is_made_before_the_spares_run_out(tmp_path: Path) -> None:
+    """Taking files down to the low-water mark has a helper make the next batch: taking many
+    more than a batch never finds the pool empty, and every file taken is a new empty one."""
+    with Store.open(tmp_path / "s") as store:
+        taken = []
+        for _ in range(3 * BATCH):
+            fd, path = store.scratch.take()
+            os.close(fd)
+            assert path.stat().st_size == 0
+            taken.append(path)
+        assert len(set(taken)) == 3 * BATCH
+        store.scratch.close()  # waits for a batch on its way
+        spares = {p for p in store.tmp_dir.iterdir() if is_pool_file(p)} - set(taken)
+        assert LOW_WATER <= len(spares) <= LOW_WATER + BATCH
