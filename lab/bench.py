@@ -105,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.only in (None, "lifecycle"):
             print_lifecycle(args.topology, args.repeat or 5)
         if args.only in (None, "store"):
-            repeat = args.repeat or 3
+            repeat = args.repeat or 5
             results, size = bench_store(repeat, lambda msg: print(f"  … {msg}", file=sys.stderr))
             print_store(results, size, repeat)
         if args.only in (None, "security"):

@@ -1,7 +1,8 @@
 """``scripts/bench --only store``: C-STORE of one 100-object CT study from the modality to the
 PACS over the unimpaired path of one IPv4 lab (lab ``bench-store``), by the lab's SCU to the lab's
-PACS and by DCMTK's storescu to DCMTK's storescp, plus the cross pairs and a lab PACS run with
-``--sync none``; printed as DCMTK time / lab time (issue target: at least 0.5)."""
+PACS and by DCMTK's storescu to DCMTK's storescp, plus the cross pairs and a second lab PACS run
+with ``--sync object`` (an fdatasync per object, which storescp never does); printed as DCMTK
+time / lab time (issue target: at least 0.5, judged on the PACS as a lab runs it)."""
 
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ STORE_TOPOLOGY = "ipv4"  # DCMTK 3.6.7 has no IPv6
 STORE_OBJECTS = 100
 STORE_PDU = 131072  # the largest PDU DCMTK 3.6.7 accepts; used by every sender and receiver
 DCMTK_PORT = 11114  # DCMTK's storescp, beside the lab's PACS on 11112 in the same node
-NOSYNC_PORT = 11115  # a second lab PACS in the same node, run with --sync none
+SYNC_PORT = 11115  # a second lab PACS in the same node, run with --sync object
 #: The issue's target for DCMTK time / lab time (1 = as fast as DCMTK; stock pynetdicom ~0.1).
 STORE_RATIO_TARGET = 0.5
 #: DCMTK log lines carry a timestamp (seconds since the epoch, then milliseconds with fraction),
@@ -86,7 +87,7 @@ PAIRS = (
     Pair("DCMTK storescu -> DCMTK storescp", "dcmtk", DCMTK_PORT),
     Pair("lab SCU -> DCMTK storescp", "lab", DCMTK_PORT),
     Pair("DCMTK storescu -> lab PACS", "dcmtk", PACS_PORT),
-    Pair("lab SCU -> lab PACS --sync none", "lab", NOSYNC_PORT),
+    Pair("lab SCU -> lab PACS --sync object", "lab", SYNC_PORT),
 )
 
 
@@ -182,13 +183,13 @@ def _storescp(lab: lifecycle.Lab, out_dir: Path, log: Path) -> Iterator[None]:
 
 
 @contextmanager
-def _nosync_pacs(lab: lifecycle.Lab, root: Path, log: Path) -> Iterator[None]:
-    """A second lab PACS in the PACS node on NOSYNC_PORT, storing under ``root`` without
-    fsyncs (``--sync none``, as storescp stores); stopped by process id."""
+def _sync_pacs(lab: lifecycle.Lab, root: Path, log: Path) -> Iterator[None]:
+    """A second lab PACS in the PACS node on SYNC_PORT, storing under ``root`` with an
+    fdatasync per object before each answer (``--sync object``); stopped by process id."""
     pacs = _node(lab, Role.PACS)
-    argv = [sys.executable, "-m", "lab.dicom.pacs", f"--root={root}", f"--port={NOSYNC_PORT}",
-            "--storage-only", "--sync=none", "-v"]
-    with listener(lab, pacs, argv, NOSYNC_PORT, log):
+    argv = [sys.executable, "-m", "lab.dicom.pacs", f"--root={root}", f"--port={SYNC_PORT}",
+            "--storage-only", "--sync=object", "-v"]
+    with listener(lab, pacs, argv, SYNC_PORT, log):
         yield
 
 
@@ -245,7 +246,7 @@ def bench_store(repeat: int, progress: Callable[[str], None] = lambda _: None,
         size = 0
         with (cli_lab(STORE_TOPOLOGY, STORE_LAB) as lab,
               _storescp(lab, work / "storescp", work / "storescp.log"),
-              _nosync_pacs(lab, work / "nosync-store", work / "nosync.log")):
+              _sync_pacs(lab, work / "sync-store", work / "sync.log")):
             bench = StoreBench(lab, work)
             for rep in range(1, repeat + 1):
                 studies = [generate_study("CT", work / f"study-{rep}-{i}", objects=STORE_OBJECTS,
@@ -293,19 +294,21 @@ def print_store(results: dict[str, list[StoreTiming]], size: int, repeat: int) -
           "a Python\n  interpreter and its imports -, reading the files, association, transfer, "
           "release, exit);\n  assoc: A-ASSOCIATE-RQ to -AC; transfer: first C-STORE-RQ to last "
           "C-STORE-RSP (lab SCU: its JSON\n  'seconds'; DCMTK: timestamps of its log). "
-          "The lab's PACS fsyncs every object before answering\n  (--sync object, its "
-          "default: one device flush per object); storescp does not, nor does the\n  "
-          "lab PACS run with --sync none.")
+          "The lab's PACS, as a lab runs it, and storescp\n  write what they receive without "
+          "flushing it to disk; the PACS run with --sync object\n  makes every object durable "
+          "(one fdatasync) before answering its C-STORE.")
     dcmtk = results[PAIRS[1].label]
     for pair, judged in ((PAIRS[0], True), (PAIRS[4], False)):
         lab = results[pair.label]
-        print(f"  {pair.label}" + ("  (the PACS's default: the target is judged on it)"
-                                   if judged else "  (no fsync, like storescp)"))
+        print(f"  {pair.label}" + ("  (as a lab runs it: the target is judged on it)"
+                                   if judged else "  (durable before answering; storescp "
+                                   "never flushes: for information)"))
         for field, what in (("wall", "wall clock, association included"),
                             ("transfer", "transfer only")):
             ratio = _median(dcmtk, field) / _median(lab, field)
-            verdict = "meets" if ratio >= STORE_RATIO_TARGET else "MISSES"
+            verdict = ("meets" if ratio >= STORE_RATIO_TARGET else "MISSES") if judged else (
+                "the disk's flushes included")
             print(f"    DCMTK / lab time, {what + ':':33} {ratio:5.2f}   target >= "
-                  f"{STORE_RATIO_TARGET}  ({verdict} the target)")
+                  f"{STORE_RATIO_TARGET}  ({verdict if not judged else verdict + ' the target'})")
 
 

@@ -292,6 +292,14 @@ def execute(opts: RunOptions, progress: Progress = no_progress,
     return result
 
 
+#: How the lab's DICOM stores keep what they receive, by the topology's archive.sync.
+STORE_PATHS = {
+    "none": "written to the page cache, no fsync (archive.sync none: safe from a crash of the "
+            "archive program, not from a power cut)",
+    "object": "fdatasync of every object before its C-STORE is answered (archive.sync object)",
+}
+
+
 def _site_of(topology: Topology, role: Role) -> str:
     return str(topology.node(_node(topology, role)).site)
 
@@ -304,7 +312,8 @@ def _write(opts: RunOptions, lab: lifecycle.Lab, result: RunResult, started: flo
         "topology": lab.topology.name, "topology_file": lab.topology.source, "lab": lab.name,
         "backend": lab.info.backend, "started": started, "finished": time.time(),
         "data_paths": {"esp": _esp_description(lab),
-                       "wan": result.wan.get("path") or "unimpaired veth"},
+                       "wan": result.wan.get("path") or "unimpaired veth",
+                       "store": STORE_PATHS[lab.topology.archive_sync]},
         "security": lab.topology.security.label, "wan": result.wan, "notes": result.notes,
         "options": {k: str(v) for k, v in vars(opts).items()},
         "skipped_inputs": [{"file": str(p), "reason": why} for p, why in result.skipped],
@@ -329,6 +338,8 @@ def _same_security(lab: lifecycle.Lab, opts: RunOptions) -> None:
     if wanted != lab.topology.security:
         raise LabError(f"lab {lab.name} runs with security {lab.topology.security.label!r}, not "
                        f"{wanted.label!r}; security is chosen when a lab comes up")
+
+
 def _wan_fidelity(lab: lifecycle.Lab, opts: RunOptions, result: RunResult, progress: Progress,
                   own: bool) -> tuple[str, str]:
     """Apply ``--wan`` to a running lab, check the emulator lives, measure fidelity; return the

@@ -278,6 +278,10 @@ class Topology:
     security: Security = field(default_factory=Security)
     notes: tuple[str, ...] = ()
     wan: Wan = field(default_factory=Wan)
+    #: When the lab's DICOM stores (the PACS, the receivers of C-MOVE results) flush a received
+    #: object to disk: "none" (never: safe from a crash of the program) or "object" (before
+    #: answering its C-STORE: safe from a power cut). See lab.dicom.pacs --sync.
+    archive_sync: str = "none"
 
     def node(self, name: str) -> Node:
         for node in self.nodes:

@@ -95,11 +95,16 @@ class SecuritySpec(_Strict):
     tls: TlsSpec = TlsSpec()
 
 
+class ArchiveSpec(_Strict):
+    sync: Literal["none", "object"] = "none"
+
+
 class TopologySpec(_Strict):
     description: str = ""
     sites: dict[str, SiteSpec]
     wan: WanSpec
     security: SecuritySpec = SecuritySpec()
+    archive: ArchiveSpec = ArchiveSpec()
 
 
 def duplicate_key_problems(

@@ -95,6 +95,7 @@ def build_topology(spec: TopologySpec, alloc: Allocation, *, name: str, source: 
         wires=tuple(wires),
         security=_security(spec),
         notes=tuple(_notes(routed, sites)),
+        archive_sync=spec.archive.sync,
     )
 
 

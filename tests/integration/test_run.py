@@ -68,7 +68,8 @@ def echo_from_modality(lab: str, topology: str, family: Family) -> dict[str, Any
 
 
 def check_results(out: Path, *, topology: str, lab: str, families: set[str],
-                  modalities: tuple[str, ...], objects: int, pdu: int = 0) -> list[dict[str, str]]:
+                  modalities: tuple[str, ...], objects: int, pdu: int = 0,
+                  sync: str = "none") -> list[dict[str, str]]:
     """Everything results.csv and run.json must say about a successful run."""
     rows = read_csv(out / "results.csv")
     assert rows, "results.csv has no rows"
@@ -106,6 +107,9 @@ def check_results(out: Path, *, topology: str, lab: str, families: set[str],
     for dist in ("pydicom", "pynetdicom", "cryptography", "numpy"):
         assert re.fullmatch(r"\d+\.\d+.*", prov["packages"][dist]), prov["packages"]
     assert isinstance(prov["data_paths"], dict) and prov["data_paths"], prov["data_paths"]
+    assert prov["data_paths"]["store"].startswith(
+        {"none": "written to the page cache, no fsync", "object": "fdatasync of every object"}[
+            sync]), prov["data_paths"]
     assert prov["git_revision"], prov
     if (REPO / ".git").exists():
         assert re.fullmatch(r"[0-9a-f]{40}", prov["git_revision"]), prov["git_revision"]
@@ -177,6 +181,37 @@ def test_run_with_a_16k_pdu(tmp_path: Path) -> None:
             "--out", str(out))
         check_results(out, topology="ipv4", lab=lab, families={"ipv4"}, modalities=("CT",),
                       objects=2, pdu=16384)
+
+
+def _archive_argv(lab: str) -> list[list[str]]:
+    """The command lines of the lab's DICOM stores (the PACS and the receivers) now running."""
+    root = f"/var/lib/teleradlab/{lab}/nodes/"
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes().decode().split("\0")
+        except (OSError, UnicodeDecodeError):
+            continue
+        if "lab.dicom.pacs" in argv and any(a.startswith(f"--root={root}") for a in argv):
+            found.append(argv)
+    return found
+
+
+def test_run_with_stores_that_flush_every_object(tmp_path: Path) -> None:
+    """``archive: {sync: object}``: the lab's PACS and receiver run with --sync=object (by
+    default --sync=none), a run still stores, finds and moves verified, and run.json says so."""
+    topology = tmp_path / "rb-durable.yaml"
+    topology.write_text((TOPOLOGIES / "ipv4.yaml").read_text() + "archive: {sync: object}\n")
+    with own_lab("rb-run-default", "ipv4") as lab:
+        stores = _archive_argv(lab)
+        assert len(stores) == 2 and all("--sync=none" in a for a in stores), stores
+    with own_lab("rb-durable", str(topology)) as lab:
+        stores = _archive_argv(lab)
+        assert len(stores) == 2 and all("--sync=object" in a for a in stores), stores
+        out = tmp_path / "out"
+        run("--lab", lab, "--modality", "CT", "--objects", "2", "--out", str(out))
+        check_results(out, topology="rb-durable", lab=lab, families={"ipv4"},
+                      modalities=("CT",), objects=2, sync="object")
 
 
 @pytest.mark.parametrize("pdu", ["100", "16383", "-1"])

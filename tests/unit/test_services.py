@@ -41,6 +41,19 @@ def test_services_run_in_their_nodes_with_their_stores(tmp_path: Path) -> None:
     assert "--ae=MODALITY" in services["modality"].argv
 
 
+def test_stores_flush_as_the_topology_says(tmp_path: Path) -> None:
+    """No fsync by default (a lab's stores go with it); ``archive: {sync: object}`` makes the
+    PACS and every receiver flush each object before answering."""
+    paths = LabPaths("t", tmp_path / "run", tmp_path / "data")
+    text = (shipped_dir() / "ipv6.yaml").read_text()
+    for extra, sync in (("", "none"), ("archive: {sync: object}\n", "object")):
+        source = tmp_path / f"t{sync}.yaml"
+        source.write_text(text + extra)
+        services = dicom_services(load(source), paths)
+        assert len(services) == 3
+        assert all(s.argv.count(f"--sync={sync}") == 1 for s in services), services
+
+
 def test_routed_families() -> None:
     assert routed_families(_topo("dualstack"), "modality", "pacs") == [Family.IPV4, Family.IPV6]
     assert routed_families(_topo("ipv6"), "modality", "pacs") == [Family.IPV6]

@@ -259,6 +259,8 @@ CASES: dict[str, tuple[dict[str, Any], str, tuple[str, ...]]] = {
         ("'AES128-SHA'", "profile 'bcp195-rfc8996'", "ECDHE-RSA-AES128-GCM-SHA256"),
     ),
     "security-mode-unknown": ({"security.mode": "vpn"}, "security.mode", ("'vpn'",)),
+    "archive-sync-unknown": ({"archive.sync": "always"}, "archive.sync", ("'always'",)),
+    "archive-unknown-key": ({"archive.fsync": "none"}, "archive.fsync", ("unknown key",)),
 }
 
 
