@@ -16,22 +16,25 @@ from types import FrameType
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from lab import __version__, backends, cleanup, lifecycle
 from lab import topology as topology_file
 from lab.backends.base import Progress
+from lab.cli_print import (
+    err,
+    out,
+    print_notes,
+    print_results,
+    print_services,
+    print_status,
+    topology_table,
+)
 from lab.cli_studies import compose, graph, report, sweep
 from lab.errors import LabError, LabExistsError
-from lab.inspect import live_nodes, security_summary, status_document
-from lab.model import Topology, Wan
+from lab.inspect import status_document
+from lab.model import Wan
 from lab.wan.commands import wan_group, wan_option
-
-# On a terminal rich uses its width; piped output (logs, CI) gets room for addresses on one line.
-out = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
-err = Console(stderr=True, highlight=False)
 
 
 @contextmanager
@@ -113,46 +116,6 @@ def _backend_option(**kw: Any) -> Callable[[Callable[..., Any]], Callable[..., A
     return click.option("--backend", type=click.Choice(sorted(backends.REGISTRY)), **kw)
 
 
-def _topology_table(topology: Topology) -> Table:
-    table = Table(
-        title=escape(
-            f"{topology.name}: {topology.description}" if topology.description else topology.name
-        ),
-        title_justify="left",
-        expand=False,
-    )
-    for col in ("node", "role", "site", "interface", "addresses"):
-        table.add_column(col)
-    for node in topology.nodes:
-        for i, iface in enumerate(node.interfaces):
-            first = i == 0
-            table.add_row(
-                node.name if first else "",
-                node.role.value if first else "",
-                (node.site or "-") if first else "",
-                iface.name,
-                ", ".join(str(a) for a in iface.addresses) or "-",
-                end_section=i == len(node.interfaces) - 1,
-            )
-    return table
-
-
-def _print_services(lab: lifecycle.Lab) -> None:
-    from lab.names import LabPaths
-    from lab.services import dicom_services
-
-    for svc in dicom_services(lab.topology, LabPaths(lab.name)):
-        addrs = ", ".join(f"[{a.ip}]" if a.version == 6 else str(a.ip)
-                          for a in lab.topology.node(svc.node).addresses())
-        out.print(f"{svc.name}: AE {svc.ae} on {svc.node} ({addrs}) port {svc.port}; "
-                  f"store {svc.store}, log {svc.log}")
-
-
-def _print_notes(topology: Topology) -> None:
-    for note in topology.notes:
-        out.print(f"[yellow]note:[/yellow] {escape(note)}")
-
-
 @main.command()
 @click.argument("topology")
 @click.option(
@@ -186,14 +149,14 @@ def up(topology: str, name: str | None, security: str | None, no_check: bool,
         lab = lifecycle.up(path, name, backend=backend, check=not no_check,
                            start_services=not no_services, progress=progress,
                            overrides=_overrides(security), wan=wan)
-    out.print(_topology_table(lab.topology))
+    out.print(topology_table(lab.topology))
     if lab.probes:
         by_family = Counter(r.probe.family.label for r in lab.probes)
         detail = ", ".join(f"{fam} {n}" for fam, n in sorted(by_family.items()))
         out.print(f"reachability: {len(lab.probes)} pings answered ({detail})")
     if not no_services:
-        _print_services(lab)
-    _print_notes(lab.topology)
+        print_services(lab)
+    print_notes(lab.topology)
     out.print(
         f"[green]lab {lab.name!r} is up[/green] ({lab.seconds:.2f} s). Try: "
         f"teleradlab exec --lab {lab.name} {lab.topology.nodes[0].name} -- ip addr"
@@ -216,41 +179,7 @@ def status(name: str | None, as_json: bool) -> None:
     if not docs:
         out.print("no lab is running")
     for n in labs:
-        _print_status(lifecycle.attach(n))
-
-
-def _print_status(lab: lifecycle.Lab) -> None:
-    nodes = live_nodes(lab)
-    table = Table(
-        title=f"lab {lab.name} ({lab.info.backend}, {lab.topology.name}, "
-        f"up since {lab.info.created_text})",
-        title_justify="left",
-        caption=f"namespaces: {lab.backend.netns_path(lab.name, '<node>')}; "
-        "link-local addresses in --json",
-        caption_justify="left",
-    )
-    for col in ("node", "role", "interface", "state", "addresses", "processes"):
-        table.add_column(col, overflow="fold")
-    for node in nodes:
-        procs = "\n".join(f"{pid} {cmd[:50]}" for pid, cmd in node.processes) or "-"
-        if not node.present:
-            table.add_row(node.name, node.role, "[red]missing[/red]", "", "", "", end_section=True)
-            continue
-        for i, iface in enumerate(node.interfaces):
-            first = i == 0
-            addrs = [a for a in iface.addresses if not a.startswith("fe80:")]
-            table.add_row(
-                node.name if first else "",
-                node.role if first else "",
-                iface.name + (f" (port of {iface.master})" if iface.master else ""),
-                iface.state,
-                "\n".join(addrs) or "-",
-                procs if first else "",
-                end_section=i == len(node.interfaces) - 1,
-            )
-    out.print(table)
-    out.print(f"security: {escape(security_summary(lab))}")
-    _print_notes(lab.topology)
+        print_status(lifecycle.attach(n))
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
@@ -378,7 +307,7 @@ def run(topology: str | None, lab_name: str | None, modalities: str, objects: in
             name = path.stem if path else lab_name
             raise LabError(f"a lab named {name!r} already exists: run on it with --lab {name}, "
                            f"or remove it first with 'teleradlab down {name}'") from None
-    _print_results(result)
+    print_results(result)
     if not result.ok:
         sys.exit(1)
 
@@ -388,23 +317,6 @@ def _overrides(security: str | None) -> dict[str, Any]:
 
 
 main.add_command(wan_group)
-
-
-def _print_results(result: Any) -> None:
-    table = Table(title=f"results: {result.out}/results.csv", title_justify="left")
-    for col in ("family", "operation", "modality", "objects", "MB", "seconds", "MB/s",
-                "setup s", "verified", "ok"):
-        table.add_column(col, justify="right" if col not in ("family", "operation") else "left")
-    for r in result.rows:
-        table.add_row(r.family, r.operation, r.modality, str(r.objects), f"{r.bytes / 1e6:.1f}",
-                      f"{r.seconds:.3f}", f"{r.mbytes_per_s:.1f}", f"{r.setup_seconds:.3f}",
-                      r.verified or "-", "yes" if r.ok else "[red]NO[/red]")
-    out.print(table)
-    for path, why in result.skipped:
-        out.print(f"[yellow]skipped[/yellow] {escape(str(path))}: {escape(why)}")
-    for note in result.notes:
-        out.print(f"[yellow]note:[/yellow] {escape(note)}")
-    out.print(f"provenance: {result.out}/run.json")
 
 
 main.add_command(sweep)
