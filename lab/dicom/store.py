@@ -12,18 +12,18 @@ bytes are walked (PS3.5 7.1, 7.5) to prove the dataset complete and well formed,
 attributes the index needs are decoded, and the bytes are written unchanged after a File Meta
 Information header (PS3.10 7.1). So storing costs little more than writing the bytes. That
 reading and writing of encoded bytes is :mod:`lab.dicom.encoded`; what the index holds, and
-its table, is :mod:`lab.dicom.schema`.
+its table, is :mod:`lab.dicom.schema`; its rows and lookups, :mod:`lab.dicom.index`.
 
 Crash safety rests on one ordering: a file is written in ``tmp/`` and fsync'ed, renamed into
 ``objects/`` (atomic on POSIX; the directory is fsync'ed too), and only then is its index row
-committed. At any crash the index may thus lack a row, or hold a stale row for a complete file,
-but it never describes a missing or partial file; :meth:`Store.open` repairs the rest. The index
-is derived data: it can always be rebuilt from the files. The fsyncs make an acknowledged
-object survive a power cut: a dataset received into a file of the scratch pool
-(:mod:`lab.dicom.scratch`, names made durable in advance) needs one ``fdatasync``, and
-:meth:`Store.open` finishes its move if the rename did not reach the disk; any other file needs
-two flushes (the file, then its directory). A store opened with ``sync=False`` skips them all,
-keeping the ordering and the repair.
+committed (at once, or soon after with ``defer_index``). At any crash the index may thus lack a
+row, or hold a stale row for a complete file, but it never describes a missing or partial file;
+:meth:`Store.open` repairs the rest. The index is derived data: it can always be rebuilt from
+the files. The fsyncs make an acknowledged object survive a power cut: a dataset received into
+a file of the scratch pool (:mod:`lab.dicom.scratch`, names made durable in advance) needs one
+``fdatasync``, and :meth:`Store.open` finishes its move if the rename did not reach the disk;
+any other file needs two flushes (the file, then its directory). A store opened with
+``sync=False`` skips them all, keeping the ordering and the repair.
 """
 
 from __future__ import annotations
