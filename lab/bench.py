@@ -8,8 +8,9 @@ ratio, never asserted in unit tests (these machines are noisy).
 - store: C-STORE of a 100-object CT study (a new one per repetition) from the modality to the
   PACS over the unimpaired path of one IPv4 lab (lab ``bench-store``), by the lab's SCU to the
   lab's PACS and by DCMTK's storescu to DCMTK's storescp (plus the two cross pairs, which show
-  which end costs what, and the lab's SCU to a second lab PACS run with ``--sync none``, which
-  like storescp does not fsync what it stores; see lab/bench_store.py).
+  which end costs what, and the lab's SCU to a second lab PACS run with ``--sync object``,
+  which flushes every object before answering, as storescp and a lab's own PACS do not; see
+  lab/bench_store.py).
 - security: per protection (plain, IPsec per ESP algorithm), TCP (iperf3) and C-STORE throughput
   over the same path, their ratio and the cost against plain (see lab/bench_security.py).
 - sweep: the shipped quick sweep, total time and per-case overhead (lab.sweep.bench).
@@ -90,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=None,
-                        help="repetitions per figure (lifecycle 5, store 3)")
+                        help="repetitions per figure (lifecycle 5, store 5)")
     parser.add_argument("--topology", default="ipv6",
                         help="two-site lab of the lifecycle benchmark (ipv6)")
     parser.add_argument("--only", choices=("lifecycle", "store", "security", "sweep", "wan",
