@@ -1,17 +1,26 @@
-"""The archive's lean acceptor for Verification and Storage associations (PS3.8, PS3.7, PS3.4
-Annexes A and B), beside pynetdicom, which keeps Query/Retrieve.
+"""The archive's acceptor: one association served over a connected socket on the lab's own
+Upper Layer (PS3.8, PS3.7), for Verification, Storage and Query/Retrieve (PS3.4 Annexes A, B, C).
 
-:class:`Acceptor` serves one association over a connected socket: it answers the
-A-ASSOCIATE-RQ (rejecting a wrong called AE title, PS3.8 9.3.4), negotiates presentation
-contexts against the supported table (first proposed transfer syntax supported, PS3.8 9.3.3.2),
-then takes C-ECHO and C-STORE requests until A-RELEASE or A-ABORT. A C-STORE dataset goes from
-the socket straight into a scratch file in the store's ``tmp/``, behind a File Meta Information
-header, and the store (:meth:`lab.dicom.store.Store.store_encoded`) checks and files it; the
-C-STORE-RSP carries the status it decides. A dataset cut off by an abort or a dropped connection
-is discarded; a malformed PDU or command is answered with A-ABORT (PS3.8 9.3.8).
+:class:`Acceptor` reads the A-ASSOCIATE-RQ within ARTIM (PS3.8 9.1.5), rejects it when it must
+(PS3.8 9.3.4: protocol version, application context, called AE title, no free association),
+negotiates presentation contexts against the supported table (the first proposed transfer syntax
+supported, PS3.8 9.3.3.2), then takes requests until A-RELEASE or A-ABORT:
 
-Which associations come here is decided from the A-ASSOCIATE-RQ read without consuming it
-(:func:`peek_request`), so the others go to pynetdicom unchanged.
+- C-ECHO is answered at once;
+- a C-STORE dataset goes from the socket straight into a scratch file in the store's ``tmp/``,
+  behind a File Meta Information header, and the store checks and files it
+  (:meth:`lab.dicom.store.Store.store_encoded`); the C-STORE-RSP carries the status it decides.
+  A request whose UIDs are not valid UIDs is refused with a failure status (its dataset read and
+  dropped); a dataset cut off by an abort or a dropped connection is discarded;
+- a C-FIND or C-MOVE identifier is read into a bounded buffer and handed to the query service
+  (:mod:`lab.dicom.qrscp`), whose replies are sent as they come;
+- any other request gets a response with status 0x0211 (Unrecognized operation, PS3.7 C).
+
+The peer is untrusted. Every wait is bounded (ARTIM for the request, the idle timeout between
+PDUs, and a PDU must arrive at no less than MIN_RATE bytes a second), memory is bounded whatever
+lengths the peer declares (a P-DATA-TF above the Maximum Length announced, a command or an
+identifier above its limit, is refused before it is read), and every malformed PDU or command
+is answered with an A-ABORT naming the reason (PS3.8 9.3.8, Table 9-26), never by silence.
 """
 
 from __future__ import annotations
@@ -20,8 +29,8 @@ import contextlib
 import logging
 import os
 import socket
-import time
-from collections.abc import Callable, Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,8 +44,20 @@ log = logging.getLogger("lab.dicom.pacs")
 
 IMPLEMENTATION_CLASS_UID = "2.25.271818591651264108049536357787924617746"
 IMPLEMENTATION_VERSION_NAME = "TELERADLAB_SCP"
-#: Storage statuses used when the store cannot be asked (PS3.4 B.2.3).
+#: Storage statuses used when the store cannot be asked (PS3.4 B.2.3, PS3.7 C).
 PROCESSING_FAILURE = 0x0110
+CANNOT_UNDERSTAND = 0xC000
+SOP_CLASS_NOT_SUPPORTED = 0x0122
+#: The slowest a PDU may arrive (bytes a second) once its header is in: a PDU of L bytes gets
+#: max(idle timeout, L / MIN_RATE) seconds (128 kbit/s: slower than any WAN the lab emulates).
+MIN_RATE = 16 * 1024
+#: The longest command set (PS3.7 6.3: a few hundred bytes in practice), A-ASSOCIATE-RQ
+#: (128 presentation contexts with many transfer syntaxes each fit easily) and identifier.
+COMMAND_LIMIT = 1 << 16
+REQUEST_LIMIT = 1 << 18
+IDENTIFIER_LIMIT = 1 << 18
+#: A peer announcing a Maximum Length below this would make every response many PDUs.
+SMALLEST_PEER_PDU = 1024
 #: Stores a scratch file (path, transfer syntax, SOP class, SOP instance); returns the status.
 StoreFile = Callable[[Path, str, str, str], int]
 #: Gives a new scratch file, open for writing (lab.dicom.scratch.ScratchPool.take).
@@ -44,11 +65,36 @@ ScratchFile = Callable[[], tuple[int, Path]]
 
 
 @dataclass(frozen=True)
+class QueryRequest:
+    """A C-FIND-RQ or C-MOVE-RQ as received: what the query service needs."""
+
+    field: int  # cmd.C_FIND_RQ or cmd.C_MOVE_RQ
+    sop_class: str
+    transfer_syntax: str
+    identifier: bytes
+    move_destination: str = ""
+
+
+@dataclass(frozen=True)
+class QueryReply:
+    """One response of the query service: status, identifier (encoded in the context's
+    transfer syntax) and, for C-MOVE, the sub-operation counts."""
+
+    status: int
+    identifier: bytes | None = None
+    counts: Mapping[str, int] | None = None
+
+
+#: Answers a C-FIND or C-MOVE (lab.dicom.qrscp.QueryService).
+QueryHandler = Callable[[QueryRequest], Iterator[QueryReply]]
+
+
+@dataclass(frozen=True)
 class Config:
-    """What the acceptor serves: the AE titles it answers to, the largest P-DATA-TF body it
-    receives (0 = unlimited), the supported abstract syntaxes with their transfer syntaxes,
-    where datasets are received, what stores one, how long to wait for the peer, and what to do
-    once a C-STORE is answered."""
+    """What the acceptor serves: the AE titles it answers to, the Maximum Length it announces
+    and enforces for P-DATA-TF bodies (0 = unlimited), the supported abstract syntaxes with
+    their transfer syntaxes, where datasets are received, what stores one, the idle timeout,
+    what to do once a C-STORE is answered, ARTIM, and the Query/Retrieve service."""
 
     ae_titles: frozenset[str]
     max_pdu: int
@@ -60,36 +106,11 @@ class Config:
     #: lab.dicom.store.Store.store_encoded's ``defer_index``): called with False after each
     #: C-STORE-RSP is sent, with True when the association ends.
     settle: Callable[[bool], None] = lambda final: None
-
-
-def peek_request(sock: socket.socket, timeout: float) -> pdu.Associate | None:
-    """The A-ASSOCIATE-RQ waiting on a freshly accepted plain socket, read with MSG_PEEK so that
-    it is still there for whoever serves the association; None if it is not a well-formed one
-    (then the caller's general path answers it)."""
-    deadline = time.monotonic() + timeout
-    want = pdu.HEADER.size
-    while True:
-        sock.settimeout(max(deadline - time.monotonic(), 0.001))
-        try:
-            data = sock.recv(want, socket.MSG_PEEK)
-        except (OSError, TimeoutError):
-            return None
-        if not data:
-            return None
-        if len(data) >= pdu.HEADER.size and want == pdu.HEADER.size:
-            kind, length = pdu.HEADER.unpack_from(data)
-            if kind != pdu.A_ASSOCIATE_RQ or length > 1 << 20:
-                return None
-            want += length
-        if len(data) >= want:
-            break
-        if time.monotonic() > deadline:
-            return None
-        time.sleep(0.0005)  # the rest of the PDU is on its way
-    try:
-        return pdu.decode_associate(pdu.A_ASSOCIATE_RQ, data[pdu.HEADER.size:])
-    except PduError:
-        return None
+    artim: float = 10.0
+    query: QueryHandler | None = None
+    #: Abstract syntaxes answered by ``query``: C-FIND ones and C-MOVE ones.
+    find_classes: frozenset[str] = frozenset()
+    move_classes: frozenset[str] = frozenset()
 
 
 def negotiate(rq: pdu.Associate, supported: Mapping[str, frozenset[str]]) -> list[pdu.Result]:
@@ -107,19 +128,41 @@ def negotiate(rq: pdu.Associate, supported: Mapping[str, frozenset[str]]) -> lis
     return results
 
 
-class _Incoming:
-    """A C-STORE dataset being received into a scratch file."""
+def rejection(rq: pdu.Associate, ae_titles: frozenset[str]) -> tuple[int, int, int] | None:
+    """Why an A-ASSOCIATE-RQ is rejected (result, source, reason: PS3.8 9.3.4), or None."""
+    if not rq.protocol_version & 1:
+        return 1, 2, 2  # permanent, ACSE provider, protocol version not supported
+    if rq.application_context != pdu.APPLICATION_CONTEXT:
+        return 1, 1, 2  # permanent, service user, application context name not supported
+    if rq.called not in ae_titles:
+        return 1, 1, 7  # permanent, service user, called AE title not recognized
+    if not rq.calling or not rq.contexts or 0 < rq.max_length < SMALLEST_PEER_PDU:
+        return 1, 1, 1  # permanent, service user, no reason given
+    return None
 
-    def __init__(self, take: ScratchFile, fields: Mapping[int, bytes], cid: int, ts: str,
-                 ) -> None:
-        self.fields, self.cid, self.ts = fields, cid, ts
-        self.sop_class = cmd.text(fields, cmd.AFFECTED_SOP_CLASS)
-        self.sop_instance = cmd.text(fields, cmd.AFFECTED_SOP_INSTANCE)
-        self.fd, self.path = take()
-        self.write(memoryview(file_meta(ts, self.sop_class, self.sop_instance)))
+
+class _Incoming:
+    """A dataset being received: into a scratch file (a C-STORE), into a bounded buffer (an
+    identifier), or nowhere (a refused request, whose response waits for its last fragment)."""
+
+    def __init__(self, fields: Mapping[int, bytes], cid: int, ts: str, *,
+                 take: ScratchFile | None = None, collect: bool = False,
+                 refusal: int = 0) -> None:
+        self.fields, self.cid, self.ts, self.refusal = fields, cid, ts, refusal
+        self.sop_class = cmd.uid(fields, cmd.AFFECTED_SOP_CLASS) or ""
+        self.sop_instance = cmd.uid(fields, cmd.AFFECTED_SOP_INSTANCE) or ""
+        self.buffer = bytearray() if collect else None
+        self.fd, self.path = -1, Path()
+        if take is not None:
+            self.fd, self.path = take()
+            self.write(memoryview(file_meta(ts, self.sop_class, self.sop_instance)))
 
     def write(self, data: memoryview) -> None:
-        while data:
+        if self.buffer is not None:
+            if len(self.buffer) + len(data) > IDENTIFIER_LIMIT:
+                raise PduError(f"identifier longer than {IDENTIFIER_LIMIT} bytes")
+            self.buffer += data
+        while self.fd >= 0 and data:
             data = data[os.write(self.fd, data):]
 
     def close(self) -> None:
@@ -129,57 +172,93 @@ class _Incoming:
 
     def discard(self) -> None:
         self.close()
-        self.path.unlink(missing_ok=True)
+        if self.path != Path():
+            self.path.unlink(missing_ok=True)
 
 
 class Acceptor:
-    """Serves one association (see the module's doc); :meth:`serve` returns when it ends."""
+    """Serves one association (see the module's doc); :meth:`serve` returns when it ends.
+    ``slots``: taken, without waiting, once the request is read; none free means an
+    A-ASSOCIATE-RJ (transient, local limit exceeded), so no connection ever waits for one."""
 
-    def __init__(self, config: Config, sock: socket.socket, replay: bytes = b"") -> None:
+    def __init__(self, config: Config, sock: socket.socket, replay: bytes = b"",
+                 slots: threading.Semaphore | None = None) -> None:
         self.config = config
-        self.link = Link(sock, config.timeout, replay)
+        self.link = Link(sock, config.timeout, replay, buffer=1 << 12)
+        self.slots = slots
         self.contexts: dict[int, tuple[str, str]] = {}  # id: (abstract syntax, transfer syntax)
         self.peer_max = 0
+        self.calling = ""
         self.incoming: _Incoming | None = None
         self.command = bytearray()
         self.command_cid = 0
 
     def serve(self) -> None:
+        """The whole association. A peer's error ends it with an A-ABORT; so does a fault of
+        this program's own (logged with its traceback): a server thread never dies silently."""
+        slot = False
         try:
-            if self._associate():
+            slot = self._associate()
+            if slot:
                 self._run()
         except LinkClosed as exc:
             log.info("association ended: %s", exc)
-        except (PduError, TimeoutError) as exc:
-            log.warning("association aborted: %s", exc)
-            self._abort()
+        except PduError as exc:
+            log.warning("association with %s aborted: %s", self.calling or "a peer", exc)
+            self._abort(exc.reason)
+        except TimeoutError as exc:
+            log.warning("association with %s aborted: %s", self.calling or "a peer", exc)
+            self._abort(pdu.NOT_SPECIFIED)
+        except Exception:  # the last line of defence of a server thread: logged, aborted
+            log.exception("association with %s aborted by an internal error",
+                          self.calling or "a peer")
+            self._abort(pdu.NOT_SPECIFIED)
         finally:
             if self.incoming is not None:
+                if self.incoming.fd >= 0:
+                    log.warning("discarded a C-STORE dataset cut off by the end of its "
+                                "association")
                 self.incoming.discard()
-                log.warning("discarded a C-STORE dataset cut off by the end of its association")
             self.link.close()
-            self.config.settle(True)
+            if slot:
+                self.config.settle(True)
+                if self.slots is not None:
+                    self.slots.release()
 
-    def _abort(self, reason: int = 0) -> None:
+    def _abort(self, reason: int) -> None:
         with contextlib.suppress(PduError, OSError):
+            self.link.deadline(1.0)
             self.link.send(pdu.encode_abort(2, reason))
 
+    def _header(self, within: float) -> tuple[int, int]:
+        """The next PDU's type and length, which must arrive within ``within`` seconds."""
+        self.link.deadline(within)
+        return self.link.header()
+
     def _associate(self) -> bool:
-        kind, length = self.link.header()
+        """Read and answer the A-ASSOCIATE-RQ; True once an association slot is held."""
+        kind, length = self._header(self.config.artim)
         if kind != pdu.A_ASSOCIATE_RQ:
-            raise PduError(f"expected A-ASSOCIATE-RQ, got PDU type 0x{kind:02X}")
-        rq = pdu.decode_associate(kind, self.link.body(length))
-        why = None
-        if not rq.protocol_version & 1:
-            why = (1, 2, 2)  # rejected permanent, ACSE provider, protocol version not supported
-        elif rq.application_context != pdu.APPLICATION_CONTEXT:
-            why = (1, 1, 2)  # service user: application context name not supported
-        elif rq.called not in self.config.ae_titles:
-            why = (1, 1, 7)  # service user: called AE title not recognized
+            raise PduError(f"expected A-ASSOCIATE-RQ, got PDU type 0x{kind:02X}",
+                           pdu.UNEXPECTED_PDU)
+        rq = pdu.decode_associate(kind, self.link.body(length, REQUEST_LIMIT))
+        self.calling = rq.calling
+        why = rejection(rq, self.config.ae_titles)
+        if why is None and self.slots is not None and not self.slots.acquire(blocking=False):
+            why = (2, 3, 2)  # transient, service provider (presentation), local limit exceeded
         if why is not None:
-            log.warning("rejected association from %s to %r: %s", rq.calling, rq.called, why)
+            log.warning("rejected association from %r to %r: %s", rq.calling, rq.called, why)
             self.link.send(pdu.encode_reject(*why))
             return False
+        try:
+            self._accept(rq)
+        except BaseException:
+            if self.slots is not None:
+                self.slots.release()
+            raise
+        return True
+
+    def _accept(self, rq: pdu.Associate) -> None:
         results = negotiate(rq, self.config.supported)
         abstract = {cx.id: cx.abstract_syntax for cx in rq.contexts}
         self.contexts = {r.id: (abstract[r.id], r.transfer_syntax) for r in results
@@ -192,31 +271,35 @@ class Acceptor:
         self.link.send(pdu.encode_associate(pdu.A_ASSOCIATE_AC, ac))
         log.info("association from %s: %d of %d contexts accepted", rq.calling,
                  len(self.contexts), len(results))
-        return True
 
     def _run(self) -> None:
-        limit = self.config.max_pdu
+        limit, idle = self.config.max_pdu, self.config.timeout
         while True:
-            kind, length = self.link.header()
+            kind, length = self._header(idle)
             if kind == pdu.P_DATA_TF:
                 if limit and length > limit:
                     raise PduError(f"P-DATA-TF of {length} bytes, above our maximum {limit}")
+                self.link.deadline(max(idle, length / MIN_RATE))
                 self._pdata(length)
             elif kind == pdu.A_RELEASE_RQ:
-                self.link.body(length)
-                if self.incoming is not None:
-                    raise PduError("A-RELEASE-RQ in the middle of a C-STORE dataset")
+                self.link.body(length, 4)
+                if self.incoming is not None or self.command:
+                    raise PduError("A-RELEASE-RQ in the middle of a message",
+                                   pdu.UNEXPECTED_PDU)
                 self.link.send(pdu.RELEASE_RP)
                 return
             elif kind == pdu.A_ABORT:
-                self.link.body(length)
-                log.info("association aborted by the peer")
+                self.link.body(length, 4)
+                log.info("association aborted by %s", self.calling)
                 return
             else:
-                raise PduError(f"unexpected PDU type 0x{kind:02X} on an established association")
+                raise PduError(f"unexpected PDU type 0x{kind:02X} on an established "
+                               "association", pdu.UNEXPECTED_PDU)
 
     def _pdata(self, length: int) -> None:
         while length:
+            if length < pdu.PDV_HEADER.size:
+                raise PduError("P-DATA-TF ends inside a PDV item header")
             n, cid, control = self.link.pdv_header()
             length -= n + pdu.PDV_HEADER.size
             if length < 0:
@@ -224,23 +307,23 @@ class Acceptor:
             if cid not in self.contexts:
                 raise PduError(f"PDV on presentation context {cid}, which was not accepted")
             if control & pdu.COMMAND:
-                self._command_fragment(cid, control, self.link.body(n))
+                self._command_fragment(cid, control, self.link.body(n, COMMAND_LIMIT))
             elif self.incoming is None or cid != self.incoming.cid:
-                raise PduError("dataset fragment without a C-STORE request before it")
+                raise PduError("dataset fragment without a request before it")
             else:
                 self.link.stream(n, self.incoming.write)
                 if control & pdu.LAST:
-                    self._stored(self.incoming)
+                    self._dataset_done(self.incoming)
 
     def _command_fragment(self, cid: int, control: int, data: bytes) -> None:
         if self.incoming is not None:
             raise PduError("command fragment in the middle of a dataset")
         if self.command and cid != self.command_cid:
             raise PduError("command fragments on two presentation contexts")
+        if len(self.command) + len(data) > COMMAND_LIMIT:
+            raise PduError(f"command set longer than {COMMAND_LIMIT} bytes")
         self.command += data
         self.command_cid = cid
-        if len(self.command) > 1 << 16:
-            raise PduError("command set longer than 64 KiB")
         if not control & pdu.LAST:
             return
         fields = cmd.decode(self.command)
@@ -248,29 +331,96 @@ class Acceptor:
         self._request(cid, fields)
 
     def _request(self, cid: int, fields: Mapping[int, bytes]) -> None:
+        """Dispatch a complete command set (PS3.7 9.3): answered now, or once its dataset is in.
+        """
         field = cmd.us(fields, cmd.COMMAND_FIELD)
-        message_id = cmd.us(fields, cmd.MESSAGE_ID)
+        cmd.us(fields, cmd.MESSAGE_ID)  # every request has one (PS3.7 9.3): abort if not
         abstract, ts = self.contexts[cid]
-        if field == cmd.C_ECHO_RQ and not cmd.has_data_set(fields):
-            self._respond(cid, cmd.echo_rsp(message_id, 0))
-        elif field == cmd.C_STORE_RQ and cmd.has_data_set(fields) and abstract != cmd.VERIFICATION:
-            self.incoming = _Incoming(self.config.scratch, fields, cid, ts)
+        data = cmd.has_data_set(fields)
+        if field & cmd.RESPONSE:
+            raise PduError(f"a response (0x{field:04X}) where only requests are expected")
+        if field == cmd.C_ECHO_RQ and not data:
+            self._reply(cid, fields, 0x0000)
+        elif field == cmd.C_CANCEL_RQ:
+            pass  # nothing is pending by the time a C-CANCEL is read (PS3.7 9.3.2.3)
+        elif field == cmd.C_STORE_RQ and data and abstract in self.config.supported:
+            self.incoming = self._store_request(fields, cid, abstract, ts)
+        elif data and self._is_query(field, abstract):
+            self.incoming = _Incoming(fields, cid, ts, collect=True)
+        elif data:  # read and drop the dataset, then say what was wrong
+            self.incoming = _Incoming(fields, cid, ts, refusal=cmd.UNRECOGNIZED_OPERATION)
         else:
-            raise PduError(f"unsupported DIMSE request 0x{field:04X} on context {cid}")
+            self._reply(cid, fields, cmd.UNRECOGNIZED_OPERATION)
+
+    def _is_query(self, field: int, abstract: str) -> bool:
+        config = self.config
+        return config.query is not None and (
+            (field == cmd.C_FIND_RQ and abstract in config.find_classes)
+            or (field == cmd.C_MOVE_RQ and abstract in config.move_classes))
+
+    def _store_request(self, fields: Mapping[int, bytes], cid: int, abstract: str,
+                       ts: str) -> _Incoming:
+        """A C-STORE-RQ: received into a scratch file, or refused (PS3.4 B.2.3) if its UIDs
+        are not UIDs or its SOP class is not the context's."""
+        sop_class = cmd.uid(fields, cmd.AFFECTED_SOP_CLASS)
+        instance = cmd.uid(fields, cmd.AFFECTED_SOP_INSTANCE)
+        if sop_class is None or instance is None:
+            log.warning("C-STORE from %s refused: its SOP Class or Instance UID is not a UID",
+                        self.calling)
+            return _Incoming(fields, cid, ts, refusal=CANNOT_UNDERSTAND)
+        if sop_class != abstract or abstract in (cmd.VERIFICATION, *self.config.find_classes,
+                                                 *self.config.move_classes):
+            log.warning("C-STORE of %s refused on a context of %s", sop_class, abstract)
+            return _Incoming(fields, cid, ts, refusal=SOP_CLASS_NOT_SUPPORTED)
+        return _Incoming(fields, cid, ts, take=self.config.scratch)
+
+    def _dataset_done(self, incoming: _Incoming) -> None:
+        self.incoming = None
+        incoming.close()
+        if incoming.refusal:
+            self._reply(incoming.cid, incoming.fields, incoming.refusal)
+        elif incoming.buffer is not None:
+            self._query(incoming)
+        else:
+            self._stored(incoming)
 
     def _stored(self, incoming: _Incoming) -> None:
-        incoming.close()
         try:
             status = self.config.store_file(incoming.path, incoming.ts, incoming.sop_class,
                                             incoming.sop_instance)
         finally:
-            self.incoming = None
             incoming.path.unlink(missing_ok=True)  # moved into the store, or refused
-        message_id = cmd.us(incoming.fields, cmd.MESSAGE_ID)
-        self._respond(incoming.cid, cmd.store_rsp(message_id, incoming.sop_class,
-                                                  incoming.sop_instance, status))
+        self._reply(incoming.cid, incoming.fields, status)
         self.config.settle(False)
 
-    def _respond(self, cid: int, command: bytes) -> None:
-        for piece in pdu.fragments(cid, True, command, self.peer_max):
-            self.link.send(piece)
+    def _query(self, incoming: _Incoming) -> None:
+        """Hand a C-FIND/C-MOVE to the query service and send its replies as they come."""
+        assert self.config.query is not None and incoming.buffer is not None
+        field = cmd.us(incoming.fields, cmd.COMMAND_FIELD)
+        destination = ""
+        if field == cmd.C_MOVE_RQ:
+            destination = cmd.ae_title(incoming.fields, cmd.MOVE_DESTINATION) or ""
+        request = QueryRequest(field, self.contexts[incoming.cid][0], incoming.ts,
+                               bytes(incoming.buffer), destination)
+        for reply in self.config.query(request):
+            self._reply(incoming.cid, incoming.fields, reply.status, reply.identifier,
+                        reply.counts)
+
+    def _reply(self, cid: int, fields: Mapping[int, bytes], status: int,
+               identifier: bytes | None = None, counts: Mapping[str, int] | None = None,
+               ) -> None:
+        """A response to the request ``fields`` (its SOP class and instance echoed when they
+        are valid UIDs), then its identifier if any."""
+        field = cmd.us(fields, cmd.COMMAND_FIELD)
+        instance = cmd.uid(fields, cmd.AFFECTED_SOP_INSTANCE) if field == cmd.C_STORE_RQ else ""
+        command = cmd.response(field, cmd.us(fields, cmd.MESSAGE_ID), status,
+                               cmd.uid(fields, cmd.AFFECTED_SOP_CLASS) or "", instance or "",
+                               data_set=identifier is not None, **(counts or {}))
+        self._send(cid, True, command, more=identifier is not None)
+        if identifier is not None:
+            self._send(cid, False, identifier, more=False)
+
+    def _send(self, cid: int, command: bool, data: bytes, more: bool) -> None:
+        pieces = list(pdu.fragments(cid, command, data, self.peer_max))
+        for n, piece in enumerate(pieces):
+            self.link.send(piece, more=more or n + 1 < len(pieces))

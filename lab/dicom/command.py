@@ -22,11 +22,21 @@ DATA_SET_TYPE = 0x0800
 STATUS = 0x0900
 ERROR_COMMENT = 0x0902
 AFFECTED_SOP_INSTANCE = 0x1000
+REMAINING, COMPLETED, FAILED, WARNING = 0x1020, 0x1021, 0x1022, 0x1023  # sub-operations
 MOVE_ORIGINATOR_AE = 0x1030
 MOVE_ORIGINATOR_ID = 0x1031
 
 C_STORE_RQ, C_STORE_RSP = 0x0001, 0x8001
+C_FIND_RQ, C_FIND_RSP = 0x0020, 0x8020
+C_MOVE_RQ, C_MOVE_RSP = 0x0021, 0x8021
 C_ECHO_RQ, C_ECHO_RSP = 0x0030, 0x8030
+C_CANCEL_RQ = 0x0FFF
+#: A response's Command Field is its request's with bit 15 set (PS3.7 E.1).
+RESPONSE = 0x8000
+#: General statuses (PS3.7 C): the request is one this end does not perform; a request it
+#: cannot process (here: refused UIDs).
+UNRECOGNIZED_OPERATION = 0x0211
+PROCESSING_FAILURE = 0x0110
 NO_DATA_SET = 0x0101  # Command Data Set Type: no dataset follows (PS3.7 E.1)
 VERIFICATION = "1.2.840.10008.1.1"
 
@@ -89,6 +99,27 @@ def text(fields: Mapping[int, bytes], element: int) -> str:
     return fields.get(element, b"").decode("ascii", "replace").rstrip("\0 ").lstrip(" ")
 
 
+def uid(fields: Mapping[int, bytes], element: int) -> str | None:
+    """A UI element's value if it is a valid UID (PS3.5 9.1: digits and dots, at most 64
+    characters, no empty component), else None: a value that will be echoed in a response or
+    used as a file name must be one."""
+    value = fields.get(element, b"").rstrip(b"\0 ")
+    if not 0 < len(value) <= 64 or value.translate(None, b"0123456789."):
+        return None
+    if value.startswith(b".") or value.endswith(b".") or b".." in value:
+        return None
+    return value.decode("ascii")
+
+
+def ae_title(fields: Mapping[int, bytes], element: int) -> str | None:
+    """An AE element's value if it is a valid AE title (PS3.5 6.2: 1 to 16 characters of the
+    default repertoire, no control characters, no backslash), else None."""
+    value = fields.get(element, b"").strip(b" ")
+    if not 0 < len(value) <= 16 or any(b < 0x20 or b > 0x7E or b == 0x5C for b in value):
+        return None
+    return value.decode("ascii")
+
+
 def has_data_set(fields: Mapping[int, bytes]) -> bool:
     """Whether a dataset follows the command (PS3.7 E.1: any value but 0x0101)."""
     return us(fields, DATA_SET_TYPE) != NO_DATA_SET
@@ -112,6 +143,25 @@ def echo_rq(message_id: int) -> bytes:
     """C-ECHO-RQ (PS3.7 9.3.5.1)."""
     return encode({AFFECTED_SOP_CLASS: VERIFICATION, COMMAND_FIELD: C_ECHO_RQ,
                    MESSAGE_ID: message_id, DATA_SET_TYPE: NO_DATA_SET})
+
+
+def response(field: int, message_id: int, status: int, sop_class: str = "",
+             sop_instance: str = "", data_set: bool = False, **counts: int) -> bytes:
+    """A response to request ``field`` (PS3.7 9.3, E.1): Message ID Being Responded To,
+    Status, the Affected SOP Class and Instance if known (valid UIDs only), and sub-operation
+    counts (``remaining``, ``completed``, ``failed``, ``warning``) for C-MOVE (PS3.7 9.3.4.2)."""
+    fields: dict[int, int | str] = {COMMAND_FIELD: field | RESPONSE, RESPONDED_TO: message_id,
+                                    DATA_SET_TYPE: 0x0000 if data_set else NO_DATA_SET,
+                                    STATUS: status}
+    if sop_class:
+        fields[AFFECTED_SOP_CLASS] = sop_class
+    if sop_instance:
+        fields[AFFECTED_SOP_INSTANCE] = sop_instance
+    elements = {"remaining": REMAINING, "completed": COMPLETED, "failed": FAILED,
+                "warning": WARNING}
+    for name, value in counts.items():
+        fields[elements[name]] = value
+    return encode(fields)
 
 
 def echo_rsp(message_id: int, status: int = 0) -> bytes:

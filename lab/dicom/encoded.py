@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import functools
 import mmap
-import re
 import struct
+import threading
 import uuid
 import zlib
 from collections.abc import Mapping
@@ -33,13 +33,14 @@ from pydicom.uid import (
     JPIPHTJ2KReferencedDeflate,
 )
 
+from lab.dicom import vr as vrs
 from lab.errors import LabError
 
 #: Our implementation's identity in File Meta Information (PS3.10 7.1, PS3.7 D.3.3.2): a
 #: UUID-derived UID (PS3.5 B.2), so the lab needs no registered root.
 IMPLEMENTATION_CLASS_UID = f"2.25.{uuid.uuid5(uuid.NAMESPACE_URL, 'teleradlab:store').int}"
 IMPLEMENTATION_VERSION_NAME = "TELERADLAB_01"
-UID_PATTERN = re.compile(r"[0-9]+(\.[0-9]+)*")  # PS3.5 9.1; also keeps file names safe
+UID_PATTERN = vrs.UI  # PS3.5 9.1; also keeps file names safe
 #: Deflate, JPIP Referenced Deflate (1.2.840.10008.1.2.4.95, not named by pydicom 3.0), HTJ2K.
 _DEFLATED = frozenset({DeflatedExplicitVRLittleEndian, "1.2.840.10008.1.2.4.95",
                        JPIPHTJ2KReferencedDeflate})
@@ -66,6 +67,10 @@ _VRS = _LONG_VRS | frozenset(
 _CODECS = {"": "ascii", "ISO_IR 6": "ascii", "ISO_IR 100": "latin-1", "ISO_IR 192": "utf-8"}
 _CHARSET_TAG = 0x00080005
 _MAX_DEPTH = 32
+#: The most a deflated dataset may inflate to (PS3.5 A.5), and one inflated at a time, so that
+#: a small "deflate bomb" cannot take the archive's memory; larger ones are refused.
+INFLATE_LIMIT = 64 << 20
+_INFLATING = threading.Lock()
 #: What can be parsed: bytes, or a file mapped into memory.
 Buffer = bytes | mmap.mmap
 
@@ -113,6 +118,10 @@ class _Walker:
             return tag, vr, self.u32.unpack_from(self.buf, pos + 8)[0], pos + 12
         if vr not in _VRS:
             self.fail(pos, f"invalid VR {vr!r} for {_tag(tag)} (PS3.5 6.2)")
+        size = vrs.FIXED_SIZES.get(vr)
+        if size is not None and length % size:
+            self.fail(pos, f"{_tag(tag)} is {vr.decode()} of {length} bytes, not a multiple of "
+                      f"{size} (PS3.5 6.2)")
         return tag, vr, length, pos + 8
 
     def skip(self, at: int, tag: int, pos: int, length: int) -> int:
@@ -225,12 +234,16 @@ def _syntax(ts: str) -> tuple[bool, bool, bool]:
 
 
 def _inflate(buf: Buffer, offset: int) -> bytes:
-    """The dataset of a deflated transfer syntax (raw RFC 1951 deflate, PS3.5 A.5)."""
+    """The dataset of a deflated transfer syntax (raw RFC 1951 deflate, PS3.5 A.5), inflated
+    to at most INFLATE_LIMIT bytes."""
     inflater = zlib.decompressobj(-zlib.MAX_WBITS)
     try:
-        data = inflater.decompress(buf[offset:]) + inflater.flush()
+        data = inflater.decompress(memoryview(buf)[offset:], INFLATE_LIMIT + 1)
     except zlib.error as exc:
         raise StoreError(f"malformed deflated dataset: {exc}") from None
+    if len(data) > INFLATE_LIMIT:
+        raise StoreError(f"deflated dataset inflates to more than {INFLATE_LIMIT} bytes: "
+                         "refused (the archive bounds its memory)")
     if not inflater.eof:
         raise StoreError("deflated dataset is truncated")
     return data
@@ -278,8 +291,11 @@ def _fast_values(data: Buffer, walker: _Walker, wanted: Mapping[str, int],
         vr, pos, length = walker.found[tag]
         raw = bytes(data[pos : pos + length])
         expected = _dictionary_vr(tag)
-        if expected is None or (vr and vr.decode() != expected):
+        if expected is None:
             return None
+        if vr and vr != b"UN" and vr.decode() != expected:
+            raise StoreError(f"{keyword} {_tag(tag)} is encoded as {vr.decode()}, not "
+                             f"{expected} (PS3.6): refused rather than misfiled")
         if expected in ("PN", "LO", "SH"):
             if b"\\" in raw or b"\x1b" in raw:
                 return None
@@ -299,7 +315,8 @@ def _pydicom_values(data: Buffer, start: int, walker: _Walker, implicit: bool, l
     try:  # pydicom decodes values lazily: one it cannot decode (unknown VR, PS3.5 6.2) is bad input
         ds = read_dataset(BytesIO(head), implicit, little, specific_tags=list(wanted.values()))
         return {k: _text(ds, tag) if tag in ds else "" for k, tag in wanted.items()}
-    except (NotImplementedError, ValueError) as exc:
+    except (NotImplementedError, ValueError, TypeError, KeyError, IndexError, LookupError,
+            AttributeError, OverflowError, EOFError, struct.error) as exc:
         raise StoreError(f"cannot decode the indexed attributes: {exc}") from None
 
 
@@ -316,7 +333,18 @@ def parse(buf: Buffer, ts: str, sop_class: str, sop_instance: str,
         if tuple(found) != (ts, sop_class, sop_instance):
             raise StoreError("the file's File Meta Information disagrees with the request")
     implicit, little, deflated = _syntax(ts)
-    data, start = (_inflate(buf, offset), 0) if deflated else (buf, offset)
+    if deflated:
+        with _INFLATING:
+            return _parse(_inflate(buf, offset), 0, implicit, little, sop_class, sop_instance,
+                          wanted, offset, meta is not None)
+    return _parse(buf, offset, implicit, little, sop_class, sop_instance, wanted, offset,
+                  meta is not None)
+
+
+def _parse(data: Buffer, start: int, implicit: bool, little: bool, sop_class: str,
+           sop_instance: str, wanted: Mapping[str, int], offset: int, has_meta: bool,
+           ) -> Parsed:
+    """The body of :func:`parse`, on the dataset's (inflated) bytes from ``start``."""
     if start >= len(data):
         raise StoreError("empty dataset")
     walker = _Walker(data, start, little=little, wanted=frozenset(wanted.values()) | {_CHARSET_TAG})
@@ -332,7 +360,12 @@ def parse(buf: Buffer, ts: str, sop_class: str, sop_instance: str,
         if not UID_PATTERN.fullmatch(values[keyword]):
             raise StoreError(f"dataset {keyword} {values[keyword]!r} is missing or not a UID "
                              "(Type 1, PS3.3 C.7.2.1, C.7.3.1)")
-    return Parsed(offset, meta is not None, values)
+    for keyword, tag in wanted.items():
+        why = vrs.problem(_dictionary_vr(tag) or "", values[keyword])
+        if why is not None:
+            raise StoreError(f"dataset {keyword} {values[keyword]!r} {why} (PS3.5 6.2): "
+                             "refused rather than indexed")
+    return Parsed(offset, has_meta, values)
 
 
 def _meta_element(element: int, vr: bytes, value: bytes, pad: bytes = b"\0") -> bytes:

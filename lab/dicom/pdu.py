@@ -38,8 +38,18 @@ _ITEM = struct.Struct(">BxH")
 _FIXED = struct.Struct(">H2x16s16s32x")  # protocol version, called AE, calling AE (PS3.8 9.3.2)
 
 
+#: A-ABORT reasons when the service provider aborts (PS3.8 Table 9-26).
+NOT_SPECIFIED, UNRECOGNIZED_PDU, UNEXPECTED_PDU = 0, 1, 2
+UNRECOGNIZED_PARAMETER, UNEXPECTED_PARAMETER, INVALID_PARAMETER = 4, 5, 6
+
+
 class PduError(LabError):
-    """A PDU that does not follow PS3.8 9.3: the association is aborted."""
+    """A PDU that does not follow PS3.8 9.3: the association is aborted, with ``reason`` (one
+    of PS3.8 Table 9-26's) when this end's provider aborts it."""
+
+    def __init__(self, message: str, reason: int = INVALID_PARAMETER) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class Proposed(NamedTuple):

@@ -1,5 +1,6 @@
 """The lean acceptor and requestor (lab.dicom.acceptor, lab.dicom.requestor) over loopback,
-each against pynetdicom as the independent peer, and the acceptor against broken peers."""
+each against pynetdicom as the independent peer, and the acceptor (behind the archive's
+association server, lab.dicom.server) against broken peers."""
 
 from __future__ import annotations
 
@@ -17,14 +18,14 @@ import pytest
 from pydicom import dcmread
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
-from pynetdicom import AE, build_context, evt
+from pynetdicom import AE, evt
 from pynetdicom.sop_class import CTImageStorage, Verification  # type: ignore[attr-defined]
 
 from lab.dicom import pdu
 from lab.dicom.acceptor import Acceptor, Config
-from lab.dicom.dispatch import DispatchingServer
 from lab.dicom.pacs import Archive
 from lab.dicom.requestor import AssociationError, open_association, read_part10
+from lab.dicom.server import AssociationServer, listen
 from lab.dicom.store import Store
 
 from .conftest import SOP, make_dataset
@@ -39,28 +40,30 @@ def store(tmp_path: Path) -> Iterator[Store]:
         yield s
 
 
+def make_config(store: Store, settle: Any = None, **kw: Any) -> Config:
+    """The acceptor's configuration as lab.dicom.pacs.make_config makes it."""
+    return Config(frozenset({"PACS"}), 16384, SUPPORTED, store.scratch.take,
+                  functools.partial(Archive(store).store_file, defer_index=True), 10,
+                  store.settle if settle is None else settle, **kw)
+
+
+@contextlib.contextmanager
+def serving(config: Config, **kw: Any) -> Iterator[AssociationServer]:
+    """The archive's association server on a loopback port, for the duration."""
+    server = AssociationServer(config, listen("127.0.0.1", 0, 64), **kw)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+
+
 @pytest.fixture
 def acceptor(store: Store) -> Iterator[tuple[int, Config]]:
-    """A listening socket whose connections are served, one thread each, by the acceptor."""
-    config = Config(frozenset({"PACS"}), 16384, SUPPORTED, store.scratch.take,
-                    functools.partial(Archive(store, {}).store_file, defer_index=True), 10,
-                    store.settle)  # as lab.dicom.pacs.native_config makes it
-    listener = socket.create_server(("127.0.0.1", 0))
-    stop = threading.Event()
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=Acceptor(config, conn).serve, daemon=True).start()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield listener.getsockname()[1], config
-    stop.set()
-    listener.close()
+    """The association server: each connection served, in a thread, by the acceptor."""
+    config = make_config(store)
+    with serving(config) as server:
+        yield server.port, config
 
 
 def _meta() -> FileMetaDataset:
@@ -114,9 +117,7 @@ def test_stored_rows_are_written_after_the_answers(store: Store, tmp_path: Path)
         store.settle(final)
         seen.append((final, before, _index_rows(store.root)))
 
-    config = Config(frozenset({"PACS"}), 0, SUPPORTED, store.scratch.take,
-                    functools.partial(Archive(store, {}).store_file, defer_index=True), 10,
-                    settle)
+    config = make_config(store, settle)
     listener = socket.create_server(("127.0.0.1", 0))
     server = threading.Thread(target=lambda: Acceptor(config, listener.accept()[0]).serve())
     server.start()
@@ -239,32 +240,6 @@ def test_requestor_stores_into_pynetdicom_within_its_maximum(tmp_path: Path) -> 
     for f, got in zip(files, received, strict=True):
         assert got == f.read_bytes()[read_part10(f).offset:]
     assert pdata and max(pdata) == 8192
-
-
-def test_dispatch_sends_query_associations_to_pynetdicom(store: Store) -> None:
-    """A Verification-only association goes to the acceptor, one with a Q/R context to
-    pynetdicom; both are answered."""
-    ae = AE(ae_title="PACS")
-    ae.add_supported_context(Verification)
-    find = "1.2.840.10008.5.1.4.1.2.2.1"
-    ae.add_supported_context(find)
-    served: list[str] = []
-    server = ae.make_server(("127.0.0.1", 0), server_class=DispatchingServer, evt_handlers=[
-        (evt.EVT_C_ECHO, lambda e: served.append("pynetdicom") or 0)])
-    server.native = Config(frozenset({"PACS"}), 0,
-                           {Verification: frozenset({ImplicitVRLittleEndian})},
-                           store.scratch.take, Archive(store, {}).store_file, 5)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        for contexts in ([Verification], [Verification, find]):
-            scu = AE(ae_title="MODALITY")
-            scu.requested_contexts = [build_context(c) for c in contexts]
-            assoc = scu.associate("127.0.0.1", server.server_address[1], ae_title="PACS")
-            assert assoc.is_established and assoc.send_c_echo().Status == 0
-            assoc.release()
-    finally:
-        server.shutdown()
-    assert served == ["pynetdicom"]  # the first echo was the acceptor's
 
 
 def test_part10_reader_refuses_non_dicom(tmp_path: Path) -> None:
