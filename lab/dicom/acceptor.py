@@ -29,10 +29,11 @@ import contextlib
 import logging
 import os
 import socket
-import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from lab.dicom import command as cmd
 from lab.dicom import pdu
@@ -141,6 +142,15 @@ def rejection(rq: pdu.Associate, ae_titles: frozenset[str]) -> tuple[int, int, i
     return None
 
 
+class Slots(Protocol):
+    """The association slots of a server (lab.dicom.server.Slots): taken without waiting
+    long, given back when the association ends."""
+
+    def acquire(self, acceptor: Acceptor) -> bool: ...
+
+    def release(self, acceptor: Acceptor) -> None: ...
+
+
 class _Incoming:
     """A dataset being received: into a scratch file (a C-STORE), into a bounded buffer (an
     identifier), or nowhere (a refused request, whose response waits for its last fragment)."""
@@ -178,14 +188,19 @@ class _Incoming:
 
 class Acceptor:
     """Serves one association (see the module's doc); :meth:`serve` returns when it ends.
-    ``slots``: taken, without waiting, once the request is read; none free means an
-    A-ASSOCIATE-RJ (transient, local limit exceeded), so no connection ever waits for one."""
+    ``slots``: one is taken once the request is read; none free means an A-ASSOCIATE-RJ
+    (transient, local limit exceeded), so no connection ever queues for one. ``requested``:
+    called once the A-ASSOCIATE-RQ has been read (the connection's first phase is over)."""
 
     def __init__(self, config: Config, sock: socket.socket, replay: bytes = b"",
-                 slots: threading.Semaphore | None = None) -> None:
+                 slots: Slots | None = None,
+                 requested: Callable[[], None] = lambda: None) -> None:
         self.config = config
         self.link = Link(sock, config.timeout, replay, buffer=1 << 12)
         self.slots = slots
+        self.requested = requested
+        #: Since when the association has waited for the peer's next PDU (None: busy).
+        self.idle_since: float | None = None
         self.contexts: dict[int, tuple[str, str]] = {}  # id: (abstract syntax, transfer syntax)
         self.peer_max = 0
         self.calling = ""
@@ -207,7 +222,10 @@ class Acceptor:
             log.warning("association with %s aborted: %s", self.calling or "a peer", exc)
             self._abort(exc.reason)
         except TimeoutError as exc:
-            log.warning("association with %s aborted: %s", self.calling or "a peer", exc)
+            if not slot:  # ARTIM expired: the transport connection is closed (PS3.8 AA-2)
+                log.warning("connection closed: no A-ASSOCIATE-RQ within ARTIM (%s)", exc)
+                return
+            log.warning("association with %s aborted: %s", self.calling, exc)
             self._abort(pdu.NOT_SPECIFIED)
         except Exception:  # the last line of defence of a server thread: logged, aborted
             log.exception("association with %s aborted by an internal error",
@@ -223,7 +241,7 @@ class Acceptor:
             if slot:
                 self.config.settle(True)
                 if self.slots is not None:
-                    self.slots.release()
+                    self.slots.release(self)
 
     def _abort(self, reason: int) -> None:
         with contextlib.suppress(PduError, OSError):
@@ -242,9 +260,10 @@ class Acceptor:
             raise PduError(f"expected A-ASSOCIATE-RQ, got PDU type 0x{kind:02X}",
                            pdu.UNEXPECTED_PDU)
         rq = pdu.decode_associate(kind, self.link.body(length, REQUEST_LIMIT))
+        self.requested()
         self.calling = rq.calling
         why = rejection(rq, self.config.ae_titles)
-        if why is None and self.slots is not None and not self.slots.acquire(blocking=False):
+        if why is None and self.slots is not None and not self.slots.acquire(self):
             why = (2, 3, 2)  # transient, service provider (presentation), local limit exceeded
         if why is not None:
             log.warning("rejected association from %r to %r: %s", rq.calling, rq.called, why)
@@ -254,9 +273,20 @@ class Acceptor:
             self._accept(rq)
         except BaseException:
             if self.slots is not None:
-                self.slots.release()
+                self.slots.release(self)
             raise
         return True
+
+    def evict(self) -> None:
+        """End an idle association from another thread, to give its slot to a new peer: an
+        A-ABORT (on a plain socket, where sending beside the reading thread is safe), then the
+        connection shut down, which wakes the association's own thread."""
+        sock = self.link.sock
+        if self.link.plain:
+            with contextlib.suppress(OSError):
+                sock.send(pdu.encode_abort(2, pdu.NOT_SPECIFIED), socket.MSG_DONTWAIT)
+        with contextlib.suppress(OSError):
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
     def _accept(self, rq: pdu.Associate) -> None:
         results = negotiate(rq, self.config.supported)
@@ -275,7 +305,9 @@ class Acceptor:
     def _run(self) -> None:
         limit, idle = self.config.max_pdu, self.config.timeout
         while True:
+            self.idle_since = time.monotonic()
             kind, length = self._header(idle)
+            self.idle_since = None
             if kind == pdu.P_DATA_TF:
                 if limit and length > limit:
                     raise PduError(f"P-DATA-TF of {length} bytes, above our maximum {limit}")

@@ -5,6 +5,7 @@ association server, lab.dicom.server) against broken peers."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import socket
 import sqlite3
@@ -40,11 +41,12 @@ def store(tmp_path: Path) -> Iterator[Store]:
         yield s
 
 
-def make_config(store: Store, settle: Any = None, **kw: Any) -> Config:
-    """The acceptor's configuration as lab.dicom.pacs.make_config makes it."""
-    return Config(frozenset({"PACS"}), 16384, SUPPORTED, store.scratch.take,
-                  functools.partial(Archive(store).store_file, defer_index=True), 10,
-                  store.settle if settle is None else settle, **kw)
+def make_config(store: Store, settle: Any = None, **changes: Any) -> Config:
+    """The acceptor's configuration as lab.dicom.pacs.make_config makes it, with changes."""
+    config = Config(frozenset({"PACS"}), 16384, SUPPORTED, store.scratch.take,
+                    functools.partial(Archive(store).store_file, defer_index=True), 10,
+                    store.settle if settle is None else settle)
+    return dataclasses.replace(config, **changes)
 
 
 @contextlib.contextmanager

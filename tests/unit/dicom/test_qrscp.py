@@ -1,0 +1,226 @@
+"""The archive's Query/Retrieve service (lab.dicom.qrscp) behind its association server, against
+pynetdicom as the independent SCU and as the independent Move Destination; and the server's
+limits (lab.dicom.server): idle first-phase connections, a full archive, slow peers."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydicom.dataset import Dataset
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pynetdicom import AE, evt
+from pynetdicom.sop_class import (  # type: ignore[attr-defined]
+    CTImageStorage,
+    StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelMove,
+    Verification,
+)
+
+from lab.dicom import command as cmd
+from lab.dicom import pdu
+from lab.dicom.acceptor import Config
+from lab.dicom.qrscp import FIND_MODELS, MOVE_MODELS, TRANSFER_SYNTAXES, QueryService
+from lab.dicom.store import Store
+
+from .conftest import STUDY, make_dataset, put
+from .test_acceptor import SUPPORTED, make_config, serving
+
+FIND = StudyRootQueryRetrieveInformationModelFind
+MOVE = StudyRootQueryRetrieveInformationModelMove
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    with Store.open(tmp_path / "store") as s:
+        for n in range(3):
+            put(s, make_dataset(f"1.2.3.{n}", PatientName="Doe^Jane", PatientID="P7"))
+        yield s
+
+
+@pytest.fixture
+def destination() -> Iterator[tuple[int, list[Dataset]]]:
+    """pynetdicom as the C-MOVE destination: what it received."""
+    received: list[Dataset] = []
+
+    def on_store(event: Any) -> int:
+        received.append(event.dataset)
+        return 0
+
+    ae = AE(ae_title="DEST")
+    ae.add_supported_context(CTImageStorage, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+    server = ae.start_server(("127.0.0.1", 0), block=False,
+                             evt_handlers=[(evt.EVT_C_STORE, on_store)])
+    assert server is not None
+    yield server.server_address[1], received
+    server.shutdown()
+
+
+def qr_config(store: Store, dest_port: int) -> Config:
+    """The archive's configuration with its Q/R service, as lab.dicom.pacs makes it."""
+    supported = dict(SUPPORTED)
+    for sop_class in (*FIND_MODELS, *MOVE_MODELS):
+        supported[sop_class] = TRANSFER_SYNTAXES
+    service = QueryService(store, {"DEST": ("127.0.0.1", dest_port)}, ae_title="PACS",
+                           timeout=5)
+    return make_config(store, supported=supported, query=service,
+                       find_classes=frozenset(FIND_MODELS), move_classes=frozenset(MOVE_MODELS))
+
+
+def _scu() -> AE:
+    ae = AE(ae_title="MODALITY")
+    for context in (Verification, FIND, MOVE):
+        ae.add_requested_context(context)
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 10
+    return ae
+
+
+def test_find_and_move_answered_to_pynetdicom(
+        store: Store, destination: tuple[int, list[Dataset]]) -> None:
+    port, received = destination
+    with serving(qr_config(store, port)) as server:
+        assoc = _scu().associate("127.0.0.1", server.port, ae_title="PACS")
+        assert assoc.is_established
+        query = Dataset()
+        query.QueryRetrieveLevel, query.StudyInstanceUID, query.PatientName = "STUDY", "", ""
+        found = [(int(s.Status), i) for s, i in assoc.send_c_find(query, FIND)]
+        move = Dataset()
+        move.QueryRetrieveLevel, move.StudyInstanceUID = "STUDY", STUDY
+        moved = [s for s, _ in assoc.send_c_move(move, "DEST", MOVE)]
+        unknown = [int(s.Status) for s, _ in assoc.send_c_move(move, "NOWHERE", MOVE)]
+        assoc.release()
+    assert [s for s, _ in found] == [0xFF00, 0x0000]
+    assert found[0][1].StudyInstanceUID == STUDY and found[0][1].PatientName == "Doe^Jane"
+    assert [int(s.Status) for s in moved] == [0xFF00] * 3 + [0x0000]
+    assert moved[-1].NumberOfCompletedSuboperations == 3
+    assert sorted(ds.SOPInstanceUID for ds in received) == ["1.2.3.0", "1.2.3.1", "1.2.3.2"]
+    assert unknown == [0xA801]
+
+
+def test_move_to_a_dead_destination_fails_every_suboperation(store: Store) -> None:
+    closed = socket.create_server(("127.0.0.1", 0))
+    dead_port = closed.getsockname()[1]
+    closed.close()  # nothing listens there now
+    with serving(qr_config(store, dead_port)) as server:
+        assoc = _scu().associate("127.0.0.1", server.port, ae_title="PACS")
+        move = Dataset()
+        move.QueryRetrieveLevel, move.StudyInstanceUID = "STUDY", STUDY
+        (status, identifier), = list(assoc.send_c_move(move, "DEST", MOVE))
+        assoc.release()
+    assert int(status.Status) == 0xA702 and status.NumberOfFailedSuboperations == 3
+    assert sorted(identifier.FailedSOPInstanceUIDList) == ["1.2.3.0", "1.2.3.1", "1.2.3.2"]
+
+
+@pytest.mark.parametrize("identifier", [
+    b"\x08\x00\x52\x00\x05\x00\x00\x00STU",  # an element longer than what is left
+    b"\x08\x00\x52\x00\x06\x00\x00\x00STUDY\xff\x10\x00\x10\x00\x04\x00\x00\x00\xff\xfe\x00\x01",
+    b"\xff" * 64,
+])
+def test_undecodable_identifier_gets_a_failure_status(
+        store: Store, identifier: bytes) -> None:
+    """An identifier pydicom cannot decode: a failure response, and the association goes on."""
+    with serving(qr_config(store, 1)) as server:
+        sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+        rq = pdu.Associate("PACS", "MODALITY", max_length=0, contexts=(
+            pdu.Proposed(1, FIND, (ImplicitVRLittleEndian,)),))
+        sock.sendall(pdu.encode_associate(pdu.A_ASSOCIATE_RQ, rq))
+        assert _read_pdu(sock)[0] == pdu.A_ASSOCIATE_AC
+        command = cmd.encode({cmd.AFFECTED_SOP_CLASS: FIND, cmd.COMMAND_FIELD: cmd.C_FIND_RQ,
+                              cmd.MESSAGE_ID: 7, cmd.PRIORITY: 0, cmd.DATA_SET_TYPE: 0})
+        sock.sendall(pdu.pdu(pdu.P_DATA_TF, pdu.pdv(1, 3, command)))
+        sock.sendall(pdu.pdu(pdu.P_DATA_TF, pdu.pdv(1, 2, identifier)))
+        kind, body = _read_pdu(sock)
+        assert kind == pdu.P_DATA_TF
+        fields = cmd.decode(body[6:])
+        assert cmd.us(fields, cmd.STATUS) >> 12 in (0xA, 0xC)
+        assert cmd.us(fields, cmd.RESPONDED_TO) == 7
+        sock.sendall(pdu.RELEASE_RQ)
+        assert _read_pdu(sock)[0] == pdu.A_RELEASE_RP
+        sock.close()
+
+
+def _read_pdu(sock: socket.socket) -> tuple[int, bytes]:
+    head = _exactly(sock, 6)
+    kind, length = pdu.HEADER.unpack(head)
+    return kind, _exactly(sock, length)
+
+
+def _exactly(sock: socket.socket, n: int) -> bytes:
+    out = b""
+    while len(out) < n:
+        got = sock.recv(n - len(out))
+        assert got, "connection closed"
+        out += got
+    return out
+
+
+def _echo_seconds(port: int) -> float:
+    ae = AE(ae_title="MODALITY")
+    ae.add_requested_context(Verification)
+    ae.acse_timeout = ae.network_timeout = 5
+    start = time.monotonic()
+    assoc = ae.associate("127.0.0.1", port, ae_title="PACS")
+    assert assoc.is_established and assoc.send_c_echo().Status == 0
+    assoc.release()
+    return time.monotonic() - start
+
+
+def test_idle_connections_hold_no_association_slot(store: Store) -> None:
+    """Twenty connections that send nothing, with two association slots: a legitimate peer is
+    still served at once, and ARTIM closes the idle ones."""
+    with serving(make_config(store, artim=1.0), max_associations=2) as server:
+        idle = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(20)]
+        assert _echo_seconds(server.port) < 1.0
+        started = time.monotonic()
+        for sock in idle:
+            sock.settimeout(5)
+            assert _closed(sock)
+            sock.close()
+        assert time.monotonic() - started < 2.5
+
+
+def _closed(sock: socket.socket) -> bool:
+    """Whether the peer closed (or reset) the connection: reading gives an end of stream."""
+    try:
+        return sock.recv(100) == b""
+    except ConnectionResetError:
+        return True
+
+
+def test_full_archive_rejects_transiently(store: Store) -> None:
+    with serving(make_config(store), max_associations=1) as server:
+        first = _scu().associate("127.0.0.1", server.port, ae_title="PACS")
+        assert first.is_established
+        sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+        rq = pdu.Associate("PACS", "OTHER", max_length=0, contexts=(
+            pdu.Proposed(1, Verification, (ImplicitVRLittleEndian,)),))
+        sock.sendall(pdu.encode_associate(pdu.A_ASSOCIATE_RQ, rq))
+        kind, body = _read_pdu(sock)
+        sock.close()
+        first.release()
+        assert kind == pdu.A_ASSOCIATE_RJ and tuple(body[1:4]) == (2, 3, 2)
+        assert _echo_seconds(server.port) < 1.0  # the slot came back
+
+
+def test_slow_sender_is_dropped_by_artim(store: Store) -> None:
+    """An A-ASSOCIATE-RQ sent a byte every 0.1 s, which would take far longer than ARTIM (1 s):
+    the archive closes the connection by then, whatever the trickle."""
+    with serving(make_config(store, artim=1.0)) as server:
+        sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+        rq = pdu.encode_associate(pdu.A_ASSOCIATE_RQ, pdu.Associate(
+            "PACS", "SLOW", max_length=0,
+            contexts=(pdu.Proposed(1, Verification, (ImplicitVRLittleEndian,)),)))
+        started = time.monotonic()
+        with contextlib.suppress(OSError):  # a reset or broken pipe: dropped too
+            for byte in rq[:40]:
+                sock.sendall(bytes([byte]))
+                time.sleep(0.1)
+        sock.settimeout(3)
+        assert _closed(sock)
+        assert time.monotonic() - started < 5
+        sock.close()
