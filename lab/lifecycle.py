@@ -40,13 +40,14 @@ def emulator_to_build() -> bool:
 
 
 def lab_needs(topology: Topology, backend: str, wan: Wan, *, measured: bool = False,
-              emulator: Callable[[], bool] = emulator_to_build) -> dict[str, str]:
+              emulator: Callable[[], bool] | None = None) -> dict[str, str]:
     """The features of :mod:`lab.host.programs` a lab needs (feature -> why), from its topology,
     backend and effective WAN profile; ``measured`` when ``run`` will measure the WAN's fidelity.
 
-    ``emulator`` (whether the userspace WAN emulator must be built here) is asked only for an
-    impaired WAN. IPsec needs strongSwan on the host on either backend: the host's charon says
-    which algorithms are possible before anything is built (``tunnel.preflight``)."""
+    ``emulator`` (whether the userspace WAN emulator must be built here; default
+    :func:`emulator_to_build`) is asked only for an impaired WAN. IPsec needs strongSwan on the
+    host on either backend: the host's charon says which algorithms are possible before
+    anything is built (``tunnel.preflight``)."""
     needs = {"core": "every lab"}
     if backend == "docker":
         needs["docker"] = "the docker backend"
@@ -56,7 +57,7 @@ def lab_needs(topology: Topology, backend: str, wan: Wan, *, measured: bool = Fa
                           f"security mode {mode}, carried by a tunnel between sites that "
                           "have no common address family")
     if wan.impaired:
-        if emulator():
+        if (emulator or emulator_to_build)():
             needs["wan-userspace"] = (f"WAN profile {wan.name or 'given'}: this kernel has no "
                                       "sch_netem, so the userspace emulator must be built")
         if measured:

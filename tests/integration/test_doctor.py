@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from lab import doctor
-from lab.host import programs
 from lab.backends.netns import NetnsBackend
+from lab.host import programs
 
 pytestmark = pytest.mark.integration
 
