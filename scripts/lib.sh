@@ -81,9 +81,10 @@ tl_install_features() {
 }
 
 # The docker backend: Debian's engine (started in the background, without touching the host's
-# firewall or forwarding, when none answers: scripts/docker-engine) and debootstrap for the base.
+# firewall or forwarding, when none answers: scripts/docker-engine), debootstrap for the base,
+# and docker-compose for the files 'teleradlab compose' writes.
 tl_docker() {
-  tl_install_features docker
+  tl_install_features docker compose
   "$TL_ROOT/scripts/docker-engine" start
 }
 

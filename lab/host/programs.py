@@ -74,8 +74,10 @@ FEATURES: dict[str, Feature] = {f.name: f for f in (
     Feature("capture", "packet captures that prove what crossed the wire (tests)"),
     Feature("report-render", "the report's figures loaded in a headless browser (test)"),
     Feature("bench", "scripts/bench: listeners found by ss, DCMTK and iperf3 beside the lab"),
-    Feature("docker", "the docker backend: the engine, the base image made with debootstrap, "
-            "compose files", default=False),
+    Feature("docker", "the docker backend: the engine and its client, the base image made "
+            "with debootstrap", default=False),
+    Feature("compose", "the files 'teleradlab compose' writes, brought up by hand",
+            default=False),
     Feature("provenance", "the git revision recorded with every result ('unknown' without "
             "git)", default=False),
 )}
@@ -135,13 +137,14 @@ PROGRAMS: tuple[Program, ...] = (
             "checks the lab's certificates as a TLS or IKE peer would"),
     Program("tshark", "tshark", ("capture",), "captures decoded (ESP, TLS, DICOM PDUs)"),
     Program("dumpcap", "wireshark-common", ("capture",), "what tshark captures with"),
-    Program("tcpdump", "tcpdump", ("docker",), "captures in the docker WAN router (its image has "
-            "it; the host needs it only to capture there by hand)"),
+    Program("tcpdump", "tcpdump", ("capture",), "captures in the docker WAN router (its image "
+            "has it; on the host it captures by hand)"),
     Program("chromium", "chromium", ("report-render",), "loads the report's figures",
             aliases=("chromium-browser",)),
     Program("docker", "docker.io", ("docker",), "the engine's client (scripts, tests)"),
     Program("dockerd", "docker.io", ("docker",), "the engine (scripts/docker-engine)"),
-    Program("docker-compose", "docker-compose", ("docker",), "runs 'teleradlab compose' files"),
+    Program("docker-compose", "docker-compose", ("compose",),
+            "runs 'teleradlab compose' files (and their test)"),
     Program("debootstrap", "debootstrap", ("docker",), "the base image (scripts/docker-base)"),
     Program("tar", "tar", ("docker",), "the base image's root into 'docker import'"),
     Program("git", "git", ("provenance",), "the revision recorded with results"),
