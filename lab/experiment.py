@@ -383,6 +383,4 @@ def _wan_fidelity(lab: lifecycle.Lab, opts: RunOptions, result: RunResult, progr
 def _wan_alive(lab: lifecycle.Lab, runner: Runner) -> None:
     """A dead emulator fails the run (its WAN is cut, never silently unimpaired)."""
     if runner.wan_path:
-        from lab.wan import apply
-
-        apply.check(lab.backend, lab.name, lab.topology)
+        wan_apply.check(lab.backend, lab.name, lab.topology)
