@@ -24,6 +24,7 @@ from lab import lifecycle, processes
 from lab.dicom import MODALITY_AE, PACS_AE, PACS_PORT
 from lab.dicom.generate import generate_study
 from lab.errors import LabError
+from lab.host import programs
 from lab.model import Family, Role
 from lab.topology import resolve_path
 
@@ -54,14 +55,15 @@ def dcmtk_tool(name: str) -> str:
     Looked up in the system directories only, and checked to be DCMTK's: pynetdicom installs
     programs of the same names (storescu, storescp, echoscu, findscu, movescu) into the
     virtualenv, which comes first on PATH when the lab's environment is active."""
-    for directory in ("/usr/bin", "/usr/local/bin", "/bin"):
-        path = Path(directory) / name
+    program = programs.BY_NAME[name]
+    for place in program.places:
+        path = Path(place)
         if not os.access(path, os.X_OK):
             continue
         res = subprocess.run([str(path), "--version"], capture_output=True, text=True, check=False)
         if "dcmtk" in (res.stdout + res.stderr).lower():
             return str(path)
-    raise LabError(f"DCMTK's {name} is not installed (apt-get install dcmtk)")
+    raise LabError(f"DCMTK's {name} is not installed ({programs.install_command([program])})")
 
 
 @dataclass(frozen=True)

@@ -232,7 +232,8 @@ def doctor(as_json: bool) -> None:
     """Check what this machine has for teleradlab, and how to install what is missing.
 
     Kernel features (IPsec ESP, netem, tbf, htb) are probed in a throwaway network namespace,
-    never on the host. Exits 1 when a lab cannot be built at all (no root, no iproute2).
+    never on the host. Exits 1 when a lab cannot be built at all (no root, or a program every
+    lab needs is missing).
     """
     from lab import doctor as doc
 
@@ -241,9 +242,7 @@ def doctor(as_json: bool) -> None:
         out.print_json(json.dumps(doc.as_document(report)))
     else:
         doc.print_report(report, out)
-    # Without root or iproute2 no lab can be built: say so in the exit status too.
-    essential = {"root", "iproute2"}
-    if any(c.name in essential and c.ok is False for c in report.checks):
+    if doc.cannot_build(report):  # say so in the exit status too
         sys.exit(1)
 
 

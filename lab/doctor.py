@@ -1,11 +1,12 @@
 """What this machine offers teleradlab, and how to install what it lacks (``teleradlab doctor``).
 
-Programs are checked by running them (``--version``) through :mod:`lab.shell`; kernel features
-are checked by really using them, because a module list or a kernel config file can lie (modules
-may be built in, absent, or not loadable in a container). Those probes run only inside a
-throwaway network namespace named like a lab node (``tl-doctor<pid>.probe``), so the host is never
-touched and ``teleradlab clean`` removes the namespace should the doctor be killed half-way.
-"""
+Every program of the registry (:mod:`lab.host.programs`) is looked for where the lab runs it
+from, and a missing one names the features it disables and its ``apt-get install`` line; the
+docker engine is asked for its version; kernel features are checked by really using them,
+because a module list or a kernel config file can lie (modules may be built in, absent, or not
+loadable in a container). Those probes run only inside a throwaway network namespace named like
+a lab node (``tl-doctor<pid>.probe``), so the host is never touched and ``teleradlab clean``
+removes the namespace should the doctor be killed half-way."""
 
 from __future__ import annotations
 
@@ -22,12 +23,13 @@ from rich.text import Text
 
 from lab import shell
 from lab.errors import CommandError, LabError
+from lab.host import programs
 from lab.ipsec import charon, proposals
+from lab.ipsec.charon import IPSEC_DIRS
 from lab.names import netns_name
 
 TIMEOUT = 5.0
 NEEDS_ROOT = "not checked (needs root)"
-IPSEC_DIRS = (Path("/usr/lib/ipsec"), Path("/usr/libexec/ipsec"))
 IPSEC_PLUGINS = ("kernel-libipsec", "kernel-netlink", "kdf")
 TUN_DEVICE = Path("/dev/net/tun")
 # An ESP SA between two RFC 2544 benchmarking addresses (IPv6: RFC 3849); keys are dummies.
@@ -67,6 +69,12 @@ class Report:
 
 
 # ---- pure parts: document, combined apt command, text for missing items ----
+
+
+def cannot_build(report: Report) -> bool:
+    """No lab can be built at all: no root, or a program of the registry's ``core`` missing."""
+    essential = {"root", *(p.name for p in programs.programs_for(["core"]))}
+    return any(c.name in essential and c.ok is False for c in report.checks)
 
 
 def apt_command(checks: Sequence[Check]) -> str | None:
@@ -126,13 +134,12 @@ def run_checks() -> Report:
             "labs cannot be built: network and mount namespaces need root",
             "run teleradlab as root (sudo teleradlab ...)",
         ),
-        *_programs(_BASE),
+        *program_checks(),
         *(_kernel_checks() if is_root else _kernel_unchecked(NEEDS_ROOT)),
         _tun_check(),
         _docker_check(),
-        *_strongswan_checks(),
+        _strongswan_plugins_check(),
         _ipsec_algorithms_check(is_root),
-        *_programs(_TOOLS),
     ]
     checks.append(wan_path_check(checks))
     return Report(tuple(checks))
@@ -142,7 +149,7 @@ def wan_path_check(checks: Sequence[Check]) -> Check:
     """The path WAN impairments take here, decided as lab.wan.apply decides it per lab: netem
     where the kernel has it, else the userspace emulator, which is built with gcc."""
     netem = next((c.ok for c in checks if c.name == "sch_netem"), None)
-    gcc = shutil.which("gcc") or shutil.which("cc")
+    gcc = programs.locate(programs.BY_NAME["gcc"])
     if netem:
         ok: bool | None = True
         detail = "netem (kernel qdiscs; tbf above netem for the rate)"
@@ -153,7 +160,23 @@ def wan_path_check(checks: Sequence[Check]) -> Check:
                   else f"userspace emulator ({known}), but no gcc to build it")
     return Check("wan-path", ok, detail,
                  "WAN impairments cannot be applied: no sch_netem, and no gcc to build the "
-                 "userspace emulator", "apt-get install gcc", ("gcc",))
+                 "userspace emulator", programs.install_command([programs.BY_NAME["gcc"]]),
+                 programs.BY_NAME["gcc"].packages)
+
+
+def program_check(program: programs.Program, path: str | None = None) -> Check:
+    """Is ``program`` where the lab runs it from; without it, which features cannot work."""
+    found = programs.locate(program, path)
+    where = " or ".join(program.places) if program.places else "PATH"
+    features = "; ".join(f"{f}: {programs.FEATURES[f].what}" for f in program.features)
+    return Check(program.name, found is not None, found or f"not found on {where}",
+                 f"{program.purpose}. Cannot work without it: {features}",
+                 programs.install_command([program]), program.packages)
+
+
+def program_checks(path: str | None = None) -> list[Check]:
+    """One check per program of the registry, in its order."""
+    return [program_check(p, path) for p in programs.PROGRAMS]
 
 
 def _first_line(text: str) -> str:
@@ -172,38 +195,6 @@ def _run(argv: Sequence[str], timeout: float = TIMEOUT) -> tuple[bool, str]:
     if not result.ok:
         primary, secondary = secondary, primary
     return result.ok, _first_line(primary) or _first_line(secondary)
-
-
-def _program(name: str, argv: Sequence[str], meaning: str, package: str) -> Check:
-    ok, detail = _run(argv)
-    return Check(name, ok, detail, meaning, f"apt-get install {package}", (package,))
-
-
-# name, version command, apt package, what the lab loses without it
-_Program = tuple[str, tuple[str, ...], str, str]
-_BASE: tuple[_Program, ...] = (
-    ("iproute2", ("ip", "-V"), "iproute2",
-     "no lab can be built (namespaces, links, addresses, routes and qdiscs use ip and tc)"),
-    ("nsenter", ("nsenter", "--version"), "util-linux",
-     "commands cannot be run inside nodes (util-linux nsenter)"),
-    ("unshare", ("unshare", "--version"), "util-linux",
-     "nodes cannot get their own mount and UTS namespaces (util-linux unshare)"),
-)  # fmt: skip
-_TOOLS: tuple[_Program, ...] = (
-    ("dcmtk", ("storescu", "--version"), "dcmtk",
-     "no DCMTK peer: interoperability runs against DCMTK are not possible"),
-    ("tshark", ("tshark", "--version"), "tshark",
-     "captures cannot be decoded (ESP/TLS/DICOM checks of what was on the wire)"),
-    ("iperf3", ("iperf3", "--version"), "iperf3",
-     "no raw throughput baseline next to the DICOM transfer times"),
-    ("ping", ("ping", "-V"), "iputils-ping",
-     "reachability cannot be proven after 'up' (real pings are used)"),
-)  # fmt: skip
-
-
-def _programs(table: Sequence[_Program]) -> list[Check]:
-    """Run each program's version command: exit status 0 means present."""
-    return [_program(name, argv, meaning, pkg) for name, argv, pkg, meaning in table]
 
 
 # name -> (what the lab does without it, how to get it)
@@ -294,20 +285,19 @@ def _tun_check() -> Check:
 
 
 def _docker_check() -> Check:
-    """The docker client on PATH and an engine answering it."""
+    """An engine answering the docker client (the programs themselves are registry checks)."""
     ok, detail = False, "docker not on PATH"
     if shutil.which("docker"):
         ok, detail = _run(["docker", "info", "--format", "{{.ServerVersion}}"])
         detail = f"engine {detail}" if ok else detail
-    packages: tuple[str, ...] = () if shutil.which("dockerd") else ("docker.io",)
+    install = programs.install_command(programs.programs_for(["docker"]))
     return Check(
-        "docker",
+        "docker-engine",
         ok,
         detail,
         "the docker backend is unavailable (the default netns backend does not need it)",
-        "apt-get install docker.io, then start dockerd (systemctl start docker, or "
-        "scripts/docker-engine start: no firewall or forwarding changes on the host)",
-        packages,
+        f"{install}, then start dockerd (systemctl start docker, or scripts/docker-engine "
+        "start: no firewall or forwarding changes on the host)",
     )
 
 
@@ -315,7 +305,7 @@ def _ipsec_algorithms_check(is_root: bool) -> Check:
     """The IKE/ESP algorithms the issue's comparison names that this strongSwan can do, asked
     of a real charon through VICI (get_algorithms) in throwaway namespaces."""
     meaning = "IPsec proposals naming other algorithms are refused before a lab is built"
-    install = "apt-get install libstrongswan-standard-plugins libstrongswan-extra-plugins"
+    install = programs.install_command([programs.BY_NAME["charon"]])
     if not is_root:
         return Check("ipsec-algorithms", None, NEEDS_ROOT, meaning, install)
     try:
@@ -329,31 +319,20 @@ def _ipsec_algorithms_check(is_root: bool) -> Check:
     return Check("ipsec-algorithms", not lack, detail, meaning, install)
 
 
-def _strongswan_checks() -> list[Check]:
-    """charon and swanctl (tunnel-mode IPsec via VICI) and the plugins kernel-libipsec needs."""
-    charon = next((d / "charon" for d in IPSEC_DIRS if (d / "charon").is_file()), None)
-    swanctl = shutil.which("swanctl")
-    lacking = [n for n, p in (("charon", charon), ("swanctl", swanctl)) if p is None]
-    daemon = Check(
-        "strongswan",
-        not lacking,
-        f"{', '.join(lacking)} missing" if lacking else f"{charon}, {swanctl}",
-        "no IPsec: only plain and DICOM TLS transfers can run",
-        "apt-get install strongswan-charon strongswan-swanctl libstrongswan-standard-plugins",
-        ("strongswan-charon", "strongswan-swanctl", "libstrongswan-standard-plugins"),
-    )
+def _strongswan_plugins_check() -> Check:
+    """The plugins kernel-libipsec needs (charon and swanctl are registry checks)."""
     plugin_dirs = [d / "plugins" for d in IPSEC_DIRS]
     absent = [
         n
         for n in IPSEC_PLUGINS
         if not any((d / f"libstrongswan-{n}.so").is_file() for d in plugin_dirs)
     ]
-    plugins = Check(
+    packages = programs.BY_NAME["charon"].also
+    return Check(
         "strongswan-plugins",
         not absent,
         f"missing: {', '.join(absent)}" if absent else ", ".join(IPSEC_PLUGINS),
         "without kernel ESP, charon cannot run ESP in userspace (kernel-libipsec)",
-        "apt-get install libcharon-extra-plugins libstrongswan-extra-plugins",
-        ("libcharon-extra-plugins", "libstrongswan-extra-plugins"),
+        f"apt-get install {' '.join(packages)}",
+        packages,
     )
-    return [daemon, plugins]

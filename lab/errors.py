@@ -86,3 +86,14 @@ class TlsError(LabError):
 
 class IpsecError(LabError):
     """An IPsec choice is invalid or unsupported here, or charon or its SAs did not come up."""
+
+
+class MissingProgramError(LabError):
+    """A program outside Python that a feature of the lab needs is not installed.
+
+    ``programs`` names them; ``install`` is the exact command that provides them all."""
+
+    def __init__(self, programs: Sequence[str], install: str, message: str) -> None:
+        self.programs = tuple(programs)
+        self.install = install
+        super().__init__(message)

@@ -25,6 +25,7 @@ from lab.dicom import MODALITY_AE
 from lab.dicom.generate import generate_study, load_folder
 from lab.dicom.integrity import build_manifest, sign_manifest, write_signed
 from lab.errors import LabError
+from lab.host import programs
 from lab.ipsec.plan import make_plan, uses_ipsec
 from lab.ipsec.tunnel import IpsecState, read_state, sa_bytes, tunnel_probes
 from lab.labpki import LabPki, ensure_lab_pki
@@ -33,6 +34,7 @@ from lab.names import LabPaths
 from lab.results import Row, provenance, write_csv, write_json
 from lab.routing import probes
 from lab.services import ports, tls_arguments
+from lab.wan import apply as wan_apply
 
 
 @dataclass(frozen=True)
@@ -249,8 +251,8 @@ def execute(opts: RunOptions, progress: Progress = no_progress,
     own = opts.lab is None
     started = time.time()
     lab = (lifecycle.up(opts.topology, backend=opts.backend, progress=progress,
-                        overrides=opts.overrides, wan=opts.wan)
-           if own and opts.topology else lifecycle.attach(opts.lab))
+                        overrides=opts.overrides, wan=opts.wan, measured=True)
+           if own and opts.topology else _attach(opts))
     if not own and opts.overrides:
         _same_security(lab, opts)
     result = RunResult(opts.out)
@@ -298,6 +300,15 @@ STORE_PATHS = {
             "archive program, not from a power cut)",
     "object": "fdatasync of every object before its C-STORE is answered (archive.sync object)",
 }
+
+
+def _attach(opts: RunOptions) -> lifecycle.Lab:
+    """The running lab of ``--lab``, once every program this run needs on it is installed
+    (the WAN it will have: ``--wan``, else the one applied)."""
+    lab = lifecycle.attach(opts.lab)
+    wan = opts.wan if opts.wan is not None else wan_apply.read_state(lab.name).wan
+    programs.require(lifecycle.lab_needs(lab.topology, lab.backend.name, wan, measured=True))
+    return lab
 
 
 def _site_of(topology: Topology, role: Role) -> str:
@@ -372,6 +383,4 @@ def _wan_fidelity(lab: lifecycle.Lab, opts: RunOptions, result: RunResult, progr
 def _wan_alive(lab: lifecycle.Lab, runner: Runner) -> None:
     """A dead emulator fails the run (its WAN is cut, never silently unimpaired)."""
     if runner.wan_path:
-        from lab.wan import apply
-
-        apply.check(lab.backend, lab.name, lab.topology)
+        wan_apply.check(lab.backend, lab.name, lab.topology)

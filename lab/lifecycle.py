@@ -16,10 +16,13 @@ from lab import backends, reach, services, state
 from lab import topology as topology_file
 from lab.backends.base import Backend, Progress, no_progress
 from lab.errors import LabError, LabExistsError, LabNotFoundError, NotRootError, TlsError
+from lab.host import programs
 from lab.ipsec import tunnel
 from lab.ipsec.plan import make_plan, uses_ipsec
 from lab.model import Probe, SecurityMode, Topology, Wan
 from lab.names import RUN_ROOT, LabPaths, check_lab_name, default_lab_name
+from lab.wan import apply as wan_apply
+from lab.wan import userspace
 
 
 def require_root() -> None:
@@ -28,6 +31,38 @@ def require_root() -> None:
             "teleradlab builds labs from network and mount namespaces, which needs root: "
             "run it with sudo (or as root)"
         )
+
+
+def emulator_to_build() -> bool:
+    """An impaired WAN would take the userspace path (no sch_netem in this kernel) and its
+    emulator is not built yet: gcc is needed."""
+    return not userspace.built_path().is_file() and not wan_apply.kernel_has_netem()
+
+
+def lab_needs(topology: Topology, backend: str, wan: Wan, *, measured: bool = False,
+              emulator: Callable[[], bool] | None = None) -> dict[str, str]:
+    """The features of :mod:`lab.host.programs` a lab needs (feature -> why), from its topology,
+    backend and effective WAN profile; ``measured`` when ``run`` will measure the WAN's fidelity.
+
+    ``emulator`` (whether the userspace WAN emulator must be built here; default
+    :func:`emulator_to_build`) is asked only for an impaired WAN. IPsec needs strongSwan on the
+    host on either backend: the host's charon says which algorithms are possible before
+    anything is built (``tunnel.preflight``)."""
+    needs = {"core": "every lab"}
+    if backend == "docker":
+        needs["docker"] = "the docker backend"
+    mode = topology.security.mode
+    if uses_ipsec(topology):
+        needs["ipsec"] = ("security mode ipsec" if mode is SecurityMode.IPSEC else
+                          f"security mode {mode}, carried by a tunnel between sites that "
+                          "have no common address family")
+    if wan.impaired:
+        if (emulator or emulator_to_build)():
+            needs["wan-userspace"] = (f"WAN profile {wan.name or 'given'}: this kernel has no "
+                                      "sch_netem, so the userspace emulator must be built")
+        if measured:
+            needs["wan-measure"] = f"run measures the fidelity of WAN profile {wan.name or ''}"
+    return needs
 
 
 @dataclass(frozen=True)
@@ -51,15 +86,20 @@ def up(
     root: Path = RUN_ROOT,
     overrides: Mapping[str, Any] | None = None,
     wan: Wan | None = None,
+    measured: bool = False,
 ) -> Lab:
     """Validate the topology, build the lab, and prove reachability with pings.
 
-    Root is checked first, then the file; nothing is created unless both pass. If any later step
-    fails (or is interrupted), everything made so far is removed before the error propagates.
-    ``wan`` (from ``--wan``) replaces the topology file's WAN profile."""
+    Root is checked first, then the file, then that every program the lab's features need is
+    installed (:func:`lab_needs`); nothing is created unless all pass. If any later step fails
+    (or is interrupted), everything made so far is removed before the error propagates.
+    ``wan`` (from ``--wan``) replaces the topology file's WAN profile; ``measured``: the caller
+    (``run``) will measure the WAN."""
     require_root()
     path = Path(topology_path)
     topology = topology_file.load(path, overrides)
+    wan = topology.wan if wan is None else wan
+    programs.require(lab_needs(topology, backend, wan, measured=measured))
     # An impossible or unsupported choice stops us here, before anything is made.
     if uses_ipsec(topology):
         tunnel.preflight(topology)
@@ -83,7 +123,7 @@ def up(
             progress("starting the DICOM services (PACS, modality receiver)")
             wanted = services.dicom_services(topology, LabPaths(lab_name, root))
             services.start(impl, lab_name, wanted)
-        _impair_wan(impl, lab_name, topology, topology.wan if wan is None else wan, progress)
+        _impair_wan(impl, lab_name, topology, wan, progress)
     except BaseException:
         progress("removing what was made")
         impl.down(lab_name)
@@ -125,8 +165,6 @@ def _impair_wan(impl: Backend, lab: str, topology: Topology, wan: Wan,
                 progress: Progress) -> None:
     """Apply the WAN profile once the lab is proved reachable (lab.wan.apply)."""
     if wan.impaired:
-        from lab.wan import apply as wan_apply
-
         progress(f"impairing the WAN ({wan.name})")
         state = wan_apply.apply(impl, lab, topology, wan)
         progress(f"WAN impaired by the {state.path} path")

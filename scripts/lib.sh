@@ -7,15 +7,6 @@ TL_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TL_VENV="${TL_VENV:-$TL_ROOT/.venv}"
 export DEBIAN_FRONTEND=noninteractive
 
-# Debian packages the lab uses on the host and inside nodes (chromium: the report's render test).
-TL_APT_PACKAGES=(
-  iproute2 iputils-ping util-linux procps
-  strongswan-charon strongswan-swanctl libcharon-extra-plugins
-  libstrongswan-standard-plugins libstrongswan-extra-plugins
-  dcmtk tshark iperf3 gcc
-  chromium
-)
-
 tl_say() { printf '\033[1m== %s\033[0m\n' "$*" >&2; }
 
 tl_require_root() {
@@ -72,16 +63,34 @@ tl_venv() {
   fi
 }
 
+# The Debian packages of the given features (of the default ones when none is given), from the
+# one registry of outside programs, lab/host/programs.py, run with python3 before the venv exists.
+tl_packages() {
+  local py args=() f
+  py="$(tl_python)"
+  for f in "$@"; do args+=(--feature "$f"); done
+  PYTHONPATH="$TL_ROOT" "$py" -P -m lab.host.programs apt-packages "${args[@]}"
+}
+
+# Install what the given features need (the default features when none is given).
+tl_install_features() {
+  local packages
+  mapfile -t packages < <(tl_packages "$@")
+  [ "${#packages[@]}" -gt 0 ] || { echo "error: the registry named no packages" >&2; exit 1; }
+  tl_apt_install "${packages[@]}"
+}
+
 # The docker backend: Debian's engine (started in the background, without touching the host's
-# firewall or forwarding, when none answers: scripts/docker-engine) and debootstrap for the base.
+# firewall or forwarding, when none answers: scripts/docker-engine), debootstrap for the base,
+# and docker-compose for the files 'teleradlab compose' writes.
 tl_docker() {
-  tl_apt_install docker.io docker-compose debootstrap
+  tl_install_features docker compose
   "$TL_ROOT/scripts/docker-engine" start
 }
 
 tl_setup() {
   tl_require_root
-  tl_apt_install "${TL_APT_PACKAGES[@]}"
+  tl_install_features
   tl_venv
   export PATH="$TL_VENV/bin:$PATH"
 }

@@ -26,6 +26,7 @@ import vici
 from lab import processes, shell
 from lab.backends.base import Backend
 from lab.errors import IpsecError
+from lab.host import programs
 from lab.names import LabPaths
 
 IPSEC_DIRS = (Path("/usr/lib/ipsec"), Path("/usr/libexec/ipsec"))
@@ -48,11 +49,13 @@ class EspPath(StrEnum):
 
 
 def charon_binary() -> Path:
-    for d in IPSEC_DIRS:
-        if (d / "charon").is_file():
-            return d / "charon"
-    raise IpsecError("strongSwan's charon is not installed (apt-get install strongswan-charon "
-                     "strongswan-swanctl libcharon-extra-plugins libstrongswan-extra-plugins)")
+    """charon where the registry of programs finds it (not on PATH: strongSwan's libexec)."""
+    program = programs.BY_NAME["charon"]
+    found = programs.locate(program)
+    if found is None:
+        raise IpsecError("strongSwan's charon is not installed "
+                         f"({programs.install_command([program])})")
+    return Path(found)
 
 
 def config_text(esp_path: EspPath, log_path: Path, vici_socket: str = f"/run/{VICI_SOCKET}"

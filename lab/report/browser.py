@@ -9,13 +9,13 @@ network features (background networking, component updates, sync all off).
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from lab.errors import LabError
+from lab.host import programs
 
 _MARK = """<script>window.addEventListener('load', () => {
   for (const img of document.images) {
@@ -39,14 +39,15 @@ class Rendered:
 
 
 def chromium() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser")
+    return programs.locate(programs.BY_NAME["chromium"])
 
 
 def render_images(html_file: Path, timeout: float = 120) -> list[Rendered]:
     """Every image of ``html_file`` as Chromium loaded it (natural width and height)."""
     exe = chromium()
     if exe is None:
-        raise LabError("Chromium is not installed (apt-get install chromium)")
+        raise LabError("Chromium is not installed "
+                       f"({programs.install_command([programs.BY_NAME['chromium']])})")
     with tempfile.TemporaryDirectory(prefix="teleradlab-chromium-") as tmp:
         page = Path(tmp) / "page.html"
         page.write_text(html_file.read_text(encoding="utf-8").replace("</body>", _MARK + "</body>"),

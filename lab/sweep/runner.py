@@ -23,6 +23,7 @@ from typing import Any
 
 from lab import lifecycle
 from lab.errors import LabError
+from lab.host import programs
 from lab.results import provenance
 from lab.sweep import seam, table
 from lab.sweep.spec import Case, Sweep
@@ -202,10 +203,21 @@ class SweepRun:
         return self.result
 
 
+def sweep_needs(sweep: Sweep, backend: str) -> dict[str, str]:
+    """Every feature the sweep's labs need, each with the first case that needs it."""
+    needs: dict[str, str] = {}
+    for cases in groups(sweep.cases):
+        for feature, why in seam.lab_needs(cases[0], backend).items():
+            needs.setdefault(feature, why)
+    return needs
+
+
 def run_sweep(sweep: Sweep, out: Path, *, resume: bool = False, retry_failed: bool = False,
               prefix: str = "sweep", say: Callable[[str], None] = lambda _: None,
               backend: str = "netns") -> SweepResult:
     """Run (or resume) ``sweep`` into ``out``; labs are named ``PREFIX-N``. On resume, failed
-    cases are skipped like done ones unless ``retry_failed``."""
+    cases are skipped like done ones unless ``retry_failed``. Refused before anything is made
+    when a program one of its labs needs is missing (every case would fail the same way)."""
     lifecycle.require_root()
+    programs.require(sweep_needs(sweep, backend))
     return SweepRun(sweep, out, resume, prefix, say, retry_failed, backend).execute()

@@ -82,6 +82,19 @@ def _wan_up_options(wan: str | None) -> dict[str, Any]:
         raise LabError(f"WAN profile {wan!r}: {'; '.join(exc.problems)}") from None
 
 
+def lab_needs(case: Case, backend: str = "netns") -> dict[str, str]:
+    """The features the lab of ``case`` needs (feature -> why; :func:`lifecycle.lab_needs`),
+    for a sweep to refuse before it starts. A case whose topology or WAN profile is invalid
+    needs nothing here: building its lab fails, and the sweep records that case's error."""
+    try:
+        topology = topology_file.load(case.topology, {"security": security_section(case)})
+        wan = _wan_up_options(None if case.wan == "none" else case.wan).get("wan", topology.wan)
+    except LabError:
+        return {}
+    needs = lifecycle.lab_needs(topology, backend, wan, measured=True)
+    return {f: f"{why} (case {case.case_id})" for f, why in needs.items()}
+
+
 def build_lab(up: UpOptions, name: str, work: Path, progress: Progress = no_progress,
               backend: str = "netns") -> lifecycle.Lab:
     """Build lab ``name`` for ``up`` on ``backend``; nothing is created when an option is not

@@ -20,6 +20,7 @@ from typing import Any, Literal
 from lab import shell
 from lab.backends.base import Backend
 from lab.errors import LabError
+from lab.host import programs
 from lab.model import Topology, Wan
 from lab.names import RUN_ROOT, LabPaths
 from lab.processes import stop
@@ -106,6 +107,15 @@ def apply(backend: Backend, lab: str, topology: Topology, wan: Wan,
         reset(backend, lab, topology)
         raise
     return state
+
+
+def kernel_has_netem() -> bool:
+    """Whether this kernel takes a netem qdisc, asked before any lab exists: on the loopback of
+    a throwaway network namespace that vanishes with the probe (``unshare --net``), so nothing
+    is left behind. Needs root, like building a lab."""
+    programs.require({"core": "the probe for sch_netem"})
+    argv = ["unshare", "--net", "tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms"]
+    return shell.run(argv, check=False, timeout=10).ok
 
 
 def choose_path(netns_path: Path, ifname: str, prefer: PathChoice) -> tuple[str, str]:

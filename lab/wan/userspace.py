@@ -33,6 +33,7 @@ from pathlib import Path
 from lab import shell
 from lab.backends.base import Backend
 from lab.errors import LabError
+from lab.host import programs
 from lab.model import WanProfile
 from lab.processes import describe, pids_in_netns, stop
 from lab.wan.profiles import queue_limit
@@ -47,16 +48,22 @@ READY_TIMEOUT = 5.0
 CAPACITY_MBIT = 1200.0
 
 
+def built_path(cache: Path = CACHE) -> Path:
+    """Where the helper built from this version of SOURCE is (or will be) cached."""
+    digest = hashlib.sha256(SOURCE.read_bytes()).hexdigest()[:12]
+    return cache / f"tl-wanemu-{digest}"
+
+
 def binary(cache: Path = CACHE) -> Path:
     """The helper built from SOURCE (compiled once per source version, atomically)."""
-    digest = hashlib.sha256(SOURCE.read_bytes()).hexdigest()[:12]
-    out = cache / f"tl-wanemu-{digest}"
+    out = built_path(cache)
     if out.is_file():
         return out
-    gcc = shutil.which("gcc") or shutil.which("cc")
+    gcc = programs.locate(programs.BY_NAME["gcc"])
     if gcc is None:
         raise LabError("the userspace WAN emulator is built with gcc, which is missing: "
-                       "apt-get install gcc (or use a kernel with sch_netem)")
+                       f"{programs.install_command([programs.BY_NAME['gcc']])} "
+                       "(or use a kernel with sch_netem)")
     cache.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(f".tmp{os.getpid()}")
     shell.run([gcc, "-O2", "-Wall", "-o", str(tmp), str(SOURCE)], timeout=120)

@@ -17,6 +17,7 @@ import pytest
 
 from lab import doctor
 from lab.backends.netns import NetnsBackend
+from lab.host import programs
 
 pytestmark = pytest.mark.integration
 
@@ -95,9 +96,12 @@ def by_name(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def test_cli_json_reports_this_machine_and_matches_direct_probes(direct: dict[str, bool]) -> None:
-    checks = by_name(run_cli())
+    doc = run_cli()
+    checks = by_name(doc)
     assert checks["root"]["ok"] is True
-    assert checks["iproute2"]["ok"] is True and "iproute2" in checks["iproute2"]["detail"]
+    assert checks["ip"]["ok"] is True and checks["ip"]["detail"].endswith("/ip")
+    assert [c["name"] for c in doc["checks"]][1:len(programs.PROGRAMS) + 1] == [
+        p.name for p in programs.PROGRAMS], "every program of the registry, in its order"
     for name, present in direct.items():
         assert checks[name]["ok"] is present, (name, checks[name])
         assert checks[name]["detail"], name
@@ -147,7 +151,7 @@ def test_without_root_kernel_probes_are_reported_unchecked() -> None:
     doc = run_checks_as_nobody()
     checks = by_name(doc)
     assert checks["root"]["ok"] is False and checks["root"]["detail"] == "euid 65534"
-    assert checks["iproute2"]["ok"] is True
+    assert checks["ip"]["ok"] is True
     kernel = ["kernel-esp4", "kernel-esp6", "sch_netem", "sch_tbf", "sch_htb"]
     for name in kernel:
         assert checks[name]["ok"] is None and checks[name]["detail"] == doctor.NEEDS_ROOT

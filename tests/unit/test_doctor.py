@@ -4,6 +4,7 @@ text shown for missing items. No root, no commands run."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from rich.console import Console
 
@@ -12,10 +13,14 @@ from lab.doctor import (
     Report,
     apt_command,
     as_document,
+    cannot_build,
     missing_text,
     print_report,
     probe_netns_name,
+    program_check,
+    program_checks,
 )
+from lab.host import programs
 from lab.names import check_lab_name, split_netns_name
 
 PRESENT = Check(
@@ -128,3 +133,21 @@ def test_probe_namespace_is_named_like_a_lab_node_so_clean_finds_it() -> None:
     assert name == "tl-doctor4194304.probe"
     assert split_netns_name(name) == ("doctor4194304", "probe")
     assert check_lab_name("doctor4194304") == "doctor4194304"
+
+
+def test_a_missing_registry_program_names_its_features_and_install_line(tmp_path: Path) -> None:
+    check = program_check(programs.BY_NAME["nft"], path=str(tmp_path))
+    assert check.ok is False and check.detail == "not found on PATH"
+    assert check.install == "apt-get install nftables" and check.packages == ("nftables",)
+    assert "ipsec: security mode ipsec" in check.meaning
+    assert apt_command([PRESENT, check]) == "apt-get install nftables"
+
+
+def test_every_registry_program_is_a_check_and_core_ones_are_essential(tmp_path: Path) -> None:
+    checks = program_checks(path=str(tmp_path))
+    assert [c.name for c in checks] == [p.name for p in programs.PROGRAMS]
+    root = Check("root", True, "euid 0", "", "")
+    nft = next(c for c in checks if c.name == "nft")
+    ip = next(c for c in checks if c.name == "ip")
+    assert not cannot_build(Report((root, nft)))
+    assert cannot_build(Report((root, ip)))
