@@ -154,7 +154,8 @@ def _proposed(value: bytes) -> Proposed:
         elif kind == 0x40:
             syntaxes.append(_uid(sub, "transfer syntax"))
         else:
-            raise PduError(f"unexpected sub-item 0x{kind:02X} in a presentation context")
+            raise PduError(f"unexpected sub-item 0x{kind:02X} in a presentation context",
+                           UNRECOGNIZED_PARAMETER)
     if not abstract or not syntaxes:
         raise PduError(f"presentation context {value[0]} lacks its abstract or transfer syntax")
     return Proposed(value[0], abstract, tuple(syntaxes))
@@ -202,7 +203,8 @@ def decode_associate(kind: int, body: bytes | memoryview) -> Associate:
         elif item == 0x50:
             fields.update(_user(value))
         else:
-            raise PduError(f"unexpected item 0x{item:02X} in an A-ASSOCIATE PDU")
+            raise PduError(f"unexpected item 0x{item:02X} in an A-ASSOCIATE PDU",
+                           UNRECOGNIZED_PARAMETER)
     if "application_context" not in fields:
         raise PduError("A-ASSOCIATE PDU without an application context")
     try:
