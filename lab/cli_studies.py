@@ -83,15 +83,25 @@ def sweep(sweep_file: str, out_dir: Path | None, resume: bool, retry_failed: boo
 
 @click.command()
 @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
-def report(folder: Path) -> None:
+@click.option("--check", is_flag=True, help="FOLDER holds a sweep: after writing the report, "
+              "name every case that failed or had an operation not ok, and exit 1 if any did.")
+def report(folder: Path, check: bool) -> None:
     """Write FOLDER/report.html (self-contained) and FOLDER/figures/*.png from the results of
     a sweep or a run in FOLDER: throughput by configuration and family with 95% intervals, the
     PDU size effect, handshake and setup times, throughput against RTT and loss with the TCP
     bounds, the paper's tables, and generated findings."""
     from lab.report import render
+    from lab.sweep.runner import failed_cases
 
     path = render.write_report(folder)
     out.print(f"report: {path}")
+    if check:
+        failed = failed_cases(folder)
+        for case_id, why in failed.items():
+            err.print(f"[red]case failed[/red] {escape(case_id)}: {escape(' '.join(why.split()))}",
+                      soft_wrap=True)
+        if failed:
+            raise SystemExit(1)
 
 
 @click.command()

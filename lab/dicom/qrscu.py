@@ -1,6 +1,9 @@
-"""Query/Retrieve for the SCU (``python -m lab.dicom.scu find|move``), on pynetdicom: C-FIND and
-C-MOVE in the Patient Root and Study Root models (PS3.4 Annex C). Imported only by those
-operations, so that storing and echoing start without pynetdicom (:mod:`lab.dicom.requestor`).
+"""Query/Retrieve for the SCU (``python -m lab.dicom.scu find|move``): C-FIND and C-MOVE in the
+Patient Root and Study Root models (PS3.4 Annex C) on the lab's own Upper Layer
+(:mod:`lab.dicom.qr_requestor`), one association per request, plain or DICOM TLS, IPv4 or IPv6.
+
+``move --repeat N`` makes N C-MOVEs in a row, each on its own association, and reports how many
+failed and why: what a soak test of the archive's C-MOVE needs, from one process.
 """
 
 from __future__ import annotations
@@ -10,79 +13,27 @@ import time
 from typing import Any
 
 from pydicom.dataset import Dataset
-from pynetdicom.pdu_primitives import MaximumLengthNotification
-from pynetdicom.sop_class import (  # type: ignore[attr-defined]
-    PatientRootQueryRetrieveInformationModelFind,
-    PatientRootQueryRetrieveInformationModelMove,
-    StudyRootQueryRetrieveInformationModelFind,
-    StudyRootQueryRetrieveInformationModelMove,
-)
 
+from lab.dicom import qr_requestor as qr
 from lab.dicom import tlsopts
-from lab.dicom.netopts import TunedAE
-from lab.dicom.requestor import ScuError
+from lab.dicom.pdu import PduError
+from lab.dicom.qr_requestor import COMPLETED, FAILED, WARNING
+from lab.dicom.requestor import Requestor, ScuError, open_association
+from lab.errors import LabError
 
-FIND = {"patient": PatientRootQueryRetrieveInformationModelFind,
-        "study": StudyRootQueryRetrieveInformationModelFind}
-MOVE = {"patient": PatientRootQueryRetrieveInformationModelMove,
-        "study": StudyRootQueryRetrieveInformationModelMove}
-
-
-def _ae(args: argparse.Namespace) -> TunedAE:
-    ae = TunedAE(ae_title=args.calling)
-    ae.maximum_pdu_size = args.pdu
-    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = args.timeout
-    ae.connection_timeout = args.timeout
-    return ae
+#: How many failed C-MOVEs of a --repeat run are reported one by one.
+FAILURES_LISTED = 20
 
 
-def _associate(ae: TunedAE, args: argparse.Namespace) -> tuple[Any, float]:
-    start = time.perf_counter()
-    # associate() has its own max_pdu argument (default 16382) that overrides the AE's setting.
-    tls = tlsopts.client_context(args)
-    assoc = ae.associate(args.host, args.port, ae_title=args.called, max_pdu=args.pdu,
-                         tls_args=(tls, args.host) if tls is not None else None)
-    setup = time.perf_counter() - start
-    if not assoc.is_established:
-        why = "rejected" if assoc.is_rejected else "aborted" if assoc.is_aborted else "failed"
-        raise ScuError(f"association with {args.called} at [{args.host}]:{args.port} {why}")
-    try:
-        _keep_responses(assoc)
-        _cap_pdu(assoc, args.pdu)
-    except BaseException:
+def _associate(args: argparse.Namespace, sop_class: str) -> tuple[Requestor, float]:
+    tls = tlsopts.client_context(args)  # None without --tls-profile
+    assoc, setup = open_association(args.host, args.port, called=args.called,
+                                    calling=args.calling, contexts=[(sop_class, qr.SYNTAXES)],
+                                    max_pdu=args.pdu, timeout=args.timeout, tls=tls)
+    if not any(assoc.abstract.get(cid) == sop_class for cid in assoc.accepted):
         assoc.abort()
-        raise
+        raise ScuError(f"{args.called} at [{args.host}]:{args.port} did not accept {sop_class}")
     return assoc, setup
-
-
-def _keep_responses(assoc: Any) -> None:
-    """Work around a race in pynetdicom 3.0: a send_*() call pauses the association's reactor
-    thread through a flag that can still say "paused" from the previous call while the reactor
-    is waking up, so the reactor may take the response off the DIMSE queue and drop it as an
-    unexpected message, leaving send_*() to wait for the DIMSE timeout and abort. Seen against
-    DCMTK's storescp (a fast peer) in about one in ten 100-object C-STOREs on a busy machine.
-    While a send_*() waits (the reactor's checkpoint is cleared), a response the reactor takes
-    is put back for it."""
-    serve = assoc._serve_request
-
-    def serve_or_put_back(msg: Any, context_id: int) -> None:
-        if msg.is_valid_request or assoc._reactor_checkpoint.is_set():
-            serve(msg, context_id)
-        else:
-            assoc.dimse.msg_queue.put((context_id, msg))
-
-    assoc._serve_request = serve_or_put_back
-
-
-def _cap_pdu(assoc: Any, pdu: int) -> None:
-    """Send no PDU larger than ``pdu``. pynetdicom refuses to set maximum_length once the
-    association is negotiated, but fragments P-DATA by the peer's Maximum Length item
-    (PS3.8 D.1) of the A-ASSOCIATE-AC, so that item is lowered in place."""
-    peer_max = assoc.acceptor.maximum_length
-    if pdu and (peer_max == 0 or pdu < peer_max):
-        for item in assoc.acceptor.user_information:
-            if isinstance(item, MaximumLengthNotification):
-                item.maximum_length_received = pdu
 
 
 def _identifier(args: argparse.Namespace) -> Dataset:
@@ -94,47 +45,65 @@ def _identifier(args: argparse.Namespace) -> Dataset:
     return ds
 
 
-def find(args: argparse.Namespace) -> dict[str, Any]:
-    ae = _ae(args)
-    ae.add_requested_context(FIND[args.model])
-    assoc, setup = _associate(ae, args)
-    tls = tlsopts.negotiated(assoc.dul.socket.socket)
-    matches: list[dict[str, Any]] = []
-    final = None
+def _run(assoc: Requestor, sop_class: str, command: bytes, args: argparse.Namespace,
+         ) -> list[qr.Response]:
+    """The responses to one request; the association released after, aborted on an error."""
     try:
-        start = time.perf_counter()
-        for status, identifier in assoc.send_c_find(_identifier(args), FIND[args.model]):
-            if not status:
-                raise ScuError("no C-FIND response (timeout or abort)")
-            final = int(status.Status)
-            if final in (0xFF00, 0xFF01) and identifier is not None:
-                matches.append({e.keyword: str(e.value) for e in identifier if e.keyword})
-        seconds = time.perf_counter() - start
-    finally:
-        assoc.release()
+        responses = list(qr.request(assoc, sop_class, command, _identifier(args), args.pdu))
+    except (PduError, OSError) as exc:  # TimeoutError and LinkClosed included
+        assoc.abort()
+        raise ScuError(f"no final response: {exc}") from exc
+    except BaseException:
+        assoc.abort()
+        raise
+    assoc.release()
+    return responses
+
+
+def find(args: argparse.Namespace) -> dict[str, Any]:
+    """One C-FIND (PS3.4 C.4.1): every match's keywords and values."""
+    sop_class = qr.FIND[args.model]
+    assoc, setup = _associate(args, sop_class)
+    start = time.perf_counter()
+    responses = _run(assoc, sop_class, qr.find_rq(1, sop_class), args)
+    seconds = time.perf_counter() - start
+    matches = [{e.keyword: str(e.value) for e in r.identifier if e.keyword}
+               for r in responses if r.pending and r.identifier is not None]
+    final = responses[-1].status
     return {"ok": final == 0, "status": final, "matches": matches, "setup_seconds": setup,
-            "seconds": seconds, **tls}
+            "seconds": seconds, **assoc.tls}
+
+
+def move_once(args: argparse.Namespace) -> dict[str, Any]:
+    """One C-MOVE (PS3.4 C.4.2): the final status and sub-operation counts."""
+    sop_class = qr.MOVE[args.model]
+    assoc, setup = _associate(args, sop_class)
+    start = time.perf_counter()
+    responses = _run(assoc, sop_class, qr.move_rq(1, sop_class, args.dest), args)
+    seconds = time.perf_counter() - start
+    final = responses[-1]
+    return {"ok": final.status == 0, "status": final.status,
+            "completed": final.count(COMPLETED), "failed": final.count(FAILED),
+            "warning": final.count(WARNING), "setup_seconds": setup, "seconds": seconds,
+            **assoc.tls}
 
 
 def move(args: argparse.Namespace) -> dict[str, Any]:
-    ae = _ae(args)
-    ae.add_requested_context(MOVE[args.model])
-    assoc, setup = _associate(ae, args)
-    tls = tlsopts.negotiated(assoc.dul.socket.socket)
-    final: Any = None
-    try:
-        start = time.perf_counter()
-        for status, _ in assoc.send_c_move(_identifier(args), args.dest, MOVE[args.model]):
-            if not status:
-                raise ScuError("no C-MOVE response (timeout or abort)")
-            final = status
-        seconds = time.perf_counter() - start
-    finally:
-        assoc.release()
-    code = int(final.Status)
-    counts = {k: int(final.get(f"NumberOf{k.capitalize()}Suboperations", 0) or 0)
-              for k in ("completed", "failed", "warning")}
-    return {"ok": code == 0, "status": code, **counts, "setup_seconds": setup,
-            "seconds": seconds, **tls}
-
-
+    """``args.repeat`` C-MOVEs: the last one's document; with more than one, also how many
+    failed (an error, or a final status other than Success) and the first few reasons."""
+    repeat = max(1, getattr(args, "repeat", 1))
+    if repeat == 1:
+        return move_once(args)
+    failures: list[dict[str, Any]] = []
+    doc: dict[str, Any] = {}
+    completed = 0
+    for i in range(1, repeat + 1):
+        try:
+            doc = move_once(args)
+        except (LabError, OSError) as exc:  # as main() reports a single move's error
+            doc = {"ok": False, "error": str(exc)}
+        completed += int(doc.get("completed", 0))
+        if not doc["ok"]:
+            failures.append({"move": i, **{k: doc[k] for k in ("error", "status") if k in doc}})
+    return {**doc, "ok": not failures, "repeat": repeat, "moves_failed": len(failures),
+            "completed_total": completed, "failures": failures[:FAILURES_LISTED]}

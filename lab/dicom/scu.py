@@ -11,8 +11,9 @@ then includes the TCP connect and the TLS handshake.
 ``echo`` and ``store`` run on the lab's lean Upper Layer (:mod:`lab.dicom.requestor`): stored
 files are sent without being decoded, straight from the file to the socket, so each object
 needs an accepted presentation context with exactly its own transfer syntax. ``find`` and
-``move`` run on pynetdicom (:mod:`lab.dicom.qrscu`). ``--pdu`` sets the maximum PDU length this
-end accepts and caps the PDUs it sends (never above what the peer accepts).
+``move`` run on the same Upper Layer (:mod:`lab.dicom.qrscu`); ``move --repeat N`` makes N
+C-MOVEs in a row and reports the failed ones. ``--pdu`` sets the maximum PDU length this end
+accepts and caps the PDUs it sends (never above what the peer accepts).
 """
 
 from __future__ import annotations
@@ -125,6 +126,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--key", action="append", default=[], metavar="KEYWORD=VALUE",
                    help="query/retrieve key (repeatable), e.g. StudyInstanceUID=1.2.3")
     p.add_argument("--dest", default=MODALITY_AE, help="C-MOVE destination AE title")
+    p.add_argument("--repeat", type=int, default=1, metavar="N",
+                   help="move: N C-MOVEs in a row, one association each; reports those that "
+                   "failed (moves_failed, failures)")
     tlsopts.add_arguments(p, server=False)
     return p
 

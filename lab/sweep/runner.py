@@ -73,6 +73,20 @@ class State:
         _write_json(self.path, {"sweep": self.sweep.source, "cases": self.cases})
 
 
+def failed_cases(out: Path) -> dict[str, str]:
+    """The cases of the sweep in ``out`` that did not succeed, with why: failed ones (an error
+    raised, a lab that could not be built) and done ones with operations not ok (a C-MOVE that
+    got no response, an object that did not verify). Read from ``state.json``; LabError if the
+    folder holds no sweep."""
+    path = out / STATE
+    if not path.is_file():
+        raise LabError(f"{out} holds no sweep ({STATE} is missing)")
+    cases = json.loads(path.read_text(encoding="utf-8"))["cases"]
+    return {case_id: str(info.get("error") or info.get("status"))
+            for case_id, info in sorted(cases.items(), key=lambda kv: kv[1].get("index", 0))
+            if info.get("status") != "done" or info.get("error")}
+
+
 def groups(cases: tuple[Case, ...]) -> list[list[Case]]:
     """Cases by lab key, in the order their first case appears in the matrix."""
     by_key: dict[tuple[str, str, str], list[Case]] = {}

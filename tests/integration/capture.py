@@ -50,14 +50,19 @@ def frames(pcap: Path, *fields: str, display: str = "") -> list[list[str]]:
     return [line.split("|") for line in out.splitlines()]
 
 
-def tcp_streams(pcap: Path, port: int) -> dict[tuple[str, str], bytes]:
+def tcp_streams(pcap: Path, port: int, *, complete: bool = False,
+                ) -> dict[tuple[str, str], bytes]:
     """The bytes each direction of each TCP connection on ``port`` carried, in sequence order
-    (our own reassembly: retransmitted segments counted once)."""
+    (our own reassembly: retransmitted segments counted once). ``complete``: AssertionError if
+    a direction has a hole (a segment the capture missed), instead of joining what is there."""
     segments: dict[tuple[str, str], dict[int, bytes]] = {}
     for stream, src, seq, payload in frames(pcap, "tcp.stream", "tcp.srcport", "tcp.seq",
                                             "tcp.payload", display=f"tcp.port == {port} && "
                                             "tcp.len > 0"):
-        segments.setdefault((stream, src), {})[int(seq)] = bytes.fromhex(payload.replace(":", ""))
+        chunk = bytes.fromhex(payload.replace(":", ""))
+        by_seq = segments.setdefault((stream, src), {})
+        if len(chunk) > len(by_seq.get(int(seq), b"")):  # a shorter retransmission adds nothing
+            by_seq[int(seq)] = chunk
     out = {}
     for key, by_seq in segments.items():
         data, expected = b"", None
@@ -65,6 +70,8 @@ def tcp_streams(pcap: Path, port: int) -> dict[tuple[str, str], bytes]:
             chunk = by_seq[seq]
             if expected is not None and seq < expected:  # overlap: keep the new part only
                 chunk = chunk[expected - seq:]
+            assert not complete or expected is None or seq <= expected, (
+                f"stream {key}: bytes {expected}..{seq} missing from the capture")
             data += chunk
             expected = seq + len(by_seq[seq]) if expected is None else max(
                 expected, seq + len(by_seq[seq]))

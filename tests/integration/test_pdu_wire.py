@@ -1,8 +1,19 @@
-"""--pdu really bounds the P-DATA PDUs on the wire (seen by tshark's DICOM dissector)."""
+"""--pdu really bounds the P-DATA PDUs on the wire, counted in a packet capture.
+
+The capture cannot lose what was sent without the test knowing: dumpcap writes it with a large
+kernel buffer; it is stopped only once the file holds the association's A-RELEASE-RP (every
+earlier packet of the interface is then in the file too) and read only after dumpcap has ended
+(its file flushed and closed). The PDUs are counted by walking the requestor's reassembled TCP
+stream PDU by PDU (PS3.8 9.3.1), which must hold every byte from the A-ASSOCIATE-RQ to the
+A-RELEASE-RQ without a hole. A capture in which the kernel dropped packets (dumpcap's own count)
+is taken again.
+"""
 
 from __future__ import annotations
 
+import re
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -13,9 +24,14 @@ import pytest
 
 from lab.dicom.generate import generate_study
 
+from .capture import tcp_streams
 from .conftest import REPO, teleradlab
 
 LAB = "pw-pdu"
+PORT = 11112
+#: dumpcap's kernel buffer (MiB): a whole object's packets fit, however late dumpcap reads them.
+BUFFER_MIB = 64
+A_ASSOCIATE_RQ, P_DATA_TF, A_RELEASE_RQ, A_RELEASE_RP = 1, 4, 5, 6
 
 
 @pytest.fixture
@@ -26,48 +42,85 @@ def lab() -> Iterator[str]:
     teleradlab("down", LAB)
 
 
-def _pdu_lengths(pcap: Path, pdu_type: int = 4, check: bool = True) -> list[int]:
-    """Lengths of the PDUs of a type in the capture (4: P-DATA-TF, 6: A-RELEASE-RP)."""
-    out = subprocess.run(
-        ["tshark", "-r", str(pcap), "-d", "tcp.port==11112,dicom", "-Y",
-         f"dicom.pdu.type == {pdu_type}", "-T", "fields", "-e", "dicom.pdu.len"],
-        capture_output=True, text=True, check=check, timeout=60,
-    ).stdout
-    return [int(v) for line in out.split() for v in line.split(",") if v]
+def pdus(stream: bytes) -> list[tuple[int, int]]:
+    """(type, length) of every PDU of one direction of an association, walked from its first
+    byte (PS3.8 9.3.1: type, reserved byte, 4-byte length); AssertionError if the stream does
+    not end exactly at the end of a PDU."""
+    out, pos = [], 0
+    while pos + 6 <= len(stream):
+        kind, length = struct.unpack_from(">BxL", stream, pos)
+        assert 1 <= kind <= 7, f"byte {pos} is not a PDU header: {stream[pos:pos + 6].hex()}"
+        out.append((kind, length))
+        pos += 6 + length
+    assert pos == len(stream), f"the stream ends inside a PDU ({pos} != {len(stream)})"
+    return out
 
 
-def _wait_for_release(pcap: Path, seconds: float = 20) -> None:
-    """Until the capture file holds the association's A-RELEASE-RP: tshark, stopped earlier,
-    drops what it has not read yet (seen once on a loaded machine: the last two P-DATA PDUs)."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if pcap.exists() and _pdu_lengths(pcap, 6, check=False):  # read while being written
-            return
-        time.sleep(0.2)
-    raise AssertionError("the capture never showed the association's release")
+def _streams_or_none(pcap: Path) -> dict[tuple[str, str], bytes] | None:
+    """The reassembled streams of a capture still being written (None if unreadable yet)."""
+    try:
+        return tcp_streams(pcap, PORT)
+    except (subprocess.CalledProcessError, AssertionError):
+        return None
+
+
+def _released(pcap: Path) -> bool:
+    """Whether the acceptor's direction of the capture holds an A-RELEASE-RP."""
+    streams = _streams_or_none(pcap) if pcap.exists() else None
+    for (_, src), data in (streams or {}).items():
+        if src == str(PORT) and data[:1] == bytes([2]) and bytes([A_RELEASE_RP, 0]) in data:
+            try:
+                return pdus(data)[-1][0] == A_RELEASE_RP
+            except AssertionError:  # the file ends in the middle of a packet
+                continue
+    return False
+
+
+def _capture_store(lab: str, pdu: int, study_file: Path, pcap: Path) -> int:
+    """Capture one C-STORE of ``study_file`` in the PACS node; the packets the kernel dropped."""
+    pcap.unlink(missing_ok=True)
+    capture = subprocess.Popen(
+        [sys.executable, "-m", "lab", "exec", "--lab", lab, "pacs", "--", "dumpcap", "-i", "gw-b",
+         "-f", f"tcp port {PORT}", "-B", str(BUFFER_MIB), "-w", str(pcap)],
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    assert capture.stderr is not None
+    try:
+        deadline = time.monotonic() + 30
+        while "Capturing on" not in capture.stderr.readline():
+            assert time.monotonic() < deadline and capture.poll() is None, "dumpcap did not start"
+        teleradlab("exec", "--lab", lab, "modality", "--", sys.executable, "-m", "lab.dicom.scu",
+                   "store", "--host=198.18.2.10", f"--pdu={pdu}", str(study_file))
+        deadline = time.monotonic() + 30
+        while not _released(pcap):
+            assert time.monotonic() < deadline, "the capture never showed the release"
+            time.sleep(0.2)
+    finally:
+        capture.send_signal(signal.SIGTERM)
+        _, tail = capture.communicate(timeout=30)
+    dropped = re.search(r"received/dropped on interface .*: \d+/(\d+)", tail)
+    assert dropped, f"dumpcap did not report its counts: {tail}"
+    return int(dropped.group(1))
+
+
+def _pdata_lengths(lab: str, pdu: int, study_file: Path, pcap: Path) -> list[int]:
+    """The P-DATA-TF lengths the SCU sent in one C-STORE, from a capture that lost nothing."""
+    for _ in range(3):
+        if _capture_store(lab, pdu, study_file, pcap) == 0:
+            break
+    else:
+        pytest.fail("the kernel dropped packets in three captures out of three")
+    sent = [data for (_, src), data in tcp_streams(pcap, PORT, complete=True).items()
+            if src != str(PORT)]
+    assert len(sent) == 1, f"{len(sent)} associations captured"
+    walked = pdus(sent[0])
+    assert walked[0][0] == A_ASSOCIATE_RQ and walked[-1][0] == A_RELEASE_RQ
+    return [length for kind, length in walked if kind == P_DATA_TF]
 
 
 @pytest.mark.parametrize("pdu", [16384, 0])
-def test_pdu_bounds_pdata_on_the_wire(lab: str, pdu: int, tmp_path: Path) -> None:
+def test_pdu_bounds_pdata_on_the_wire(lab: str, pdu: int) -> None:
     study = generate_study("CT", Path("/tmp") / f"{LAB}-{pdu}", objects=1)
-    pcap = Path("/tmp") / f"{LAB}-{pdu}.pcap"
-    pcap.unlink(missing_ok=True)
-    capture = subprocess.Popen(
-        [sys.executable, "-m", "lab", "exec", "--lab", lab, "pacs", "--", "tshark", "-i", "gw-b",
-         "-f", "tcp port 11112", "-w", str(pcap)],
-        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        assert capture.stderr is not None
-        deadline = time.monotonic() + 30
-        while "Capturing on" not in capture.stderr.readline():
-            assert time.monotonic() < deadline and capture.poll() is None, "tshark did not start"
-        teleradlab("exec", "--lab", lab, "modality", "--", sys.executable, "-m", "lab.dicom.scu",
-                   "store", "--host=198.18.2.10", f"--pdu={pdu}", str(study.files[0]))
-        _wait_for_release(pcap)
-    finally:
-        capture.send_signal(signal.SIGTERM)
-        capture.wait(timeout=30)
-    lengths = _pdu_lengths(pcap)
+    lengths = _pdata_lengths(lab, pdu, study.files[0], Path("/tmp") / f"{LAB}-{pdu}.pcap")
     dataset = study.files[0].stat().st_size
     assert lengths, "no P-DATA PDU captured"
     if pdu:
