@@ -495,10 +495,9 @@ def running_archive(tmp: Path, *options: str) -> Iterator[Archive]:
         known = _supported_options()
         kept: list[str] = []
         for i, opt in enumerate(argv):
-            if opt.startswith("--"):
-                if opt in known:
-                    kept += [opt, argv[i + 1]] if i + 1 < len(argv) and \
-                        not argv[i + 1].startswith("--") else [opt]
+            if opt.startswith("--") and opt in known:
+                has_value = i + 1 < len(argv) and not argv[i + 1].startswith("--")
+                kept += [opt, argv[i + 1]] if has_value else [opt]
         argv = kept
     port = free_port()
     root = tmp / "store"
