@@ -343,10 +343,10 @@ def _fuzz(archive: Archive, cases: list[Case], established: bool) -> None:
             if problem:
                 failures.append(f"{case.name} ({case.data[:40].hex()}...): {problem}")
     assert time.monotonic() < deadline, "fuzzing took too long"
-    archive.check_health()
+    summary = [f"{len(failures)} of {len(cases)} cases ended wrongly", *failures[:30]]
+    archive.check_health(*(summary if failures else []))
     assert pynetdicom_echo(archive.port).ok, "archive no longer serves a pynetdicom C-ECHO"
     assert_legit_served(archive.port)
-    assert not failures, f"{len(failures)} of {len(cases)} cases:\n" + "\n".join(failures[:30])
 
 
 @pytest.mark.parametrize("count", [60, pytest.param(600, marks=pytest.mark.slow)])
@@ -698,11 +698,16 @@ MALFORMED_COMMANDS = {
 }
 
 
-def _store(archive: Archive, cid: int, command: bytes, dataset: bytes | None,
+#: Two shapes of association: Verification and Storage only, and those with Query/Retrieve (an
+#: archive may serve them by different code; today's serves them by two Upper Layers).
+PROPOSALS = {"storage": DEFAULT_CONTEXTS[:2], "storage+find": DEFAULT_CONTEXTS}
+
+
+def _store(archive: Archive, proposal: str, cid: int, command: bytes, dataset: bytes | None,
            ) -> tuple[str, int | None]:
     """Send one request on a fresh association: ('status', code), ('abort', source) or what
     else happened (silence, a silent close)."""
-    assoc = associate(archive.port)
+    assoc = associate(archive.port, PROPOSALS[proposal])
     try:
         assoc.send_message(assoc.cid(cid), command, dataset)
         got = outcome(assoc.sock, IDLE + SLACK)
@@ -725,12 +730,13 @@ def _store(archive: Archive, cid: int, command: bytes, dataset: bytes | None,
         assoc.close(release=False)
 
 
-def test_malformed_datasets_commands_and_uids(archive: Archive) -> None:
+@pytest.mark.parametrize("proposal", list(PROPOSALS))
+def test_malformed_datasets_commands_and_uids(archive: Archive, proposal: str) -> None:
     """Each bad dataset: a failure status; each command with a non-ASCII UID: a failure status
     or A-ABORT; each malformed command set: A-ABORT from the service provider. Afterwards
     C-FIND (pynetdicom) finds the good object and nothing else."""
     good_sop = f"{ROOT_UID}.6.0"
-    assoc = associate(archive.port)
+    assoc = associate(archive.port, PROPOSALS[proposal])
     assoc.send_message(assoc.cid(3), store_rq(good_sop), encode_dataset(
         ct_elements(good_sop, f"{good_sop}.7", f"{good_sop}.8", "GOOD")))
     assert status_of(assoc.response(5)) == 0, "a valid C-STORE was not stored"
@@ -739,20 +745,21 @@ def test_malformed_datasets_commands_and_uids(archive: Archive) -> None:
     wrong: list[str] = []
     for n, kind in enumerate(BAD_DATASETS, 1):
         sop = f"{ROOT_UID}.6.{n}"
-        what, value = _store(archive, 3, store_rq(sop), _bad_dataset(kind, sop))
+        what, value = _store(archive, proposal, 3, store_rq(sop), _bad_dataset(kind, sop))
         if what != "status" or value is None or not is_failure(value):
             wrong.append(f"dataset {kind}: {what} {value if value is None else hex(value)}")
     for n, kind in enumerate(BAD_COMMAND_UIDS, 50):
         command, dataset = _bad_command(kind, f"{ROOT_UID}.6.{n}")
-        what, value = _store(archive, 1 if dataset is None else 3, command, dataset)
+        what, value = _store(archive, proposal, 1 if dataset is None else 3, command,
+                             dataset)
         if not (what == "abort" or (what == "status" and value is not None and is_failure(value))):
             wrong.append(f"command {kind}: {what} {value}")
     for kind, command in MALFORMED_COMMANDS.items():
-        what, value = _store(archive, 1, command, None)
+        what, value = _store(archive, proposal, 1, command, None)
         if (what, value) != ("abort", 2):
             wrong.append(f"malformed command {kind}: {what} {value} (expected A-ABORT source 2)")
-    archive.check_health()
     found = stored_instances(archive.port)
+    if {s for _, _, s in found} != {good_sop}:
+        wrong.append(f"C-FIND finds {sorted(found)}, not only {good_sop}")
+    archive.check_health(*wrong)
     assert_legit_served(archive.port)
-    assert {s for _, _, s in found} == {good_sop}, f"stored: {sorted(found)}"
-    assert not wrong, "\n".join(wrong)
