@@ -471,7 +471,8 @@ class Archive:
         out = []
         for chunk in self.log.read_text(errors="replace").split(
                 "Traceback (most recent call last):")[1:]:
-            lines = [ln for ln in chunk.splitlines()[1:] if ln and not ln.startswith(" ")]
+            lines = [ln for ln in chunk.splitlines()[1:] if ln and not ln[0].isspace()
+                     and not ln[0].isdigit() and not ln.startswith(("During", "The above"))]
             out.append(lines[0][:300] if lines else chunk[:300])
         return out
 
@@ -545,7 +546,7 @@ def running_archive(tmp: Path, *options: str) -> Iterator[Archive]:
         if archive.alive():
             proc.terminate()
             try:
-                proc.wait(10)
+                proc.wait(5)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(10)
