@@ -468,17 +468,19 @@ def test_deflate_bomb(archive: Archive) -> None:
 
     sender = threading.Thread(target=send, daemon=True)
     sender.start()
-    served = assert_legit_served(archive.port, rounds=3)
+    served = [s for _ in range(3) for s in legit_round(archive.port)]
     sender.join(40)
     assoc.close()
-    archive.check_health()
-    assert status, "no C-STORE-RSP to the deflate bomb within 40 s"
-    found = {s for _, _, s in stored_instances(archive.port)}
-    assert is_failure(status[0]) or (status[0] == 0 and sop in found), \
-        f"status 0x{status[0]:04X}, stored: {sop in found}"
-    if is_failure(status[0]):
-        assert sop not in found, "refused, yet found by C-FIND"
-    assert max(s.seconds for s in served) <= LEGIT_SECONDS
+    problems = [f"legitimate client: {s}" for s in served
+                if not s.ok or s.seconds > LEGIT_SECONDS]
+    if not status:
+        problems.append("no C-STORE-RSP to the deflate bomb within 40 s")
+    elif archive.alive():
+        found = {s for _, _, s in stored_instances(archive.port)}
+        if not (is_failure(status[0]) and sop not in found) and \
+                not (status[0] == 0 and sop in found):
+            problems.append(f"status 0x{status[0]:04X}, found by C-FIND: {sop in found}")
+    archive.check_health(*problems)
 
 
 # --- 4. slow and idle clients beside a legitimate one -----------------------------------------
