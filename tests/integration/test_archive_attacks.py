@@ -487,7 +487,7 @@ def test_deflate_bomb(archive: Archive) -> None:
 
 
 def test_slow_and_idle_clients(archive: Archive) -> None:
-    """12 silent connections, 6 sending a few malformed bytes, one sending an A-ASSOCIATE-RQ a
+    """12 silent connections, 12 sending a few malformed bytes, one sending an A-ASSOCIATE-RQ a
     byte a second, one half-closed after a partial PDU: DCMTK's C-ECHO and C-FIND answered
     within 1 s all along; ARTIM drops the slow and silent ones; no busy-wait (CPU time)."""
     rng = random.Random(12_004)
@@ -503,10 +503,11 @@ def test_slow_and_idle_clients(archive: Archive) -> None:
 
     silent = [connect(archive.port) for _ in range(12)]
     junk = []
-    for _ in range(6):
+    for _ in range(12):  # a few bytes, or the start of a PDU that is not an A-ASSOCIATE-RQ
         sock = connect(archive.port)
         sock.sendall(rng.choice([b"\x01\x00", b"\x16\x03\x01\x02\x00\x01", rng.randbytes(5),
-                                 b"\x01\x00\x00\x00"]))
+                                 b"\x04\x00\x00\x00\x00\x10\x00", b"\x05\x00\x00\x00\x00\x04",
+                                 b"GET / HTTP/1.1\r\n"]))
         junk.append(sock)
     slow = connect(archive.port)
     slow_rq = associate_rq()
@@ -536,19 +537,24 @@ def test_slow_and_idle_clients(archive: Archive) -> None:
     ends = [outcome(s, 1.0) for s in silent + junk]
     for s in silent + junk + [slow]:
         s.close()
-    archive.check_health()
-    slow_items = [s for s in served if not s.ok or s.seconds > LEGIT_SECONDS]
-    assert not slow_items, f"legitimate client: {len(slow_items)} of {len(served)} late or " \
-        f"failed, e.g. {slow_items[:2]}"
-    assert spent < 0.5, f"the archive used {spent:.2f} s of CPU in 3 s beside a half-closed " \
-        "connection (busy-wait)"
-    assert half_end.kind is None or half_end.kind == A_ABORT, f"half-closed: {half_end}"
-    assert not half_end.silent, "half-closed connection still open after 3.5 s"
-    assert slow_result and slow_result[0].startswith("dropped"), \
-        f"a byte-a-second A-ASSOCIATE-RQ: {slow_result}"
-    lingering = [str(e) for e in ends if e.silent]
-    assert not lingering, f"{len(lingering)} silent or junk connections outlived ARTIM"
-    assert not [e for e in ends if e.kind not in (None, A_ABORT)], [str(e) for e in ends]
+    problems = []
+    late = [s for s in served if not s.ok or s.seconds > LEGIT_SECONDS]
+    if late:
+        problems.append(f"legitimate client: {len(late)} of {len(served)} operations late or "
+                        f"failed (slowest {max(s.seconds for s in served):.2f} s), e.g. {late[:2]}")
+    print(f"archive CPU beside a half-closed connection: {spent:.3f} s in 3 s")
+    if spent >= 0.3:
+        problems.append(f"the archive used {spent:.2f} s of CPU in 3 s beside a half-closed "
+                        "connection (busy-wait)")
+    if half_end.silent or half_end.kind not in (None, A_ABORT):
+        problems.append(f"half-closed connection after 3.5 s: {half_end}")
+    if not (slow_result and slow_result[0].startswith("dropped")):
+        problems.append(f"a byte-a-second A-ASSOCIATE-RQ: {slow_result}")
+    lingering = [e for e in ends if e.silent or e.kind not in (None, A_ABORT)]
+    if lingering:
+        problems.append(f"{len(lingering)} of {len(ends)} silent or junk connections not ended "
+                        f"by ARTIM + {SLACK} s, e.g. {lingering[0]}")
+    archive.check_health(*problems)
 
 
 # --- 5. 200 concurrent associations -----------------------------------------------------------
