@@ -26,7 +26,7 @@ import struct
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +64,7 @@ from .archive_attack import (
     command_set,
     connect,
     ct_elements,
+    dcmtk_echo,
     echo_rq,
     element,
     encode_dataset,
@@ -92,6 +93,9 @@ IDLE = 3.0
 TIMERS = ("--artim", "2", "--idle-timeout", "3")
 #: How much later than its timer the archive may act (scheduling on a loaded 2-core machine).
 SLACK = 2.0
+#: CPU time an archive may use in 3 s beside a half-closed connection (an idle archive uses 0;
+#: a 0.5 ms polling loop about 0.1 s).
+IDLE_CPU = 0.06
 ROOT_UID = "1.2.826.0.1.3680043.10.1099"
 
 
@@ -543,7 +547,7 @@ def test_slow_and_idle_clients(archive: Archive) -> None:
         problems.append(f"legitimate client: {len(late)} of {len(served)} operations late or "
                         f"failed (slowest {max(s.seconds for s in served):.2f} s), e.g. {late[:2]}")
     print(f"archive CPU beside a half-closed connection: {spent:.3f} s in 3 s")
-    if spent >= 0.3:
+    if spent >= IDLE_CPU:
         problems.append(f"the archive used {spent:.2f} s of CPU in 3 s beside a half-closed "
                         "connection (busy-wait)")
     if half_end.silent or half_end.kind not in (None, A_ABORT):
@@ -593,6 +597,10 @@ def _echo_client(port: int, barrier: threading.Barrier, hold: float) -> str:
 
 
 def test_200_concurrent_associations(tmp_path: Path) -> None:
+    """200 clients associate at the same moment and hold 0.3 s before their C-ECHO: each is
+    served (AC, C-ECHO-RSP, A-RELEASE-RP) or rejected as transient (RJ 2/3/2, PS3.8 9.3.4),
+    at least --max-associations served, none left without an answer; DCMTK's echoscu served
+    within 1 s meanwhile (retrying after a transient rejection)."""
     with running_archive(tmp_path, *TIMERS, "--max-associations", str(MAX_ASSOCIATIONS),
                          "--backlog", "512") as archive:
         barrier = threading.Barrier(CONCURRENT + 1)
@@ -603,26 +611,26 @@ def test_200_concurrent_associations(tmp_path: Path) -> None:
             started = time.monotonic()
             legit: list[Served] = []
             while time.monotonic() - started < LEGIT_SECONDS:  # retry after a transient RJ
-                legit.append(Served(*_timed(pynetdicom_echo, archive.port)))
+                legit.append(dcmtk_echo(archive.port, 2 * LEGIT_SECONDS))
                 if legit[-1].ok:
                     break
+            legit_took = time.monotonic() - started
             results = [f.result(timeout=40) for f in futures]
-        archive.check_health()
         counts: dict[str, int] = {}
         for r in results:
-            counts[r if r in ("served", "rejected") else "other"] = \
-                counts.get(r if r in ("served", "rejected") else "other", 0) + 1
+            key = r if r in ("served", "rejected") else "other"
+            counts[key] = counts.get(key, 0) + 1
+        problems = []
         others = [r for r in results if r not in ("served", "rejected")]
-        assert not others, f"{counts}; e.g. {others[:5]}"
-        assert counts.get("served", 0) >= MAX_ASSOCIATIONS, counts
-        assert legit[-1].ok and time.monotonic() - started <= LEGIT_SECONDS + 0.5, \
-            f"legitimate client during the burst: {legit}"
+        if others:
+            problems.append(f"{counts}; e.g. {others[:3]}")
+        if counts.get("served", 0) < MAX_ASSOCIATIONS:
+            problems.append(f"only {counts.get('served', 0)} served, fewer than the limit "
+                            f"{MAX_ASSOCIATIONS}")
+        if not legit[-1].ok or legit_took > LEGIT_SECONDS:
+            problems.append(f"legitimate client during the burst: {legit_took:.2f} s, {legit}")
+        archive.check_health(*problems)
         assert_legit_served(archive.port)
-
-
-def _timed(call: Callable[[int], Served], port: int) -> tuple[bool, float, str]:
-    s = call(port)
-    return s.ok, s.seconds, s.detail
 
 
 # --- 6. malformed command and dataset fields --------------------------------------------------
