@@ -452,6 +452,12 @@ class Archive:
             fields = f.read().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
+    def _cpu_or_nan(self) -> float:
+        try:
+            return self.cpu_seconds()
+        except OSError:
+            return float("nan")
+
     def watch(self) -> None:
         """Sample the memory every 10 ms; kill the archive above GUARD_KB."""
         while not self._stop.wait(0.01):
@@ -496,6 +502,7 @@ class Archive:
         """Alive, never above the memory limit, no thread crashed (and ``more`` problems found
         by the caller): all reported at once."""
         found = [*more, *self.problems()]
+        print(f"archive peak memory {self.peak_kb // 1024} MB, CPU {self._cpu_or_nan():.2f} s")
         assert not found, "\n".join(found)
 
     def log_tail(self, n: int = 3000) -> str:

@@ -340,7 +340,7 @@ def _judge(case: Case, got: Outcome | str, established: bool) -> str | None:
 
 def _fuzz(archive: Archive, cases: list[Case], established: bool) -> None:
     failures: list[str] = []
-    deadline = time.monotonic() + 150
+    deadline = time.monotonic() + 30 + 0.2 * len(cases)  # waits run 8 at a time
     with ThreadPoolExecutor(8) as pool:
         for case, got in pool.map(lambda c: _run_case(archive.port, c, established), cases):
             problem = _judge(case, got, established)
@@ -353,13 +353,13 @@ def _fuzz(archive: Archive, cases: list[Case], established: bool) -> None:
     assert_legit_served(archive.port)
 
 
-@pytest.mark.parametrize("count", [60, pytest.param(600, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("count", [150, pytest.param(1500, marks=pytest.mark.slow)])
 def test_fuzzed_associate_requests(archive: Archive, count: int) -> None:
     rng = random.Random(12_001)
     _fuzz(archive, [associate_case(rng) for _ in range(count)], established=False)
 
 
-@pytest.mark.parametrize("count", [60, pytest.param(600, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("count", [150, pytest.param(1500, marks=pytest.mark.slow)])
 def test_fuzzed_p_data(archive: Archive, count: int) -> None:
     rng = random.Random(12_002)
     _fuzz(archive, [pdata_case(rng, n) for n in range(count)], established=True)
@@ -629,6 +629,7 @@ def test_200_concurrent_associations(tmp_path: Path) -> None:
                             f"{MAX_ASSOCIATIONS}")
         if not legit[-1].ok or legit_took > LEGIT_SECONDS:
             problems.append(f"legitimate client during the burst: {legit_took:.2f} s, {legit}")
+        print(f"200 associations: {counts}; legitimate C-ECHO after {legit_took:.2f} s")
         archive.check_health(*problems)
         assert_legit_served(archive.port)
 
