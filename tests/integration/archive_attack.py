@@ -411,7 +411,7 @@ def _supported_options() -> str:
                           capture_output=True, text=True, timeout=60).stdout
 
 
-@dataclass
+@dataclass(repr=False)
 class Archive:
     """``python -m lab.dicom.pacs`` on a free loopback port; its memory watched all along."""
 
@@ -422,6 +422,9 @@ class Archive:
     peak_kb: int = 0
     guard_tripped: bool = False
     _stop: threading.Event = field(default_factory=threading.Event)
+
+    def __repr__(self) -> str:
+        return f"Archive(pid={self.pid}, port={self.port}, peak={self.peak_kb // 1024} MB)"
 
     @property
     def pid(self) -> int:
