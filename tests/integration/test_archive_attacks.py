@@ -99,9 +99,13 @@ IDLE_CPU = 0.06
 ROOT_UID = "1.2.826.0.1.3680043.10.1099"
 
 
+#: The maximum PDU length the tests' archive announces (--pdu).
+PDU_MAX = 65536
+
+
 @pytest.fixture
 def archive(tmp_path: Path) -> Iterator[Archive]:
-    with running_archive(tmp_path, *TIMERS, "--pdu", "65536") as a:
+    with running_archive(tmp_path, *TIMERS, "--pdu", str(PDU_MAX)) as a:
         yield a
 
 
@@ -390,6 +394,17 @@ def test_associate_rejections(archive: Archive) -> None:
     archive.check_health()
 
 
+def test_default_limits(tmp_path: Path) -> None:
+    """Started without options, the archive announces a Maximum Length of 4 MiB (PS3.8 D.1)
+    and serves a legitimate client."""
+    with running_archive(tmp_path) as archive:
+        assoc = associate(archive.port)
+        assoc.close()
+        assert assoc.max_length == 4 << 20, f"announced {assoc.max_length}, expected 4194304"
+        assert_legit_served(archive.port)
+        archive.check_health()
+
+
 # --- 2. huge declared lengths -------------------------------------------------------------------
 
 
@@ -413,7 +428,8 @@ def test_huge_declared_lengths(archive: Archive) -> None:
     declaring 1 GB: each ended (A-ABORT, or closed when ARTIM expires), the archive's memory
     under 300 MB, and a legitimate client served meanwhile."""
     # The associations first, so that one attack cannot keep the next from being set up.
-    big_pdata, big_pdv, first_pdv = (associate(archive.port) for _ in range(3))
+    big_pdata, big_pdv, first_pdv, over = (associate(archive.port) for _ in range(4))
+    assert over.max_length == PDU_MAX, f"the archive announced {over.max_length}, not --pdu"
     header_only, big_rq = connect(archive.port), connect(archive.port)
     hostile: list[tuple[str, socket.socket, bool, bytes]] = [
         ("A-ASSOCIATE-RQ header declaring 4 GB", header_only, True,
@@ -425,6 +441,8 @@ def test_huge_declared_lengths(archive: Archive) -> None:
          pdu(A_ASSOCIATE_RQ, associate_body(), 1 << 30)),
         ("P-DATA-TF and PDV of 4 GB, data streamed", first_pdv.sock, False,
          pdu(P_DATA_TF, struct.pack(">LBB", 0xFFFFFFF0, 3, 0), 0xFFFFFFFF)),
+        ("P-DATA-TF one byte over the announced maximum", over.sock, False,
+         p_data(pdv(1, COMMAND | LAST, echo_rq().ljust(PDU_MAX - 5, b"\0")))),
     ]
     for _, sock, _, data in hostile:
         sock.sendall(data)
