@@ -65,6 +65,7 @@ from .archive_wire import (
     VERIFICATION,
     Association,
     Context,
+    Outcome,
     accepted_contexts,
     associate,
     associate_body,
@@ -238,47 +239,58 @@ def test_deflate_bomb(archive: Archive) -> None:
 # --- 4. slow and idle clients beside a legitimate one -----------------------------------------
 
 
+def _half_closed(archive: Archive) -> tuple[float, Outcome]:
+    """A connection shut for writing after part of an A-ASSOCIATE-RQ, alone for 3 s: the CPU
+    time the archive spent meanwhile, and how the connection ended."""
+    half = connect(archive.port)
+    with half:
+        half.sendall(associate_rq()[:40])
+        half.shutdown(socket.SHUT_WR)
+        cpu0 = archive.cpu_seconds()
+        time.sleep(3)
+        spent = archive.cpu_seconds() - cpu0
+        return spent, outcome(half, 0.5)
+
+
+def _junk(port: int, rng: random.Random) -> socket.socket:
+    """A connection that sends a few bytes, or the start of a PDU that is not an
+    A-ASSOCIATE-RQ, then nothing."""
+    sock = connect(port)
+    sock.sendall(rng.choice([b"\x01\x00", b"\x16\x03\x01\x02\x00\x01", rng.randbytes(5),
+                             b"\x04\x00\x00\x00\x00\x10\x00", b"\x05\x00\x00\x00\x00\x04",
+                             b"GET / HTTP/1.1\r\n"]))
+    return sock
+
+
+def _trickle(sock: socket.socket, data: bytes, result: list[str]) -> None:
+    """Send ``data`` a byte a second until the archive drops the connection (or for
+    ARTIM + SLACK + 3 s); say which in ``result``."""
+    started = time.monotonic()
+    for i, byte in enumerate(data):
+        try:
+            sock.send(bytes([byte]))
+        except OSError:
+            result.append(f"dropped after {i} bytes, {time.monotonic() - started:.1f} s")
+            return
+        time.sleep(1)
+        if time.monotonic() - started > ARTIM + SLACK + 3:
+            result.append(f"still connected after {i + 1} bytes")
+            return
+
+
 def test_slow_and_idle_clients(archive: Archive) -> None:
     """12 silent connections, 12 sending a few malformed bytes, one sending an A-ASSOCIATE-RQ a
     byte a second, one half-closed after a partial PDU: DCMTK's C-ECHO and C-FIND answered
     within 1 s all along; ARTIM drops the slow and silent ones; no busy-wait (CPU time)."""
     rng = random.Random(12_004)
-    # The half-closed connection alone first: the archive's CPU time over 3 s stays small.
-    half = connect(archive.port)
-    half.sendall(associate_rq()[:40])
-    half.shutdown(socket.SHUT_WR)
-    cpu0 = archive.cpu_seconds()
-    time.sleep(3)
-    spent = archive.cpu_seconds() - cpu0
-    half_end = outcome(half, 0.5)
-    half.close()
-
-    silent = [connect(archive.port) for _ in range(12)]
-    junk = []
-    for _ in range(12):  # a few bytes, or the start of a PDU that is not an A-ASSOCIATE-RQ
-        sock = connect(archive.port)
-        sock.sendall(rng.choice([b"\x01\x00", b"\x16\x03\x01\x02\x00\x01", rng.randbytes(5),
-                                 b"\x04\x00\x00\x00\x00\x10\x00", b"\x05\x00\x00\x00\x00\x04",
-                                 b"GET / HTTP/1.1\r\n"]))
-        junk.append(sock)
+    spent, half_end = _half_closed(archive)
+    print(f"archive CPU beside a half-closed connection: {spent:.3f} s in 3 s")
+    idle = [connect(archive.port) for _ in range(12)] + [_junk(archive.port, rng)
+                                                         for _ in range(12)]
     slow = connect(archive.port)
-    slow_rq = associate_rq()
     slow_result: list[str] = []
-
-    def trickle() -> None:
-        started = time.monotonic()
-        for i, byte in enumerate(slow_rq):
-            try:
-                slow.send(bytes([byte]))
-            except OSError:
-                slow_result.append(f"dropped after {i} bytes, {time.monotonic() - started:.1f} s")
-                return
-            time.sleep(1)
-            if time.monotonic() - started > ARTIM + SLACK + 3:
-                slow_result.append(f"still connected after {i + 1} bytes")
-                return
-
-    trickler = threading.Thread(target=trickle, daemon=True)
+    trickler = threading.Thread(target=_trickle, args=(slow, associate_rq(), slow_result),
+                                daemon=True)
     trickler.start()
     started = time.monotonic()
     served: list[Served] = []
@@ -286,15 +298,14 @@ def test_slow_and_idle_clients(archive: Archive) -> None:
         served += legit_round(archive.port)
         time.sleep(0.2)
     trickler.join(ARTIM + SLACK + 5)
-    ends = [outcome(s, 1.0) for s in silent + junk]
-    for s in silent + junk + [slow]:
+    ends = [outcome(s, 1.0) for s in idle]
+    for s in [*idle, slow]:
         s.close()
     problems = []
     late = [s for s in served if not s.ok or s.seconds > LEGIT_SECONDS]
     if late:
         problems.append(f"legitimate client: {len(late)} of {len(served)} operations late or "
                         f"failed (slowest {max(s.seconds for s in served):.2f} s), e.g. {late[:2]}")
-    print(f"archive CPU beside a half-closed connection: {spent:.3f} s in 3 s")
     if spent >= IDLE_CPU:
         problems.append(f"the archive used {spent:.2f} s of CPU in 3 s beside a half-closed "
                         "connection (busy-wait)")
