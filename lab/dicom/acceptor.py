@@ -151,6 +151,17 @@ class Slots(Protocol):
     def release(self, acceptor: Acceptor) -> None: ...
 
 
+def _echo_status(fields: Mapping[int, bytes], abstract: str) -> int:
+    """The status of a C-ECHO (PS3.7 9.3.5.2, C): success, or a mistyped argument when its
+    Affected SOP Class UID is not a UID, or SOP class not supported when it is another one."""
+    if cmd.AFFECTED_SOP_CLASS not in fields:
+        return 0x0000
+    sop_class = cmd.uid(fields, cmd.AFFECTED_SOP_CLASS)
+    if sop_class is None:
+        return cmd.MISTYPED_ARGUMENT
+    return 0x0000 if sop_class == cmd.VERIFICATION == abstract else SOP_CLASS_NOT_SUPPORTED
+
+
 class _Incoming:
     """A dataset being received: into a scratch file (a C-STORE), into a bounded buffer (an
     identifier), or nowhere (a refused request, whose response waits for its last fragment)."""
@@ -372,7 +383,7 @@ class Acceptor:
         if field & cmd.RESPONSE:
             raise PduError(f"a response (0x{field:04X}) where only requests are expected")
         if field == cmd.C_ECHO_RQ and not data:
-            self._reply(cid, fields, 0x0000)
+            self._reply(cid, fields, _echo_status(fields, abstract))
         elif field == cmd.C_CANCEL_RQ:
             pass  # nothing is pending by the time a C-CANCEL is read (PS3.7 9.3.2.3)
         elif field == cmd.C_STORE_RQ and data and abstract in self.config.supported:

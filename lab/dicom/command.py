@@ -36,6 +36,7 @@ RESPONSE = 0x8000
 #: General statuses (PS3.7 C): the request is one this end does not perform; a request it
 #: cannot process (here: refused UIDs).
 UNRECOGNIZED_OPERATION = 0x0211
+MISTYPED_ARGUMENT = 0x0212
 PROCESSING_FAILURE = 0x0110
 NO_DATA_SET = 0x0101  # Command Data Set Type: no dataset follows (PS3.7 E.1)
 VERIFICATION = "1.2.840.10008.1.1"
@@ -81,6 +82,12 @@ def decode(data: bytes | bytearray | memoryview) -> dict[int, bytes]:
     for needed in (COMMAND_FIELD, DATA_SET_TYPE):
         if len(fields.get(needed, b"")) != 2:
             raise PduError(f"command set lacks (0000,{needed:04X})")
+    group_length = fields.get(0x0000)
+    if group_length is not None and (
+            len(group_length) != 4
+            or struct.unpack("<L", group_length)[0] != end - _ELEMENT.size - 4):
+        raise PduError("Command Group Length (0000,0000) disagrees with the command set's "
+                       "length (PS3.7 E.1)")
     return fields
 
 
