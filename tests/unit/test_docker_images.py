@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from host.argv_scan import scan_tree  # tests/unit/host: pytest puts tests/unit on sys.path
 
 from lab.backends import images
 from lab.errors import LabError
@@ -105,8 +106,10 @@ def test_each_image_installs_the_packages_of_its_features() -> None:
 
 
 def test_the_programs_run_inside_nodes_are_in_their_images() -> None:
-    """What the code runs inside a node of each role (see lab/host/programs.py) is installed by
-    that role's image or by the runtime below it."""
+    """What the code runs inside a node of each role is installed by that role's image or by
+    the runtime below it: the node's setup script (lab/backends/dockerplan.py) and its Python
+    in every node, charon and nft in gateways, iperf3 at the ends of the WAN measurement (the
+    gateways), tc and tcpdump in the WAN router."""
     runtime = set(images.packages(_specs()["runtime"]))
     inside = {"runtime": ("sh", "ip", "awk", "touch", "sleep", "env", "cat", "ping", "python3"),
               "gateway": ("charon", "swanctl", "nft", "iperf3"), "wan": ("tc", "tcpdump")}
@@ -144,3 +147,20 @@ def test_other_features_give_another_digest() -> None:
     assert images.packages(other) != images.packages(spec)
     assert images.digest(other, "teleradlab/runtime:x") != images.digest(spec,
                                                                          "teleradlab/runtime:x")
+
+
+def test_every_program_the_code_runs_in_a_docker_node_is_in_an_image() -> None:
+    """Read from the source (what a backend's exec/spawn/node_argv runs): every such program of
+    the lab, and of the docker tests, is installed by some image. The benchmarks build netns
+    labs only, and the other integration tests are netns tests: they run the host's programs."""
+    def on_docker(site: str) -> bool:
+        return (site.startswith("lab/") and not site.startswith("lab/bench")) or \
+            site.startswith("tests/integration/test_docker.py")
+
+    inside = {name for name, sites in scan_tree(str(REPO)).in_nodes.items()
+              if any(on_docker(s) for s in sites)}
+    assert {"charon", "nft", "iperf3", "ping", "python3", "tcpdump"} <= inside
+    installed = {p for spec in images.SPECS for p in images.packages(spec)}
+    missing = {n: programs.BY_NAME[n].packages for n in inside
+               if not set(programs.BY_NAME[n].packages) <= installed}
+    assert not missing, f"give an image the feature of: {missing}"
