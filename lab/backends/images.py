@@ -1,8 +1,19 @@
 """The docker backend's images, built from ``images/*/Dockerfile`` and cached by their inputs.
 
 Each image is tagged ``teleradlab/<name>:<digest>`` where the digest covers everything its build
-reads (its Dockerfile, its build context, and the image it builds FROM), so an image is rebuilt
-only when one of those changed, and an unchanged tree costs one ``image inspect`` per image.
+reads (its Dockerfile, its build context, its Debian packages, and the image it builds FROM), so
+an image is rebuilt only when one of those changed, and an unchanged tree costs one ``image
+inspect`` per image.
+
+Packages: an image installs the Debian packages of its role's features in the registry of
+outside programs (:mod:`lab.host.programs`), handed to its Dockerfile as the build argument
+``PACKAGES``; the Dockerfiles name no package themselves (one list, not two). Which features a
+role needs follows from what the lab runs there: every node its setup script, the lab's Python
+and pings (``node``, in the runtime); gateways charon and nft (``ipsec``) and the ends of the
+WAN measurement, ping and iperf3 (``wan-measure``); the WAN router tcpdump for captures
+(``capture``; its impairments are tc, pyroute2 and the userspace emulator, staged from the
+host, and the offloads go off through an ioctl, :mod:`lab.wan.offloads`). A site host runs the
+lab's DICOM programs, which are Python: nothing beyond the runtime.
 
 Base: the Dockerfiles build FROM ``debian:bookworm``. No registry is reachable on the lab's
 machines, so when that image is missing ``scripts/docker-base`` makes it with debootstrap and
@@ -25,6 +36,7 @@ from typing import Any
 from lab import shell
 from lab.backends.base import Progress, no_progress
 from lab.errors import LabError
+from lab.host import programs
 from lab.model import Role
 
 REPO = Path(__file__).resolve().parents[2]
@@ -41,13 +53,14 @@ class ImageSpec:
     name: str
     parent: str | None  # another spec's name (build argument RUNTIME), or None: the base image
     code: bool  # its build context carries the lab's package (lab/)
+    features: tuple[str, ...] = ()  # of lab.host.programs: its packages (build arg PACKAGES)
 
 
 SPECS = (
-    ImageSpec("runtime", None, code=False),
+    ImageSpec("runtime", None, code=False, features=("node",)),
     ImageSpec("host", "runtime", code=True),
-    ImageSpec("gateway", "runtime", code=True),
-    ImageSpec("wan", "runtime", code=True),
+    ImageSpec("gateway", "runtime", code=True, features=("ipsec", "wan-measure")),
+    ImageSpec("wan", "runtime", code=True, features=("capture",)),
 )
 ROLE_IMAGES = ("host", "gateway", "wan")
 
@@ -62,6 +75,23 @@ def requirements() -> str:
     with (REPO / "pyproject.toml").open("rb") as f:
         deps: list[str] = tomllib.load(f)["project"]["dependencies"]
     return "\n".join(deps) + "\n"
+
+
+def packages(spec: ImageSpec) -> list[str]:
+    """The Debian packages ``spec`` installs: those of its features in the registry."""
+    return programs.apt_packages(spec.features) if spec.features else []
+
+
+def buildargs(spec: ImageSpec, parent: str | None) -> dict[str, str]:
+    """The build arguments of ``spec``: the image it builds FROM (``parent``, a tag, for the
+    role images; the base image for the runtime) and, when it installs any, its packages."""
+    if spec.parent and parent is None:
+        raise LabError(f"image {spec.name} builds FROM {spec.parent}: its tag is needed")
+    args = {"RUNTIME": parent} if parent is not None else {"BASE": BASE_IMAGE}
+    wanted = packages(spec)
+    if wanted:
+        args["PACKAGES"] = " ".join(wanted)
+    return args
 
 
 def _inputs(spec: ImageSpec) -> Iterator[tuple[str, bytes | Path]]:
@@ -82,6 +112,7 @@ def _inputs(spec: ImageSpec) -> Iterator[tuple[str, bytes | Path]]:
 def digest(spec: ImageSpec, parent: str) -> str:
     """A digest of every input of the image's build (``parent``: the image it builds FROM)."""
     h = hashlib.sha256(f"{spec.name}\0{parent}\0".encode())
+    h.update(b"PACKAGES\0" + " ".join(packages(spec)).encode() + b"\0")
     for name, src in _inputs(spec):
         data = src if isinstance(src, bytes) else src.read_bytes()
         h.update(name.encode() + b"\0" + data + b"\0")
@@ -166,13 +197,12 @@ def _build(
     default bridge); keep the log and show its tail when the build fails."""
     import docker.errors
 
-    buildargs = {"RUNTIME": parent} if parent else {"BASE": BASE_IMAGE}
     try:
         client.images.build(
             fileobj=_context_tar(spec, wheels),
             custom_context=True,
             tag=tag,
-            buildargs=buildargs,
+            buildargs=buildargs(spec, parent),
             network_mode="host",
             labels={INPUTS_LABEL: tag.rsplit(":", 1)[1]},
             rm=True,

@@ -1,10 +1,13 @@
 """The one registry of programs outside Python that teleradlab and its tests run.
 
 Each entry names the program as the code runs it (argv[0]), the Debian package that provides
-it, further packages it needs for the lab's use of it (strongSwan's plugins), and the features
-that need it. Everything that installs, checks or refuses reads this table and nothing else:
+it, further packages the lab's use of it needs (strongSwan's plugins, python3's venv), and the
+features that need it. Everything that installs, checks or refuses reads this table and nothing
+else:
 
 - ``scripts/lib.sh`` installs ``python3 -m lab.host.programs apt-packages [--feature F ...]``;
+- ``lab/backends/images.py`` hands each docker image the packages of its role's features (build
+  argument ``PACKAGES``), so a changed entry rebuilds the images that install it;
 - ``teleradlab doctor`` checks every entry and prints the ``apt-get install`` line;
 - ``up``, ``run`` and ``sweep`` refuse, before creating anything, a lab whose features need a
   missing program (:func:`require`);
@@ -63,6 +66,9 @@ class Program:
 FEATURES: dict[str, Feature] = {f.name: f for f in (
     Feature("core", "building any lab and working inside its nodes, reachability pings, "
             "the doctor's kernel probes"),
+    Feature("node", "what every lab node runs inside itself: its setup script, the lab's "
+            "Python programs, pings; the docker runtime image installs it (netns nodes run the "
+            "host's programs)"),
     Feature("ipsec", "security mode ipsec (and TLS through a tunnel on the mixed topologies): "
             "strongSwan's charon per IKE peer, nftables guards against cleartext"),
     Feature("wan-userspace", "WAN impairments where the kernel has no sch_netem: the userspace "
@@ -92,9 +98,10 @@ _STRONGSWAN_PLUGINS = ("libcharon-extra-plugins", "libstrongswan-standard-plugin
                        "libstrongswan-extra-plugins")
 
 PROGRAMS: tuple[Program, ...] = (
-    Program("python3", "python3", ("core",),
-            "the lab's own programs in the nodes (python -m lab.dicom.scu, lab.wan.offloads)"),
-    Program("ip", "iproute2", ("core", "ipsec"),
+    Program("python3", "python3", ("core", "node"),
+            "the lab's own programs in the nodes (python -m lab.dicom.scu, lab.wan.offloads), "
+            "in a venv (scripts/lib.sh; the docker runtime image)", also=("python3-venv",)),
+    Program("ip", "iproute2", ("core", "ipsec", "node"),
             "the doctor's probes, the ESP path probe in gateways, docker interface release"),
     Program("tc", "iproute2", ("core",), "the doctor's qdisc probes and the netem probe"),
     Program("ss", "iproute2", ("bench", "interop-tests"), "waiting for a listener in a node"),
@@ -106,18 +113,23 @@ PROGRAMS: tuple[Program, ...] = (
     Program("mount", "mount", ("core",), "the private namespace directory, a node's /run, /sys"),
     Program("umount", "mount", ("core",), "a node's setup script"),
     Program("hostname", "hostname", ("core",), "a node's setup script names the node"),
-    Program("sh", "dash", ("core",), "node setup scripts, kernel forwarding in the WAN router"),
-    Program("cat", "coreutils", ("wan-userspace",), "the WAN router's MAC addresses"),
-    Program("env", "coreutils", ("core", "ipsec", "bench"),
+    Program("sh", "dash", ("core", "node"),
+            "node setup scripts, kernel forwarding in the WAN router"),
+    Program("cat", "coreutils", ("wan-userspace", "node"),
+            "the gateways' MAC addresses for the userspace WAN emulator"),
+    Program("env", "coreutils", ("core", "node", "ipsec", "bench"),
             "a daemon's environment in a node (STRONGSWAN_CONF, TCP_NODELAY)"),
-    Program("sleep", "coreutils", ("core",), "a long-lived process in a node (tests)"),
-    Program("touch", "coreutils", ("core",), "a node's own /run, seen from the tests"),
+    Program("sleep", "coreutils", ("core", "node"),
+            "a docker node's first process idles; a long-lived process in a node (tests)"),
+    Program("touch", "coreutils", ("core", "node"),
+            "a node's ready mark; a node's own /run, seen from the tests"),
     Program("test", "coreutils", ("core",), "a node's own /run, seen from the tests"),
     Program("true", "coreutils", ("core",), "exec into a node that does not exist (tests)"),
     Program("timeout", "coreutils", ("capture", "docker"), "bounded captures, engine checks"),
     Program("cut", "coreutils", ("docker",), "docker interface release without its note"),
-    Program("awk", "mawk", ("docker",), "docker interface release without its note"),
-    Program("ping", "iputils-ping", ("core", "wan-measure"),
+    Program("awk", "mawk", ("docker", "node"),
+            "a docker node's setup script finds its interfaces; their release without its note"),
+    Program("ping", "iputils-ping", ("core", "node", "wan-measure"),
             "reachability proved after 'up'; the WAN's RTT"),
     Program("charon", "strongswan-charon", ("ipsec",),
             "the IKE daemon in each IKE peer, configured through VICI", also=_STRONGSWAN_PLUGINS,

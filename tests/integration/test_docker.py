@@ -193,6 +193,21 @@ def test_wan_profile_on_docker(docker_lab: list[str]) -> None:
     assert "delay 25ms" in shown and ("userspace" in shown or "netem" in shown)
 
 
+def test_measured_wan_run_on_docker(docker_lab: list[str], tmp_path: Path) -> None:
+    """``run`` measures an impaired WAN's fidelity between the gateway containers: ping and
+    iperf3 come with the gateway image (its registry features include wan-measure)."""
+    lab_name = "docker-measure"
+    docker_lab.append(lab_name)
+    teleradlab("up", "ipv4", "--name", lab_name, "--backend", "docker", "--wan",
+               "delay=10ms,rate=20mbit", timeout=600)
+    out = tmp_path / "out"
+    teleradlab("run", "--lab", lab_name, "--objects", "1", "--out", str(out), timeout=600)
+    fidelity = json.loads((out / "run.json").read_text())["wan"]["fidelity"]
+    assert fidelity["between"].startswith("gw-a -> gw-b"), fidelity
+    assert 20.0 <= fidelity["rtt_measured_ms"] <= 23.0, fidelity  # 2 x 10 ms
+    assert abs(fidelity["rate_measured_mbit"] - 20) <= 2, fidelity
+
+
 _CHARON = """charon {
   load = random nonce openssl pem pkcs1 x509 pubkey kernel-libipsec kernel-netlink \
 socket-default vici kdf

@@ -33,6 +33,14 @@ class Param:
 
 
 PARAM = Param()
+
+
+class NodeEntry(str):
+    """The ``nsenter`` a backend puts before an argv it runs in a node (``exec``, ``spawn``,
+    ``node_argv``): what follows it is a program of the node's own userland (a docker image's)."""
+
+
+NODE_ENTRY = NodeEntry("nsenter")
 Item = str | Param | None  # a constant, a parameter, or unknown
 
 
@@ -65,6 +73,7 @@ class Frame:
 class Scan:
     programs: dict[str, set[str]] = field(default_factory=dict)  # name -> sites
     unresolved: set[str] = field(default_factory=set)  # "path::function" sites
+    in_nodes: dict[str, set[str]] = field(default_factory=dict)  # name -> sites, run in a node
 
 
 def load(sources: dict[str, str]) -> dict[str, Module]:
@@ -140,7 +149,7 @@ class Scanner:
                 f"{SHELL_MODULE}.{n}" for n in SHELL_CALLS}:
             return self.items(call.args[0], frame) if call.args else [None]
         if isinstance(f, ast.Attribute) and f.attr in BACKEND_METHODS and len(call.args) >= 3:
-            return ["nsenter", "--", *self.items(call.args[2], frame)]
+            return [NODE_ENTRY, "--", *self.items(call.args[2], frame)]
         return None
 
     # --- following values -------------------------------------------------------------------
@@ -312,6 +321,9 @@ class Scanner:
         names, unresolved = programs_in(argv)
         for name in names:
             self.result.programs.setdefault(name, set()).add(site)
+        entries = [i for i, item in enumerate(argv) if isinstance(item, NodeEntry)]
+        for name in programs_in(argv[entries[0]:])[0][1:] if entries else ():
+            self.result.in_nodes.setdefault(name, set()).add(site)
         if unresolved:
             self.result.unresolved.add(site)
 
