@@ -35,8 +35,18 @@ FAILURE_PREFIXES = (0xA7, 0xA9, 0xC0, 0xC1, 0xC2, 0xC3, 0xC4, 0xC5, 0xC6, 0xC7, 
                     0xCA, 0xCB, 0xCC, 0xCD, 0xCE, 0xCF)
 
 
+#: PS3.7 Annex C's general failure statuses (a request the SCP cannot take as it stands).
+GENERAL_FAILURES = frozenset({0x0105, 0x0106, 0x0110, 0x0112, 0x0117, 0x0118, 0x0119, 0x0122,
+                              0x0124, 0x0210, 0x0211, 0x0212, 0x0213})
+
+
 def is_failure(status: int) -> bool:
     return status >> 8 in FAILURE_PREFIXES
+
+
+def is_command_failure(status: int) -> bool:
+    """A failure status for a malformed command: a service's failure or a general one."""
+    return is_failure(status) or status in GENERAL_FAILURES
 
 
 # --- raw PDUs (PS3.8 9.3) --------------------------------------------------------------------

@@ -38,6 +38,7 @@ from .archive_wire import (
     echo_rq,
     element,
     encode_dataset,
+    is_command_failure,
     is_failure,
     outcome,
     status_of,
@@ -180,7 +181,8 @@ def test_malformed_datasets_commands_and_uids(archive: Archive, proposal: str) -
         command, dataset = _bad_command(kind, f"{ROOT_UID}.6.{n}")
         what, value = _store(archive, proposal, 1 if dataset is None else 3, command,
                              dataset)
-        if not (what == "abort" or (what == "status" and value is not None and is_failure(value))):
+        if not (what == "abort" or (what == "status" and value is not None
+                                    and is_command_failure(value))):
             wrong.append(f"command {kind}: {what} {value}")
     for kind, command in MALFORMED_COMMANDS.items():
         what, value = _store(archive, proposal, 1, command, None)
