@@ -137,8 +137,10 @@ PROGRAMS: tuple[Program, ...] = (
     Program("swanctl", "strongswan-swanctl", ("ipsec",),
             "inspecting a lab's SAs by hand (teleradlab exec ... swanctl --list-sas)"),
     Program("nft", "nftables", ("ipsec",), "the guards that drop cleartext for the far site"),
+    # libc6-dev: the C library's headers, only a Recommends of gcc, which apt leaves out with
+    # --no-install-recommends (a new machine could not build the emulator without it).
     Program("gcc", "gcc", ("wan-userspace",), "compiles the userspace WAN emulator",
-            aliases=("cc",)),
+            aliases=("cc",), also=("libc6-dev",)),
     Program("iperf3", "iperf3", ("wan-measure", "bench"), "the WAN's bottleneck rate"),
     _dcmtk("storescu", "DCMTK's C-STORE SCU as an independent peer"),
     _dcmtk("storescp", "DCMTK's C-STORE SCP as an independent peer"),
