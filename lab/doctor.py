@@ -165,13 +165,30 @@ def wan_path_check(checks: Sequence[Check]) -> Check:
 
 
 def program_check(program: programs.Program, path: str | None = None) -> Check:
-    """Is ``program`` where the lab runs it from; without it, which features cannot work."""
+    """Is ``program`` where the lab runs it from, with the further packages the lab needs of it
+    (gcc's C headers, python3's venv, charon's plugins); if not, which features cannot work."""
     found = programs.locate(program, path)
     where = " or ".join(program.places) if program.places else "PATH"
     features = "; ".join(f"{f}: {programs.FEATURES[f].what}" for f in program.features)
-    return Check(program.name, found is not None, found or f"not found on {where}",
+    detail = found or f"not found on {where}"
+    absent = uninstalled(program.also) if found else []
+    if absent:
+        detail = f"{found}, but without the package(s) {', '.join(absent)}"
+    return Check(program.name, found is not None and not absent, detail,
                  f"{program.purpose}. Cannot work without it: {features}",
                  programs.install_command([program]), program.packages)
+
+
+def uninstalled(packages: Sequence[str]) -> list[str]:
+    """Those of the Debian ``packages`` that dpkg does not have installed ([] where there is no
+    dpkg to ask: the check is then the program's presence alone)."""
+    if not packages or shutil.which("dpkg-query") is None:
+        return []
+    result = shell.run(["dpkg-query", "-W", "-f=${Package} ${Status}\n", *packages],
+                       check=False, timeout=TIMEOUT)
+    installed = {line.split()[0] for line in result.stdout.splitlines()
+                 if line.endswith("install ok installed")}
+    return [p for p in packages if p not in installed]
 
 
 def program_checks(path: str | None = None) -> list[Check]:

@@ -136,6 +136,7 @@ PROGRAMS: tuple[Program, ...] = (
             places=("/usr/lib/ipsec/charon", "/usr/libexec/ipsec/charon")),
     Program("swanctl", "strongswan-swanctl", ("ipsec",),
             "inspecting a lab's SAs by hand (teleradlab exec ... swanctl --list-sas)"),
+    Program("dpkg-query", "dpkg", ("core",), "tells doctor which packages are installed"),
     Program("nft", "nftables", ("ipsec",), "the guards that drop cleartext for the far site"),
     # libc6-dev: the C library's headers, only a Recommends of gcc, which apt leaves out with
     # --no-install-recommends (a new machine could not build the emulator without it).

@@ -151,3 +151,15 @@ def test_every_registry_program_is_a_check_and_core_ones_are_essential(tmp_path:
     ip = next(c for c in checks if c.name == "ip")
     assert not cannot_build(Report((root, nft)))
     assert cannot_build(Report((root, ip)))
+
+
+def test_a_program_without_the_packages_it_needs_fails_its_check() -> None:
+    """gcc without libc6-dev builds nothing: a program found on PATH still fails its check when
+    a further package the lab needs of it is not installed (asked of dpkg, which Debian has)."""
+    present = programs.Program("sh", "dash", ("core",), "a shell",
+                               also=("teleradlab-no-such-package",))
+    check = program_check(present)
+    assert not check.ok
+    assert "teleradlab-no-such-package" in check.detail
+    assert "apt-get install dash teleradlab-no-such-package" in check.install
+    assert program_check(programs.Program("sh", "dash", ("core",), "a shell")).ok
