@@ -32,12 +32,8 @@ SYNTAXES = (EXPLICIT_LE, IMPLICIT_LE)
 #: Information model SOP classes (PS3.4 C.6.1.1, C.6.2.1).
 FIND = {"patient": "1.2.840.10008.5.1.4.1.2.1.1", "study": "1.2.840.10008.5.1.4.1.2.2.1"}
 MOVE = {"patient": "1.2.840.10008.5.1.4.1.2.1.2", "study": "1.2.840.10008.5.1.4.1.2.2.2"}
-C_FIND_RQ, C_FIND_RSP = 0x0020, 0x8020
-C_MOVE_RQ, C_MOVE_RSP = 0x0021, 0x8021
 #: Pending statuses (PS3.4 C.4.1.1.4, C.4.2.1.5): more responses follow.
 PENDING = frozenset({0xFF00, 0xFF01})
-#: Sub-operation counts of a C-MOVE-RSP (PS3.7 9.1.4.1.9-12).
-REMAINING, COMPLETED, FAILED, WARNING = 0x1020, 0x1021, 0x1022, 0x1023
 MEDIUM_PRIORITY = 0x0000
 
 
@@ -75,7 +71,7 @@ def decode_identifier(data: bytes, transfer_syntax: str) -> Dataset:
 
 def find_rq(message_id: int, sop_class: str, priority: int = MEDIUM_PRIORITY) -> bytes:
     """C-FIND-RQ (PS3.7 9.3.2.1): an Identifier follows."""
-    return cmd.encode({cmd.AFFECTED_SOP_CLASS: sop_class, cmd.COMMAND_FIELD: C_FIND_RQ,
+    return cmd.encode({cmd.AFFECTED_SOP_CLASS: sop_class, cmd.COMMAND_FIELD: cmd.C_FIND_RQ,
                        cmd.MESSAGE_ID: message_id, cmd.PRIORITY: priority,
                        cmd.DATA_SET_TYPE: 0x0000})
 
@@ -87,7 +83,7 @@ def move_rq(message_id: int, sop_class: str, destination: str,
     if not 0 < len(destination.strip()) <= 16 or not destination.isascii():
         raise AssociationError(f"move destination {destination!r}: an AE title has 1 to 16 "
                                "ASCII characters (PS3.5 6.2)")
-    return cmd.encode({cmd.AFFECTED_SOP_CLASS: sop_class, cmd.COMMAND_FIELD: C_MOVE_RQ,
+    return cmd.encode({cmd.AFFECTED_SOP_CLASS: sop_class, cmd.COMMAND_FIELD: cmd.C_MOVE_RQ,
                        cmd.MESSAGE_ID: message_id, cmd.PRIORITY: priority,
                        cmd.DATA_SET_TYPE: 0x0000, cmd.MOVE_DESTINATION: destination})
 

@@ -19,8 +19,9 @@ import logging
 import ssl
 import struct
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from io import BytesIO
+from typing import TypeVar
 
 from pydicom.dataset import Dataset
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian, ImplicitVRLittleEndian
@@ -42,6 +43,7 @@ from lab.dicom.requestor import Requestor, open_association, read_part10
 from lab.dicom.store import Store
 
 log = logging.getLogger("lab.dicom.pacs")
+_T = TypeVar("_T")
 
 #: The information models served, by SOP Class UID (PS3.4 C.6.1, C.6.2).
 FIND_MODELS = {str(PatientRootQueryRetrieveInformationModelFind): "patient",
@@ -136,16 +138,11 @@ class QueryService:
     def _find(self, rq: Request, model: str, level: str, identifier: Dataset,
               ) -> Iterator[Reply]:
         """PS3.4 C.4.1.3: a pending response per match, then success."""
-        try:
-            matches = list(find(self.store, model, level, identifier))  # type: ignore[arg-type]
-            encoded = [encode_identifier(m, rq.transfer_syntax) for m in matches]
-        except QueryError as exc:
-            log.warning("C-FIND refused: %s", exc)
-            yield Reply(IDENTIFIER_DOES_NOT_MATCH)
-            return
-        except _DECODE_ERRORS as exc:
-            log.warning("C-FIND refused: %s", exc)
-            yield Reply(UNABLE_TO_PROCESS)
+        encoded = _answer("C-FIND", lambda: [
+            encode_identifier(m, rq.transfer_syntax)
+            for m in find(self.store, model, level, identifier)])  # type: ignore[arg-type]
+        if isinstance(encoded, Reply):
+            yield encoded
             return
         for data in encoded:
             yield Reply(PENDING, data)
@@ -159,18 +156,26 @@ class QueryService:
             log.warning("C-MOVE to unknown destination %r", rq.move_destination)
             yield Reply(MOVE_DESTINATION_UNKNOWN)
             return
-        try:
-            objects = resolve_move(self.store, model, level,  # type: ignore[arg-type]
-                                   identifier)
-        except QueryError as exc:
-            log.warning("C-MOVE refused: %s", exc)
-            yield Reply(IDENTIFIER_DOES_NOT_MATCH)
-            return
-        except _DECODE_ERRORS as exc:
-            log.warning("C-MOVE refused: %s", exc)
-            yield Reply(UNABLE_TO_PROCESS)
+        objects = _answer("C-MOVE", lambda: resolve_move(
+            self.store, model, level, identifier))  # type: ignore[arg-type]
+        if isinstance(objects, Reply):
+            yield objects
             return
         yield from _Move(self, rq, dest, objects).run()
+
+
+def _answer(what: str, work: Callable[[], _T]) -> _T | Reply:
+    """What ``work`` gives, or the failure reply for an identifier it could not take
+    (PS3.4 C.4.1.1.4, C.4.2.1.5): one that does not match the SOP class, or that cannot be
+    decoded."""
+    try:
+        return work()
+    except QueryError as exc:
+        log.warning("%s refused: %s", what, exc)
+        return Reply(IDENTIFIER_DOES_NOT_MATCH)
+    except _DECODE_ERRORS as exc:
+        log.warning("%s refused: %s", what, exc)
+        return Reply(UNABLE_TO_PROCESS)
 
 
 class _Move:

@@ -14,10 +14,10 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 
+from lab.dicom import command as cmd
 from lab.dicom import qr_requestor as qr
 from lab.dicom import tlsopts
 from lab.dicom.pdu import PduError
-from lab.dicom.qr_requestor import COMPLETED, FAILED, WARNING
 from lab.dicom.requestor import Requestor, ScuError, open_association
 from lab.errors import LabError
 
@@ -83,8 +83,8 @@ def move_once(args: argparse.Namespace) -> dict[str, Any]:
     seconds = time.perf_counter() - start
     final = responses[-1]
     return {"ok": final.status == 0, "status": final.status,
-            "completed": final.count(COMPLETED), "failed": final.count(FAILED),
-            "warning": final.count(WARNING), "setup_seconds": setup, "seconds": seconds,
+            "completed": final.count(cmd.COMPLETED), "failed": final.count(cmd.FAILED),
+            "warning": final.count(cmd.WARNING), "setup_seconds": setup, "seconds": seconds,
             **assoc.tls}
 
 
