@@ -40,7 +40,13 @@ from pynetdicom import ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts
 from lab.dicom import PACS_AE, PACS_PORT, tlsopts
 from lab.dicom.acceptor import Config
 from lab.dicom.qrscp import FIND_MODELS, MOVE_MODELS, TRANSFER_SYNTAXES, QueryService
-from lab.dicom.server import BACKLOG, MAX_ASSOCIATIONS, AssociationServer, listen
+from lab.dicom.server import (
+    BACKLOG,
+    MAX_ASSOCIATIONS,
+    AssociationServer,
+    LogThrottle,
+    listen,
+)
 from lab.dicom.store import Store
 from lab.errors import LabError
 
@@ -177,6 +183,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         cli.error(str(exc))
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(LogThrottle())
     store = Store.open(args.root, sync=args.sync == "object")
     query = None if args.storage_only else QueryService(
         store, destinations, ae_title=args.ae, tls_client=tls_client,

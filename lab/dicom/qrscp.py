@@ -15,6 +15,7 @@ TLS (PS3.15 Annex B). A pending response reports the counts after every sub-oper
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import ssl
 import struct
@@ -138,13 +139,17 @@ class QueryService:
     def _find(self, rq: Request, model: str, level: str, identifier: Dataset,
               ) -> Iterator[Reply]:
         """PS3.4 C.4.1.3: a pending response per match, then success."""
-        encoded = _answer("C-FIND", lambda: [
-            encode_identifier(m, rq.transfer_syntax)
-            for m in find(self.store, model, level, identifier)])  # type: ignore[arg-type]
-        if isinstance(encoded, Reply):
-            yield encoded
+        matches = _answer("C-FIND", lambda: find(
+            self.store, model, level, identifier))  # type: ignore[arg-type]
+        if isinstance(matches, Reply):
+            yield matches
             return
-        for data in encoded:
+        for match in matches:  # encoded one at a time: memory does not grow with the matches
+            data = _answer("C-FIND", functools.partial(encode_identifier, match,
+                                                       rq.transfer_syntax))
+            if isinstance(data, Reply):
+                yield data
+                return
             yield Reply(PENDING, data)
         yield Reply(SUCCESS)
 

@@ -187,5 +187,32 @@ class AssociationServer:
         return wrapped
 
 
+class LogThrottle(logging.Filter):
+    """At most ``burst`` warnings of one kind (their message template) per ``window`` seconds:
+    a flood of hostile connections must not fill the disk with the same line. The first one
+    let through after a quiet spell says how many were left out."""
+
+    def __init__(self, burst: int = 20, window: float = 10.0) -> None:
+        super().__init__()
+        self.burst, self.window = burst, window
+        self._lock = threading.Lock()
+        self._seen: dict[tuple[str, str], tuple[float, int, int]] = {}  # start, count, left out
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        key, now = (record.name, str(record.msg)), time.monotonic()
+        with self._lock:
+            start, count, left_out = self._seen.get(key, (now, 0, 0))
+            if now - start > self.window:
+                if left_out:
+                    record.msg = f"{record.msg} [{left_out} more like it left out]"
+                start, count, left_out = now, 0, 0
+            count += 1
+            allowed = count <= self.burst
+            self._seen[key] = (start, count, left_out + (not allowed))
+        return allowed
+
+
 def _who(peer: Any) -> str:
     return str(peer[0]).removeprefix("::ffff:")  # an IPv4 client of a dual-stack socket

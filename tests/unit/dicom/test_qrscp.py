@@ -5,6 +5,7 @@ limits (lab.dicom.server): idle first-phase connections, a full archive, slow pe
 from __future__ import annotations
 
 import contextlib
+import logging
 import socket
 import time
 from collections.abc import Iterator
@@ -26,6 +27,7 @@ from lab.dicom import command as cmd
 from lab.dicom import pdu
 from lab.dicom.acceptor import Config
 from lab.dicom.qrscp import FIND_MODELS, MOVE_MODELS, TRANSFER_SYNTAXES, QueryService
+from lab.dicom.server import LogThrottle
 from lab.dicom.store import Store
 
 from .conftest import STUDY, make_dataset, put
@@ -224,3 +226,27 @@ def test_slow_sender_is_dropped_by_artim(store: Store) -> None:
         assert _closed(sock)
         assert time.monotonic() - started < 5
         sock.close()
+
+
+def test_log_throttle_keeps_a_flood_of_warnings_short() -> None:
+    """100 identical warnings in a burst: 5 let through; after the window, one more that says
+    how many were left out. Other kinds and INFO lines are not held back."""
+    logger = logging.getLogger("test.throttle")
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    lines: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: lines.append(record.getMessage())  # type: ignore[method-assign]
+    handler.addFilter(LogThrottle(burst=5, window=0.2))
+    logger.addHandler(handler)
+    try:
+        for n in range(100):
+            logger.warning("refused %s", n)
+        logger.warning("another kind")
+        logger.info("info %s", 1)
+        time.sleep(0.25)
+        logger.warning("refused %s", "late")
+    finally:
+        logger.removeHandler(handler)
+    assert lines == [*(f"refused {n}" for n in range(5)), "another kind", "info 1",
+                     "refused late [95 more like it left out]"]
