@@ -149,6 +149,8 @@ PROGRAMS: tuple[Program, ...] = (
     _dcmtk("findscu", "DCMTK's C-FIND SCU as an independent peer"),
     _dcmtk("movescu", "DCMTK's C-MOVE SCU as an independent peer"),
     _dcmtk("dcmqrscp", "DCMTK's Query/Retrieve SCP as an independent peer of the lab's SCU"),
+    _dcmtk("dcmsign", "DCMTK's digital signature tool: an independent signer and verifier "
+           "(PS3.15 Annex C)"),
     Program("openssl", "openssl", ("interop-tests",),
             "checks the lab's certificates as a TLS or IKE peer would"),
     Program("tshark", "tshark", ("capture",), "captures decoded (ESP, TLS, DICOM PDUs)"),
