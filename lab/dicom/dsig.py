@@ -207,13 +207,24 @@ def _signer_certificate(item: Dataset, trusted: Sequence[x509.Certificate],
     if kind != CERTIFICATE_TYPE:
         return None, [f"Certificate Type {kind!r} is not {CERTIFICATE_TYPE}"]
     try:
-        certificate = x509.load_der_x509_certificate(bytes(item.CertificateOfSigner))
+        certificate = _der_certificate(bytes(item.CertificateOfSigner))
     except (AttributeError, ValueError) as exc:
         return None, [f"the Certificate of Signer cannot be read: {exc}"]
     if not isinstance(certificate.public_key(), rsa.RSAPublicKey):
         return None, ["the Certificate of Signer has no RSA key (PS3.15 C.2 requires RSA)"]
     problem = _chain_problem(certificate, trusted, now)
     return certificate, [problem] if problem else []
+
+
+def _der_certificate(value: bytes) -> x509.Certificate:
+    """The certificate in an OB value, which PS3.5 6.2 pads to even length with a zero byte
+    (a DER certificate of odd length, as DCMTK writes it)."""
+    try:
+        return x509.load_der_x509_certificate(value)
+    except ValueError:
+        if not value.endswith(b"\x00"):
+            raise
+        return x509.load_der_x509_certificate(value[:-1])
 
 
 def _chain_problem(certificate: x509.Certificate, trusted: Sequence[x509.Certificate],

@@ -13,10 +13,13 @@ A profile says which attributes a signature must cover when they are present in 
   equipment, plus every attribute whose value the technician or physician who authorizes the
   object can check (shown to them): which those are the caller says, through ``tags``.
 
-The modality-specific enhanced modules the standard adds to the Creator and Authorization lists
-(Enhanced MR/CT/XA/PET/US Image, MR Spectroscopy, Raw Data, Segmentation, ...) are not listed
-here. By default :func:`lab.dicom.dsig.sign` signs every signable attribute of the object, which
-covers every profile; the lists matter when a caller narrows the signed set to chosen ``tags``,
+Of the modality-specific enhanced modules the standard adds to the Creator and Authorization
+lists (Enhanced MR/CT/XA/PET/US Image, MR Spectroscopy, Raw Data, Segmentation, ...) only the
+attributes classic images share with them are listed (``_ENHANCED_SHARED``), enough that DCMTK's
+``dcmsign --verify +rc/+ru`` accepts the lab's narrowed signatures of every generated modality.
+
+By default :func:`lab.dicom.dsig.sign` signs every signable attribute of the object, which covers
+every profile; the lists matter when a caller narrows the signed set to chosen ``tags``,
 and when :func:`lab.dicom.dsig.verify` reports which profiles a signature satisfies.
 """
 
@@ -99,8 +102,16 @@ _MULTI_FRAME = (
 _ENCAPSULATED_DOCUMENT = (
     "EncapsulatedDocument", "MIMETypeOfEncapsulatedDocument", "DocumentTitle",
 )
-_CONTENT = (_GRAPHIC_ANNOTATION + _GENERAL_IMAGE + _IMAGE_PIXEL + _SR_DOCUMENT + _WAVEFORM
-            + _MULTI_FRAME + _ENCAPSULATED_DOCUMENT)
+#: Attributes of the enhanced modules the profiles also name (Enhanced MR, Enhanced XA/XRF,
+#: Enhanced US and Enhanced Mammography Image, Implant Template: PS3.3 C.8.13.1, C.8.19.2,
+#: C.8.24.1, C.8.31.1, C.29.1) that classic single-frame images carry as well.
+_ENHANCED_SHARED = (
+    "Manufacturer", "FrameOfReferenceUID", "KVP", "RescaleIntercept", "RescaleSlope",
+    "MagneticFieldStrength", "ScanOptions", "ViewCodeSequence", "PositionerType",
+    "PatientGantryRelationshipCodeSequence",
+)
+_CONTENT = (_ENHANCED_SHARED + _GRAPHIC_ANNOTATION + _GENERAL_IMAGE + _IMAGE_PIXEL
+            + _SR_DOCUMENT + _WAVEFORM + _MULTI_FRAME + _ENCAPSULATED_DOCUMENT)
 
 #: Element numbers of the repeating groups that the Overlay Plane (60xx, PS3.3 C.9.2) and the
 #: retired Curve (50xx, PS3 2004 C.10.2) modules define; any even group 6000-601E / 5000-501E.

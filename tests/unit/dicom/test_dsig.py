@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 from pydicom import dcmread
@@ -224,8 +224,6 @@ def test_refusals(ds: Dataset, signer: Signer, other_site: Signer) -> None:
 
 
 def test_signs_from_pem_files(ds: Dataset, tmp_path: Path) -> None:
-    from cryptography.hazmat.primitives import serialization
-
     site = make_signer("files")
     key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
     key.write_bytes(site.key.private_bytes(serialization.Encoding.PEM,
@@ -267,3 +265,13 @@ def test_the_byte_stream_leaves_out_group_lengths_and_un() -> None:
     assert mac_stream(ds, [0x00100010]) == b"\x10\x00\x10\x00PN\x04\x00A^B "
     with pytest.raises(DsigError, match="not signable"):
         sign(ds, *make_signer("x")[:2], tags=[0x00111010])
+
+
+def test_a_certificate_padded_to_even_length_is_read(ds: Dataset, signer: Signer) -> None:
+    """PS3.5 6.2: an OB value of odd length gets a zero byte; DCMTK stores an odd-length DER
+    certificate so, and the verifier must read past it (found against dcmsign)."""
+    sign(ds, signer.key, signer.cert)
+    item = ds.DigitalSignaturesSequence[0]
+    item.CertificateOfSigner = bytes(item.CertificateOfSigner) + b"\x00"
+    [result] = verify(ds, [signer.ca])
+    assert result.ok, str(result)
