@@ -2,7 +2,7 @@
 
 A signature lives in the object itself (PS3.3 C.12.1.1.3, the Digital Signatures Macro): one
 item of the MAC Parameters Sequence (4FFE,0001) says how the MAC was computed — MAC ID Number,
-MAC Calculation Transfer Syntax UID (Explicit VR Little Endian), MAC Algorithm, and Data
+MAC Calculation Transfer Syntax UID (see :func:`mac_transfer_syntax`), MAC Algorithm, and Data
 Elements Signed (0400,0020), the list of the signed tags — and one item of the Digital
 Signatures Sequence (FFFA,FFFA) carries the signature: the same MAC ID Number, a Digital
 Signature UID, the Digital Signature DateTime, Certificate Type ``X509_1993_SIG``, the signer's
@@ -38,7 +38,7 @@ from pydicom.datadict import keyword_for_tag
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.tag import BaseTag, Tag
-from pydicom.uid import generate_uid
+from pydicom.uid import UID, generate_uid
 
 from lab.dicom.dsig_profiles import (
     CERTIFICATE_TYPE,
@@ -122,7 +122,7 @@ def sign(
     item.Signature = private_key.sign(stream, padding.PKCS1v15(), SIGNING_MACS[mac]())
     params = Dataset()
     params.MACIDNumber = mac_id
-    params.MACCalculationTransferSyntaxUID = EXPLICIT_VR_LITTLE_ENDIAN
+    params.MACCalculationTransferSyntaxUID = mac_transfer_syntax(ds)
     params.MACAlgorithm = mac
     params.DataElementsSigned = list(signed)
     _append(ds, "MACParametersSequence", params)
@@ -170,9 +170,10 @@ def _parameter_problems(item: Dataset, mac_item: Dataset | None) -> list[str]:
     if mac_item is None:
         return [f"no MAC Parameters item with MAC ID Number {item.get('MACIDNumber')}"]
     problems = []
-    syntax = str(mac_item.get("MACCalculationTransferSyntaxUID", ""))
-    if syntax != EXPLICIT_VR_LITTLE_ENDIAN:
-        problems.append(f"MAC Calculation Transfer Syntax {syntax!r} is not supported")
+    syntax = UID(str(mac_item.get("MACCalculationTransferSyntaxUID", "")))
+    if not _explicit_little_endian(syntax):
+        problems.append(f"MAC Calculation Transfer Syntax {syntax!r} is not an explicit VR "
+                        "little endian one (PS3.3 C.12.1.1.3)")
     algorithm = str(mac_item.get("MACAlgorithm", ""))
     if algorithm not in VERIFYING_MACS:
         problems.append(f"MAC Algorithm {algorithm!r} is not supported")
@@ -245,6 +246,22 @@ def _chain_problem(certificate: x509.Certificate, trusted: Sequence[x509.Certifi
         subject = certificate.subject.rfc4514_string()
         return f"the signer's certificate ({subject}) does not chain to a trusted CA: {exc}"
     return None
+
+
+def mac_transfer_syntax(ds: Dataset) -> str:
+    """The MAC Calculation Transfer Syntax for ``ds``: its own transfer syntax when that is an
+    explicit VR little endian one — so encapsulated (compressed) Pixel Data is signed as its
+    fragments, which must then never be re-fragmented (PS3.3 C.12.1.1.3, note) — else Explicit
+    VR Little Endian. DCMTK's dcmsign chooses the same way."""
+    file_meta = getattr(ds, "file_meta", None)
+    syntax = UID(str(file_meta.get("TransferSyntaxUID", ""))) if file_meta else UID("")
+    if _explicit_little_endian(syntax) and not syntax.is_deflated:
+        return str(syntax)
+    return EXPLICIT_VR_LITTLE_ENDIAN
+
+
+def _explicit_little_endian(syntax: UID) -> bool:
+    return syntax.is_transfer_syntax and syntax.is_little_endian and not syntax.is_implicit_VR
 
 
 def _signed_tags(mac_item: Dataset | None) -> tuple[BaseTag, ...]:

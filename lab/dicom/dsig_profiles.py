@@ -33,8 +33,8 @@ from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 from pydicom.tag import BaseTag, Tag
 
-#: The only MAC Calculation Transfer Syntax the lab writes: Explicit VR Little Endian (PS3.5
-#: A.2); PS3.3 C.12.1.1.3.1.1 allows only explicit VR little endian syntaxes.
+#: The MAC Calculation Transfer Syntax of objects whose own syntax is not explicit VR little
+#: endian (PS3.5 A.2); PS3.3 C.12.1.1.3 allows only explicit VR little endian syntaxes.
 EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1"
 #: Certificate Type (0400,0110) of an X.509 signing certificate (PS3.3 C.12.1.1.3, PS3.15 C.2).
 CERTIFICATE_TYPE = "X509_1993_SIG"

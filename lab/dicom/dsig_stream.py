@@ -1,7 +1,7 @@
 """The byte stream a DICOM digital signature's MAC is computed over (PS3.3 C.12.1.1.3.1.1).
 
 The signed Data Elements are encoded one after the other, in the order of the data set, in the
-MAC Calculation Transfer Syntax (here always Explicit VR Little Endian, PS3.5 7.1.2) with these
+MAC Calculation Transfer Syntax (an explicit VR little endian one, PS3.5 7.1.2) with these
 rules of PS3.3 C.12.1.1.3.1.1:
 
 - an ordinary element is its tag, VR, value length and value, exactly as in PS3.5 7.1.2;

@@ -23,6 +23,7 @@ from cryptography.x509.oid import NameOID
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
+from pydicom.uid import RLELossless
 
 from lab.dicom.dsig import sign, verify
 from lab.dicom.generate import MODALITIES, generate_study
@@ -181,3 +182,20 @@ def test_the_lab_names_what_changed_in_a_dcmsign_signed_object(original: Path, p
     removed = dcmread(signed)
     del removed.PatientName
     assert verify(removed, [pki.ca])[0].elements == ("(0010,0010) PatientName",)
+
+
+def test_compressed_objects_both_ways(original: Path, pki: Pki, tmp_path: Path) -> None:
+    """RLE Lossless Pixel Data (compressed here by pydicom): signed over its fragments in the
+    object's own transfer syntax, by dcmsign for the lab and by the lab for dcmsign."""
+    rle = tmp_path / "rle.dcm"
+    ds = dcmread(original)
+    ds.compress(RLELossless)
+    ds.save_as(rle, enforce_file_format=True)
+    by_dcmsign = tmp_path / "by-dcmsign.dcm"
+    assert dcmsign("--sign", pki.key, pki.cert, "+pb", "+m2", rle, by_dcmsign).returncode == 0
+    [result] = verify(dcmread(by_dcmsign), [pki.ca])
+    assert result.ok, str(result)
+    by_lab = _lab_signed(rle, pki, tmp_path / "by-lab.dcm")
+    assert dcmread(by_lab).MACParametersSequence[0].MACCalculationTransferSyntaxUID == RLELossless
+    run = dcmsign("--verify", "+rg", "+cf", pki.ca, by_lab)
+    assert _verified_by_dcmsign(run), run.stdout + run.stderr

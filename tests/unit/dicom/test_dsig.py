@@ -17,6 +17,7 @@ from cryptography.x509.oid import NameOID
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
+from pydicom.uid import RLELossless
 
 from lab.dicom.dsig import DsigError, sign, verify
 from lab.dicom.dsig_profiles import PROFILES, SIGNING_MACS
@@ -275,3 +276,20 @@ def test_a_certificate_padded_to_even_length_is_read(ds: Dataset, signer: Signer
     item.CertificateOfSigner = bytes(item.CertificateOfSigner) + b"\x00"
     [result] = verify(ds, [signer.ca])
     assert result.ok, str(result)
+
+
+def test_compressed_pixel_data_is_signed_as_its_fragments(ds: Dataset, signer: Signer,
+                                                          tmp_path: Path) -> None:
+    """RLE Lossless (PS3.5 A.4.2): the MAC Calculation Transfer Syntax is the object's own, the
+    Pixel Data its fragments; a changed fragment byte is detected after a save and load."""
+    ds.compress(RLELossless)
+    sign(ds, signer.key, signer.cert)
+    assert ds.MACParametersSequence[0].MACCalculationTransferSyntaxUID == RLELossless
+    path = tmp_path / "rle.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    loaded = dcmread(path)
+    assert verify(loaded, [signer.ca])[0].ok
+    data = bytearray(loaded.PixelData)
+    data[-10] ^= 0x01
+    loaded.PixelData = bytes(data)
+    assert "value changed" in str(verify(loaded, [signer.ca])[0])
