@@ -199,3 +199,15 @@ def test_compressed_objects_both_ways(original: Path, pki: Pki, tmp_path: Path) 
     assert dcmread(by_lab).MACParametersSequence[0].MACCalculationTransferSyntaxUID == RLELossless
     run = dcmsign("--verify", "+rg", "+cf", pki.ca, by_lab)
     assert _verified_by_dcmsign(run), run.stdout + run.stderr
+
+
+def test_the_lab_verifies_dcmsign_md5_and_names_ripemd160(original: Path, pki: Pki,
+                                                          tmp_path: Path) -> None:
+    """MD5 (+mm) is verified though never used to sign; RIPEMD-160 (+mr, dcmsign's default)
+    cannot be (``cryptography`` has no RIPEMD-160), and the result says so."""
+    md5, ripemd = tmp_path / "md5.dcm", tmp_path / "ripemd.dcm"
+    assert dcmsign("--sign", pki.key, pki.cert, "+pb", "+mm", original, md5).returncode == 0
+    assert verify(dcmread(md5), [pki.ca])[0].ok
+    assert dcmsign("--sign", pki.key, pki.cert, "+pb", "+mr", original, ripemd).returncode == 0
+    [result] = verify(dcmread(ripemd), [pki.ca])
+    assert result.problems == ("MAC Algorithm 'RIPEMD160' is not supported",)

@@ -17,7 +17,7 @@ from cryptography.x509.oid import NameOID
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
-from pydicom.uid import RLELossless
+from pydicom.uid import ImplicitVRLittleEndian, RLELossless
 
 from lab.dicom.dsig import DsigError, sign, verify
 from lab.dicom.dsig_profiles import PROFILES, SIGNING_MACS
@@ -293,3 +293,17 @@ def test_compressed_pixel_data_is_signed_as_its_fragments(ds: Dataset, signer: S
     data[-10] ^= 0x01
     loaded.PixelData = bytes(data)
     assert "value changed" in str(verify(loaded, [signer.ca])[0])
+
+
+def test_survives_a_re_encoding_in_implicit_vr(ds: Dataset, signer: Signer,
+                                               tmp_path: Path) -> None:
+    """The MAC is over the explicit VR encoding whatever the object travels in (PS3.3
+    C.12.1.1.3): read back from Implicit VR Little Endian — the C-STORE default — it verifies."""
+    sign(ds, signer.key, signer.cert)
+    path = tmp_path / "implicit.dcm"
+    ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+    ds.save_as(path, implicit_vr=True, little_endian=True, enforce_file_format=True)
+    loaded = dcmread(path)
+    assert loaded.file_meta.TransferSyntaxUID == ImplicitVRLittleEndian
+    [result] = verify(loaded, [signer.ca])
+    assert result.ok, str(result)
