@@ -49,7 +49,7 @@ from lab.dicom.dsig_profiles import (
     Profile,
     satisfied_profiles,
 )
-from lab.dicom.dsig_stream import item_stream, mac_stream, signable
+from lab.dicom.dsig_stream import StreamError, item_stream, mac_stream, signable
 from lab.errors import LabError
 
 #: Elements of a Digital Signatures Sequence item that the MAC leaves out (PS3.3 C.12.1.1.3.1.2).
@@ -118,7 +118,10 @@ def sign(
     signed = _tags_to_sign(ds, chosen, tags)
     mac_id = _free_mac_id(ds)
     item = _signature_item(mac_id, certificate, now or datetime.now(UTC))
-    stream = mac_stream(ds, signed) + item_stream(item, NOT_IN_MAC)
+    try:
+        stream = mac_stream(ds, signed) + item_stream(item, NOT_IN_MAC)
+    except StreamError as exc:
+        raise DsigError(str(exc)) from None
     item.Signature = private_key.sign(stream, padding.PKCS1v15(), SIGNING_MACS[mac]())
     params = Dataset()
     params.MACIDNumber = mac_id
@@ -187,7 +190,10 @@ def _signature_problems(ds: Dataset, item: Dataset, signed: tuple[BaseTag, ...],
                         algorithm: hashes.HashAlgorithm) -> list[str]:
     """Check the RSA signature over the MAC of the elements as encoded now; on failure, tell a
     changed object (the signature holds another MAC) from a signature this key did not make."""
-    stream = mac_stream(ds, signed) + item_stream(item, NOT_IN_MAC)
+    try:
+        stream = mac_stream(ds, signed) + item_stream(item, NOT_IN_MAC)
+    except StreamError as exc:
+        return [str(exc)]
     public_key = _rsa_public(certificate)
     signature = bytes(item.Signature)
     try:

@@ -307,3 +307,4 @@ def test_survives_a_re_encoding_in_implicit_vr(ds: Dataset, signer: Signer,
     assert loaded.file_meta.TransferSyntaxUID == ImplicitVRLittleEndian
     [result] = verify(loaded, [signer.ca])
     assert result.ok, str(result)
+
