@@ -151,10 +151,11 @@ def _verify_one(ds: Dataset, item: Dataset, params: dict[int, Dataset],
     mac_name = str(mac_item.get("MACAlgorithm", "")) if mac_item is not None else ""
     signed = _signed_tags(mac_item)
     certificate, problems = _signer_certificate(item, trusted, now)
-    problems += _parameter_problems(item, mac_item)
+    unusable = _parameter_problems(item, mac_item)
     missing = tuple(_name(tag) for tag in signed if tag not in ds)
-    problems += [f"signed element {name} removed" for name in missing]
-    if certificate is not None and not problems:
+    problems += unusable + [f"signed element {name} removed" for name in missing]
+    if certificate is not None and not unusable and not missing:
+        # checked even when the chain failed, so a report says every reason at once
         problems += _signature_problems(ds, item, signed, certificate,
                                         VERIFYING_MACS[mac_name]())
     return Result(

@@ -162,8 +162,12 @@ def test_a_certificate_from_another_ca_is_refused(ds: Dataset, signer: Signer,
     assert not result.ok
     assert "does not chain to a trusted CA" in str(result)
     assert "elsewhere modality" in str(result)
+    assert len(result.problems) == 1  # the signature itself is sound
     [trusting] = verify(ds, [signer.ca, other_site.ca])
     assert trusting.ok
+    ds.PatientName = "Other^Patient"
+    [both] = verify(ds, [signer.ca])
+    assert "does not chain" in both.problems[0] and "value changed" in both.problems[1]
 
 
 def test_a_signature_by_another_key_is_refused(ds: Dataset, signer: Signer,
