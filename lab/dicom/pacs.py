@@ -8,9 +8,10 @@ Serves, per DICOM PS3.4, on the lab's own Upper Layer (lab.dicom.server, lab.dic
   acknowledged;
 - Query/Retrieve FIND and MOVE in the Patient Root and Study Root models (Annex C,
   lab.dicom.qrscp), unless ``--storage-only`` (the modality's receiver of C-MOVE results is this
-  program in that mode). A C-MOVE sends the stored files as they are: signatures inside the
-  objects (PS3.15 Annex C) reach the destination bit for bit (PS3.4 B.4.1, level 2 storage:
-  every element kept).
+  program in that mode). A C-MOVE sends the stored files as they are: every element is kept
+  (PS3.4 B.4.1, level 2 storage), and Digital Signatures inside the objects (PS3.15 Annex C,
+  lab.dicom.dsig) reach the destination bit for bit and still verify there; the archive
+  preserves them but does not check them itself.
 
 Move destinations (AE title -> host, port) are given with ``--destination AE=HOST:PORT``; an
 unknown destination gets the standard failure status 0xA801 (Move Destination unknown).

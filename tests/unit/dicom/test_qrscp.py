@@ -9,10 +9,12 @@ import logging
 import socket
 import time
 from collections.abc import Iterator
+from io import BytesIO
 from pathlib import Path
 from typing import Any
 
 import pytest
+from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, evt
@@ -26,12 +28,16 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 from lab.dicom import command as cmd
 from lab.dicom import pdu
 from lab.dicom.acceptor import Config
+from lab.dicom.dsig import sign, verify
+from lab.dicom.generate import generate_study
 from lab.dicom.qrscp import FIND_MODELS, MOVE_MODELS, TRANSFER_SYNTAXES, QueryService
+from lab.dicom.requestor import open_association, read_part10
 from lab.dicom.server import LogThrottle
 from lab.dicom.store import Store
 
 from .conftest import STUDY, make_dataset, put
 from .test_acceptor import SUPPORTED, make_config, serving
+from .test_dsig import make_signer
 
 FIND = StudyRootQueryRetrieveInformationModelFind
 MOVE = StudyRootQueryRetrieveInformationModelMove
@@ -250,3 +256,45 @@ def test_log_throttle_keeps_a_flood_of_warnings_short() -> None:
         logger.removeHandler(handler)
     assert lines == [*(f"refused {n}" for n in range(5)), "another kind", "info 1",
                      "refused late [95 more like it left out]"]
+
+
+def test_signatures_survive_storage_and_move_bit_for_bit(tmp_path: Path) -> None:
+    """A signed object (PS3.15 Annex C) stored into the archive and moved to pynetdicom arrives
+    with the very bytes that were sent, and its signature verifies at the destination: the
+    archive keeps Digital Signatures through storage and C-MOVE."""
+    signer = make_signer("site-a")
+    study = generate_study("CT", tmp_path / "ct", objects=1)
+    signed = sign(dcmread(study.files[0]), signer.key, signer.cert)
+    path = tmp_path / "signed.dcm"
+    signed.save_as(path, enforce_file_format=True)
+    part10 = read_part10(path)
+    raw: list[bytes] = []
+
+    def on_store(event: Any) -> int:
+        raw.append(bytes(event.request.DataSet.getvalue()))
+        return 0
+
+    ae = AE(ae_title="DEST")
+    ae.add_supported_context(part10.sop_class, part10.transfer_syntax)
+    dest = ae.start_server(("127.0.0.1", 0), block=False,
+                           evt_handlers=[(evt.EVT_C_STORE, on_store)])
+    assert dest is not None
+    with Store.open(tmp_path / "store") as store, \
+            serving(qr_config(store, dest.server_address[1])) as server:
+        assoc, _ = open_association("127.0.0.1", server.port, called="PACS", calling="MODALITY",
+                                    contexts=[(part10.sop_class, [part10.transfer_syntax])],
+                                    max_pdu=0, timeout=5)
+        assert assoc.store_status(part10, 1, 0) == 0
+        assoc.release()
+        move = Dataset()
+        move.QueryRetrieveLevel, move.StudyInstanceUID = "STUDY", signed.StudyInstanceUID
+        scu = _scu().associate("127.0.0.1", server.port, ae_title="PACS")
+        final = [s for s, _ in scu.send_c_move(move, "DEST", MOVE)][-1]
+        scu.release()
+    dest.shutdown()
+    assert int(final.Status) == 0 and final.NumberOfCompletedSuboperations == 1
+    assert raw == [path.read_bytes()[part10.offset:]]
+    moved = dcmread(BytesIO(raw[0]), force=True)
+    moved.file_meta = signed.file_meta
+    results = verify(moved, [signer.ca])
+    assert len(results) == 1 and results[0].ok, results
