@@ -25,7 +25,7 @@ from lab.dicom import MODALITY_AE, PACS_AE, PACS_PORT
 from lab.dicom.generate import generate_study
 from lab.errors import LabError
 from lab.host import programs
-from lab.model import Family, Role
+from lab.model.topology import Family, Role
 from lab.topology import resolve_path
 
 STORE_LAB = "bench-store"

@@ -12,7 +12,7 @@ from lab import backends as registry
 from lab import state
 from lab.errors import LabError
 from lab.lifecycle import require_root
-from lab.names import RUN_ROOT
+from lab.model.names import RUN_ROOT
 
 
 def clean(root: Path = RUN_ROOT, backends: Sequence[str] | None = None) -> list[str]:

@@ -33,7 +33,7 @@ from lab.cli_print import (
 from lab.cli_studies import compose, graph, report, sweep
 from lab.errors import LabError, LabExistsError
 from lab.inspect import status_document
-from lab.model import Wan
+from lab.model.topology import Wan
 from lab.wan.commands import wan_group, wan_option
 
 

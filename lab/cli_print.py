@@ -12,7 +12,7 @@ from rich.table import Table
 
 from lab import lifecycle
 from lab.inspect import live_nodes, security_summary
-from lab.model import Topology
+from lab.model.topology import Topology
 
 # On a terminal rich uses its width; piped output (logs, CI) gets room for addresses on one line.
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
@@ -44,7 +44,7 @@ def topology_table(topology: Topology) -> Table:
 
 
 def print_services(lab: lifecycle.Lab) -> None:
-    from lab.names import LabPaths
+    from lab.model.names import LabPaths
     from lab.services import dicom_services
 
     for svc in dicom_services(lab.topology, LabPaths(lab.name)):

@@ -49,7 +49,7 @@ def sweep(sweep_file: str, out_dir: Path | None, resume: bool, retry_failed: boo
     has been tried. Shipped: ipv6-vs-ipv4, ipv6-ipsec-algorithms, ipv4-tls-profiles,
     ipsec-vs-tls-wan, quick, demo (what scripts/demo runs).
     """
-    from lab.names import check_lab_name
+    from lab.model.names import check_lab_name
     from lab.sweep import runner, spec
 
     if not list_only:
@@ -135,7 +135,7 @@ def compose(topology: str, name: str | None, out: Path | None, build: bool) -> N
     service is started. The files of the shipped topologies are in compose/.
     """
     from lab.backends import compose as compose_file
-    from lab.names import check_lab_name
+    from lab.model.names import check_lab_name
 
     topo = topology_file.load(topology_file.resolve_path(topology))
     text = compose_file.text(topo, check_lab_name(name) if name else None)

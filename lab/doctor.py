@@ -24,9 +24,10 @@ from rich.text import Text
 from lab import shell
 from lab.errors import CommandError, LabError
 from lab.host import programs
-from lab.ipsec import charon, proposals
+from lab.ipsec import charon
 from lab.ipsec.charon import IPSEC_DIRS
-from lab.names import netns_name
+from lab.model import proposals
+from lab.model.names import netns_name
 
 TIMEOUT = 5.0
 NEEDS_ROOT = "not checked (needs root)"

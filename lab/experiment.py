@@ -29,10 +29,10 @@ from lab.host import programs
 from lab.ipsec.plan import make_plan, uses_ipsec
 from lab.ipsec.tunnel import IpsecState, read_state, sa_bytes, tunnel_probes
 from lab.labpki import LabPki, ensure_lab_pki
-from lab.model import Family, Role, SecurityMode, Topology, Wan
-from lab.names import LabPaths
+from lab.model.names import LabPaths
+from lab.model.routing import probes
+from lab.model.topology import Family, Role, SecurityMode, Topology, Wan
 from lab.results import Row, provenance, write_csv, write_json
-from lab.routing import probes
 from lab.services import ports, tls_arguments
 from lab.wan import apply as wan_apply
 
@@ -355,8 +355,8 @@ def _wan_fidelity(lab: lifecycle.Lab, opts: RunOptions, result: RunResult, progr
                   own: bool) -> tuple[str, str]:
     """Apply ``--wan`` to a running lab, check the emulator lives, measure fidelity; return the
     (profile, path) every row records."""
+    from lab.model.wan import as_dict
     from lab.wan import apply, measure, userspace
-    from lab.wan.profiles import as_dict
 
     if opts.wan is not None and not own:
         progress(f"impairing the WAN ({opts.wan.name or 'none'})")

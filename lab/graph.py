@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
 from matplotlib.patches import FancyBboxPatch
 
-from lab.model import Node, Role, SecurityMode, Site, Topology
+from lab.model.topology import Node, Role, SecurityMode, Site, Topology
 
 COLORS = {Role.MODALITY: "#cfe2ff", Role.PACS: "#d1e7dd", Role.WORKSTATION: "#e2e3e5",
           Role.GATEWAY: "#fff3cd", Role.WAN: "#f8d7da"}

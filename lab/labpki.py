@@ -7,8 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab.model import Node, Topology
-from lab.names import LabPaths
+from lab.model.names import LabPaths
+from lab.model.topology import Node, Topology
 from lab.pki import CA, Credential, create_ca, load_ca
 
 

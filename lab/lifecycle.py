@@ -19,8 +19,8 @@ from lab.errors import LabError, LabExistsError, LabNotFoundError, NotRootError,
 from lab.host import programs
 from lab.ipsec import tunnel
 from lab.ipsec.plan import make_plan, uses_ipsec
-from lab.model import Probe, SecurityMode, Topology, Wan
-from lab.names import RUN_ROOT, LabPaths, check_lab_name, default_lab_name
+from lab.model.names import RUN_ROOT, LabPaths, check_lab_name, default_lab_name
+from lab.model.topology import Probe, SecurityMode, Topology, Wan
 from lab.wan import apply as wan_apply
 from lab.wan import userspace
 
@@ -135,7 +135,7 @@ def up(
 def tls_preflight(topology: Topology) -> None:
     """The TLS profile must be one the local OpenSSL can really do (tried by a handshake)."""
     from lab import tls
-    from lab.tls_profiles import PROFILES
+    from lab.model.tls_profiles import PROFILES
 
     name = topology.security.tls.profile
     ok, why = tls.supported(PROFILES[name])

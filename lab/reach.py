@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from lab import shell
 from lab.backends.base import Backend, Progress, no_progress
 from lab.errors import ReachabilityError
-from lab.model import Probe, Topology
-from lab.routing import probes
+from lab.model.routing import probes
+from lab.model.topology import Probe, Topology
 
 #: At most this many pings run at once (each is a short-lived process).
 PARALLEL = 16

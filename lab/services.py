@@ -13,9 +13,9 @@ from lab.backends.base import Backend
 from lab.dicom import MODALITY_AE, MODALITY_STORE_PORT, PACS_AE, PACS_PORT
 from lab.errors import LabError
 from lab.labpki import ensure_lab_pki
-from lab.model import Family, Role, SecurityMode, Topology
-from lab.names import LabPaths
-from lab.tls_profiles import PROFILES, needs_rsa
+from lab.model.names import LabPaths
+from lab.model.tls_profiles import PROFILES, needs_rsa
+from lab.model.topology import Family, Role, SecurityMode, Topology
 
 START_TIMEOUT = 30.0
 

@@ -18,8 +18,8 @@ from typing import Any
 
 from lab import topology as topology_file
 from lab.errors import LabError, LabExistsError, LabNotFoundError
-from lab.model import Topology
-from lab.names import DATA_ROOT, RUN_ROOT, LabPaths
+from lab.model.names import DATA_ROOT, RUN_ROOT, LabPaths
+from lab.model.topology import Topology
 
 
 @dataclass(frozen=True)

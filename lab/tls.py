@@ -3,7 +3,7 @@ DICOM PS3.15 Annex B, with mutual authentication against the lab CA (:mod:`lab.p
 
 PS3.15 B.9-B.11 recommend the registered port 2762 ("dicom-tls") for the DICOM Upper Layer on
 TLS; :data:`DICOM_TLS_PORT` is that number. The profiles themselves (names, versions, suites,
-the PS3.15 sections they come from) are data in :mod:`lab.tls_profiles`.
+the PS3.15 sections they come from) are data in :mod:`lab.model.tls_profiles`.
 
 Python's :mod:`ssl` cannot restrict the TLS 1.3 cipher suites (OpenSSL's
 ``SSL_CTX_set_ciphersuites`` is not exposed); :attr:`Profile.tls13_suites` is therefore
@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from lab import pki
 from lab.errors import TlsError
-from lab.tls_profiles import (
+from lab.model.tls_profiles import (
     DEFAULT_PROFILE,
     DICOM_TLS_PORT,
     IANA_NAMES,

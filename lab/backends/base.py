@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from lab import shell
-from lab.model import Topology
+from lab.model.topology import Topology
 from lab.shell import Result
 
 Progress = Callable[[str], None]

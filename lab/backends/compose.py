@@ -19,7 +19,7 @@ import yaml
 
 from lab.backends import dockerplan
 from lab.backends.dockerplan import LABEL, NODE_LABEL
-from lab.model import Topology
+from lab.model.topology import Topology
 
 FORMAT_VERSION = "2.4"  # understood by docker-compose 1.x and by docker compose v2
 

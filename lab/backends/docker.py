@@ -40,8 +40,8 @@ from lab.backends.dockerplan import LABEL, NODE_LABEL, ContainerPlan, Plan
 from lab.backends.images import ensure_images
 from lab.backends.netns import hosts_file
 from lab.errors import LabError, LabNotFoundError
-from lab.model import IPNetwork, Topology
-from lab.names import DATA_ROOT, RUN_ROOT, LabPaths, netns_name
+from lab.model.names import DATA_ROOT, RUN_ROOT, LabPaths, netns_name
+from lab.model.topology import IPNetwork, Topology
 from lab.shell import Result
 
 READY_TIMEOUT = 30.0

@@ -24,7 +24,7 @@ from ipaddress import IPv4Network, ip_network
 
 from lab.backends.images import image_for
 from lab.errors import LabError
-from lab.model import Family, IPAddress, IPInterface, IPNetwork, Node, Role, Topology
+from lab.model.topology import Family, IPAddress, IPInterface, IPNetwork, Node, Role, Topology
 
 LABEL = "teleradlab.lab"
 NODE_LABEL = "teleradlab.node"

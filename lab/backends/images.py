@@ -37,7 +37,7 @@ from lab import shell
 from lab.backends.base import Progress, no_progress
 from lab.errors import LabError
 from lab.host import programs
-from lab.model import Role
+from lab.model.topology import Role
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGES_DIR = REPO / "images"

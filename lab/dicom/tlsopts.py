@@ -4,8 +4,8 @@ made from them (:mod:`lab.tls`), and what a handshake negotiated.
 
 Options, the same on the PACS (and C-MOVE receiver) and on the SCU::
 
-    --tls-profile NAME   a profile of lab.tls_profiles (bcp195-rfc8996, non-downgrading, extended,
-                         aes, basic); absent = no TLS
+    --tls-profile NAME   a profile of lab.model.tls_profiles (bcp195-rfc8996, non-downgrading,
+                         extended, aes, basic); absent = no TLS
     --tls-cert FILE      our certificate (PEM); required on a server, optional on a client
     --tls-key FILE       its private key (PEM)
     --tls-ca FILE        the CA certificate peers must be issued by (the only trust anchor)
@@ -30,7 +30,7 @@ from lab.errors import LabError
 if TYPE_CHECKING:
     import ssl
 
-#: Profile names (lab.tls_profiles.PROFILES, checked there when used): listed here so that the
+#: Profile names (lab.model.tls_profiles.PROFILES, checked there when used): listed here so that the
 #: options cost no ssl import in a program run without TLS.
 PROFILE_NAMES = ("bcp195-rfc8996", "non-downgrading", "extended", "aes", "basic")
 

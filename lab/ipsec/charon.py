@@ -27,7 +27,7 @@ from lab import processes, shell
 from lab.backends.base import Backend
 from lab.errors import IpsecError
 from lab.host import programs
-from lab.names import LabPaths
+from lab.model.names import LabPaths
 
 IPSEC_DIRS = (Path("/usr/lib/ipsec"), Path("/usr/libexec/ipsec"))
 #: Crypto plugins: everything the lab's proposal keywords can name (3DES and Blowfish come from

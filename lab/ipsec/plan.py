@@ -8,9 +8,10 @@ from dataclasses import dataclass, replace
 from ipaddress import ip_network
 
 from lab.errors import IpsecError
-from lab.ipsec import proposals
 from lab.ipsec.charon import BYPASS_MARK, TUN_DEVICE, EspPath
-from lab.model import (
+from lab.model import proposals
+from lab.model.routing import components
+from lab.model.topology import (
     Family,
     IPAddress,
     IPNetwork,
@@ -22,7 +23,6 @@ from lab.model import (
     SegmentKind,
     Topology,
 )
-from lab.routing import components
 
 CONNECTION = "teleradlab"
 

@@ -16,12 +16,12 @@ from typing import Any
 from lab import reach
 from lab.backends.base import Backend, Progress, no_progress
 from lab.errors import IpsecError, LabError
-from lab.ipsec import proposals
 from lab.ipsec.charon import VICI_SOCKET, Charon, EspPath, algorithms, connect, vici_error
 from lab.ipsec.plan import CONNECTION, Endpoint, Plan, guard_ruleset, make_plan
 from lab.labpki import ensure_lab_pki
-from lab.model import IpsecAuth, IpsecScope, Probe, Topology
-from lab.names import RUN_ROOT, LabPaths
+from lab.model import proposals
+from lab.model.names import RUN_ROOT, LabPaths
+from lab.model.topology import IpsecAuth, IpsecScope, Probe, Topology
 from lab.pki import Credential
 
 INITIATE_TIMEOUT_S = 15.0

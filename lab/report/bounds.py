@@ -44,7 +44,7 @@ def parse_preset(name: str) -> WanShape | None:
     data flows (first site to second). None when unimpaired, unknown, or without delay."""
     if name in ("", "none"):
         return None
-    from lab.wan.profiles import ProfileError, parse_option
+    from lab.model.wan import ProfileError, parse_option
 
     try:
         wan = parse_option(name)

@@ -74,7 +74,7 @@ def _wan_up_options(wan: str | None) -> dict[str, Any]:
     """Keyword arguments of lifecycle.up for a WAN profile (a preset name, as ``--wan``)."""
     if wan is None:
         return {}
-    from lab.wan.profiles import ProfileError, parse_option
+    from lab.model.wan import ProfileError, parse_option
 
     try:
         return {"wan": parse_option(wan)}

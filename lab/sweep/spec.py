@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from lab import topology as topology_file
 from lab.dicom.generate import MODALITIES
 from lab.errors import LabError, SweepError
-from lab.tls_profiles import PROFILES
+from lab.model.tls_profiles import PROFILES
 from lab.topology.schema import duplicate_key_problems, pydantic_problems
 
 WAN_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9.-]*$")
@@ -53,7 +53,7 @@ class SecuritySpec(_Strict):
     mode: Literal["none", "ipsec", "tls"]
     proposal: str | None = None  # ipsec: strongSwan ESP proposal, e.g. aes256gcm16-ecp384
     ike: str | None = None  # ipsec: IKE proposal (default: the topology's)
-    profile: str | None = None  # tls: a profile of lab.tls_profiles
+    profile: str | None = None  # tls: a profile of lab.model.tls_profiles
     cipher: str | None = None  # tls: one OpenSSL suite name of that profile
 
     @field_validator("proposal", "ike")

@@ -8,5 +8,5 @@ on the path between the two sites, applied in the WAN router node.
 - ``apply``: choose the path, apply, reset, record, detect a dead emulator;
 - ``measure``: fidelity — RTT by ping, bottleneck rate by iperf3 — beside configured values.
 
-Kept free of imports here: ``lab.topology`` imports ``lab.wan.profiles`` alone.
+Kept free of imports here: ``lab.topology`` imports ``lab.model.wan`` alone.
 """

@@ -15,9 +15,9 @@ from contextlib import AbstractContextManager
 
 from lab import lifecycle
 from lab.bench_store import cli_lab
-from lab.model import Wan, WanProfile
+from lab.model.topology import Wan, WanProfile
+from lab.model.wan import PRESETS, parse_option
 from lab.wan import apply, measure
-from lab.wan.profiles import PRESETS, parse_option
 
 LAB = "wan-bench"
 CAPACITY_TARGET_MBIT = 500.0

@@ -12,9 +12,9 @@ from rich.table import Table
 
 from lab import lifecycle
 from lab.errors import LabError
-from lab.model import Wan
+from lab.model.topology import Wan
+from lab.model.wan import PRESETS, ProfileError, as_dict, describe, parse_option
 from lab.wan import apply, measure
-from lab.wan.profiles import PRESETS, ProfileError, as_dict, describe, parse_option
 
 FC = TypeVar("FC", bound=Callable[..., Any])
 WAN_HELP = ("WAN impairment: a preset (" + ", ".join(PRESETS) + "), 'none', or key=value,... "
@@ -33,7 +33,7 @@ def parse_wan(ctx: click.Context, param: click.Parameter, value: str | None) -> 
 
 
 def wan_option() -> Callable[[FC], FC]:
-    """The ``--wan PROFILE`` option (parsed to a :class:`~lab.model.Wan`, or None)."""
+    """The ``--wan PROFILE`` option (parsed to a :class:`~lab.model.topology.Wan`, or None)."""
     return click.option("--wan", "wan", callback=parse_wan, metavar="PROFILE", help=WAN_HELP)
 
 

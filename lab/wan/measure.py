@@ -15,7 +15,7 @@ from typing import Any
 
 from lab.backends.base import Backend
 from lab.errors import LabError
-from lab.model import Family, Topology, Wan
+from lab.model.topology import Family, Topology, Wan
 from lab.processes import stop
 
 IPERF_PORT = 5299

@@ -34,9 +34,9 @@ from lab import shell
 from lab.backends.base import Backend
 from lab.errors import LabError
 from lab.host import programs
-from lab.model import WanProfile
+from lab.model.topology import WanProfile
+from lab.model.wan import queue_limit
 from lab.processes import describe, pids_in_netns, stop
-from lab.wan.profiles import queue_limit
 
 SOURCE = Path(__file__).with_name("wanemu.c")
 CACHE = Path("/var/cache/teleradlab")

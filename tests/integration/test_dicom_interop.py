@@ -35,8 +35,8 @@ from lab.dicom.generate import Study, generate_study
 from lab.dicom.integrity import dataset_digest
 from lab.dicom.store import study_paths
 from lab.errors import LabError
-from lab.model import Family
-from lab.names import LabPaths
+from lab.model.names import LabPaths
+from lab.model.topology import Family
 from lab.topology import load
 
 from .conftest import REPO, TOPOLOGIES, leftovers, teleradlab

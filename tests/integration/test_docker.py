@@ -27,10 +27,10 @@ from lab.backends.docker import DockerBackend, _client
 from lab.backends.dockerplan import LABEL
 from lab.errors import LabError
 from lab.inspect import live_nodes
-from lab.model import Family
-from lab.names import LabPaths
+from lab.model.names import LabPaths
+from lab.model.routing import probes
+from lab.model.topology import Family
 from lab.results import read_csv
-from lab.routing import probes
 from lab.topology import shipped
 
 from .conftest import TOPOLOGIES, host_links, teleradlab

@@ -16,8 +16,8 @@ from lab.errors import IpsecError
 from lab.ipsec import tunnel
 from lab.ipsec.plan import make_plan
 from lab.labpki import ensure_lab_pki
-from lab.model import Role
-from lab.names import LabPaths
+from lab.model.names import LabPaths
+from lab.model.topology import Role
 from lab.pki import create_ca
 from lab.results import read_csv
 

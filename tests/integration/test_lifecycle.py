@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from lab.model import Family
-from lab.routing import probes
+from lab.model.routing import probes
+from lab.model.topology import Family
 from lab.topology import load
 
 from .conftest import REPO, TOPOLOGIES, leftovers, netns_names, teleradlab

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from lab.dicom.generate import MODALITIES
-from lab.model import Family
+from lab.model.topology import Family
 from lab.results import read_csv
 from lab.topology import load
 

@@ -14,7 +14,7 @@ from conftest import topology
 
 from lab.backends import compose, dockerplan
 from lab.errors import LabError
-from lab.model import Family, Role, Topology
+from lab.model.topology import Family, Role, Topology
 from lab.topology import load, shipped, shipped_dir
 
 REPO = Path(__file__).resolve().parents[2]

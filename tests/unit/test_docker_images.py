@@ -75,7 +75,7 @@ def test_a_dockerfile_changes_its_own_image(tree: Path) -> None:
 
 
 def test_roles_run_their_images() -> None:
-    from lab.model import Role
+    from lab.model.topology import Role
 
     assert images.image_for(Role.GATEWAY) == "gateway" and images.image_for(Role.WAN) == "wan"
     assert {images.image_for(r) for r in (Role.MODALITY, Role.PACS, Role.WORKSTATION)} == {"host"}

@@ -21,7 +21,7 @@ from lab.doctor import (
     program_checks,
 )
 from lab.host import programs
-from lab.names import check_lab_name, split_netns_name
+from lab.model.names import check_lab_name, split_netns_name
 
 PRESENT = Check(
     "iproute2", True, "iproute2-6.1.0", "no lab", "apt-get install iproute2", ("iproute2",)

@@ -13,9 +13,9 @@ from lab import lifecycle
 from lab import topology as topology_file
 from lab.errors import MissingProgramError
 from lab.host import programs
-from lab.model import Wan
+from lab.model.topology import Wan
+from lab.model.wan import parse_option
 from lab.sweep import runner, spec
-from lab.wan.profiles import parse_option
 
 TOPOLOGIES = Path(__file__).resolve().parents[2] / "topologies"
 DSL = parse_option("dsl-20m-30ms")

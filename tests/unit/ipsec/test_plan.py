@@ -12,7 +12,7 @@ from lab.errors import IpsecError, TopologyError
 from lab.ipsec import plan as ipsec_plan
 from lab.ipsec.charon import EspPath, config_text
 from lab.ipsec.tunnel import Credentials, conn_config, hidden_by_tunnel, tunnel_probes
-from lab.model import IpsecScope, Probe, SecurityMode
+from lab.model.topology import IpsecScope, Probe, SecurityMode
 
 
 def _load(name: str, spec: str = "ipsec"):  # type: ignore[no-untyped-def]

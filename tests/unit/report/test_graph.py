@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from lab.graph import draw
-from lab.model import Security, SecurityMode
+from lab.model.topology import Security, SecurityMode
 from lab.topology import load, resolve_path, shipped
 
 from .test_report import png_size

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from lab.doctor import Check, wan_path_check
-from lab.model import WanProfile
+from lab.model.topology import WanProfile
 from lab.wan import offloads, userspace
 
 

@@ -10,9 +10,9 @@ import yaml
 from conftest import side_effects
 
 from lab.errors import TopologyError
-from lab.model import Wan, WanProfile
+from lab.model.topology import Wan, WanProfile
+from lab.model.wan import PRESETS
 from lab.topology import parse, shipped, shipped_dir
-from lab.wan.profiles import PRESETS
 
 SOURCE = "tests/wan-example.yaml"
 

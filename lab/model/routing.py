@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from ipaddress import ip_network
 
-from lab.model import Family, IPAddress, IPNetwork, Node, Probe, Route, Segment
+from lab.model.topology import Family, IPAddress, IPNetwork, Node, Probe, Route, Segment
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from lab.model import Wan, WanProfile
-from lab.wan.profiles import (
+from lab.model.topology import Wan, WanProfile
+from lab.model.wan import (
     MIN_LIMIT,
     PRESETS,
     ProfileError,

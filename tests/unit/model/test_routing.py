@@ -9,17 +9,8 @@ from pathlib import Path
 import pytest
 from conftest import side_effects, topology
 
-from lab.model import (
-    Family,
-    Interface,
-    Node,
-    Role,
-    Route,
-    Segment,
-    SegmentKind,
-    Topology,
-)
-from lab.routing import components, probes, with_routes
+from lab.model.routing import components, probes, with_routes
+from lab.model.topology import Family, Interface, Node, Role, Route, Segment, SegmentKind, Topology
 from lab.topology import load, shipped_dir
 
 V4, V6 = Family.IPV4, Family.IPV6

@@ -24,7 +24,7 @@ from dataclasses import fields, replace
 from typing import Any
 
 from lab.errors import LabError
-from lab.model import Wan, WanProfile
+from lab.model.topology import Wan, WanProfile
 
 #: Named presets: (description, profile). Names say rate, one-way delay and loss.
 PRESETS: dict[str, tuple[str, WanProfile]] = {

@@ -20,8 +20,8 @@ from conftest import (
 )
 
 from lab.errors import TopologyError
-from lab.model import Family, Role, SecurityMode, Topology
-from lab.routing import probes
+from lab.model.routing import probes
+from lab.model.topology import Family, Role, SecurityMode, Topology
 from lab.topology import load, parse, shipped, shipped_dir
 
 # --- bad input: one case per test -----------------------------------------------------------

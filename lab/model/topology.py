@@ -221,7 +221,7 @@ class Security:
 class WanProfile:
     """Impairments of one direction of the WAN path (netem's vocabulary; delay is one-way, so a
     round trip takes twice the delay). Zero means "not impaired"; ``rate_mbit`` 0 is unlimited and
-    ``limit`` 0 means "sized from rate x delay" (lab.wan.profiles.queue_limit)."""
+    ``limit`` 0 means "sized from rate x delay" (lab.model.wan.queue_limit)."""
 
     delay_ms: float = 0.0
     jitter_ms: float = 0.0

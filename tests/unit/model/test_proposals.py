@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from lab.errors import IpsecError
-from lab.ipsec import proposals
-from lab.ipsec.proposals import Transform
+from lab.model import proposals
+from lab.model.proposals import Transform
 
 # As VICI get_algorithms reports them for a strongSwan with only AES, SHA-2 and MODP groups.
 SMALL = {"encryption": ["AES_CBC"], "aead": ["AES_GCM_16"], "integrity": ["HMAC_SHA2_256_128"],
