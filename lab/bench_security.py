@@ -21,11 +21,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab import lifecycle, processes
+from lab import lifecycle
 from lab import topology as topology_file
 from lab.bench_store import listener
 from lab.dicom.generate import generate_study
 from lab.errors import LabError
+from lab.host import processes
 from lab.ipsec.tunnel import read_state
 from lab.model.names import LabPaths
 from lab.model.topology import Family, Role, SecurityMode

@@ -192,7 +192,7 @@ def exec(lab_name: str | None, node: str, command: tuple[str, ...]) -> None:
     \b
     Example: teleradlab exec modality -- ping -c 3 pacs
     """
-    from lab import shell
+    from lab.host import shell
 
     lab = lifecycle.attach(lab_name)
     argv = list(command[1:] if command and command[0] == "--" else command)

@@ -21,9 +21,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from lab import shell
 from lab.errors import CommandError, LabError
-from lab.host import programs
+from lab.host import programs, shell
 from lab.ipsec import charon
 from lab.ipsec.charon import IPSEC_DIRS
 from lab.model import proposals

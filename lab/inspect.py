@@ -8,8 +8,8 @@ from typing import Any
 
 from pyroute2 import IPRoute
 
+from lab.host.processes import describe, pids_in_netns
 from lab.lifecycle import Lab
-from lab.processes import describe, pids_in_netns
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,9 @@ import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from lab import shell
 from lab.backends.base import Backend, Progress, no_progress
 from lab.errors import ReachabilityError
+from lab.host import shell
 from lab.model.routing import probes
 from lab.model.topology import Probe, Topology
 

@@ -33,16 +33,16 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from lab import shell
 from lab.backends import dockerplan
 from lab.backends.base import Backend, Progress, no_progress
 from lab.backends.dockerplan import LABEL, NODE_LABEL, ContainerPlan, Plan
 from lab.backends.images import ensure_images
 from lab.backends.netns import hosts_file
 from lab.errors import LabError, LabNotFoundError
+from lab.host import shell
+from lab.host.shell import Result
 from lab.model.names import DATA_ROOT, RUN_ROOT, LabPaths, netns_name
 from lab.model.topology import IPNetwork, Topology
-from lab.shell import Result
 
 READY_TIMEOUT = 30.0
 SOCKET = Path("/var/run/docker.sock")

@@ -33,10 +33,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lab import shell
 from lab.backends.base import Progress, no_progress
 from lab.errors import LabError
-from lab.host import programs
+from lab.host import programs, shell
 from lab.model.topology import Role
 
 REPO = Path(__file__).resolve().parents[2]

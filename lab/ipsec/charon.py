@@ -23,10 +23,9 @@ from typing import Any
 
 import vici
 
-from lab import processes, shell
 from lab.backends.base import Backend
 from lab.errors import IpsecError
-from lab.host import programs
+from lab.host import processes, programs, shell
 from lab.model.names import LabPaths
 
 IPSEC_DIRS = (Path("/usr/lib/ipsec"), Path("/usr/libexec/ipsec"))

@@ -17,14 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from lab import shell
 from lab.backends.base import Backend
 from lab.errors import LabError
-from lab.host import programs
+from lab.host import programs, shell
+from lab.host.processes import stop
 from lab.model.names import RUN_ROOT, LabPaths
 from lab.model.topology import Topology, Wan
 from lab.model.wan import as_dict, describe, from_dict
-from lab.processes import stop
 from lab.wan import netem, userspace
 
 PathChoice = Literal["auto", "netem", "userspace"]

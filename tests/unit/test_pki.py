@@ -16,8 +16,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from cryptography.x509.verification import PolicyBuilder, Store
 
 from lab import pki
+from lab.host.shell import run
 from lab.pki import CA, PkiError
-from lab.shell import run
 
 E = TypeVar("E", bound=x509.ExtensionType)
 V4, V6 = "198.18.2.10", "2001:db8:2::10"

@@ -58,7 +58,7 @@ def test_every_call_the_scan_cannot_follow_is_known(
 
 def test_the_scan_reports_an_unregistered_program_however_the_argv_is_built() -> None:
     snippet = '''
-from lab import shell
+from lab.host import shell
 import subprocess
 import sys
 

@@ -17,7 +17,7 @@ from typing import IO, NoReturn
 
 from lab.errors import CommandError
 
-log = logging.getLogger("lab.shell")
+log = logging.getLogger("lab.host.shell")
 
 DEFAULT_TIMEOUT = 30.0
 
@@ -76,7 +76,7 @@ def spawn(
     """Start ``argv`` in the background, in its own session, with no standard input.
 
     Output goes to ``log_path`` (appended), or to pipes with ``capture``, or nowhere. The caller
-    owns the process and must stop it (see ``lab.processes``)."""
+    owns the process and must stop it (see ``lab.host.processes``)."""
     log.debug("spawn: %s", shlex.join(argv))
     handle: IO[bytes] | None = open(log_path, "ab") if log_path is not None else None  # noqa: SIM115
     out: int | IO[bytes] = subprocess.PIPE if capture else (handle or subprocess.DEVNULL)
