@@ -27,9 +27,9 @@ from lab.bench_store import listener
 from lab.dicom.generate import generate_study
 from lab.errors import LabError
 from lab.host import processes
-from lab.ipsec.tunnel import read_state
 from lab.model.names import LabPaths
 from lab.model.topology import Family, Role, SecurityMode
+from lab.security.ipsec.tunnel import read_state
 from lab.services import ports, tls_arguments
 from lab.topology import resolve_path
 

@@ -23,10 +23,10 @@ from rich.text import Text
 
 from lab.errors import CommandError, LabError
 from lab.host import programs, shell
-from lab.ipsec import charon
-from lab.ipsec.charon import IPSEC_DIRS
 from lab.model import proposals
 from lab.model.names import netns_name
+from lab.security.ipsec import charon
+from lab.security.ipsec.charon import IPSEC_DIRS
 
 TIMEOUT = 5.0
 NEEDS_ROOT = "not checked (needs root)"

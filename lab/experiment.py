@@ -26,13 +26,13 @@ from lab.dicom.generate import generate_study, load_folder
 from lab.dicom.integrity import build_manifest, sign_manifest, write_signed
 from lab.errors import LabError
 from lab.host import programs
-from lab.ipsec.plan import make_plan, uses_ipsec
-from lab.ipsec.tunnel import IpsecState, read_state, sa_bytes, tunnel_probes
-from lab.labpki import LabPki, ensure_lab_pki
 from lab.model.names import LabPaths
 from lab.model.routing import probes
 from lab.model.topology import Family, Role, SecurityMode, Topology, Wan
 from lab.results import Row, provenance, write_csv, write_json
+from lab.security.ipsec.plan import make_plan, uses_ipsec
+from lab.security.ipsec.tunnel import IpsecState, read_state, sa_bytes, tunnel_probes
+from lab.security.pki.lab_pki import LabPki, ensure_lab_pki
 from lab.services import ports, tls_arguments
 from lab.wan import apply as wan_apply
 

@@ -97,7 +97,7 @@ def status_document(lab: Lab) -> dict[str, Any]:
 
 def security_summary(lab: Lab) -> str:
     """What protects the lab: the security asked for, and for IPsec what was negotiated."""
-    from lab.ipsec.tunnel import read_state
+    from lab.security.ipsec.tunnel import read_state
 
     text = lab.topology.security.label
     state = read_state(lab.name)

@@ -17,10 +17,10 @@ from lab import topology as topology_file
 from lab.backends.base import Backend, Progress, no_progress
 from lab.errors import LabError, LabExistsError, LabNotFoundError, NotRootError, TlsError
 from lab.host import programs
-from lab.ipsec import tunnel
-from lab.ipsec.plan import make_plan, uses_ipsec
 from lab.model.names import RUN_ROOT, LabPaths, check_lab_name, default_lab_name
 from lab.model.topology import Probe, SecurityMode, Topology, Wan
+from lab.security.ipsec import tunnel
+from lab.security.ipsec.plan import make_plan, uses_ipsec
 from lab.wan import apply as wan_apply
 from lab.wan import userspace
 
@@ -134,14 +134,14 @@ def up(
 
 def tls_preflight(topology: Topology) -> None:
     """The TLS profile must be one the local OpenSSL can really do (tried by a handshake)."""
-    from lab import tls
     from lab.model.tls_profiles import PROFILES
+    from lab.security.tls import contexts
 
     name = topology.security.tls.profile
-    ok, why = tls.supported(PROFILES[name])
+    ok, why = contexts.supported(PROFILES[name])
     if not ok:
         raise TlsError(f"security.tls.profile: {name!r} cannot be used here: {why}; profiles "
-                       f"this machine can do: {', '.join(tls.supported_profiles())}")
+                       f"this machine can do: {', '.join(contexts.supported_profiles())}")
 
 
 def _protect(impl: Backend, lab: str, topology: Topology, check: bool, progress: Progress,

@@ -12,10 +12,10 @@ from pathlib import Path
 from lab.backends.base import Backend
 from lab.dicom import MODALITY_AE, MODALITY_STORE_PORT, PACS_AE, PACS_PORT
 from lab.errors import LabError
-from lab.labpki import ensure_lab_pki
 from lab.model.names import LabPaths
 from lab.model.tls_profiles import PROFILES, needs_rsa
 from lab.model.topology import Family, Role, SecurityMode, Topology
+from lab.security.pki.lab_pki import ensure_lab_pki
 
 START_TIMEOUT = 30.0
 

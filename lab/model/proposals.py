@@ -147,7 +147,7 @@ def _shape_problems(prop: Proposal, protocol: str) -> list[str]:
 
 def unsupported(prop: Proposal, available: Mapping[str, Sequence[str]]) -> list[str]:
     """Keywords of ``prop`` the installed strongSwan cannot do. ``available`` maps a transform
-    type to strongSwan's names, as :func:`lab.ipsec.charon.algorithms` reads them."""
+    type to strongSwan's names, as :func:`lab.security.ipsec.charon.algorithms` reads them."""
     return [a.keyword for a in prop.algorithms
             if a.transform is not Transform.ESN
             and a.strongswan not in available.get(a.transform.value, ())]

@@ -1,5 +1,6 @@
-"""DICOM TLS secure transport connection profiles (DICOM PS3.15 Annex B) as data: the TLS
-versions and OpenSSL cipher suites each one allows. :mod:`lab.tls` turns them into contexts.
+"""DICOM TLS secure transport connection profiles (DICOM PS3.15 Annex B) as data: the TLS versions
+and OpenSSL cipher suites each one allows. :mod:`lab.security.tls.contexts` turns them into
+contexts.
 
 Profiles, by name:
 
@@ -23,8 +24,8 @@ The retired profiles date from TLS 1.0 (the era of the paper this lab reproduces
 for comparison only. Their suites use RSA key transport, so the server needs an RSA certificate,
 and OpenSSL 3 allows TLS 1.0/1.1 only at security level 0, which those two profiles (and only
 those) ask for. Builds of OpenSSL 3 without "weak SSL ciphers" cannot do 3DES at all:
-:func:`lab.tls.supported` finds out by a real handshake, and the context builders refuse a
-profile the local OpenSSL cannot do instead of silently running something else.
+:func:`lab.security.tls.contexts.supported` finds out by a real handshake, and the context
+builders refuse a profile the local OpenSSL cannot do instead of silently running something else.
 """
 
 from __future__ import annotations

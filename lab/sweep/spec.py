@@ -178,7 +178,8 @@ def _security_problems(spec: SweepSpec) -> list[str]:
             problems.append(f"{where}: profile and cipher are only for mode tls (got mode "
                             f"{s.mode!r})")
         if s.mode == "tls" and s.cipher and s.profile:
-            # A TLS 1.2 suite: Python cannot restrict the TLS 1.3 suites (lab.tls).
+            # A TLS 1.2 suite: Python cannot restrict the TLS 1.3 suites
+            # (lab.security.tls.contexts).
             allowed = PROFILES[s.profile].tls12_ciphers
             if s.cipher not in allowed:
                 problems.append(f"{where}.cipher: {s.cipher!r} is not a suite of profile "

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from lab.model.names import LabPaths
 from lab.model.topology import Node, Topology
-from lab.pki import CA, Credential, create_ca, load_ca
+from lab.security.pki.authority import CA, Credential, create_ca, load_ca
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
 """Certificate profiles of the lab PKI: the X.509 fields and extensions each use needs
-(RFC 5280 4.2.1), made as pure values for :mod:`lab.pki` to sign and write.
+(RFC 5280 4.2.1), made as pure values for :mod:`lab.security.pki.authority` to sign and write.
 
 - ``signing``: digitalSignature + contentCommitment, id-kp-documentSigning (RFC 9336);
 - ``server`` / ``client``: serverAuth / clientAuth (RFC 5280 4.2.1.12), plus keyEncipherment for

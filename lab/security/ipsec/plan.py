@@ -8,7 +8,6 @@ from dataclasses import dataclass, replace
 from ipaddress import ip_network
 
 from lab.errors import IpsecError
-from lab.ipsec.charon import BYPASS_MARK, TUN_DEVICE, EspPath
 from lab.model import proposals
 from lab.model.routing import components
 from lab.model.topology import (
@@ -23,6 +22,7 @@ from lab.model.topology import (
     SegmentKind,
     Topology,
 )
+from lab.security.ipsec.charon import BYPASS_MARK, TUN_DEVICE, EspPath
 
 CONNECTION = "teleradlab"
 

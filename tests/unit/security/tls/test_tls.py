@@ -1,5 +1,6 @@
-"""DICOM TLS profiles (PS3.15 Annex B) with mutual authentication: real handshakes over loopback
-TCP (127.0.0.1 and ::1) between contexts from :mod:`lab.tls`, with certificates from the lab PKI.
+"""DICOM TLS profiles (PS3.15 Annex B) with mutual authentication: real handshakes over loopback TCP
+(127.0.0.1 and ::1) between contexts from :mod:`lab.security.tls.contexts`, with certificates from
+the lab PKI.
 
 Every socket has a bounded timeout; a server thread serves exactly one connection and reports
 what it negotiated, or the error it refused the peer with.
@@ -18,21 +19,22 @@ from typing import Any
 
 import pytest
 
-from lab import pki, tls
-from lab.tls import PROFILES, TlsError
+from lab.security.pki import authority
+from lab.security.tls import contexts
+from lab.security.tls.contexts import PROFILES, TlsError
 
 TIMEOUT = 5.0
 V = ssl.TLSVersion
-SUPPORTED = tls.supported_profiles()
+SUPPORTED = contexts.supported_profiles()
 
 
 @dataclass(frozen=True)
 class Creds:
     ca: Path
-    server: pki.Credential
-    client: pki.Credential
-    rogue_client: pki.Credential
-    ecdsa_server: pki.Credential
+    server: authority.Credential
+    client: authority.Credential
+    rogue_client: authority.Credential
+    ecdsa_server: authority.Credential
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +42,8 @@ def creds(tmp_path_factory: pytest.TempPathFactory) -> Creds:
     """RSA credentials (every profile can use them), a client of an untrusted second CA, and an
     ECDSA server certificate."""
     root = tmp_path_factory.mktemp("tls")
-    ca = pki.create_ca(root / "ca", key_type="rsa-2048")
-    rogue = pki.create_ca(root / "rogue", "rogue CA", key_type="rsa-2048")
+    ca = authority.create_ca(root / "ca", key_type="rsa-2048")
+    rogue = authority.create_ca(root / "rogue", "rogue CA", key_type="rsa-2048")
     where = {"ips": ["127.0.0.1", "::1"], "dns": ["localhost"], "key_type": "rsa-2048"}
     return Creds(
         ca=ca.cert_path,
@@ -52,14 +54,14 @@ def creds(tmp_path_factory: pytest.TempPathFactory) -> Creds:
     )
 
 
-def server_ctx(name: str, c: Creds, cred: pki.Credential | None = None) -> ssl.SSLContext:
+def server_ctx(name: str, c: Creds, cred: authority.Credential | None = None) -> ssl.SSLContext:
     cred = cred or c.server
-    return tls.server_context(name, cred.cert_path, cred.key_path, c.ca)
+    return contexts.server_context(name, cred.cert_path, cred.key_path, c.ca)
 
 
-def client_ctx(name: str, c: Creds, cred: pki.Credential | None = None) -> ssl.SSLContext:
+def client_ctx(name: str, c: Creds, cred: authority.Credential | None = None) -> ssl.SSLContext:
     cred = cred or c.client
-    return tls.client_context(name, cred.cert_path, cred.key_path, c.ca)
+    return contexts.client_context(name, cred.cert_path, cred.key_path, c.ca)
 
 
 def _serve_one(listener: socket.socket, ctx: ssl.SSLContext) -> dict[str, Any]:
@@ -70,7 +72,7 @@ def _serve_one(listener: socket.socket, ctx: ssl.SSLContext) -> dict[str, Any]:
             if link.recv(1) != b"?":
                 raise ConnectionError("client sent nothing")
             link.sendall(b"ok")
-            return tls.describe(link)
+            return contexts.describe(link)
 
 
 @dataclass
@@ -109,7 +111,7 @@ def talk(server: Server, ctx: ssl.SSLContext, hostname: str | None = None) -> di
         link.sendall(b"?")
         if link.recv(2) != b"ok":
             raise ConnectionError("the server closed the connection")
-        return tls.describe(link)
+        return contexts.describe(link)
 
 
 def refused(server: Server, server_side: ssl.SSLContext, client_side: ssl.SSLContext) -> str:
@@ -122,7 +124,7 @@ def refused(server: Server, server_side: ssl.SSLContext, client_side: ssl.SSLCon
     return str(err.value)
 
 
-def allowed(prof: tls.Profile, info: dict[str, Any]) -> None:
+def allowed(prof: contexts.Profile, info: dict[str, Any]) -> None:
     versions = {v for v in V if prof.min_version <= v <= prof.max_version}
     assert info["version"] in {_wire(v) for v in versions}
     if info["version"] == "TLSv1.3":
@@ -139,15 +141,15 @@ def _wire(v: ssl.TLSVersion) -> str:
 
 def pinned(ctx: ssl.SSLContext, version: ssl.TLSVersion, ciphers: str | None = None) -> None:
     ctx.set_ciphers(ciphers or "DEFAULT:@SECLEVEL=0")
-    tls._set_versions(ctx, version, version)
+    contexts._set_versions(ctx, version, version)
 
 
 # --- the profile table ------------------------------------------------------------------------
 
 
 def test_profiles_name_their_ps3_15_sections_and_the_default_is_current() -> None:
-    assert tls.DEFAULT_PROFILE == "bcp195-rfc8996"
-    assert tls.DICOM_TLS_PORT == 2762
+    assert contexts.DEFAULT_PROFILE == "bcp195-rfc8996"
+    assert contexts.DICOM_TLS_PORT == 2762
     assert {p.section for p in PROFILES.values()} == {
         "PS3.15 B.12",
         "PS3.15 B.10",
@@ -159,8 +161,8 @@ def test_profiles_name_their_ps3_15_sections_and_the_default_is_current() -> Non
         assert set(prof.required) <= set(prof.tls12_ciphers)
         assert prof.retired == prof.needs_rsa_key == (prof.name in {"aes", "basic"})
         assert prof.min_version >= (V.TLSv1 if prof.retired else V.TLSv1_2)
-    assert tls.DEFAULT_PROFILE in SUPPORTED
-    basic = {tls.IANA_NAMES[c] for c in PROFILES["basic"].required}
+    assert contexts.DEFAULT_PROFILE in SUPPORTED
+    basic = {contexts.IANA_NAMES[c] for c in PROFILES["basic"].required}
     assert basic == {"TLS_RSA_WITH_3DES_EDE_CBC_SHA"}
 
 
@@ -188,7 +190,7 @@ def test_a_client_at_the_lowest_version_of_the_profile_gets_a_profile_suite(
 ) -> None:
     prof = PROFILES[name]
     client = client_ctx(name, creds)
-    tls._set_versions(client, prof.min_version, prof.min_version)
+    contexts._set_versions(client, prof.min_version, prof.min_version)
     with loopback() as server:
         served = server.accept(server_ctx(name, creds))
         info = talk(server, client)
@@ -199,8 +201,8 @@ def test_a_client_at_the_lowest_version_of_the_profile_gets_a_profile_suite(
 
 def test_ipv6_loopback_and_the_ip_address_in_the_server_certificate(creds: Creds) -> None:
     with loopback("::1") as server:
-        served = server.accept(server_ctx(tls.DEFAULT_PROFILE, creds))
-        info = talk(server, client_ctx(tls.DEFAULT_PROFILE, creds))
+        served = server.accept(server_ctx(contexts.DEFAULT_PROFILE, creds))
+        info = talk(server, client_ctx(contexts.DEFAULT_PROFILE, creds))
         served.result(timeout=2 * TIMEOUT)
     assert info["version"] in {"TLSv1.2", "TLSv1.3"} and info["peer_cn"] == "pacs"
 
@@ -208,7 +210,7 @@ def test_ipv6_loopback_and_the_ip_address_in_the_server_certificate(creds: Creds
 def test_ecdsa_certificates_work_with_the_current_profiles_at_tls12(creds: Creds) -> None:
     for name in ("bcp195-rfc8996", "non-downgrading", "extended"):
         client = client_ctx(name, creds)
-        tls._set_versions(client, V.TLSv1_2, V.TLSv1_2)
+        contexts._set_versions(client, V.TLSv1_2, V.TLSv1_2)
         with loopback() as server:
             served = server.accept(server_ctx(name, creds, creds.ecdsa_server))
             info = talk(server, client)
@@ -220,19 +222,19 @@ def test_ecdsa_certificates_work_with_the_current_profiles_at_tls12(creds: Creds
 
 
 def test_a_client_without_a_certificate_is_refused(creds: Creds) -> None:
-    anonymous = tls.client_context(tls.DEFAULT_PROFILE, None, None, creds.ca)
+    anonymous = contexts.client_context(contexts.DEFAULT_PROFILE, None, None, creds.ca)
     with loopback() as server:
-        reason = refused(server, server_ctx(tls.DEFAULT_PROFILE, creds), anonymous)
+        reason = refused(server, server_ctx(contexts.DEFAULT_PROFILE, creds), anonymous)
     assert "certificate" in reason.lower()
 
 
 def test_an_untrusted_client_is_refused_and_the_server_keeps_accepting(creds: Creds) -> None:
-    ctx = server_ctx(tls.DEFAULT_PROFILE, creds)
-    intruder = client_ctx(tls.DEFAULT_PROFILE, creds, creds.rogue_client)
+    ctx = server_ctx(contexts.DEFAULT_PROFILE, creds)
+    intruder = client_ctx(contexts.DEFAULT_PROFILE, creds, creds.rogue_client)
     with loopback() as server:
         reason = refused(server, ctx, intruder)
         served = server.accept(ctx)
-        info = talk(server, client_ctx(tls.DEFAULT_PROFILE, creds))
+        info = talk(server, client_ctx(contexts.DEFAULT_PROFILE, creds))
         assert served.result(timeout=2 * TIMEOUT)["peer_cn"] == "modality"
     assert "certificate verify failed" in reason
     assert info["peer_cn"] == "pacs"
@@ -240,18 +242,18 @@ def test_an_untrusted_client_is_refused_and_the_server_keeps_accepting(creds: Cr
 
 def test_the_client_checks_the_server_address_against_the_certificate(creds: Creds) -> None:
     with loopback() as server:
-        served = server.accept(server_ctx(tls.DEFAULT_PROFILE, creds))
+        served = server.accept(server_ctx(contexts.DEFAULT_PROFILE, creds))
         with pytest.raises(ssl.SSLCertVerificationError, match="IP address mismatch"):
-            talk(server, client_ctx(tls.DEFAULT_PROFILE, creds), hostname="198.18.2.10")
+            talk(server, client_ctx(contexts.DEFAULT_PROFILE, creds), hostname="198.18.2.10")
         with pytest.raises(ssl.SSLError):
             served.result(timeout=2 * TIMEOUT)
 
 
 def test_a_tls11_client_is_refused_by_the_current_profile(creds: Creds) -> None:
-    old = client_ctx(tls.DEFAULT_PROFILE, creds)
+    old = client_ctx(contexts.DEFAULT_PROFILE, creds)
     pinned(old, V.TLSv1_1)
     with loopback() as server:
-        reason = refused(server, server_ctx(tls.DEFAULT_PROFILE, creds), old)
+        reason = refused(server, server_ctx(contexts.DEFAULT_PROFILE, creds), old)
     assert "UNSUPPORTED_PROTOCOL" in reason
 
 
@@ -268,7 +270,8 @@ def test_a_modern_client_cannot_talk_to_a_retired_aes_server(creds: Creds) -> No
     if "aes" not in SUPPORTED:
         pytest.skip("the local OpenSSL cannot do the aes profile at all")
     with loopback() as server:
-        reason = refused(server, server_ctx("aes", creds), client_ctx(tls.DEFAULT_PROFILE, creds))
+        reason = refused(server, server_ctx("aes", creds),
+                         client_ctx(contexts.DEFAULT_PROFILE, creds))
     assert "no shared cipher" in reason or "UNSUPPORTED_PROTOCOL" in reason
 
 
@@ -285,7 +288,7 @@ def test_an_unknown_profile_names_the_known_ones(creds: Creds) -> None:
 def test_the_retired_basic_profile_is_refused_clearly_where_openssl_lacks_3des(
     creds: Creds,
 ) -> None:
-    ok, why = tls.supported(PROFILES["basic"])
+    ok, why = contexts.supported(PROFILES["basic"])
     if ok:
         # This OpenSSL can still do 3DES: the profile must then really work.
         assert "basic" in SUPPORTED and "DES-CBC3-SHA" in why
@@ -307,11 +310,11 @@ def test_retired_profiles_need_an_rsa_server_certificate(creds: Creds) -> None:
 
 def test_a_client_certificate_needs_its_key(creds: Creds) -> None:
     with pytest.raises(TlsError, match="needs its key"):
-        tls.client_context(tls.DEFAULT_PROFILE, creds.client.cert_path, None, creds.ca)
+        contexts.client_context(contexts.DEFAULT_PROFILE, creds.client.cert_path, None, creds.ca)
 
 
 def test_describe_refuses_a_connection_before_its_handshake() -> None:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     obj = ctx.wrap_bio(ssl.MemoryBIO(), ssl.MemoryBIO(), server_hostname="x")
     with pytest.raises(TlsError, match="not completed"):
-        tls.describe(obj)
+        contexts.describe(obj)

@@ -39,7 +39,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from lab.certprofile import (
+from lab.errors import PkiError
+from lab.security.pki.profile import (
     EKUS,
     KeyType,
     PrivateKey,
@@ -53,7 +54,6 @@ from lab.certprofile import (
     subject_name,
     validity,
 )
-from lab.errors import PkiError
 
 __all__ = [
     "CA",

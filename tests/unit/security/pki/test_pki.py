@@ -15,9 +15,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from cryptography.x509.verification import PolicyBuilder, Store
 
-from lab import pki
 from lab.host.shell import run
-from lab.pki import CA, PkiError
+from lab.security.pki import authority
+from lab.security.pki.authority import CA, PkiError
 
 E = TypeVar("E", bound=x509.ExtensionType)
 V4, V6 = "198.18.2.10", "2001:db8:2::10"
@@ -25,15 +25,15 @@ V4, V6 = "198.18.2.10", "2001:db8:2::10"
 
 @pytest.fixture
 def ca(tmp_path: Path) -> CA:
-    return pki.create_ca(tmp_path / "ca")
+    return authority.create_ca(tmp_path / "ca")
 
 
 @pytest.fixture
 def rogue(tmp_path: Path) -> CA:
-    return pki.create_ca(tmp_path / "rogue", "rogue CA")
+    return authority.create_ca(tmp_path / "rogue", "rogue CA")
 
 
-def server(ca: CA, **kw: Any) -> pki.Credential:
+def server(ca: CA, **kw: Any) -> authority.Credential:
     """The PACS's TLS server certificate, reachable by name, IPv4 and IPv6."""
     return ca.issue("pacs", dns=["pacs.site-b.lab"], ips=[V4, V6], usages={"server"}, **kw)
 
@@ -56,17 +56,17 @@ def openssl(*args: str, check: bool = True) -> str:
 
 @pytest.mark.parametrize("key_type", ["ecdsa-p256", "rsa-2048"])
 def test_ca_is_a_self_signed_root_with_a_private_key_file(tmp_path: Path, key_type: str) -> None:
-    ca = pki.create_ca(tmp_path / "ca", "site CA", key_type=key_type)  # type: ignore[arg-type]
+    ca = authority.create_ca(tmp_path / "ca", "site CA", key_type=key_type)  # type: ignore[arg-type]
     assert ca.key_path == tmp_path / "ca" / "ca.key"
     assert mode(ca.key_path) == 0o600
     cert = ca.load_cert()
     cert.verify_directly_issued_by(cert)
-    assert pki.subject_cn(cert) == "site CA"
+    assert authority.subject_cn(cert) == "site CA"
     constraints = ext(cert, x509.BasicConstraints)
     assert constraints.critical and constraints.value.ca and constraints.value.path_length == 0
     usage = ext(cert, x509.KeyUsage).value
     assert usage.key_cert_sign and usage.crl_sign and not usage.digital_signature
-    assert pki.load_ca(ca.dir) == ca
+    assert authority.load_ca(ca.dir) == ca
     now = dt.datetime.now(dt.UTC)
     assert cert.not_valid_before_utc <= now - dt.timedelta(minutes=59)
     assert cert.not_valid_after_utc > now + dt.timedelta(days=29)
@@ -74,11 +74,11 @@ def test_ca_is_a_self_signed_root_with_a_private_key_file(tmp_path: Path, key_ty
 
 def test_ca_refuses_to_overwrite_and_load_checks_the_pair(ca: CA, rogue: CA) -> None:
     with pytest.raises(PkiError, match="already exists"):
-        pki.create_ca(ca.dir)
+        authority.create_ca(ca.dir)
     ca.key_path.unlink()
     ca.key_path.write_bytes(rogue.key_path.read_bytes())
     with pytest.raises(PkiError, match="not the private key"):
-        pki.load_ca(ca.dir)
+        authority.load_ca(ca.dir)
 
 
 # --- issued certificates ----------------------------------------------------------------------
@@ -93,7 +93,7 @@ def test_server_certificate_profile(ca: CA, key_type: str) -> None:
     assert isinstance(
         key, rsa.RSAPrivateKey if key_type.startswith("rsa") else ec.EllipticCurvePrivateKey
     )
-    assert pki.subject_cn(cert) == "pacs"
+    assert authority.subject_cn(cert) == "pacs"
     san = ext(cert, x509.SubjectAlternativeName).value
     assert san.get_values_for_type(x509.DNSName) == ["pacs.site-b.lab"]
     assert san.get_values_for_type(x509.IPAddress) == [
@@ -110,7 +110,7 @@ def test_server_certificate_profile(ca: CA, key_type: str) -> None:
     assert aki.key_identifier == ext(ca.load_cert(), x509.SubjectKeyIdentifier).value.digest
     ski = ext(cert, x509.SubjectKeyIdentifier).value
     assert ski == x509.SubjectKeyIdentifier.from_public_key(key.public_key())
-    pki.verify_chain(cert, ca.load_cert())
+    authority.verify_chain(cert, ca.load_cert())
 
 
 def test_cryptography_path_validation_accepts_server_and_client(ca: CA) -> None:
@@ -165,28 +165,29 @@ def test_openssl_verifies_purposes_and_shows_sans_and_ekus(ca: CA) -> None:
 def test_untrusted_ca_is_rejected(ca: CA, rogue: CA, tmp_path: Path) -> None:
     cert = server(rogue).load_cert()
     with pytest.raises(PkiError, match=r"'pacs' was not issued by certificate 'teleradlab lab CA'"):
-        pki.verify_chain(cert, ca.load_cert())
+        authority.verify_chain(cert, ca.load_cert())
     out = openssl("verify", "-CAfile", str(ca.cert_path), str(rogue.dir / "pacs.crt"), check=False)
     assert "unable to get local issuer certificate" in out
 
     # same subject name, different key: only the signature tells them apart
-    twin = pki.create_ca(tmp_path / "twin", ca.name)
+    twin = authority.create_ca(tmp_path / "twin", ca.name)
     with pytest.raises(PkiError, match="'pacs' is not signed by the key of"):
-        pki.verify_chain(server(ca).load_cert(), twin.load_cert())
+        authority.verify_chain(server(ca).load_cert(), twin.load_cert())
 
 
 def test_validity_window(ca: CA) -> None:
     cert = server(ca, days=5).load_cert()
     now = dt.datetime.now(dt.UTC)
-    pki.verify_chain(cert, ca.load_cert(), at=now - dt.timedelta(minutes=30))  # skew allowance
+    # skew allowance
+    authority.verify_chain(cert, ca.load_cert(), at=now - dt.timedelta(minutes=30))
     with pytest.raises(PkiError, match="'pacs' has expired"):
-        pki.verify_chain(cert, ca.load_cert(), at=now + dt.timedelta(days=6))
+        authority.verify_chain(cert, ca.load_cert(), at=now + dt.timedelta(days=6))
     with pytest.raises(PkiError, match="'pacs' is not yet valid"):
-        pki.verify_chain(cert, ca.load_cert(), at=now - dt.timedelta(hours=2))
+        authority.verify_chain(cert, ca.load_cert(), at=now - dt.timedelta(hours=2))
 
 
 def test_leaf_never_outlives_its_ca(tmp_path: Path) -> None:
-    ca = pki.create_ca(tmp_path / "ca", days=2)
+    ca = authority.create_ca(tmp_path / "ca", days=2)
     cert = server(ca, days=365).load_cert()
     assert cert.not_valid_after_utc == ca.load_cert().not_valid_after_utc
 
@@ -195,21 +196,21 @@ def test_a_leaf_is_not_a_trust_anchor(ca: CA) -> None:
     leaf = server(ca).load_cert()
     other = ca.issue("other", usages={"client"}).load_cert()
     with pytest.raises(PkiError, match="'pacs' is not a CA certificate"):
-        pki.verify_chain(other, leaf)
+        authority.verify_chain(other, leaf)
 
 
 def test_usage_checks(ca: CA) -> None:
     signer = ca.issue("signer", usages={"signing"}).load_cert()
     srv = server(ca).load_cert()
     gw = ca.issue("gw", ips=[V4], usages={"ipsec"}).load_cert()
-    pki.require_usage(signer, "signing")
-    pki.require_usage(srv, "server")
-    pki.require_usage(gw, "ipsec")
-    pki.require_usage(gw, "server")  # strongSwan and Windows peers look for serverAuth
+    authority.require_usage(signer, "signing")
+    authority.require_usage(srv, "server")
+    authority.require_usage(gw, "ipsec")
+    authority.require_usage(gw, "server")  # strongSwan and Windows peers look for serverAuth
     with pytest.raises(PkiError, match="not issued for 'signing'"):
-        pki.require_usage(srv, "signing")
+        authority.require_usage(srv, "signing")
     with pytest.raises(PkiError, match="not issued for 'client'"):
-        pki.require_usage(signer, "client")
+        authority.require_usage(signer, "client")
 
 
 def test_issue_options(ca: CA, tmp_path: Path) -> None:

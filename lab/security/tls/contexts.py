@@ -1,5 +1,6 @@
 """DICOM TLS done natively with Python's :mod:`ssl`: the secure transport connection profiles of
-DICOM PS3.15 Annex B, with mutual authentication against the lab CA (:mod:`lab.pki`).
+DICOM PS3.15 Annex B, with mutual authentication against the lab CA
+(:mod:`lab.security.pki.authority`).
 
 PS3.15 B.9-B.11 recommend the registered port 2762 ("dicom-tls") for the DICOM Upper Layer on
 TLS; :data:`DICOM_TLS_PORT` is that number. The profiles themselves (names, versions, suites,
@@ -31,7 +32,6 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from lab import pki
 from lab.errors import TlsError
 from lab.model.tls_profiles import (
     DEFAULT_PROFILE,
@@ -41,6 +41,7 @@ from lab.model.tls_profiles import (
     Profile,
     profile,
 )
+from lab.security.pki import authority
 
 __all__ = [
     "DEFAULT_PROFILE",
@@ -63,7 +64,7 @@ def server_context(profile_name: str, cert: Path, key: Path, ca_cert: Path) -> s
     certificate required and verified against ``ca_cert``, the only trust anchor."""
     prof = _usable(profile_name)
     if prof.needs_rsa_key and not isinstance(
-        pki.load_certificate(cert).public_key(), rsa.RSAPublicKey
+        authority.load_certificate(cert).public_key(), rsa.RSAPublicKey
     ):
         raise TlsError(
             f"TLS profile {prof.name!r} ({prof.section}) uses RSA key transport "
@@ -167,7 +168,7 @@ def describe(conn: ssl.SSLSocket | ssl.SSLObject) -> dict[str, Any]:
         raise TlsError("the TLS handshake has not completed; nothing was negotiated yet")
     name, _proto, bits = cipher
     der = conn.getpeercert(binary_form=True)
-    peer_cn = pki.subject_cn(x509.load_der_x509_certificate(der)) if der else None
+    peer_cn = authority.subject_cn(x509.load_der_x509_certificate(der)) if der else None
     return {
         "version": conn.version(),
         "cipher": name,
@@ -263,7 +264,8 @@ _PROBE_HOST = "tls-probe.invalid"
 def _probe_material() -> dict[str, bytes]:
     """PEM bytes of a throwaway RSA CA, server and client (made once per process)."""
     with tempfile.TemporaryDirectory(prefix="teleradlab-tls-ca-") as tmp:
-        ca = pki.create_ca(Path(tmp) / "ca", "teleradlab TLS probe CA", key_type="rsa-2048", days=1)
+        ca = authority.create_ca(Path(tmp) / "ca", "teleradlab TLS probe CA", key_type="rsa-2048",
+                                days=1)
         made = {
             "server": ca.issue(
                 "server", dns=[_PROBE_HOST], usages={"server"}, key_type="rsa-2048", days=1

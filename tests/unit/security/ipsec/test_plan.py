@@ -9,10 +9,10 @@ import pytest
 
 from lab import topology as topology_file
 from lab.errors import IpsecError, TopologyError
-from lab.ipsec import plan as ipsec_plan
-from lab.ipsec.charon import EspPath, config_text
-from lab.ipsec.tunnel import Credentials, conn_config, hidden_by_tunnel, tunnel_probes
 from lab.model.topology import IpsecScope, Probe, SecurityMode
+from lab.security.ipsec import plan as ipsec_plan
+from lab.security.ipsec.charon import EspPath, config_text
+from lab.security.ipsec.tunnel import Credentials, conn_config, hidden_by_tunnel, tunnel_probes
 
 
 def _load(name: str, spec: str = "ipsec"):  # type: ignore[no-untyped-def]

@@ -16,13 +16,13 @@ from typing import Any
 from lab import reach
 from lab.backends.base import Backend, Progress, no_progress
 from lab.errors import IpsecError, LabError
-from lab.ipsec.charon import VICI_SOCKET, Charon, EspPath, algorithms, connect, vici_error
-from lab.ipsec.plan import CONNECTION, Endpoint, Plan, guard_ruleset, make_plan
-from lab.labpki import ensure_lab_pki
 from lab.model import proposals
 from lab.model.names import RUN_ROOT, LabPaths
 from lab.model.topology import IpsecAuth, IpsecScope, Probe, Topology
-from lab.pki import Credential
+from lab.security.ipsec.charon import VICI_SOCKET, Charon, EspPath, algorithms, connect, vici_error
+from lab.security.ipsec.plan import CONNECTION, Endpoint, Plan, guard_ruleset, make_plan
+from lab.security.pki.authority import Credential
+from lab.security.pki.lab_pki import ensure_lab_pki
 
 INITIATE_TIMEOUT_S = 15.0
 STATE_FILE = "ipsec.json"
