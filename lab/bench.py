@@ -29,10 +29,10 @@ import time
 from collections.abc import Sequence
 from types import FrameType
 
-from lab import lifecycle
 from lab.bench_security import bench_security, print_security
 from lab.bench_store import bench_store, print_store
 from lab.errors import LabError
+from lab.runtime import lifecycle
 from lab.topology import resolve_path
 
 UP_TARGET_S = 2.0

@@ -21,7 +21,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab import lifecycle
 from lab import topology as topology_file
 from lab.bench_store import listener
 from lab.dicom.generate import generate_study
@@ -29,8 +28,9 @@ from lab.errors import LabError
 from lab.host import processes
 from lab.model.names import LabPaths
 from lab.model.topology import Family, Role, SecurityMode
+from lab.runtime import lifecycle
+from lab.runtime.services import ports, tls_arguments
 from lab.security.ipsec.tunnel import read_state
-from lab.services import ports, tls_arguments
 from lab.topology import resolve_path
 
 LAB = "bench-sec"

@@ -20,12 +20,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab import lifecycle
 from lab.dicom import MODALITY_AE, PACS_AE, PACS_PORT
 from lab.dicom.generate import generate_study
 from lab.errors import LabError
 from lab.host import processes, programs
 from lab.model.topology import Family, Role
+from lab.runtime import lifecycle
 from lab.topology import resolve_path
 
 STORE_LAB = "bench-store"

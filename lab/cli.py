@@ -18,7 +18,7 @@ from typing import Any
 import click
 from rich.markup import escape
 
-from lab import __version__, backends, cleanup, lifecycle
+from lab import __version__, backends
 from lab import topology as topology_file
 from lab.backends.base import Progress
 from lab.cli_print import (
@@ -32,8 +32,9 @@ from lab.cli_print import (
 )
 from lab.cli_studies import compose, graph, report, sweep
 from lab.errors import LabError, LabExistsError
-from lab.inspect import status_document
 from lab.model.topology import Wan
+from lab.runtime import cleanup, lifecycle
+from lab.runtime.status import status_document
 from lab.wan.commands import wan_group, wan_option
 
 
@@ -235,7 +236,7 @@ def doctor(as_json: bool) -> None:
     never on the host. Exits 1 when a lab cannot be built at all (no root, or a program every
     lab needs is missing).
     """
-    from lab import doctor as doc
+    from lab.runtime import doctor as doc
 
     report = doc.run_checks()
     if as_json:

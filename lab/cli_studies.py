@@ -12,9 +12,10 @@ import click
 from rich.console import Console
 from rich.markup import escape
 
-from lab import backends, lifecycle
+from lab import backends
 from lab import topology as topology_file
 from lab.errors import LabError
+from lab.runtime import lifecycle
 
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
 err = Console(stderr=True, highlight=False)

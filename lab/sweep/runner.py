@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lab import lifecycle
 from lab.errors import LabError
 from lab.host import programs
 from lab.results import provenance
+from lab.runtime import lifecycle
 from lab.sweep import seam, table
 from lab.sweep.spec import Case, Sweep
 

@@ -18,10 +18,11 @@ from typing import Any
 
 import yaml
 
-from lab import experiment, lifecycle
+from lab import experiment
 from lab import topology as topology_file
 from lab.backends.base import Progress, no_progress
 from lab.errors import LabError
+from lab.runtime import lifecycle
 from lab.sweep.spec import Case, SweepSpec
 
 UpOptions = Mapping[str, Any]

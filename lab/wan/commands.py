@@ -10,10 +10,10 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from lab import lifecycle
 from lab.errors import LabError
 from lab.model.topology import Wan
 from lab.model.wan import PRESETS, ProfileError, as_dict, describe, parse_option
+from lab.runtime import lifecycle
 from lab.wan import apply, measure
 
 FC = TypeVar("FC", bound=Callable[..., Any])

@@ -21,16 +21,17 @@ from typing import Any
 
 import pytest
 
-from lab import backends, experiment, lifecycle, state
+from lab import backends, experiment
 from lab import topology as topology_file
 from lab.backends.docker import DockerBackend, _client
 from lab.backends.dockerplan import LABEL
 from lab.errors import LabError
-from lab.inspect import live_nodes
 from lab.model.names import LabPaths
 from lab.model.routing import probes
 from lab.model.topology import Family
 from lab.results import read_csv
+from lab.runtime import lifecycle, state
+from lab.runtime.status import live_nodes
 from lab.topology import shipped
 
 from .conftest import TOPOLOGIES, host_links, teleradlab

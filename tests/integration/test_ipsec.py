@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from lab import lifecycle
 from lab import topology as topology_file
 from lab.dicom.generate import generate_study
 from lab.errors import IpsecError
 from lab.model.names import LabPaths
 from lab.model.topology import Role
 from lab.results import read_csv
+from lab.runtime import lifecycle
 from lab.security.ipsec import tunnel
 from lab.security.ipsec.plan import make_plan
 from lab.security.pki.authority import create_ca

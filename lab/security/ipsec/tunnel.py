@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lab import reach
+from lab.backends import probes
 from lab.backends.base import Backend, Progress, no_progress
 from lab.errors import IpsecError, LabError
 from lab.model import proposals
@@ -313,10 +313,10 @@ def hidden_by_tunnel(topology: Topology, plan: Plan, probe: Probe) -> bool:
 
 
 def check_tunnel(backend: Backend, lab: str, topology: Topology, plan: Plan,
-                 progress: Progress = no_progress) -> list[reach.ProbeResult]:
+                 progress: Progress = no_progress) -> list[probes.ProbeResult]:
     todo = tunnel_probes(topology, plan)
     progress(f"IPsec: {len(todo)} pings through the tunnel")
-    results = reach.run_probes(backend, lab, todo)
+    results = probes.run_probes(backend, lab, todo)
     failed = [r for r in results if not r.ok]
     if failed:
         raise IpsecError("the SAs are up but these pings through the tunnel got no reply: "

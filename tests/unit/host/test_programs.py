@@ -22,7 +22,7 @@ DYNAMIC = {
     "lab/backends/images.py::ensure_base": "scripts/docker-base (debootstrap, docker, tar)",
     "lab/bench_store.py::dcmtk_tool": "each registered place of a DCMTK program, --version",
     "lab/cli.py::exec": "the user's command in a node (teleradlab exec)",
-    "lab/services.py::start": "python3 -m lab.dicom.pacs (services.dicom_services)",
+    "lab/runtime/services.py::start": "python3 -m lab.dicom.pacs (services.dicom_services)",
     "lab/wan/userspace.py::start": "the lab's own WAN emulator, compiled from wanemu.c",
     "tests/integration/archive_attack.py::_dcmtk": "DCMTK's echoscu and findscu (registered)",
     "tests/unit/wan/test_userspace.py::test_helper_builds_and_refuses_bad_arguments":

@@ -7,7 +7,7 @@ from pathlib import Path
 from lab.experiment import routed_families
 from lab.model.names import LabPaths
 from lab.model.topology import Family
-from lab.services import dicom_services, move_destinations, receivers
+from lab.runtime.services import dicom_services, move_destinations, receivers
 from lab.topology import load, shipped_dir
 
 

@@ -9,10 +9,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from lab import backends as registry
-from lab import state
 from lab.errors import LabError
-from lab.lifecycle import require_root
 from lab.model.names import RUN_ROOT
+from lab.runtime import state
+from lab.runtime.lifecycle import require_root
 
 
 def clean(root: Path = RUN_ROOT, backends: Sequence[str] | None = None) -> list[str]:

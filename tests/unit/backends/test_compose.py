@@ -17,7 +17,7 @@ from lab.errors import LabError
 from lab.model.topology import Family, Role, Topology
 from lab.topology import load, shipped, shipped_dir
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 LAB_RANGES = (ip_network("198.18.0.0/15"), ip_network("2001:db8::/32"))
 
 

@@ -9,15 +9,15 @@ from typing import Any
 
 import pytest
 
-from lab import lifecycle
 from lab import topology as topology_file
 from lab.errors import MissingProgramError
 from lab.host import programs
 from lab.model.topology import Wan
 from lab.model.wan import parse_option
+from lab.runtime import lifecycle
 from lab.sweep import runner, spec
 
-TOPOLOGIES = Path(__file__).resolve().parents[2] / "topologies"
+TOPOLOGIES = Path(__file__).resolve().parents[3] / "topologies"
 DSL = parse_option("dsl-20m-30ms")
 
 

@@ -9,7 +9,7 @@ from typing import Any
 from pyroute2 import IPRoute
 
 from lab.host.processes import describe, pids_in_netns
-from lab.lifecycle import Lab
+from lab.runtime.lifecycle import Lab
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,9 @@ from pathlib import Path
 
 from rich.console import Console
 
-from lab.doctor import (
+from lab.host import programs
+from lab.model.names import check_lab_name, split_netns_name
+from lab.runtime.doctor import (
     Check,
     Report,
     apt_command,
@@ -20,8 +22,6 @@ from lab.doctor import (
     program_check,
     program_checks,
 )
-from lab.host import programs
-from lab.model.names import check_lab_name, split_netns_name
 
 PRESENT = Check(
     "iproute2", True, "iproute2-6.1.0", "no lab", "apt-get install iproute2", ("iproute2",)

@@ -17,7 +17,7 @@ from lab.backends import images
 from lab.errors import LabError
 from lab.host import programs
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture

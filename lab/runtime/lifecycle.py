@@ -12,13 +12,15 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from lab import backends, reach, services, state
+from lab import backends
 from lab import topology as topology_file
 from lab.backends.base import Backend, Progress, no_progress
+from lab.backends.probes import ProbeResult
 from lab.errors import LabError, LabExistsError, LabNotFoundError, NotRootError, TlsError
 from lab.host import programs
 from lab.model.names import RUN_ROOT, LabPaths, check_lab_name, default_lab_name
 from lab.model.topology import Probe, SecurityMode, Topology, Wan
+from lab.runtime import reach, services, state
 from lab.security.ipsec import tunnel
 from lab.security.ipsec.plan import make_plan, uses_ipsec
 from lab.wan import apply as wan_apply
@@ -71,7 +73,7 @@ class Lab:
     topology: Topology
     backend: Backend
     info: state.LabInfo
-    probes: tuple[reach.ProbeResult, ...] = ()
+    probes: tuple[ProbeResult, ...] = ()
     seconds: float = 0.0
 
 
@@ -145,9 +147,9 @@ def tls_preflight(topology: Topology) -> None:
 
 
 def _protect(impl: Backend, lab: str, topology: Topology, check: bool, progress: Progress,
-             root: Path) -> list[reach.ProbeResult]:
+             root: Path) -> list[ProbeResult]:
     """Bring up the protection the topology asks for, then check reachability (through it)."""
-    results: list[reach.ProbeResult] = []
+    results: list[ProbeResult] = []
     skip: Callable[[Probe], bool] = lambda _: False  # noqa: E731
     if uses_ipsec(topology):
         # Before any ping: the guards go in first, so nothing crosses unprotected.

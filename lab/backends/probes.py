@@ -1,16 +1,17 @@
-"""Reachability checks with real pings, run inside the nodes (iputils ``ping``)."""
+"""Pings run inside the nodes (iputils ``ping``), in parallel batches: the one way the lab asks
+"does A reach B". A backend-level helper (it needs only :meth:`Backend.node_argv`), so that both
+the runtime's reachability check (:mod:`lab.runtime.reach`) and the IPsec tunnel check
+(:mod:`lab.security.ipsec.tunnel`) use it without the security layer importing the runtime."""
 
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from lab.backends.base import Backend, Progress, no_progress
-from lab.errors import ReachabilityError
+from lab.backends.base import Backend
 from lab.host import shell
-from lab.model.routing import probes
-from lab.model.topology import Probe, Topology
+from lab.model.topology import Probe
 
 #: At most this many pings run at once (each is a short-lived process).
 PARALLEL = 16
@@ -47,29 +48,4 @@ def run_probes(backend: Backend, lab: str, todo: Sequence[Probe]) -> list[ProbeR
             text = (err or out).decode(errors="replace").strip().splitlines()
             detail = "no reply" if proc.returncode == 1 else (text[-1] if text else "failed")
             results.append(ProbeResult(probe, proc.returncode == 0, detail))
-    return results
-
-
-def check(
-    backend: Backend,
-    lab: str,
-    topology: Topology,
-    progress: Progress = no_progress,
-    skip: Callable[[Probe], bool] = lambda _: False,
-) -> list[ProbeResult]:
-    """Ping every pair that should reach each other (but those ``skip`` rules out);
-    ReachabilityError naming each failure."""
-    todo = [p for p in probes(topology.nodes) if not skip(p)]
-    progress(f"checking reachability ({len(todo)} pings)")
-    results = run_probes(backend, lab, todo)
-    failed = [r for r in results if not r.ok]
-    if failed:
-        lines = [
-            f"{r.probe.source} -> {r.probe.destination} ({r.probe.target}, "
-            f"{r.probe.family.label}): {r.detail}"
-            for r in failed
-        ]
-        raise ReachabilityError(
-            f"{len(failed)} of {len(results)} pings got no reply:\n  " + "\n  ".join(lines)
-        )
     return results
