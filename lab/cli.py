@@ -282,8 +282,8 @@ def run(topology: str | None, lab_name: str | None, modalities: str, objects: in
     checks every object's SHA-256 digest and the sender's signature at each receiver. Writes
     OUT/results.csv (one row per operation and repetition) and OUT/run.json (provenance).
     """
-    from lab import experiment
     from lab.dicom.generate import MODALITIES
+    from lab.study import run
 
     lifecycle.require_root()
     wanted = tuple(m.strip().upper() for m in modalities.split(",") if m.strip())
@@ -296,13 +296,13 @@ def run(topology: str | None, lab_name: str | None, modalities: str, objects: in
     if out is None:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         out = Path("results") / f"{path.stem if path else lab_name}-{stamp}"
-    opts = experiment.RunOptions(topology=path, lab=lab_name, modalities=wanted, pdu=pdu,
+    opts = run.RunOptions(topology=path, lab=lab_name, modalities=wanted, pdu=pdu,
                                  repeat=repeat, out=out, input_dir=input_dir, objects=objects,
                                  seed=seed, overrides=_overrides(security), wan=wan,
                                  backend=backend)
     with _progress() as progress:
         try:
-            result = experiment.execute(opts, progress)
+            result = run.execute(opts, progress)
         except LabExistsError:
             name = path.stem if path else lab_name
             raise LabError(f"a lab named {name!r} already exists: run on it with --lab {name}, "

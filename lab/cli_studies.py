@@ -51,7 +51,7 @@ def sweep(sweep_file: str, out_dir: Path | None, resume: bool, retry_failed: boo
     ipsec-vs-tls-wan, quick, demo (what scripts/demo runs).
     """
     from lab.model.names import check_lab_name
-    from lab.sweep import runner, spec
+    from lab.study.sweep import runner, spec
 
     if not list_only:
         lifecycle.require_root()  # before the file, as for up
@@ -92,7 +92,7 @@ def report(folder: Path, check: bool) -> None:
     PDU size effect, handshake and setup times, throughput against RTT and loss with the TCP
     bounds, the paper's tables, and generated findings."""
     from lab.report import render
-    from lab.sweep.runner import failed_cases
+    from lab.study.sweep.runner import failed_cases
 
     path = render.write_report(folder)
     out.print(f"report: {path}")

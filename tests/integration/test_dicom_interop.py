@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 from pydicom import dcmread
 
-from lab.bench_store import dcmtk_tool
+from lab.bench.store import dcmtk_tool
 from lab.dicom import MODALITY_AE, MODALITY_STORE_PORT, PACS_AE, PACS_PORT
 from lab.dicom.generate import Study, generate_study
 from lab.dicom.integrity import dataset_digest

@@ -29,9 +29,9 @@ from lab.dicom.integrity import build_manifest, dataset_offset, sign_manifest, w
 from lab.dicom.scratch import is_pool_file
 from lab.model.names import LabPaths
 from lab.model.topology import Family
-from lab.results import read_csv
 from lab.security.pki.authority import create_ca
 from lab.security.pki.lab_pki import ensure_lab_pki
+from lab.study.results import read_csv
 from lab.topology import load
 
 from .conftest import TOPOLOGIES, leftovers, teleradlab

@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[3]
 #: Calls whose program is chosen at run time, each with what it runs (all registered or the lab's).
 DYNAMIC = {
     "lab/backends/images.py::ensure_base": "scripts/docker-base (debootstrap, docker, tar)",
-    "lab/bench_store.py::dcmtk_tool": "each registered place of a DCMTK program, --version",
+    "lab/bench/store.py::dcmtk_tool": "each registered place of a DCMTK program, --version",
     "lab/cli.py::exec": "the user's command in a node (teleradlab exec)",
     "lab/runtime/services.py::start": "python3 -m lab.dicom.pacs (services.dicom_services)",
     "lab/wan/userspace.py::start": "the lab's own WAN emulator, compiled from wanemu.c",

@@ -15,7 +15,7 @@ from lab.host import programs
 from lab.model.topology import Wan
 from lab.model.wan import parse_option
 from lab.runtime import lifecycle
-from lab.sweep import runner, spec
+from lab.study.sweep import runner, spec
 
 TOPOLOGIES = Path(__file__).resolve().parents[3] / "topologies"
 DSL = parse_option("dsl-20m-30ms")

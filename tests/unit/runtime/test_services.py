@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lab.experiment import routed_families
 from lab.model.names import LabPaths
 from lab.model.topology import Family
 from lab.runtime.services import dicom_services, move_destinations, receivers
+from lab.study.run import routed_families
 from lab.topology import load, shipped_dir
 
 

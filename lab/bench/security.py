@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lab import topology as topology_file
-from lab.bench_store import listener
+from lab.bench.store import listener
 from lab.dicom.generate import generate_study
 from lab.errors import LabError
 from lab.host import processes
@@ -92,7 +92,7 @@ def iperf_mbit(lab: lifecycle.Lab, seconds: int = IPERF_SECONDS) -> float:
 
 
 def tls_bulk_mbit(lab: lifecycle.Lab, mbytes: float = 200.0) -> float:
-    """Raw TLS throughput modality -> pacs with the lab's own TLS settings (lab.tlsbulk),
+    """Raw TLS throughput modality -> pacs with the lab's own TLS settings (lab.bench.tlsbulk),
     measured at the receiver: the TLS counterpart of iperf3's TCP figure."""
     pacs, modality = _node(lab, Role.PACS), _node(lab, Role.MODALITY)
     host = str(lab.topology.node(pacs).addresses(Family.IPV4)[0].ip)
@@ -100,16 +100,16 @@ def tls_bulk_mbit(lab: lifecycle.Lab, mbytes: float = 200.0) -> float:
     log = paths.node_data(pacs) / "tlsbulk.log"
     log.unlink(missing_ok=True)
     server = lab.backend.spawn(lab.name, pacs, [
-        sys.executable, "-m", "lab.tlsbulk", "serve", f"--port={IPERF_PORT}",
+        sys.executable, "-m", "lab.bench.tlsbulk", "serve", f"--port={IPERF_PORT}",
         *tls_arguments(lab.topology, paths, pacs)], log_path=log)
     try:
         deadline = time.monotonic() + 20
         while '"listening"' not in (log.read_text() if log.exists() else ""):
             if server.poll() is not None or time.monotonic() > deadline:
-                raise LabError(f"lab.tlsbulk did not start: {log.read_text()[-1500:]}")
+                raise LabError(f"lab.bench.tlsbulk did not start: {log.read_text()[-1500:]}")
             time.sleep(0.05)
         lab.backend.exec(lab.name, modality, [
-            sys.executable, "-m", "lab.tlsbulk", "send", f"--host={host}",
+            sys.executable, "-m", "lab.bench.tlsbulk", "send", f"--host={host}",
             f"--port={IPERF_PORT}", f"--mbytes={mbytes}", *_client_tls(lab, modality)],
             timeout=300)
         server.wait(timeout=60)
@@ -188,6 +188,6 @@ def print_security(results: dict[str, list[Measure]], repeat: int) -> None:
               f"{versus}{mark}")
     print(f"  C-STORE/TCP target for protected paths: >= {RATIO_TARGET} (DICOM over the "
           "protected path vs the raw transport over the same path: iperf3 TCP, and for TLS a bulk "
-          "TLS stream\n  with the same profile and cipher, lab.tlsbulk); 'vs plain': protected "
-          "C-STORE throughput / plain C-STORE throughput (the cost of each choice).")
+          "TLS stream\n  with the same profile and cipher, lab.bench.tlsbulk); 'vs plain': "
+          "protected C-STORE throughput / plain C-STORE throughput (the cost of each choice).")
 

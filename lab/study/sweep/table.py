@@ -14,10 +14,10 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from lab.results import COLUMNS, Row, read_csv
-from lab.sweep.spec import Case
+from lab.study.results import COLUMNS, Row, read_csv
+from lab.study.sweep.spec import Case
 
-#: Columns the sweep adds before the run's own (lab.results.Row) columns.
+#: Columns the sweep adds before the run's own (lab.study.results.Row) columns.
 CASE_COLUMNS: dict[str, type] = {
     "sweep": str, "case_id": str, "case_index": int, "case_status": str, "case_error": str,
     "case_topology": str, "case_security": str, "case_profile": str, "case_cipher": str,

@@ -1,8 +1,8 @@
 """``teleradlab sweep``: every case of a sweep, one lab per group of cases, resumable.
 
 Cases are grouped by what needs a lab of its own (topology, security, WAN profile: the ``up``
-options of :mod:`lab.sweep.seam`); each group's lab is built once and every case of the group is
-a ``run`` on it, so a case costs a run, not a build. A case that raises rebuilds the lab before
+options of :mod:`lab.study.sweep.seam`); each group's lab is built once and every case of the group
+is a ``run`` on it, so a case costs a run, not a build. A case that raises rebuilds the lab before
 the next one (it may have broken it).
 
 State (``state.json`` in the output folder, replaced atomically after every change) records each
@@ -23,10 +23,10 @@ from typing import Any
 
 from lab.errors import LabError
 from lab.host import programs
-from lab.results import provenance
 from lab.runtime import lifecycle
-from lab.sweep import seam, table
-from lab.sweep.spec import Case, Sweep
+from lab.study.results import provenance
+from lab.study.sweep import seam, table
+from lab.study.sweep.spec import Case, Sweep
 
 STATE = "state.json"
 FINISHED = ("done", "failed")

@@ -4,17 +4,17 @@ Each figure is a median over repetitions; targets are printed beside the measure
 ratio, never asserted in unit tests (these machines are noisy).
 
 - lifecycle: ``teleradlab up`` (with its reachability pings) and ``down`` of a two-site lab.
-- docker: ``up``/``down`` on the docker backend against netns, side by side (lab.benchdocker).
+- docker: ``up``/``down`` on the docker backend against netns, side by side (lab.bench.backends).
 - store: C-STORE of a 100-object CT study (a new one per repetition) from the modality to the
   PACS over the unimpaired path of one IPv4 lab (lab ``bench-store``), by the lab's SCU to the
   lab's PACS and by DCMTK's storescu to DCMTK's storescp (plus the two cross pairs, which show
   which end costs what, and the lab's SCU to a second lab PACS run with ``--sync object``,
   which flushes every object before answering, as storescp and a lab's own PACS do not; see
-  lab/bench_store.py).
+  lab/bench/store.py).
 - security: per protection (plain, IPsec per ESP algorithm), TCP (iperf3) and C-STORE throughput
-  over the same path, their ratio and the cost against plain (see lab/bench_security.py).
-- sweep: the shipped quick sweep, total time and per-case overhead (lab.sweep.bench).
-- wan: WAN fidelity on the path in use and the userspace emulator's capacity (lab.wan.bench).
+  over the same path, their ratio and the cost against plain (see lab/bench/security.py).
+- sweep: the shipped quick sweep, total time and per-case overhead (lab.bench.sweep).
+- wan: WAN fidelity on the path in use and the userspace emulator's capacity (lab.bench.wan).
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ import time
 from collections.abc import Sequence
 from types import FrameType
 
-from lab.bench_security import bench_security, print_security
-from lab.bench_store import bench_store, print_store
+from lab.bench.security import bench_security, print_security
+from lab.bench.store import bench_store, print_store
 from lab.errors import LabError
 from lab.runtime import lifecycle
 from lab.topology import resolve_path
@@ -114,15 +114,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             sec = bench_security(repeat, lambda msg: print(f"  … {msg}", file=sys.stderr))
             print_security(sec, repeat)
         if args.only in (None, "sweep"):
-            from lab.sweep.bench import print_sweep
+            from lab.bench.sweep import print_sweep
 
             print_sweep()
         if args.only in (None, "wan"):
-            from lab.wan.bench import print_wan
+            from lab.bench.wan import print_wan
 
             print_wan(lambda msg: print(f"  … {msg}", file=sys.stderr))
         if args.only in (None, "docker"):
-            from lab.benchdocker import print_backends
+            from lab.bench.backends import print_backends
 
             print_backends(args.topology, args.repeat or 3)
     except LabError as exc:

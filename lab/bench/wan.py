@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 
-from lab.bench_store import cli_lab
+from lab.bench.store import cli_lab
 from lab.model.topology import Wan, WanProfile
 from lab.model.wan import PRESETS, parse_option
 from lab.runtime import lifecycle

@@ -3,8 +3,8 @@ the same ``--tls-*`` options (so the same profile, cipher and certificates), for
 benchmark's "DICOM over the path / raw transport over the same path" ratio. iperf3 measures
 plain TCP; it has no TLS, so this program measures both the same way.
 
-    python -m lab.tlsbulk serve --port P [--tls-...]     # prints one JSON line per connection
-    python -m lab.tlsbulk send --host H --port P --mbytes N [--tls-...]
+    python -m lab.bench.tlsbulk serve --port P [--tls-...]     # prints one JSON line per connection
+    python -m lab.bench.tlsbulk send --host H --port P --mbytes N [--tls-...]
 
 The receiver times from the first byte after the handshake to the last, and prints
 ``{"bytes": ..., "seconds": ..., "mbit_per_s": ...}``; it serves one connection, then exits.
@@ -59,7 +59,7 @@ def send(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lab.tlsbulk", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m lab.bench.tlsbulk", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     srv = sub.add_parser("serve", help="receive one connection and report its throughput")

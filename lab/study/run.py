@@ -28,12 +28,12 @@ from lab.host import programs
 from lab.model.names import LabPaths
 from lab.model.routing import probes
 from lab.model.topology import Family, Role, SecurityMode, Topology, Wan
-from lab.results import Row, provenance, write_csv, write_json
 from lab.runtime import lifecycle
 from lab.runtime.services import ports, tls_arguments
 from lab.security.ipsec.plan import make_plan, uses_ipsec
 from lab.security.ipsec.tunnel import IpsecState, read_state, sa_bytes, tunnel_probes
 from lab.security.pki.lab_pki import LabPki, ensure_lab_pki
+from lab.study.results import Row, provenance, write_csv, write_json
 from lab.wan import apply as wan_apply
 
 

@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from lab.errors import SweepError, TopologyError
-from lab.sweep import seam, spec
-from lab.sweep.runner import groups
+from lab.study.sweep import seam, spec
+from lab.study.sweep.runner import groups
 
 SHIPPED = {"quick", "ipv6-vs-ipv4", "ipv6-ipsec-algorithms", "ipv4-tls-profiles",
            "ipsec-vs-tls-wan", "demo"}

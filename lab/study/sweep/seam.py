@@ -18,12 +18,12 @@ from typing import Any
 
 import yaml
 
-from lab import experiment
 from lab import topology as topology_file
 from lab.backends.base import Progress, no_progress
 from lab.errors import LabError
 from lab.runtime import lifecycle
-from lab.sweep.spec import Case, SweepSpec
+from lab.study import run
+from lab.study.sweep.spec import Case, SweepSpec
 
 UpOptions = Mapping[str, Any]
 RunParams = Mapping[str, Any]
@@ -47,7 +47,7 @@ def up_options(case: Case) -> dict[str, Any]:
 
 
 def run_params(case: Case, spec: SweepSpec) -> dict[str, Any]:
-    """Parameters of one ``teleradlab run`` on an existing lab (experiment.RunOptions fields)."""
+    """Parameters of one ``teleradlab run`` on an existing lab (run.RunOptions fields)."""
     return {"modalities": (case.modality,), "pdu": case.pdu, "repeat": spec.repetitions,
             "objects": spec.objects, "seed": spec.seed}
 
@@ -106,7 +106,7 @@ def build_lab(up: UpOptions, name: str, work: Path, progress: Progress = no_prog
 
 
 def run_case(lab: lifecycle.Lab, params: RunParams, out: Path,
-             progress: Progress = no_progress) -> experiment.RunResult:
+             progress: Progress = no_progress) -> run.RunResult:
     """One ``teleradlab run`` on the running ``lab``, results in ``out``."""
-    opts = experiment.RunOptions(topology=None, lab=lab.name, out=out, **params)
-    return experiment.execute(opts, progress)
+    opts = run.RunOptions(topology=None, lab=lab.name, out=out, **params)
+    return run.execute(opts, progress)

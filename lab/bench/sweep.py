@@ -15,8 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from lab.results import read_csv
-from lab.sweep import runner, spec
+from lab.study.results import read_csv
+from lab.study.sweep import runner, spec
 
 TARGET_S = 600.0  # the target for the quick sweep on this machine
 PREFIX = "bench-sweep"
