@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from lab.cli_studies import report
+from lab.cli.studies import report
 from lab.errors import LabError
 from lab.study.sweep import spec, table
 from lab.study.sweep.runner import State, failed_cases

@@ -21,7 +21,7 @@ from rich.markup import escape
 from lab import __version__, backends
 from lab import topology as topology_file
 from lab.backends.base import Progress
-from lab.cli_print import (
+from lab.cli.output import (
     err,
     out,
     print_notes,
@@ -30,12 +30,12 @@ from lab.cli_print import (
     print_status,
     topology_table,
 )
-from lab.cli_studies import compose, graph, report, sweep
+from lab.cli.studies import compose, graph, report, sweep
+from lab.cli.wan import wan_group, wan_option
 from lab.errors import LabError, LabExistsError
 from lab.model.topology import Wan
 from lab.runtime import cleanup, lifecycle
 from lab.runtime.status import status_document
-from lab.wan.commands import wan_group, wan_option
 
 
 @contextmanager

@@ -1,6 +1,6 @@
 """``teleradlab sweep``, ``report``, ``graph`` and ``compose``: the commands that turn many runs
 into a study, and topologies into drawings and compose files (registered on the main group by
-:mod:`lab.cli`)."""
+:mod:`lab.cli.main`)."""
 
 from __future__ import annotations
 
@@ -114,7 +114,7 @@ def report(folder: Path, check: bool) -> None:
 def graph(topology: str, out_dir: Path, wan_profile: str | None) -> None:
     """Draw TOPOLOGY (a file or shipped name): nodes, links, addresses, security and WAN
     profile, as SVG and PNG for teaching material. Needs no root."""
-    from lab.graph import draw
+    from lab.report.drawings import draw
 
     path = topology_file.resolve_path(topology)
     svg, png = draw(topology_file.load(path), out_dir, wan=wan_profile)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from lab.graph import draw
 from lab.model.topology import Security, SecurityMode
+from lab.report.drawings import draw
 from lab.topology import load, resolve_path, shipped
 
 from .test_report import png_size
