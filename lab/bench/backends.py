@@ -11,7 +11,9 @@ import sys
 import time
 from collections.abc import Sequence
 
+from lab.backends.docker import build_images
 from lab.errors import LabError
+from lab.topology import resolve_path
 
 BACKENDS = ("netns", "docker")
 PHASES = ("up", "up+services", "down")
@@ -28,9 +30,6 @@ def _timed(argv: Sequence[str]) -> float:
 def bench_backends(topology: str, repeat: int) -> dict[str, dict[str, float]]:
     """Median wall time of ``teleradlab up`` (with its pings; without and with the DICOM
     services) and ``down``, per backend, through the command line as a user runs it."""
-    from lab.backends.docker import build_images
-    from lab.topology import resolve_path
-
     build_images()  # warm images: building is not what is measured
     cli = [sys.executable, "-m", "lab"]
     path = str(resolve_path(topology))

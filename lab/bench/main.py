@@ -29,8 +29,11 @@ import time
 from collections.abc import Sequence
 from types import FrameType
 
+from lab.bench.backends import print_backends
 from lab.bench.security import bench_security, print_security
 from lab.bench.store import bench_store, print_store
+from lab.bench.sweep import print_sweep
+from lab.bench.wan import print_wan
 from lab.errors import LabError
 from lab.runtime import lifecycle
 from lab.topology import resolve_path
@@ -114,16 +117,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             sec = bench_security(repeat, lambda msg: print(f"  … {msg}", file=sys.stderr))
             print_security(sec, repeat)
         if args.only in (None, "sweep"):
-            from lab.bench.sweep import print_sweep
-
             print_sweep()
         if args.only in (None, "wan"):
-            from lab.bench.wan import print_wan
-
             print_wan(lambda msg: print(f"  … {msg}", file=sys.stderr))
         if args.only in (None, "docker"):
-            from lab.bench.backends import print_backends
-
             print_backends(args.topology, args.repeat or 3)
     except LabError as exc:
         print(f"error: {exc}", file=sys.stderr)

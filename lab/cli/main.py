@@ -32,10 +32,14 @@ from lab.cli.output import (
 )
 from lab.cli.studies import compose, graph, report, sweep
 from lab.cli.wan import wan_group, wan_option
+from lab.dicom.generate import MODALITIES
 from lab.errors import LabError, LabExistsError
+from lab.host import shell
 from lab.model.topology import Wan
 from lab.runtime import cleanup, lifecycle
+from lab.runtime import doctor as doc
 from lab.runtime.status import status_document
+from lab.study.run import RunOptions, execute
 
 
 @contextmanager
@@ -193,8 +197,6 @@ def exec(lab_name: str | None, node: str, command: tuple[str, ...]) -> None:
     \b
     Example: teleradlab exec modality -- ping -c 3 pacs
     """
-    from lab.host import shell
-
     lab = lifecycle.attach(lab_name)
     argv = list(command[1:] if command and command[0] == "--" else command)
     shell.replace_process(lab.backend.node_argv(lab.name, node, argv))
@@ -236,8 +238,6 @@ def doctor(as_json: bool) -> None:
     never on the host. Exits 1 when a lab cannot be built at all (no root, or a program every
     lab needs is missing).
     """
-    from lab.runtime import doctor as doc
-
     report = doc.run_checks()
     if as_json:
         out.print_json(json.dumps(doc.as_document(report)))
@@ -282,9 +282,6 @@ def run(topology: str | None, lab_name: str | None, modalities: str, objects: in
     checks every object's SHA-256 digest and the sender's signature at each receiver. Writes
     OUT/results.csv (one row per operation and repetition) and OUT/run.json (provenance).
     """
-    from lab.dicom.generate import MODALITIES
-    from lab.study import run
-
     lifecycle.require_root()
     wanted = tuple(m.strip().upper() for m in modalities.split(",") if m.strip())
     unknown = [m for m in wanted if m not in MODALITIES]
@@ -296,13 +293,13 @@ def run(topology: str | None, lab_name: str | None, modalities: str, objects: in
     if out is None:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         out = Path("results") / f"{path.stem if path else lab_name}-{stamp}"
-    opts = run.RunOptions(topology=path, lab=lab_name, modalities=wanted, pdu=pdu,
+    opts = RunOptions(topology=path, lab=lab_name, modalities=wanted, pdu=pdu,
                                  repeat=repeat, out=out, input_dir=input_dir, objects=objects,
                                  seed=seed, overrides=_overrides(security), wan=wan,
                                  backend=backend)
     with _progress() as progress:
         try:
-            result = run.execute(opts, progress)
+            result = execute(opts, progress)
         except LabExistsError:
             name = path.stem if path else lab_name
             raise LabError(f"a lab named {name!r} already exists: run on it with --lab {name}, "

@@ -10,8 +10,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from lab.model.names import LabPaths
 from lab.model.topology import Topology
 from lab.runtime import lifecycle
+from lab.runtime.services import dicom_services
 from lab.runtime.status import live_nodes, security_summary
 
 # On a terminal rich uses its width; piped output (logs, CI) gets room for addresses on one line.
@@ -44,9 +46,6 @@ def topology_table(topology: Topology) -> Table:
 
 
 def print_services(lab: lifecycle.Lab) -> None:
-    from lab.model.names import LabPaths
-    from lab.runtime.services import dicom_services
-
     for svc in dicom_services(lab.topology, LabPaths(lab.name)):
         addrs = ", ".join(f"[{a.ip}]" if a.version == 6 else str(a.ip)
                           for a in lab.topology.node(svc.node).addresses())

@@ -14,8 +14,15 @@ from rich.markup import escape
 
 from lab import backends
 from lab import topology as topology_file
+from lab.backends import compose as compose_file
+from lab.backends.docker import build_images
 from lab.errors import LabError
+from lab.model.names import check_lab_name
+from lab.report import render
+from lab.report.drawings import draw
 from lab.runtime import lifecycle
+from lab.study.sweep import runner, spec
+from lab.study.sweep.runner import failed_cases
 
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
 err = Console(stderr=True, highlight=False)
@@ -50,9 +57,6 @@ def sweep(sweep_file: str, out_dir: Path | None, resume: bool, retry_failed: boo
     has been tried. Shipped: ipv6-vs-ipv4, ipv6-ipsec-algorithms, ipv4-tls-profiles,
     ipsec-vs-tls-wan, quick, demo (what scripts/demo runs).
     """
-    from lab.model.names import check_lab_name
-    from lab.study.sweep import runner, spec
-
     if not list_only:
         lifecycle.require_root()  # before the file, as for up
         check_lab_name(f"{prefix}-99")
@@ -91,9 +95,6 @@ def report(folder: Path, check: bool) -> None:
     a sweep or a run in FOLDER: throughput by configuration and family with 95% intervals, the
     PDU size effect, handshake and setup times, throughput against RTT and loss with the TCP
     bounds, the paper's tables, and generated findings."""
-    from lab.report import render
-    from lab.study.sweep.runner import failed_cases
-
     path = render.write_report(folder)
     out.print(f"report: {path}")
     if check:
@@ -114,8 +115,6 @@ def report(folder: Path, check: bool) -> None:
 def graph(topology: str, out_dir: Path, wan_profile: str | None) -> None:
     """Draw TOPOLOGY (a file or shipped name): nodes, links, addresses, security and WAN
     profile, as SVG and PNG for teaching material. Needs no root."""
-    from lab.report.drawings import draw
-
     path = topology_file.resolve_path(topology)
     svg, png = draw(topology_file.load(path), out_dir, wan=wan_profile)
     out.print(f"drawn: {svg} and {png}")
@@ -135,14 +134,9 @@ def compose(topology: str, name: str | None, out: Path | None, build: bool) -> N
     The same internal networks, addresses and node setup as 'up --backend docker'; no DICOM
     service is started. The files of the shipped topologies are in compose/.
     """
-    from lab.backends import compose as compose_file
-    from lab.model.names import check_lab_name
-
     topo = topology_file.load(topology_file.resolve_path(topology))
     text = compose_file.text(topo, check_lab_name(name) if name else None)
     if build:
-        from lab.backends.docker import build_images
-
         lifecycle.require_root()
         build_images(lambda msg: err.print(f"[dim]… {escape(msg)}[/dim]"))
     if out is None:

@@ -94,6 +94,8 @@ def server_context(args: argparse.Namespace) -> ssl.SSLContext | None:
     the option if they are incomplete, the files unreadable, or the profile impossible here."""
     if not _check(args, server=True):
         return None
+    # Lazy on purpose (tests/unit/test_layers.py LAZY_IMPORTS): ssl and cryptography load only
+    # when TLS is asked for.
     from lab.security.tls import contexts
 
     try:

@@ -19,10 +19,12 @@ from lab.backends.probes import ProbeResult
 from lab.errors import LabError, LabExistsError, LabNotFoundError, NotRootError, TlsError
 from lab.host import programs
 from lab.model.names import RUN_ROOT, LabPaths, check_lab_name, default_lab_name
+from lab.model.tls_profiles import PROFILES
 from lab.model.topology import Probe, SecurityMode, Topology, Wan
 from lab.runtime import reach, services, state
 from lab.security.ipsec import tunnel
 from lab.security.ipsec.plan import make_plan, uses_ipsec
+from lab.security.tls import contexts
 from lab.wan import apply as wan_apply
 from lab.wan import userspace
 
@@ -136,9 +138,6 @@ def up(
 
 def tls_preflight(topology: Topology) -> None:
     """The TLS profile must be one the local OpenSSL can really do (tried by a handshake)."""
-    from lab.model.tls_profiles import PROFILES
-    from lab.security.tls import contexts
-
     name = topology.security.tls.profile
     ok, why = contexts.supported(PROFILES[name])
     if not ok:

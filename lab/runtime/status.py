@@ -10,6 +10,7 @@ from pyroute2 import IPRoute
 
 from lab.host.processes import describe, pids_in_netns
 from lab.runtime.lifecycle import Lab
+from lab.security.ipsec.tunnel import read_state
 
 
 @dataclass(frozen=True)
@@ -97,8 +98,6 @@ def status_document(lab: Lab) -> dict[str, Any]:
 
 def security_summary(lab: Lab) -> str:
     """What protects the lab: the security asked for, and for IPsec what was negotiated."""
-    from lab.security.ipsec.tunnel import read_state
-
     text = lab.topology.security.label
     state = read_state(lab.name)
     if state is not None:

@@ -28,6 +28,7 @@ from lab.host import programs
 from lab.model.names import LabPaths
 from lab.model.routing import probes
 from lab.model.topology import Family, Role, SecurityMode, Topology, Wan
+from lab.model.wan import as_dict
 from lab.runtime import lifecycle
 from lab.runtime.services import ports, tls_arguments
 from lab.security.ipsec.plan import make_plan, uses_ipsec
@@ -35,6 +36,7 @@ from lab.security.ipsec.tunnel import IpsecState, read_state, sa_bytes, tunnel_p
 from lab.security.pki.lab_pki import LabPki, ensure_lab_pki
 from lab.study.results import Row, provenance, write_csv, write_json
 from lab.wan import apply as wan_apply
+from lab.wan import measure, userspace
 
 
 @dataclass(frozen=True)
@@ -355,18 +357,15 @@ def _wan_fidelity(lab: lifecycle.Lab, opts: RunOptions, result: RunResult, progr
                   own: bool) -> tuple[str, str]:
     """Apply ``--wan`` to a running lab, check the emulator lives, measure fidelity; return the
     (profile, path) every row records."""
-    from lab.model.wan import as_dict
-    from lab.wan import apply, measure, userspace
-
     if opts.wan is not None and not own:
         progress(f"impairing the WAN ({opts.wan.name or 'none'})")
-        apply.apply(lab.backend, lab.name, lab.topology, opts.wan)
-    state = apply.check(lab.backend, lab.name, lab.topology)
+        wan_apply.apply(lab.backend, lab.name, lab.topology, opts.wan)
+    state = wan_apply.check(lab.backend, lab.name, lab.topology)
     progress("measuring the WAN's fidelity (ping" + (", iperf3)" if state.path else ")"))
     # unimpaired: the RTT of the bare path is enough (and takes half a second)
     fidelity = measure.fidelity(lab.backend, lab.name, lab.topology, state.wan,
                                 pings=20 if state.path else 10, rate=bool(state.path))
-    apply.record_fidelity(lab.name, fidelity)
+    wan_apply.record_fidelity(lab.name, fidelity)
     result.wan = {"profile": as_dict(state.wan), "path": state.path, "why": state.why,
                   "fidelity": fidelity}
     if not state.wan.impaired:

@@ -21,6 +21,7 @@ import yaml
 from lab import topology as topology_file
 from lab.backends.base import Progress, no_progress
 from lab.errors import LabError
+from lab.model.wan import ProfileError, parse_option
 from lab.runtime import lifecycle
 from lab.study import run
 from lab.study.sweep.spec import Case, SweepSpec
@@ -75,8 +76,6 @@ def _wan_up_options(wan: str | None) -> dict[str, Any]:
     """Keyword arguments of lifecycle.up for a WAN profile (a preset name, as ``--wan``)."""
     if wan is None:
         return {}
-    from lab.model.wan import ProfileError, parse_option
-
     try:
         return {"wan": parse_option(wan)}
     except ProfileError as exc:
