@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from lab.backends.docker import build_images
+from lab.backends.docker.backend import build_images
 from lab.errors import LabError
 from lab.topology import resolve_path
 

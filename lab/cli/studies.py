@@ -14,8 +14,8 @@ from rich.markup import escape
 
 from lab import backends
 from lab import topology as topology_file
-from lab.backends import compose as compose_file
-from lab.backends.docker import build_images
+from lab.backends.docker import compose as compose_file
+from lab.backends.docker.backend import build_images
 from lab.errors import LabError
 from lab.model.names import check_lab_name
 from lab.report import render

@@ -23,8 +23,8 @@ import pytest
 
 from lab import backends
 from lab import topology as topology_file
-from lab.backends.docker import DockerBackend, _client
-from lab.backends.dockerplan import LABEL
+from lab.backends.docker.backend import DockerBackend, _client
+from lab.backends.docker.plan import LABEL
 from lab.errors import LabError
 from lab.model.names import LabPaths
 from lab.model.routing import probes

@@ -1,8 +1,8 @@
 """The docker backend: each node is a container, each segment an ``internal`` docker network.
 
-Containers run the images of ``images/`` (built and cached by :mod:`lab.backends.images`), so a
-lab carries its own userland (strongSwan, OpenSSL, Python) whatever the host has. The plan
-(:mod:`lab.backends.dockerplan`) is the same one ``teleradlab compose`` writes out.
+Containers run the images of ``images/`` (built and cached by :mod:`lab.backends.docker.images`),
+so a lab carries its own userland (strongSwan, OpenSSL, Python) whatever the host has. The plan
+(:mod:`lab.backends.docker.plan`) is the same one ``teleradlab compose`` writes out.
 
 Every container and network carries the label ``teleradlab.lab=<lab>`` and is named
 ``tl-<lab>.<node>`` / ``tl-<lab>.<segment>``, so ``down`` and ``clean`` find them by label alone.
@@ -33,10 +33,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from lab.backends import dockerplan
 from lab.backends.base import Backend, Progress, no_progress
-from lab.backends.dockerplan import LABEL, NODE_LABEL, ContainerPlan, Plan
-from lab.backends.images import ensure_images
+from lab.backends.docker import plan
+from lab.backends.docker.images import ensure_images
+from lab.backends.docker.plan import LABEL, NODE_LABEL, ContainerPlan, Plan
 from lab.backends.netns import hosts_file
 from lab.errors import LabError, LabNotFoundError
 from lab.host import shell
@@ -72,7 +72,7 @@ def _subnets_in_use(client: Any) -> dict[IPNetwork, str]:
     for net in client.networks.list():
         owner = (net.attrs.get("Labels") or {}).get(LABEL)
         what = f"docker network {net.name}" + (f" (lab {owner})" if owner else "")
-        for subnet in dockerplan.subnets_of((net.attrs.get("IPAM") or {}).get("Config") or []):
+        for subnet in plan.subnets_of((net.attrs.get("IPAM") or {}).get("Config") or []):
             out[subnet] = what
     return out
 
@@ -130,7 +130,7 @@ class DockerBackend(Backend):
             images = ensure_images(client, progress)
             taken = _subnets_in_use(client)
             _refuse_overlaps(topology, taken)
-            the_plan = dockerplan.plan(topology, list(taken))
+            the_plan = plan.plan(topology, list(taken))
             progress(f"creating {len(the_plan.networks)} docker networks")
             self._networks(client, lab, the_plan)
             progress(f"starting {len(the_plan.containers)} containers")
@@ -169,7 +169,7 @@ class DockerBackend(Backend):
         paths.data_dir.mkdir(parents=True, exist_ok=True)
         for c in the_plan.containers:
             paths.node_run(c.node).mkdir(parents=True, exist_ok=True)
-            (paths.node_run(c.node) / dockerplan.READY_FILE).unlink(missing_ok=True)
+            (paths.node_run(c.node) / plan.READY_FILE).unlink(missing_ok=True)
             paths.node_hosts(c.node).write_text(hosts_file(topology, c.node))
         with ThreadPoolExecutor(max_workers=8) as pool:
             for future in [pool.submit(self._container, client, lab, c, images[c.image])
@@ -192,7 +192,7 @@ class DockerBackend(Backend):
             sysctls=dict(c.sysctls),
         )
 
-        def endpoint(a: dockerplan.Attachment) -> Any:
+        def endpoint(a: plan.Attachment) -> Any:
             return api.create_endpoint_config(
                 ipv4_address=str(a.ipv4.ip) if a.ipv4 else None,
                 ipv6_address=str(a.ipv6.ip) if a.ipv6 else None,
@@ -227,7 +227,7 @@ class DockerBackend(Backend):
         deadline = time.monotonic() + READY_TIMEOUT
         while waiting:
             waiting = [n for n in waiting
-                       if not (paths.node_run(n) / dockerplan.READY_FILE).exists()]
+                       if not (paths.node_run(n) / plan.READY_FILE).exists()]
             for node in waiting:
                 ctr = client.containers.get(netns_name(lab, node))
                 if ctr.status not in ("created", "running") or time.monotonic() > deadline:
@@ -274,11 +274,11 @@ class DockerBackend(Backend):
         image's PATH and the lab's Python standing in for the caller's."""
         argv = list(argv)
         if argv and argv[0] == sys.executable:
-            argv[0] = dockerplan.PYTHON
+            argv[0] = plan.PYTHON
         return [
             "nsenter", f"--target={self._pid(lab, node)}", "--net", "--mount", "--uts", "--ipc",
             "--pid", "--root", "--wd", "--",
-            "env", f"PATH={dockerplan.NODE_PATH}", "PYTHONPATH=/opt/teleradlab/src", *argv,
+            "env", f"PATH={plan.NODE_PATH}", "PYTHONPATH=/opt/teleradlab/src", *argv,
         ]
 
     def exec(self, lab: str, node: str, argv: Sequence[str], *, check: bool = True,
@@ -322,7 +322,7 @@ class DockerBackend(Backend):
         if not pid:
             return
         note = self.paths(ctr.labels.get(LABEL, "")).node_run(
-            ctr.labels.get(NODE_LABEL, "")) / dockerplan.IFNAMES_FILE
+            ctr.labels.get(NODE_LABEL, "")) / plan.IFNAMES_FILE
         enter = ["nsenter", f"--target={pid}", "--net"]
         if note.exists():
             batch = "".join(f"link set dev {model} down\nlink set dev {model} name {engine}\n"

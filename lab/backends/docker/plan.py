@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from ipaddress import IPv4Network, ip_network
 
-from lab.backends.images import image_for
+from lab.backends.docker.images import image_for
 from lab.errors import LabError
 from lab.model.topology import Family, IPAddress, IPInterface, IPNetwork, Node, Role, Topology
 
@@ -56,7 +56,7 @@ class Attachment:
 class ContainerPlan:
     node: str
     role: Role
-    image: str  # an image name of lab.backends.images (host, gateway, wan)
+    image: str  # an image name of lab.backends.docker.images (host, gateway, wan)
     attachments: tuple[Attachment, ...]
     sysctls: tuple[tuple[str, str], ...]
     tun: bool  # needs /dev/net/tun (strongSwan's kernel-libipsec)

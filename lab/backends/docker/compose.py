@@ -2,7 +2,7 @@
 by hand (``docker compose -f FILE up -d``, or ``docker-compose``) with the images the docker
 backend builds (``teleradlab compose --build`` builds them).
 
-The file is the docker backend's own plan (:mod:`lab.backends.dockerplan`): the same internal
+The file is the docker backend's own plan (:mod:`lab.backends.docker.plan`): the same internal
 networks and addresses, the same node script. Differences, because no orchestrator is there:
 ``/run`` is a private tmpfs rather than a host directory, ``/etc/hosts`` entries come from
 ``extra_hosts``, no DICOM service is started and reachability is not checked. Containers and
@@ -17,8 +17,8 @@ from typing import Any
 
 import yaml
 
-from lab.backends import dockerplan
-from lab.backends.dockerplan import LABEL, NODE_LABEL
+from lab.backends.docker import plan as dockerplan
+from lab.backends.docker.plan import LABEL, NODE_LABEL
 from lab.model.topology import Topology
 
 FORMAT_VERSION = "2.4"  # understood by docker-compose 1.x and by docker compose v2

@@ -38,7 +38,7 @@ from lab.errors import LabError
 from lab.host import programs, shell
 from lab.model.topology import Role
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 IMAGES_DIR = REPO / "images"
 BASE_IMAGE = "debian:bookworm"
 REPOSITORY = "teleradlab"

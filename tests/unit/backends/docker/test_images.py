@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 from host.argv_scan import scan_tree  # tests/unit/host: pytest puts tests/unit on sys.path
 
-from lab.backends import images
+from lab.backends.docker import images
 from lab.errors import LabError
 from lab.host import programs
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[4]
 
 
 @pytest.fixture
@@ -107,7 +107,7 @@ def test_each_image_installs_the_packages_of_its_features() -> None:
 
 def test_the_programs_run_inside_nodes_are_in_their_images() -> None:
     """What the code runs inside a node of each role is installed by that role's image or by
-    the runtime below it: the node's setup script (lab/backends/dockerplan.py) and its Python
+    the runtime below it: the node's setup script (lab/backends/docker/plan.py) and its Python
     in every node, charon and nft in gateways, iperf3 at the ends of the WAN measurement (the
     gateways), tc and tcpdump in the WAN router."""
     runtime = set(images.packages(_specs()["runtime"]))

@@ -12,12 +12,13 @@ import pytest
 import yaml
 from conftest import topology
 
-from lab.backends import compose, dockerplan
+from lab.backends.docker import compose
+from lab.backends.docker import plan as dockerplan
 from lab.errors import LabError
 from lab.model.topology import Family, Role, Topology
 from lab.topology import load, shipped, shipped_dir
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[4]
 LAB_RANGES = (ip_network("198.18.0.0/15"), ip_network("2001:db8::/32"))
 
 
