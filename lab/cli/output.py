@@ -4,12 +4,15 @@ lab's status and services, and a run's results."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from lab.backends.base import Progress
 from lab.model.names import LabPaths
 from lab.model.topology import Topology
 from lab.runtime import lifecycle
@@ -19,6 +22,25 @@ from lab.runtime.status import live_nodes, security_summary
 # On a terminal rich uses its width; piped output (logs, CI) gets room for addresses on one line.
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
 err = Console(stderr=True, highlight=False)
+
+
+@contextmanager
+def progress_of(quiet: bool = False) -> Iterator[Progress]:
+    """A spinner on stderr showing the current step (only on a terminal)."""
+    if quiet or not err.is_terminal:
+
+        def plain(msg: str) -> None:
+            if not quiet:
+                err.print(f"[dim]… {msg}[/dim]")
+
+        yield plain
+        return
+    with err.status("starting") as status:
+
+        def show(msg: str) -> None:
+            status.update(msg)
+
+        yield show
 
 
 def topology_table(topology: Topology) -> Table:

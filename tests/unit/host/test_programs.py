@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[3]
 DYNAMIC = {
     "lab/backends/docker/images.py::ensure_base": "scripts/docker-base (debootstrap, docker, tar)",
     "lab/bench/store.py::dcmtk_tool": "each registered place of a DCMTK program, --version",
-    "lab/cli/main.py::exec": "the user's command in a node (teleradlab exec)",
+    "lab/cli/labs.py::exec": "the user's command in a node (teleradlab exec)",
     "lab/runtime/services.py::start": "python3 -m lab.dicom.pacs (services.dicom_services)",
     "lab/wan/userspace.py::start": "the lab's own WAN emulator, compiled from wanemu.c",
     "tests/integration/archive_attack.py::_dcmtk": "DCMTK's echoscu and findscu (registered)",
