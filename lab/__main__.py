@@ -1,5 +1,5 @@
 """``python -m lab``: the same as the ``teleradlab`` command."""
 
-from lab.cli import main
+from lab.cli.main import main
 
 main(prog_name="teleradlab")

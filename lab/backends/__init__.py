@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from lab.backends.base import Backend
-from lab.backends.docker import DockerBackend
+from lab.backends.docker.backend import DockerBackend
 from lab.backends.netns import NetnsBackend
 from lab.errors import LabError
 

@@ -12,9 +12,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from lab import shell
-from lab.model import Topology
-from lab.shell import Result
+from lab.host import shell
+from lab.host.shell import Result
+from lab.model.topology import Topology
 
 Progress = Callable[[str], None]
 

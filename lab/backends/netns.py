@@ -26,13 +26,13 @@ from pathlib import Path
 
 from pyroute2 import IPRoute, netns
 
-from lab import shell
 from lab.backends.base import Backend, Progress, no_progress
 from lab.errors import LabError, LabNotFoundError
-from lab.model import Family, Node, Topology, Wire
-from lab.names import NETNS_DIR, PREFIX, RUN_ROOT, LabPaths, netns_name, split_netns_name
-from lab.processes import pids_in_netns, stop
-from lab.sysmount import bind_private_dir, global_lock, umount_detach
+from lab.host import shell
+from lab.host.mounts import bind_private_dir, global_lock, umount_detach
+from lab.host.processes import pids_in_netns, stop
+from lab.model.names import NETNS_DIR, PREFIX, RUN_ROOT, LabPaths, netns_name, split_netns_name
+from lab.model.topology import Family, Node, Topology, Wire
 
 IFA_F_NODAD = 0x02
 IN6_ADDR_GEN_MODE_NONE = 1

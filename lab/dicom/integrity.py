@@ -17,7 +17,7 @@ bytes did change.
 The manifest is canonical JSON (the subset of RFC 8785 JCS it needs: sorted keys, no whitespace,
 strings and integers only), signed detached with ECDSA P-256/SHA-256 (FIPS 186-5, DER signature
 as in RFC 3279 2.2.3) or RSASSA-PSS/SHA-256 with MGF1-SHA-256 and a 32-byte salt (RFC 8017 8.1,
-RFC 4055), by a certificate from the lab PKI (``lab.pki``, usage ``signing``).
+RFC 4055), by a certificate from the lab PKI (``lab.security.pki.authority``, usage ``signing``).
 
 This module digests files, builds manifests from them and checks received objects; the
 manifest document is :mod:`lab.dicom.manifest`, and signing it :mod:`lab.dicom.signing`. All

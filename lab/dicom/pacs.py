@@ -112,7 +112,7 @@ def supported_contexts(storage_only: bool) -> dict[str, frozenset[str]]:
 def make_config(args: argparse.Namespace, store: Store, query: QueryService | None) -> Config:
     """The acceptor's configuration from the command line. The lab names a receiver of C-MOVE
     results also AE-V4 / AE-V6, to pick the address family of a move
-    (lab.services.move_destinations); any other called AE title is rejected."""
+    (lab.runtime.services.move_destinations); any other called AE title is rejected."""
     titles = frozenset({args.ae, f"{args.ae}-V4", f"{args.ae}-V6"})
     archive = Archive(store)
     return Config(titles, args.pdu, supported_contexts(args.storage_only), store.scratch.take,

@@ -98,6 +98,8 @@ def store(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def find(args: argparse.Namespace) -> dict[str, Any]:
+    # Lazy on purpose (tests/unit/test_layers.py LAZY_IMPORTS): the Q/R client loads pynetdicom,
+    # ~0.2 s the store path (the benchmarks' hot path) does not pay.
     from lab.dicom import qrscu
 
     return qrscu.find(args)

@@ -3,8 +3,8 @@
 The canonical text of a :class:`~lab.dicom.manifest.Manifest` is signed detached with ECDSA
 P-256/SHA-256 (FIPS 186-5, DER signature as in RFC 3279 2.2.3) or RSASSA-PSS/SHA-256 with
 MGF1-SHA-256 and a 32-byte salt (RFC 8017 8.1, RFC 4055), by a certificate from the lab PKI
-(``lab.pki``, usage ``signing``). The signed manifest is one JSON file that carries the signer's
-certificate, so a receiver needs only the lab CA certificate to check it.
+(``lab.security.pki.authority``, usage ``signing``). The signed manifest is one JSON file that
+carries the signer's certificate, so a receiver needs only the lab CA certificate to check it.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
-from lab import pki
 from lab.dicom.manifest import Fields, IntegrityError, Manifest, check_shape
+from lab.security.pki import authority
 
 SIGNED_FORMAT = "teleradlab-signed-manifest/1"
 ECDSA_SHA256 = "ecdsa-sha256"
@@ -50,8 +50,8 @@ class SignedManifest:
 def sign_manifest(manifest: Manifest, key_path: Path, cert_path: Path) -> SignedManifest:
     """Sign with the key at ``key_path``; the algorithm follows the key (ECDSA or RSA-PSS)."""
     try:
-        key, cert = pki.load_key_pair(key_path, cert_path)
-    except pki.PkiError as exc:
+        key, cert = authority.load_key_pair(key_path, cert_path)
+    except authority.PkiError as exc:
         raise IntegrityError(f"cannot sign: {exc}") from None
     data = manifest.to_json().encode()
     if isinstance(key, ec.EllipticCurvePrivateKey):
@@ -118,12 +118,13 @@ class Verification:
 
 
 def verify_manifest(signed: SignedManifest, ca_cert_path: Path) -> Verification:
-    """Check the signature over the canonical manifest and that the signer's certificate chains
-    to the lab CA, is valid now and is issued for signing (``lab.pki.verify_chain`` and
-    ``require_usage``). Bad input gives ``ok=False`` with the reasons, never an exception; only an
-    unreadable CA certificate (the receiver's own trust anchor) raises :class:`lab.pki.PkiError`.
+    """Check the signature over the canonical manifest and that the signer's certificate chains to
+    the lab CA, is valid now and is issued for signing (``lab.security.pki.authority.verify_chain``
+    and ``require_usage``). Bad input gives ``ok=False`` with the reasons, never an exception; only
+    an unreadable CA certificate (the receiver's own trust anchor) raises
+    :class:`lab.security.pki.authority.PkiError`.
     """
-    ca_cert = pki.load_certificate(ca_cert_path)
+    ca_cert = authority.load_certificate(ca_cert_path)
     try:
         cert = x509.load_pem_x509_certificate(signed.signer_cert_pem.encode())
     except ValueError as exc:
@@ -132,12 +133,12 @@ def verify_manifest(signed: SignedManifest, ca_cert_path: Path) -> Verification:
     problems = [problem] if problem else []
     chain_valid = True
     try:
-        pki.verify_chain(cert, ca_cert)
-        pki.require_usage(cert, "signing")
-    except pki.PkiError as exc:
+        authority.verify_chain(cert, ca_cert)
+        authority.require_usage(cert, "signing")
+    except authority.PkiError as exc:
         chain_valid = False
         problems.append(f"signer not trusted: {exc}")
-    return Verification(problem is None, chain_valid, pki.subject_cn(cert), tuple(problems))
+    return Verification(problem is None, chain_valid, authority.subject_cn(cert), tuple(problems))
 
 
 def _signature_problem(signed: SignedManifest, cert: x509.Certificate) -> str | None:

@@ -1,11 +1,11 @@
 """DICOM TLS for the lab's DICOM programs (PS3.15 Annex B secure transport connection profiles,
 mutual authentication against the lab CA): their command-line options, the ``ssl`` contexts
-made from them (:mod:`lab.tls`), and what a handshake negotiated.
+made from them (:mod:`lab.security.tls.contexts`), and what a handshake negotiated.
 
 Options, the same on the PACS (and C-MOVE receiver) and on the SCU::
 
-    --tls-profile NAME   a profile of lab.tls_profiles (bcp195-rfc8996, non-downgrading, extended,
-                         aes, basic); absent = no TLS
+    --tls-profile NAME   a profile of lab.model.tls_profiles (bcp195-rfc8996, non-downgrading,
+                         extended, aes, basic); absent = no TLS
     --tls-cert FILE      our certificate (PEM); required on a server, optional on a client
     --tls-key FILE       its private key (PEM)
     --tls-ca FILE        the CA certificate peers must be issued by (the only trust anchor)
@@ -30,7 +30,7 @@ from lab.errors import LabError
 if TYPE_CHECKING:
     import ssl
 
-#: Profile names (lab.tls_profiles.PROFILES, checked there when used): listed here so that the
+#: Profile names (lab.model.tls_profiles.PROFILES, checked there when used): listed here so that the
 #: options cost no ssl import in a program run without TLS.
 PROFILE_NAMES = ("bcp195-rfc8996", "non-downgrading", "extended", "aes", "basic")
 
@@ -94,10 +94,12 @@ def server_context(args: argparse.Namespace) -> ssl.SSLContext | None:
     the option if they are incomplete, the files unreadable, or the profile impossible here."""
     if not _check(args, server=True):
         return None
-    from lab import tls
+    # Lazy on purpose (tests/unit/test_layers.py LAZY_IMPORTS): ssl and cryptography load only
+    # when TLS is asked for.
+    from lab.security.tls import contexts
 
     try:
-        ctx = tls.server_context(args.tls_profile, args.tls_cert, args.tls_key, args.tls_ca)
+        ctx = contexts.server_context(args.tls_profile, args.tls_cert, args.tls_key, args.tls_ca)
     except OSError as exc:  # also ssl.SSLError
         raise LabError(f"cannot load the TLS credentials {args.tls_cert}, {args.tls_key}, "
                        f"{args.tls_ca}: {exc}") from exc
@@ -111,15 +113,15 @@ def client_context(args: argparse.Namespace) -> ssl.SSLContext | None:
         return None
     if (args.tls_cert is None) != (args.tls_key is None):
         raise LabError("--tls-cert and --tls-key go together")
-    from lab import tls
+    from lab.security.tls import contexts
 
     try:
-        ctx = tls.client_context(args.tls_profile, args.tls_cert, args.tls_key, args.tls_ca)
+        ctx = contexts.client_context(args.tls_profile, args.tls_cert, args.tls_key, args.tls_ca)
     except OSError as exc:  # also ssl.SSLError
         raise LabError(f"cannot load the TLS credentials: {exc}") from exc
     cipher = getattr(args, "tls_cipher", None)
     if cipher:
-        tls.restrict_cipher(ctx, args.tls_profile, cipher)
+        contexts.restrict_cipher(ctx, args.tls_profile, cipher)
     ctx.sslsocket_class = timed_socket_class()
     return ctx
 

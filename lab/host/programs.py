@@ -6,8 +6,8 @@ features that need it. Everything that installs, checks or refuses reads this ta
 else:
 
 - ``scripts/lib.sh`` installs ``python3 -m lab.host.programs apt-packages [--feature F ...]``;
-- ``lab/backends/images.py`` hands each docker image the packages of its role's features (build
-  argument ``PACKAGES``), so a changed entry rebuilds the images that install it;
+- ``lab/backends/docker/images.py`` hands each docker image the packages of its role's features
+  (build argument ``PACKAGES``), so a changed entry rebuilds the images that install it;
 - ``teleradlab doctor`` checks every entry and prints the ``apt-get install`` line;
 - ``up``, ``run`` and ``sweep`` refuse, before creating anything, a lab whose features need a
   missing program (:func:`require`);

@@ -13,6 +13,8 @@ import math
 import re
 from dataclasses import dataclass
 
+from lab.model.wan import ProfileError, parse_option
+
 #: Mathis et al.'s constant for periodic loss without delayed ACKs.
 MATHIS_C = math.sqrt(1.5)
 #: Linux's default maximum receive buffer (net.ipv4.tcp_rmem max, 6 MiB), about what one
@@ -44,8 +46,6 @@ def parse_preset(name: str) -> WanShape | None:
     data flows (first site to second). None when unimpaired, unknown, or without delay."""
     if name in ("", "none"):
         return None
-    from lab.wan.profiles import ProfileError, parse_option
-
     try:
         wan = parse_option(name)
     except ProfileError:

@@ -1,7 +1,7 @@
 """The report's data: a sweep's (or a run's) results table read back into typed records, grouped
 into configurations, and summarised as means with 95% confidence intervals.
 
-Both tables share lab.results.Row's columns; a sweep's adds the requested configuration
+Both tables share lab.study.results.Row's columns; a sweep's adds the requested configuration
 (``case_*``) and provenance. A run folder's table is read as one sweep whose cases all succeeded.
 """
 
@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from lab.errors import LabError
-from lab.results import read_csv
-from lab.sweep.table import TYPES
+from lab.study.results import read_csv
+from lab.study.sweep.table import TYPES
 
 T = TypeVar("T")
 

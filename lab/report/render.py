@@ -14,8 +14,8 @@ from typing import Any
 
 from lab import topology as topology_file
 from lab.errors import LabError
-from lab.graph import draw
 from lab.report import data, figures, findings
+from lab.report.drawings import draw
 
 CSS = """
 body{font-family:sans-serif;max-width:1150px;margin:2em auto;padding:0 1em;color:#222}
@@ -57,7 +57,8 @@ def _topology_path(folder: Path, name: str, meta: dict[str, Any]) -> Path | None
 
 def topology_charts(folder: Path, records: list[dict[str, Any]],
                     meta: dict[str, Any]) -> list[figures.Chart]:
-    """A drawing of every topology in the results (lab.graph), with the WAN profiles used."""
+    """A drawing of every topology in the results (lab.report.drawings), with the WAN profiles
+    used."""
     charts = []
     for name in sorted({str(r["case_topology"]) for r in records} - {""}):
         path = _topology_path(folder, name, meta)

@@ -1,4 +1,5 @@
-"""Topology files: the YAML schema, its validation, and the resolved :class:`~lab.model.Topology`.
+"""Topology files: the YAML schema, its validation, and the resolved
+:class:`~lab.model.topology.Topology`.
 
 This is the only module that knows the file format. Validation is strict (unknown keys, duplicate
 keys and wrong types are errors) and every problem names the file, the field path and the value.
@@ -39,7 +40,7 @@ import yaml
 from pydantic import ValidationError
 
 from lab.errors import TopologyError
-from lab.model import Topology
+from lab.model.topology import Topology
 from lab.topology.addressing import AllocationError, allocate
 from lab.topology.schema import (
     TopologySpec,

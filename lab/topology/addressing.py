@@ -21,7 +21,7 @@ from ipaddress import (
     ip_network,
 )
 
-from lab.model import Family, IPInterface, IPNetwork
+from lab.model.topology import Family, IPInterface, IPNetwork
 from lab.topology.schema import TopologySpec, families_of
 
 #: Smallest MTU an IPv6 link may have (RFC 8200, section 5).

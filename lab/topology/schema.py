@@ -11,9 +11,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lab.errors import IpsecError
-from lab.ipsec import proposals
-from lab.model import Family
-from lab.tls_profiles import PROFILES
+from lab.model import proposals
+from lab.model.tls_profiles import PROFILES
+from lab.model.topology import Family
 
 #: Linux limits interface names to 15 bytes (IFNAMSIZ - 1). Node names become interface names
 #: (a host's interface is named after its gateway, a gateway's bridge ports after its hosts).

@@ -1,15 +1,15 @@
 """The ``wan.profile`` and ``wan.links.SITE.profile`` keys of a topology file, turned into the
-model's :class:`~lab.model.Wan` (one profile per direction of the site-to-site path).
+model's :class:`~lab.model.topology.Wan` (one profile per direction of the site-to-site path).
 
 A packet from the first site to the second crosses the WAN-wide profile, the first site's link
-upwards (into the WAN) and the second site's link downwards; lab.wan.profiles.compose adds them.
+upwards (into the WAN) and the second site's link downwards; lab.model.wan.compose adds them.
 """
 
 from __future__ import annotations
 
-from lab.model import Wan, WanProfile
+from lab.model.topology import Wan, WanProfile
+from lab.model.wan import ProfileError, compose, parse_link, parse_profile
 from lab.topology.schema import TopologySpec
-from lab.wan.profiles import ProfileError, compose, parse_link, parse_profile
 
 
 def wan_of(spec: TopologySpec) -> tuple[Wan, list[str]]:

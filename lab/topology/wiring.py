@@ -12,7 +12,8 @@ Wiring (the picture in shared/design.md)::
 
 from __future__ import annotations
 
-from lab.model import (
+from lab.model.routing import components, with_routes
+from lab.model.topology import (
     Family,
     Interface,
     IpsecAuth,
@@ -30,7 +31,6 @@ from lab.model import (
     Topology,
     Wire,
 )
-from lab.routing import components, with_routes
 from lab.topology.addressing import Allocation
 from lab.topology.schema import TopologySpec
 

@@ -1,7 +1,7 @@
-"""Applying a :class:`~lab.model.Wan` to a running lab's WAN router, by the kernel path (netem,
-with tbf for the rate) where the kernel has sch_netem, else by the userspace emulator; and the
-record of what was applied (``/run/teleradlab/labs/LAB/wan.json``), which ``wan show``, ``run``
-and the result rows read.
+"""Applying a :class:`~lab.model.topology.Wan` to a running lab's WAN router, by the kernel path
+(netem, with tbf for the rate) where the kernel has sch_netem, else by the userspace emulator;
+and the record of what was applied (``/run/teleradlab/labs/LAB/wan.json``), which ``wan show``,
+``run`` and the result rows read.
 
 Never silently unimpaired: a requested impairment is applied or the call fails; the userspace
 path switches the router's kernel forwarding off, so a dead emulator cuts the WAN rather than
@@ -17,15 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from lab import shell
 from lab.backends.base import Backend
 from lab.errors import LabError
-from lab.host import programs
-from lab.model import Topology, Wan
-from lab.names import RUN_ROOT, LabPaths
-from lab.processes import stop
+from lab.host import programs, shell
+from lab.host.processes import stop
+from lab.model.names import RUN_ROOT, LabPaths
+from lab.model.topology import Topology, Wan
+from lab.model.wan import as_dict, describe, from_dict
 from lab.wan import netem, userspace
-from lab.wan.profiles import as_dict, describe, from_dict
 
 PathChoice = Literal["auto", "netem", "userspace"]
 FORWARDING = ("/proc/sys/net/ipv4/ip_forward", "/proc/sys/net/ipv6/conf/all/forwarding")

@@ -15,8 +15,8 @@ from typing import Any
 
 from lab.backends.base import Backend
 from lab.errors import LabError
-from lab.model import Family, Topology, Wan
-from lab.processes import stop
+from lab.host.processes import stop
+from lab.model.topology import Family, Topology, Wan
 
 IPERF_PORT = 5299
 #: iperf3's UDP sender (one thread, 1400-byte datagrams) managed only ~200 Mbit/s on the 2-core VM.

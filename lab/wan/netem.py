@@ -20,8 +20,8 @@ from pyroute2.netlink.rtnl import TC_H_ROOT
 from pyroute2.netlink.rtnl.tcmsg import plugins, tcmsg
 
 from lab.errors import LabError
-from lab.model import WanProfile
-from lab.wan.profiles import queue_limit
+from lab.model.topology import WanProfile
+from lab.model.wan import queue_limit
 
 TBF_HANDLE = 0x10000  # 1:
 TBF_CLASS = 0x10001  # 1:1, tbf's only class, where netem hangs

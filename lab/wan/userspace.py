@@ -30,13 +30,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab import shell
 from lab.backends.base import Backend
 from lab.errors import LabError
-from lab.host import programs
-from lab.model import WanProfile
-from lab.processes import describe, pids_in_netns, stop
-from lab.wan.profiles import queue_limit
+from lab.host import programs, shell
+from lab.host.processes import describe, pids_in_netns, stop
+from lab.model.topology import WanProfile
+from lab.model.wan import queue_limit
 
 SOURCE = Path(__file__).with_name("wanemu.c")
 CACHE = Path("/var/cache/teleradlab")

@@ -29,14 +29,14 @@ from pathlib import Path
 import pytest
 from pydicom import dcmread
 
-from lab.bench_store import dcmtk_tool
+from lab.bench.store import dcmtk_tool
 from lab.dicom import MODALITY_AE, MODALITY_STORE_PORT, PACS_AE, PACS_PORT
 from lab.dicom.generate import Study, generate_study
 from lab.dicom.integrity import dataset_digest
 from lab.dicom.store import study_paths
 from lab.errors import LabError
-from lab.model import Family
-from lab.names import LabPaths
+from lab.model.names import LabPaths
+from lab.model.topology import Family
 from lab.topology import load
 
 from .conftest import REPO, TOPOLOGIES, leftovers, teleradlab

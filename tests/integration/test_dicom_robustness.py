@@ -27,11 +27,11 @@ from pydicom import dcmread
 from lab.dicom.generate import generate_study
 from lab.dicom.integrity import build_manifest, dataset_offset, sign_manifest, write_signed
 from lab.dicom.scratch import is_pool_file
-from lab.labpki import ensure_lab_pki
-from lab.model import Family
-from lab.names import LabPaths
-from lab.pki import create_ca
-from lab.results import read_csv
+from lab.model.names import LabPaths
+from lab.model.topology import Family
+from lab.security.pki.authority import create_ca
+from lab.security.pki.lab_pki import ensure_lab_pki
+from lab.study.results import read_csv
 from lab.topology import load
 
 from .conftest import TOPOLOGIES, leftovers, teleradlab

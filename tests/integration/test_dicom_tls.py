@@ -22,7 +22,7 @@ from pathlib import Path
 from lab.dicom import MODALITY_AE, PACS_AE, TLS_PORT
 from lab.dicom.generate import generate_study
 from lab.dicom.store import study_paths
-from lab.pki import Credential, create_ca
+from lab.security.pki.authority import Credential, create_ca
 
 from . import test_dicom_interop as interop
 from .conftest import REPO

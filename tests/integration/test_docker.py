@@ -21,16 +21,18 @@ from typing import Any
 
 import pytest
 
-from lab import backends, experiment, lifecycle, state
+from lab import backends
 from lab import topology as topology_file
-from lab.backends.docker import DockerBackend, _client
-from lab.backends.dockerplan import LABEL
+from lab.backends.docker.backend import DockerBackend, _client
+from lab.backends.docker.plan import LABEL
 from lab.errors import LabError
-from lab.inspect import live_nodes
-from lab.model import Family
-from lab.names import LabPaths
-from lab.results import read_csv
-from lab.routing import probes
+from lab.model.names import LabPaths
+from lab.model.routing import probes
+from lab.model.topology import Family
+from lab.runtime import lifecycle, state
+from lab.runtime.status import live_nodes
+from lab.study import run
+from lab.study.results import read_csv
 from lab.topology import shipped
 
 from .conftest import TOPOLOGIES, host_links, teleradlab
@@ -113,9 +115,9 @@ def test_plain_run_on_docker(name: str, docker_lab: list[str], tmp_path: Path) -
     lab_name = f"docker-run-{name}"
     docker_lab.append(lab_name)
     lifecycle.up(TOPOLOGIES / f"{name}.yaml", lab_name, backend="docker")
-    opts = experiment.RunOptions(topology=None, lab=lab_name, modalities=("CT", "MR"),
+    opts = run.RunOptions(topology=None, lab=lab_name, modalities=("CT", "MR"),
                                  objects=4, out=tmp_path / "out")
-    result = experiment.execute(opts)
+    result = run.execute(opts)
     families = {"ipv6": {"ipv6"}, "dualstack": {"ipv4", "ipv6"}}[name]
     assert {r.family for r in result.rows} == families
     assert result.ok and all(r.backend == "docker" for r in result.rows)
@@ -148,9 +150,9 @@ def test_protected_run_on_docker(name: str, security: str, docker_lab: list[str]
     docker_lab.append(lab_name)
     overrides = {"security": topology_file.security_override(security)}
     lifecycle.up(TOPOLOGIES / f"{name}.yaml", lab_name, backend="docker", overrides=overrides)
-    opts = experiment.RunOptions(topology=None, lab=lab_name, modalities=("CT",), objects=3,
+    opts = run.RunOptions(topology=None, lab=lab_name, modalities=("CT",), objects=3,
                                  out=tmp_path / "out")
-    result = experiment.execute(opts)
+    result = run.execute(opts)
     assert result.rows and result.ok
     assert all(r.backend == "docker" and r.security == security for r in result.rows)
     assert all(r.verified == "yes" for r in result.rows if r.operation in ("store", "move"))

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from lab import doctor
 from lab.backends.netns import NetnsBackend
 from lab.host import programs
+from lab.runtime import doctor
 
 pytestmark = pytest.mark.integration
 

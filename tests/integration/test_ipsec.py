@@ -9,17 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from lab import lifecycle
 from lab import topology as topology_file
 from lab.dicom.generate import generate_study
 from lab.errors import IpsecError
-from lab.ipsec import tunnel
-from lab.ipsec.plan import make_plan
-from lab.labpki import ensure_lab_pki
-from lab.model import Role
-from lab.names import LabPaths
-from lab.pki import create_ca
-from lab.results import read_csv
+from lab.model.names import LabPaths
+from lab.model.topology import Role
+from lab.runtime import lifecycle
+from lab.security.ipsec import tunnel
+from lab.security.ipsec.plan import make_plan
+from lab.security.pki.authority import create_ca
+from lab.security.pki.lab_pki import ensure_lab_pki
+from lab.study.results import read_csv
 
 from .capture import PATIENT, capture, contains, frames
 from .conftest import teleradlab

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from lab.model import Family
-from lab.routing import probes
+from lab.model.routing import probes
+from lab.model.topology import Family
 from lab.topology import load
 
 from .conftest import REPO, TOPOLOGIES, leftovers, netns_names, teleradlab
@@ -179,7 +179,7 @@ def test_invalid_topology_creates_nothing(tmp_path: Path, clean_host: None) -> N
 def _run_cli_as_nobody(*args: str) -> tuple[int, str]:
     """Run the CLI in a forked child that dropped root (the interpreter may live where user
     nobody cannot read, so a fresh process as nobody is not an option)."""
-    from lab.cli import main
+    from lab.cli.main import main
 
     r, w = os.pipe()
     pid = os.fork()

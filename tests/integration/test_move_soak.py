@@ -23,7 +23,7 @@ import pytest
 
 from lab.dicom.generate import generate_study
 from lab.dicom.store import study_paths
-from lab.pki import create_ca
+from lab.security.pki.authority import create_ca
 
 HOST = "::1"
 MOVES = 200

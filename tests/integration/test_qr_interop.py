@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.bench_store import dcmtk_tool
+from lab.bench.store import dcmtk_tool
 from lab.dicom.generate import Study, generate_study
 from lab.dicom.store import study_paths
 from lab.errors import LabError

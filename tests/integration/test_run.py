@@ -22,13 +22,13 @@ from typing import Any
 import pytest
 
 from lab.dicom.generate import MODALITIES
-from lab.model import Family
-from lab.results import read_csv
+from lab.model.topology import Family
+from lab.study.results import read_csv
 from lab.topology import load
 
 from .conftest import REPO, TOPOLOGIES, leftovers, netns_names, teleradlab
 
-#: The columns the brief of results.csv promises (lab.results.Row has a few more).
+#: The columns the brief of results.csv promises (lab.study.results.Row has a few more).
 COLUMNS = ("topology", "family", "backend", "security", "operation", "modality", "pdu", "objects",
            "bytes", "seconds", "mbytes_per_s", "setup_seconds", "verified")
 RUN_TIMEOUT = 900

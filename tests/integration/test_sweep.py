@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from lab.report import browser
-from lab.results import read_csv
+from lab.study.results import read_csv
 
 from .conftest import REPO, leftovers, teleradlab
 

@@ -11,8 +11,8 @@ import pytest
 
 from lab import topology as topology_file
 from lab.dicom.generate import generate_study
-from lab.names import LabPaths
-from lab.results import read_csv
+from lab.model.names import LabPaths
+from lab.study.results import read_csv
 
 from .capture import PATIENT, capture, contains, frames, tcp_streams, tls_records
 from .conftest import teleradlab

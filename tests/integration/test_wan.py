@@ -17,11 +17,11 @@ from typing import Any
 
 import pytest
 
-from lab import lifecycle
-from lab.model import Wan, WanProfile
+from lab.model.topology import Wan, WanProfile
+from lab.model.wan import PRESETS, parse_option
+from lab.runtime import lifecycle
 from lab.topology import shipped
 from lab.wan import apply, measure
-from lab.wan.profiles import PRESETS, parse_option
 
 from .conftest import TOPOLOGIES, teleradlab
 

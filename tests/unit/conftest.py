@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from lab.errors import TopologyError
-from lab.model import Topology
+from lab.model.topology import Topology
 from lab.topology import parse
 
 #: The name parse() is given; it is never read, only quoted in messages.

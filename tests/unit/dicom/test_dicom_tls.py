@@ -1,7 +1,7 @@
 """DICOM TLS between the lab's own programs (``python -m lab.dicom.pacs`` / ``scu``), over
 loopback with real handshakes: store, echo, find and move; clients without a certificate, with
 one from another CA, or offering only what the profile forbids are refused while the SCP keeps
-serving. Certificates come from a throwaway lab CA (lab.pki)."""
+serving. Certificates come from a throwaway lab CA (lab.security.pki.authority)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import pytest
 
 from lab.dicom.generate import generate_study
 from lab.dicom.store import study_paths
-from lab.pki import Credential, create_ca
+from lab.security.pki.authority import Credential, create_ca
 
 PROFILE = "bcp195-rfc8996"
 HOST = "127.0.0.1"

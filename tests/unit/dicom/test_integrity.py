@@ -19,9 +19,9 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
-from lab import pki
 from lab.dicom import integrity
 from lab.dicom.integrity import IntegrityError, Manifest, Status
+from lab.security.pki import authority
 
 STUDY = "1.2.826.0.1.3680043.8.498.1"
 ROWS = COLS = 16
@@ -81,8 +81,8 @@ def encoded(ds: Dataset, syntax: str = ExplicitVRLittleEndian) -> bytes:
 
 
 @pytest.fixture
-def ca(tmp_path: Path) -> pki.CA:
-    return pki.create_ca(tmp_path / "pki")
+def ca(tmp_path: Path) -> authority.CA:
+    return authority.create_ca(tmp_path / "pki")
 
 
 @pytest.fixture
@@ -204,7 +204,7 @@ def test_manifest_refuses_foreign_study_and_unidentified_objects(
     [("ecdsa-p256", integrity.ECDSA_SHA256), ("rsa-2048", integrity.RSA_PSS_SHA256)],
 )
 def test_sign_write_read_verify(
-    ca: pki.CA, files: list[Path], tmp_path: Path, key_type: str, algorithm: str
+    ca: authority.CA, files: list[Path], tmp_path: Path, key_type: str, algorithm: str
 ) -> None:
     signer = ca.issue("modality", usages={"signing"}, key_type=key_type)  # type: ignore[arg-type]
     manifest = integrity.build_manifest(files, sender="MODALITY", study_uid=STUDY)
@@ -219,7 +219,7 @@ def test_sign_write_read_verify(
     assert "signature valid" in result.reason
 
 
-def signed_file(ca: pki.CA, files: list[Path], path: Path, usage: str = "signing") -> Path:
+def signed_file(ca: authority.CA, files: list[Path], path: Path, usage: str = "signing") -> Path:
     signer = ca.issue("modality", usages={usage})  # type: ignore[arg-type]
     manifest = integrity.build_manifest(files, sender="MODALITY")
     integrity.write_signed(
@@ -228,7 +228,7 @@ def signed_file(ca: pki.CA, files: list[Path], path: Path, usage: str = "signing
     return path
 
 
-def test_tampered_manifest_fails(ca: pki.CA, files: list[Path], tmp_path: Path) -> None:
+def test_tampered_manifest_fails(ca: authority.CA, files: list[Path], tmp_path: Path) -> None:
     path = signed_file(ca, files, tmp_path / "m.json")
     doc = json.loads(path.read_text())
     digest = doc["manifest"]["objects"][1]["sha256"]
@@ -239,7 +239,8 @@ def test_tampered_manifest_fails(ca: pki.CA, files: list[Path], tmp_path: Path) 
     assert "signature does not match the manifest" in result.reason
 
 
-def test_algorithm_claim_must_fit_the_key(ca: pki.CA, files: list[Path], tmp_path: Path) -> None:
+def test_algorithm_claim_must_fit_the_key(
+        ca: authority.CA, files: list[Path], tmp_path: Path) -> None:
     path = signed_file(ca, files, tmp_path / "m.json")
     doc = json.loads(path.read_text())
     doc["signature_algorithm"] = integrity.RSA_PSS_SHA256
@@ -248,8 +249,9 @@ def test_algorithm_claim_must_fit_the_key(ca: pki.CA, files: list[Path], tmp_pat
     assert not result.ok and "does not fit the signer's" in result.reason
 
 
-def test_signer_from_untrusted_ca_fails(ca: pki.CA, files: list[Path], tmp_path: Path) -> None:
-    rogue = pki.create_ca(tmp_path / "rogue", "rogue CA")
+def test_signer_from_untrusted_ca_fails(
+        ca: authority.CA, files: list[Path], tmp_path: Path) -> None:
+    rogue = authority.create_ca(tmp_path / "rogue", "rogue CA")
     signed = integrity.read_signed(signed_file(rogue, files, tmp_path / "m.json"))
     result = integrity.verify_manifest(signed, ca.cert_path)
     assert result.signature_valid and not result.chain_valid and not result.ok
@@ -258,14 +260,15 @@ def test_signer_from_untrusted_ca_fails(ca: pki.CA, files: list[Path], tmp_path:
     assert integrity.verify_manifest(signed, rogue.cert_path).ok
 
 
-def test_signer_needs_a_signing_certificate(ca: pki.CA, files: list[Path], tmp_path: Path) -> None:
+def test_signer_needs_a_signing_certificate(
+        ca: authority.CA, files: list[Path], tmp_path: Path) -> None:
     signed = integrity.read_signed(signed_file(ca, files, tmp_path / "m.json", "server"))
     result = integrity.verify_manifest(signed, ca.cert_path)
     assert not result.ok and "not issued for 'signing'" in result.reason
 
 
 def test_bad_signer_input_is_a_result_not_an_exception(
-    ca: pki.CA, files: list[Path], tmp_path: Path
+    ca: authority.CA, files: list[Path], tmp_path: Path
 ) -> None:
     signed = integrity.read_signed(signed_file(ca, files, tmp_path / "m.json"))
     broken = integrity.SignedManifest(
@@ -275,7 +278,7 @@ def test_bad_signer_input_is_a_result_not_an_exception(
     assert not result.ok and "signer certificate unreadable" in result.reason
 
 
-def test_signing_needs_a_matching_pair(ca: pki.CA, files: list[Path]) -> None:
+def test_signing_needs_a_matching_pair(ca: authority.CA, files: list[Path]) -> None:
     one = ca.issue("one", usages={"signing"})
     two = ca.issue("two", usages={"signing"})
     manifest = integrity.build_manifest(files, sender="MODALITY")

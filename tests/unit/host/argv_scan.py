@@ -1,9 +1,8 @@
-"""Find, by reading the source (AST, nothing is run), every program the code hands to a
-subprocess: the argv[0] of each call of the choke point (``lab.shell`` run/spawn/replace_process),
-of direct ``subprocess``/``os.exec*`` calls, and of a backend's ``exec``/``spawn``/``node_argv``
-(which wrap argv in ``nsenter``), plus the programs behind wrappers in the argv itself (``env
-VAR=..``, ``timeout N``, ``ip netns exec NS``, anything after ``--``: nsenter, unshare,
-``teleradlab exec``).
+"""Find, by reading the source (AST, nothing is run), every program the code hands to a subprocess:
+the argv[0] of each call of the choke point (``lab.host.shell`` run/spawn/replace_process), of
+direct ``subprocess``/``os.exec*`` calls, and of a backend's ``exec``/``spawn``/``node_argv`` (which
+wrap argv in ``nsenter``), plus the programs behind wrappers in the argv itself (``env VAR=..``,
+``timeout N``, ``ip netns exec NS``, anything after ``--``: nsenter, unshare, ``teleradlab exec``).
 
 argv is followed through what is written with constants: list displays, ``*`` expansions, names
 bound to lists or strings in the function or module, ``+``, ``list()``/``str()``, functions of
@@ -22,7 +21,7 @@ from dataclasses import dataclass, field
 
 SUBPROCESS_CALLS = {"run", "Popen", "call", "check_call", "check_output"}
 SHELL_CALLS = {"run", "spawn", "replace_process"}
-SHELL_MODULE = "lab.shell"
+SHELL_MODULE = "lab.host.shell"
 BACKEND_METHODS = {"exec", "spawn", "node_argv"}
 MAX_DEPTH = 6
 
@@ -46,7 +45,7 @@ Item = str | Param | None  # a constant, a parameter, or unknown
 
 @dataclass
 class Module:
-    name: str  # dotted (lab.shell) or the path for tests
+    name: str  # dotted (lab.host.shell) or the path for tests
     path: str
     tree: ast.Module
     defs: dict[str, ast.FunctionDef] = field(default_factory=dict)

@@ -19,10 +19,10 @@ REPO = Path(__file__).resolve().parents[3]
 
 #: Calls whose program is chosen at run time, each with what it runs (all registered or the lab's).
 DYNAMIC = {
-    "lab/backends/images.py::ensure_base": "scripts/docker-base (debootstrap, docker, tar)",
-    "lab/bench_store.py::dcmtk_tool": "each registered place of a DCMTK program, --version",
-    "lab/cli.py::exec": "the user's command in a node (teleradlab exec)",
-    "lab/services.py::start": "python3 -m lab.dicom.pacs (services.dicom_services)",
+    "lab/backends/docker/images.py::ensure_base": "scripts/docker-base (debootstrap, docker, tar)",
+    "lab/bench/store.py::dcmtk_tool": "each registered place of a DCMTK program, --version",
+    "lab/cli/labs.py::exec": "the user's command in a node (teleradlab exec)",
+    "lab/runtime/services.py::start": "python3 -m lab.dicom.pacs (services.dicom_services)",
     "lab/wan/userspace.py::start": "the lab's own WAN emulator, compiled from wanemu.c",
     "tests/integration/archive_attack.py::_dcmtk": "DCMTK's echoscu and findscu (registered)",
     "tests/unit/wan/test_userspace.py::test_helper_builds_and_refuses_bad_arguments":
@@ -58,7 +58,7 @@ def test_every_call_the_scan_cannot_follow_is_known(
 
 def test_the_scan_reports_an_unregistered_program_however_the_argv_is_built() -> None:
     snippet = '''
-from lab import shell
+from lab.host import shell
 import subprocess
 import sys
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from lab.sweep.table import TABLE_COLUMNS, TYPES
+from lab.study.sweep.table import TABLE_COLUMNS, TYPES
 
 FAMILIES = {"ipv4": 400.0, "ipv6": 380.0}  # unimpaired plain C-STORE, Mbit/s
 SECURITY = {("none", "", ""): 1.0, ("ipsec", "aes128gcm16-ecp256", ""): 0.15,

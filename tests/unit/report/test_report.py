@@ -17,7 +17,7 @@ import pytest
 
 from lab.report import bounds, render
 from lab.report.data import by_repetition, summarise, t95
-from lab.sweep import table
+from lab.study.sweep import table
 
 from . import synthetic
 
@@ -128,7 +128,7 @@ def test_figures_without_data_say_so(tmp_path: Path) -> None:
 
 
 def test_a_run_folder_reports_too(tmp_path: Path) -> None:
-    from lab.results import COLUMNS, Row, write_csv
+    from lab.study.results import COLUMNS, Row, write_csv
 
     rows = [Row("ipv6", "ipv6", "netns", "none", op, "CT", 0, rep, 5, 2_000_000, 0.05 * rep,
                 40.0 / rep, 0.003, "yes", True, "{}") for rep in (1, 2) for op in ("store", "move")]
@@ -187,7 +187,7 @@ def test_report_of_a_folder_without_results_says_what_to_do(tmp_path: Path) -> N
 
 
 def test_a_case_that_failed_before_measuring_has_one_row_with_its_error(tmp_path: Path) -> None:
-    from lab.sweep import spec
+    from lab.study.sweep import spec
 
     sweep = spec.parse("matrix: {topology: [ipv6], wan: [dsl-20m-30ms], pdu: [16384]}\n",
                        "s.yaml")

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from lab.report import browser, render
-from lab.sweep import table
+from lab.study.sweep import table
 
 from . import synthetic
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from lab.cli_studies import report
+from lab.cli.studies import report
 from lab.errors import LabError
-from lab.sweep import spec, table
-from lab.sweep.runner import State, failed_cases
+from lab.study.sweep import spec, table
+from lab.study.sweep.runner import State, failed_cases
 
 from . import synthetic
 

@@ -9,7 +9,7 @@ from pyroute2.netlink.rtnl import TC_H_ROOT
 from pyroute2.netlink.rtnl.tcmsg import tcmsg
 from pyroute2.netlink.rtnl.tcmsg.common import time2tick
 
-from lab.model import WanProfile
+from lab.model.topology import WanProfile
 from lab.wan.netem import NETEM_HANDLE, TBF_CLASS, TBF_HANDLE, message, requests
 
 U32 = 2**32 - 1

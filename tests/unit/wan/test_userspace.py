@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from lab.doctor import Check, wan_path_check
-from lab.model import WanProfile
+from lab.model.topology import WanProfile
+from lab.runtime.doctor import Check, wan_path_check
 from lab.wan import offloads, userspace
 
 

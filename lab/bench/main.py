@@ -1,0 +1,132 @@
+"""``scripts/bench``: speed targets, measured side by side in one run on this machine.
+
+Each figure is a median over repetitions; targets are printed beside the measurement with their
+ratio, never asserted in unit tests (these machines are noisy).
+
+- lifecycle: ``teleradlab up`` (with its reachability pings) and ``down`` of a two-site lab.
+- docker: ``up``/``down`` on the docker backend against netns, side by side (lab.bench.backends).
+- store: C-STORE of a 100-object CT study (a new one per repetition) from the modality to the
+  PACS over the unimpaired path of one IPv4 lab (lab ``bench-store``), by the lab's SCU to the
+  lab's PACS and by DCMTK's storescu to DCMTK's storescp (plus the two cross pairs, which show
+  which end costs what, and the lab's SCU to a second lab PACS run with ``--sync object``,
+  which flushes every object before answering, as storescp and a lab's own PACS do not; see
+  lab/bench/store.py).
+- security: per protection (plain, IPsec per ESP algorithm), TCP (iperf3) and C-STORE throughput
+  over the same path, their ratio and the cost against plain (see lab/bench/security.py).
+- sweep: the shipped quick sweep, total time and per-case overhead (lab.bench.sweep).
+- wan: WAN fidelity on the path in use and the userspace emulator's capacity (lab.bench.wan).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from types import FrameType
+
+from lab.bench.backends import print_backends
+from lab.bench.security import bench_security, print_security
+from lab.bench.store import bench_store, print_store
+from lab.bench.sweep import print_sweep
+from lab.bench.wan import print_wan
+from lab.errors import LabError
+from lab.runtime import lifecycle
+from lab.topology import resolve_path
+
+UP_TARGET_S = 2.0
+
+
+def _timed(argv: Sequence[str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(list(argv), check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def bench_lifecycle(topology: str, repeat: int) -> dict[str, float]:
+    """Median wall time of ``teleradlab up`` (with its reachability pings) and ``down``: the
+    network lab alone (``--no-services``, the lifecycle target) and with the DICOM services."""
+    cli = [sys.executable, "-m", "lab"]
+    path = str(resolve_path(topology))
+    times: dict[str, list[float]] = {"up": [], "up+services": [], "down": []}
+    for i in range(repeat):
+        name = f"bench{i}"
+        subprocess.run([*cli, "down", name], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        times["up"].append(_timed([*cli, "up", path, "--name", name, "--no-services"]))
+        times["down"].append(_timed([*cli, "down", name]))
+        times["up+services"].append(_timed([*cli, "up", path, "--name", name]))
+        _timed([*cli, "down", name])
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+# --- C-STORE: the lab's SCU and PACS against DCMTK ----------------------------------------------
+
+
+def print_lifecycle(topology: str, repeat: int) -> None:
+    print(f"lab lifecycle, topology {topology}, median of {repeat}:")
+    res = bench_lifecycle(topology, repeat)
+    ratio = res["up"] / UP_TARGET_S
+    verdict = "meets" if res["up"] < UP_TARGET_S else "MISSES"
+    print(
+        f"  up    {res['up']:6.3f} s   target < {UP_TARGET_S:.1f} s   "
+        f"ratio to target {ratio:.2f}  ({verdict} the target)"
+    )
+    print(f"  down  {res['down']:6.3f} s")
+    print(f"  up with the DICOM services (PACS, receivers) started and listening: "
+          f"{res['up+services']:6.3f} s")
+
+
+_MAIN_PID = os.getpid()
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM unwinds (so the benchmark's lab and storescp are removed), in this process only."""
+    if os.getpid() != _MAIN_PID:
+        os._exit(128 + signum)
+    raise SystemExit(128 + signum)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="scripts/bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeat", type=int, default=None,
+                        help="repetitions per figure (lifecycle 5, store 5)")
+    parser.add_argument("--topology", default="ipv6",
+                        help="two-site lab of the lifecycle benchmark (ipv6)")
+    parser.add_argument("--only", choices=("lifecycle", "store", "security", "sweep", "wan",
+                                           "docker"),
+                        help="run one benchmark (default: all)")
+    args = parser.parse_args(argv)
+    if args.repeat is not None and args.repeat < 1:
+        parser.error("--repeat must be at least 1")
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    lifecycle.require_root()
+    try:
+        if args.only in (None, "lifecycle"):
+            print_lifecycle(args.topology, args.repeat or 5)
+        if args.only in (None, "store"):
+            repeat = args.repeat or 5
+            results, size = bench_store(repeat, lambda msg: print(f"  … {msg}", file=sys.stderr))
+            print_store(results, size, repeat)
+        if args.only in (None, "security"):
+            repeat = args.repeat or 3
+            sec = bench_security(repeat, lambda msg: print(f"  … {msg}", file=sys.stderr))
+            print_security(sec, repeat)
+        if args.only in (None, "sweep"):
+            print_sweep()
+        if args.only in (None, "wan"):
+            print_wan(lambda msg: print(f"  … {msg}", file=sys.stderr))
+        if args.only in (None, "docker"):
+            print_backends(args.topology, args.repeat or 3)
+    except LabError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,193 @@
+"""``scripts/bench --only security``: what protection costs, measured side by side.
+
+For each configuration (plain, then IPsec per ESP algorithm, then DICOM TLS per profile and
+cipher) one IPv4 lab is built with that security, and over the same path from the modality
+to the PACS the benchmark measures raw TCP throughput (iperf3, server side) and DICOM C-STORE
+throughput (the lab's SCU to the lab's PACS). It prints, per configuration, C-STORE / TCP (the
+issue's target: at least 0.8, i.e. DICOM uses the protected path well) and protected / plain
+C-STORE throughput (the cost of the choice).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from lab import topology as topology_file
+from lab.bench.store import listener
+from lab.dicom.generate import generate_study
+from lab.errors import LabError
+from lab.host import processes
+from lab.model.names import LabPaths
+from lab.model.topology import Family, Role, SecurityMode
+from lab.runtime import lifecycle
+from lab.runtime.services import ports, tls_arguments
+from lab.security.ipsec.tunnel import read_state
+from lab.topology import resolve_path
+
+LAB = "bench-sec"
+TOPOLOGY = "ipv4"
+OBJECTS = 40  # a 40-object CT study, about 21 MB
+IPERF_PORT = 5201
+IPERF_SECONDS = 3
+RATIO_TARGET = 0.8
+
+#: (label, --security value). ESP algorithms of the paper's comparison and today's defaults.
+CASES: tuple[tuple[str, str], ...] = (
+    ("plain", "none"),
+    ("ipsec aes256gcm16", "ipsec,esp=aes256gcm16"),
+    ("ipsec aes128gcm16", "ipsec,esp=aes128gcm16"),
+    ("ipsec chacha20poly1305", "ipsec,esp=chacha20poly1305"),
+    ("ipsec aes128-sha256", "ipsec,esp=aes128-sha256"),
+    ("ipsec aes256-sha1", "ipsec,esp=aes256-sha1"),
+    ("ipsec 3des-sha1", "ipsec,esp=3des-sha1"),
+    ("ipsec blowfish-sha256", "ipsec,esp=blowfish-sha256"),
+    ("tls bcp195-rfc8996", "tls"),
+    ("tls extended DHE-RSA-AES128", "tls,profile=extended,cipher=DHE-RSA-AES128-GCM-SHA256"),
+    ("tls aes (retired)", "tls,profile=aes"),
+)
+
+
+@dataclass(frozen=True)
+class Measure:
+    tcp_mbit: float  # iperf3, received at the server
+    store_mbit: float  # C-STORE bytes / transfer seconds
+    path: str  # ESP path or "-"
+
+
+def _node(lab: lifecycle.Lab, role: Role) -> str:
+    return next(n.name for n in lab.topology.nodes if n.role is role)
+
+
+@contextmanager
+def _lab(security: str) -> Iterator[lifecycle.Lab]:
+    overrides = {"security": topology_file.security_override(security)}
+    lab = lifecycle.up(resolve_path(TOPOLOGY), LAB, overrides=overrides)
+    try:
+        yield lab
+    finally:
+        lifecycle.down(LAB)
+
+
+def iperf_mbit(lab: lifecycle.Lab, seconds: int = IPERF_SECONDS) -> float:
+    """TCP throughput modality -> pacs as iperf3's server received it (Mbit/s)."""
+    pacs, modality = _node(lab, Role.PACS), _node(lab, Role.MODALITY)
+    host = str(lab.topology.node(pacs).addresses(Family.IPV4)[0].ip)
+    with listener(lab, pacs, ["iperf3", "-s", "-1", "-p", str(IPERF_PORT)], IPERF_PORT):
+        res = lab.backend.exec(lab.name, modality, ["iperf3", "-c", host, "-p", str(IPERF_PORT),
+                               "-t", str(seconds), "-J"], check=False, timeout=seconds + 30)
+        try:
+            doc = json.loads(res.stdout)
+            return float(doc["end"]["sum_received"]["bits_per_second"]) / 1e6
+        except (ValueError, KeyError):
+            raise LabError(f"iperf3 failed: {(res.stdout + res.stderr)[-1500:]}") from None
+
+
+def tls_bulk_mbit(lab: lifecycle.Lab, mbytes: float = 200.0) -> float:
+    """Raw TLS throughput modality -> pacs with the lab's own TLS settings (lab.bench.tlsbulk),
+    measured at the receiver: the TLS counterpart of iperf3's TCP figure."""
+    pacs, modality = _node(lab, Role.PACS), _node(lab, Role.MODALITY)
+    host = str(lab.topology.node(pacs).addresses(Family.IPV4)[0].ip)
+    paths = LabPaths(lab.name)
+    log = paths.node_data(pacs) / "tlsbulk.log"
+    log.unlink(missing_ok=True)
+    server = lab.backend.spawn(lab.name, pacs, [
+        sys.executable, "-m", "lab.bench.tlsbulk", "serve", f"--port={IPERF_PORT}",
+        *tls_arguments(lab.topology, paths, pacs)], log_path=log)
+    try:
+        deadline = time.monotonic() + 20
+        while '"listening"' not in (log.read_text() if log.exists() else ""):
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise LabError(f"lab.bench.tlsbulk did not start: {log.read_text()[-1500:]}")
+            time.sleep(0.05)
+        lab.backend.exec(lab.name, modality, [
+            sys.executable, "-m", "lab.bench.tlsbulk", "send", f"--host={host}",
+            f"--port={IPERF_PORT}", f"--mbytes={mbytes}", *_client_tls(lab, modality)],
+            timeout=300)
+        server.wait(timeout=60)
+        doc = json.loads(log.read_text().strip().splitlines()[-1])
+        return float(doc["mbit_per_s"])
+    finally:
+        if server.poll() is None:
+            processes.stop([server.pid])
+        server.wait(timeout=10)
+
+
+def _client_tls(lab: lifecycle.Lab, node: str) -> tuple[str, ...]:
+    tls = tls_arguments(lab.topology, LabPaths(lab.name), node)
+    if lab.topology.security.tls.cipher and tls:
+        tls += (f"--tls-cipher={lab.topology.security.tls.cipher}",)
+    return tls
+
+
+def store_mbit(lab: lifecycle.Lab, files: Sequence[Path], file_list: Path) -> float:
+    pacs, modality = _node(lab, Role.PACS), _node(lab, Role.MODALITY)
+    host = str(lab.topology.node(pacs).addresses(Family.IPV4)[0].ip)
+    tls = _client_tls(lab, modality)
+    res = lab.backend.exec(lab.name, modality, [
+        sys.executable, "-m", "lab.dicom.scu", "store", f"--host={host}",
+        f"--port={ports(lab.topology)[0]}", f"--file-list={file_list}", *tls],
+        check=False, timeout=600)
+    try:
+        doc = json.loads(res.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        doc = {}
+    if not doc.get("ok"):
+        raise LabError(f"C-STORE failed: {res.stdout[-1000:]}{res.stderr[-1000:]}")
+    size = sum(f.stat().st_size for f in files)
+    return size * 8 / float(doc["seconds"]) / 1e6
+
+
+def bench_security(repeat: int, progress: Callable[[str], None] = lambda _: None,
+                   cases: Sequence[tuple[str, str]] = CASES) -> dict[str, list[Measure]]:
+    work = Path(tempfile.mkdtemp(prefix="teleradlab-bench-sec-", dir="/tmp"))
+    try:
+        study = generate_study("CT", work / "study", objects=OBJECTS)
+        file_list = work / "files.txt"
+        file_list.write_text("\n".join(map(str, study.files)) + "\n")
+        results: dict[str, list[Measure]] = {}
+        for label, security in cases:
+            progress(f"{label}: building the lab")
+            with _lab(security) as lab:
+                state = read_state(lab.name)
+                path = state.esp_path if state else "-"
+                runs = []
+                for rep in range(1, repeat + 1):
+                    progress(f"{label}: iperf3 and C-STORE, repetition {rep}/{repeat}")
+                    raw = (tls_bulk_mbit(lab) if lab.topology.security.mode is SecurityMode.TLS
+                           else iperf_mbit(lab))
+                    runs.append(Measure(raw, store_mbit(lab, study.files, file_list), path))
+                results[label] = runs
+        return results
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def print_security(results: dict[str, list[Measure]], repeat: int) -> None:
+    print(f"Protection cost: {TOPOLOGY} lab, modality -> pacs, unimpaired, median of {repeat}; "
+          f"TCP = iperf3 {IPERF_SECONDS} s, C-STORE = {OBJECTS}-object CT study:")
+    print(f"  {'configuration':26} {'ESP path':9} {'TCP Mbit/s':>10} {'C-STORE Mbit/s':>14} "
+          f"{'C-STORE/TCP':>11} {'vs plain':>8}")
+    plain = statistics.median(m.store_mbit for m in results.get("plain", [])) \
+        if "plain" in results else 0.0
+    for label, runs in results.items():
+        tcp = statistics.median(m.tcp_mbit for m in runs)
+        store = statistics.median(m.store_mbit for m in runs)
+        ratio = store / tcp if tcp else 0.0
+        mark = "" if label == "plain" else ("  meets" if ratio >= RATIO_TARGET else "  MISSES")
+        versus = f"{store / plain:8.2f}" if plain else "       -"
+        print(f"  {label:26} {runs[0].path:9} {tcp:10.1f} {store:14.1f} {ratio:11.2f} "
+              f"{versus}{mark}")
+    print(f"  C-STORE/TCP target for protected paths: >= {RATIO_TARGET} (DICOM over the "
+          "protected path vs the raw transport over the same path: iperf3 TCP, and for TLS a bulk "
+          "TLS stream\n  with the same profile and cipher, lab.bench.tlsbulk); 'vs plain': "
+          "protected C-STORE throughput / plain C-STORE throughput (the cost of each choice).")
+

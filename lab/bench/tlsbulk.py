@@ -1,0 +1,78 @@
+"""Bulk TCP or TLS throughput between two nodes: the raw transport the DICOM programs use, with
+the same ``--tls-*`` options (so the same profile, cipher and certificates), for the security
+benchmark's "DICOM over the path / raw transport over the same path" ratio. iperf3 measures
+plain TCP; it has no TLS, so this program measures both the same way.
+
+    python -m lab.bench.tlsbulk serve --port P [--tls-...]     # prints one JSON line per connection
+    python -m lab.bench.tlsbulk send --host H --port P --mbytes N [--tls-...]
+
+The receiver times from the first byte after the handshake to the last, and prints
+``{"bytes": ..., "seconds": ..., "mbit_per_s": ...}``; it serves one connection, then exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import sys
+import time
+from collections.abc import Sequence
+
+from lab.dicom import tlsopts
+
+CHUNK = 256 * 1024
+
+
+def serve(args: argparse.Namespace) -> int:
+    ctx = tlsopts.server_context(args)
+    with socket.create_server(("::", args.port), family=socket.AF_INET6, dualstack_ipv6=True) as s:
+        print(json.dumps({"listening": args.port}), flush=True)
+        conn, _ = s.accept()
+        if ctx is not None:
+            conn = ctx.wrap_socket(conn, server_side=True)
+        buf = bytearray(CHUNK)
+        total, start = 0, 0.0
+        with conn:
+            while n := conn.recv_into(buf):
+                if not total:
+                    start = time.perf_counter()
+                total += n
+        seconds = time.perf_counter() - start if total else 0.0
+        print(json.dumps({"bytes": total, "seconds": seconds,
+                          "mbit_per_s": total * 8 / seconds / 1e6 if seconds else 0.0,
+                          **tlsopts.negotiated(conn)}), flush=True)
+    return 0
+
+
+def send(args: argparse.Namespace) -> int:
+    ctx = tlsopts.client_context(args)
+    payload = bytes(CHUNK)
+    remaining = int(args.mbytes * 1e6)
+    with socket.create_connection((args.host, args.port), timeout=60) as raw:
+        conn = ctx.wrap_socket(raw, server_hostname=args.host) if ctx is not None else raw
+        with conn:
+            while remaining > 0:
+                conn.sendall(payload[:min(CHUNK, remaining)])
+                remaining -= CHUNK
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lab.bench.tlsbulk", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    srv = sub.add_parser("serve", help="receive one connection and report its throughput")
+    srv.add_argument("--port", type=int, required=True)
+    tlsopts.add_arguments(srv, server=True)
+    snd = sub.add_parser("send", help="send --mbytes of zeros")
+    snd.add_argument("--host", required=True)
+    snd.add_argument("--port", type=int, required=True)
+    snd.add_argument("--mbytes", type=float, default=100.0)
+    tlsopts.add_arguments(snd, server=False)
+    args = parser.parse_args(argv)
+    return serve(args) if args.command == "serve" else send(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

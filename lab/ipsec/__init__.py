@@ -1,7 +1,0 @@
-"""IPsec in the lab: strongSwan's charon in the nodes, configured only through VICI.
-
-- :mod:`lab.ipsec.proposals` — IKE/ESP proposal keywords, their shape and what the machine can do;
-- :mod:`lab.ipsec.plan` — which nodes, addresses and selectors (pure);
-- :mod:`lab.ipsec.charon` — the daemon in a node, its config and VICI session;
-- :mod:`lab.ipsec.tunnel` — bringing the SAs up, reading what was negotiated and the counters.
-"""

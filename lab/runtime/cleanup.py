@@ -1,0 +1,43 @@
+"""Remove everything any teleradlab lab left on this machine, found by name alone.
+
+Needs no in-memory state and no lab record, so it works after the orchestrator was killed with
+SIGKILL half-way through ``up``; running it twice is harmless."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from lab import backends as registry
+from lab.errors import LabError
+from lab.model.names import RUN_ROOT
+from lab.runtime import state
+from lab.runtime.lifecycle import require_root
+
+
+def clean(root: Path = RUN_ROOT, backends: Sequence[str] | None = None) -> list[str]:
+    """Remove every lab of the given backends (default: all), and the records of the labs
+    removed (of every lab, when all backends are cleaned). A backend that cannot be asked (a
+    docker socket with no engine behind it) does not stop the others: the error is raised
+    after they are clean, and the records of labs it may own are kept."""
+    require_root()
+    removed: list[str] = []
+    gone: set[str] = set()
+    failed: list[str] = []
+    for name in backends or list(registry.REGISTRY):
+        impl = registry.get(name)
+        try:
+            owned = impl.list_owned()
+        except LabError as exc:
+            failed.append(f"{name}: {exc}")
+            continue
+        for lab in owned:
+            removed += [f"{lab}: {line}" for line in impl.down(lab)]
+            gone.add(lab)
+    for lab in state.names(root):
+        if (lab in gone or (backends is None and not failed)) and state.remove(lab, root):
+            removed.append(f"{lab}: record of lab {lab}")
+    if failed:
+        raise LabError(f"cleaned {len(removed)} items, but could not clean every backend:\n  "
+                       + "\n  ".join(failed))
+    return removed

@@ -1,0 +1,97 @@
+"""A running lab's record on the host: which topology and backend it was built from.
+
+``/run/teleradlab/labs/<lab>/`` holds ``lab.json`` and a copy of the topology file as it was at
+``up`` (so ``status``, ``exec`` and ``down`` work from any shell, later). Creating the directory
+claims the lab name atomically. The record is a convenience, never the only way to find what a
+lab owns: ``cleanup`` works from names alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lab import topology as topology_file
+from lab.errors import LabError, LabExistsError, LabNotFoundError
+from lab.model.names import DATA_ROOT, RUN_ROOT, LabPaths
+from lab.model.topology import Topology
+
+
+@dataclass(frozen=True)
+class LabInfo:
+    name: str
+    backend: str
+    topology: str  # path of the file it was built from
+    created: float  # seconds since the epoch
+    pid: int  # the orchestrator that built it
+    overrides: dict[str, Any] = field(default_factory=dict)  # sections replaced (--security)
+
+    @property
+    def created_text(self) -> str:
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.created))
+
+
+def claim(info: LabInfo, topology_text: str, root: Path = RUN_ROOT) -> None:
+    """Reserve the lab name and write its record; LabExistsError if the name is taken."""
+    paths = LabPaths(info.name, root)
+    paths.state_dir.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        paths.state_dir.mkdir()
+    except FileExistsError:
+        raise LabExistsError(
+            f"a lab named {info.name!r} already exists; use --name to pick another name, or "
+            f"'teleradlab down {info.name}' first"
+        ) from None
+    paths.topology_copy.write_text(topology_text, encoding="utf-8")
+    tmp = paths.info_file.with_suffix(".tmp")
+    tmp.write_text(json.dumps(asdict(info), indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, paths.info_file)
+
+
+def read(lab: str, root: Path = RUN_ROOT) -> tuple[LabInfo, Topology]:
+    """The record of a running lab and its topology (as it was when the lab came up)."""
+    paths = LabPaths(lab, root)
+    try:
+        raw = json.loads(paths.info_file.read_text(encoding="utf-8"))
+        info = LabInfo(**raw)
+    except FileNotFoundError:
+        raise LabNotFoundError(f"no lab named {lab!r} is running") from None
+    except (ValueError, TypeError) as exc:
+        raise LabError(
+            f"the record of lab {lab!r} is damaged ({paths.info_file}: {exc}); "
+            f"'teleradlab down {lab}' removes it"
+        ) from None
+    text = paths.topology_copy.read_text(encoding="utf-8")
+    topo = topology_file.parse(text, info.topology, info.overrides)
+    return info, topo
+
+
+def names(root: Path = RUN_ROOT, data_root: Path = DATA_ROOT) -> list[str]:
+    """Labs with a record or data on this machine."""
+    found: set[str] = set()
+    for d in (root / "labs", data_root):
+        if d.is_dir():
+            found |= {p.name for p in d.iterdir() if p.is_dir()}
+    return sorted(found)
+
+
+def remove(lab: str, root: Path = RUN_ROOT, data_root: Path = DATA_ROOT) -> bool:
+    """Remove the lab's record and data; False if there was neither."""
+    paths = LabPaths(lab, root, data_root)
+    removed = False
+    for d, parents in ((paths.state_dir, (paths.state_dir.parent, root)),
+                       (paths.data_dir, (data_root,))):
+        if d.exists():
+            shutil.rmtree(d)
+            removed = True
+        for parent in parents:
+            try:
+                parent.rmdir()
+            except OSError:
+                break
+    return removed

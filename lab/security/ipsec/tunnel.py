@@ -1,0 +1,326 @@
+"""Bringing IPsec up in a running lab, through VICI only: firewall guards first (fail closed),
+then a charon per IKE peer, credentials (``load_shared`` or ``load_cert``/``load_key``), the
+connection (``load_conn``) and ``initiate`` on one side, timed; what was negotiated is read back
+with ``list_sas`` and kept beside the lab's record for ``run`` to report."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lab.backends import probes
+from lab.backends.base import Backend, Progress, no_progress
+from lab.errors import IpsecError, LabError
+from lab.model import proposals
+from lab.model.names import RUN_ROOT, LabPaths
+from lab.model.topology import IpsecAuth, IpsecScope, Probe, Topology
+from lab.security.ipsec.charon import VICI_SOCKET, Charon, EspPath, algorithms, connect, vici_error
+from lab.security.ipsec.plan import CONNECTION, Endpoint, Plan, guard_ruleset, make_plan
+from lab.security.pki.authority import Credential
+from lab.security.pki.lab_pki import ensure_lab_pki
+
+INITIATE_TIMEOUT_S = 15.0
+STATE_FILE = "ipsec.json"
+# A dummy ESP SA (RFC 4303) between RFC 2544 addresses: the kernel takes it only if it has ESP.
+_PROBE_SA = ["xfrm", "state", "add", "src", "198.18.0.1", "dst", "198.18.0.2", "proto", "esp",
+             "spi", "0x100", "mode", "tunnel", "enc", "cbc(aes)",
+             "0x0102030405060708090a0b0c0d0e0f10", "auth", "hmac(sha256)", "0x" + "01" * 32]
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """What each IKE peer authenticates with: its pre-shared key, or its key pair and the CA
+    certificate it trusts. Tests pass their own to prove that wrong ones fail."""
+
+    psk: dict[str, str] = field(default_factory=dict)
+    certs: dict[str, Credential] = field(default_factory=dict)
+    trusted: Path | None = None
+
+
+@dataclass(frozen=True)
+class IpsecState:
+    """What came up: recorded in ``/run/teleradlab/labs/LAB/ipsec.json`` and in result rows."""
+
+    esp_path: str
+    scope: str
+    auth: str
+    proposal: str  # as asked: "ike=... esp=..."
+    initiator: str
+    responder: str
+    ike_algorithms: str  # as negotiated, strongSwan's names joined by '/'
+    esp_algorithms: str
+    setup_seconds: float  # VICI initiate: IKE_SA_INIT + IKE_AUTH with the first CHILD_SA
+
+    @property
+    def path(self) -> EspPath:
+        return EspPath(self.esp_path)
+
+
+def preflight(topology: Topology) -> Plan:
+    """Everything that can be checked before a lab is built: the plan is possible and every
+    algorithm is one the installed strongSwan can do (the supported list is in the error)."""
+    plan = make_plan(topology)
+    available = algorithms()
+    proposals.require_supported(plan.ike, available, "security.ipsec.ike")
+    proposals.require_supported(plan.esp, available, "security.ipsec.esp")
+    return plan
+
+
+def esp_path(backend: Backend, lab: str, node: str) -> EspPath:
+    """Kernel ESP when the kernel takes an ESP SA (tried inside ``node``), else kernel-libipsec."""
+    res = backend.exec(lab, node, ["ip", *_PROBE_SA], check=False)
+    if res.ok:
+        backend.exec(lab, node, ["ip", "xfrm", "state", "flush"], check=False)
+        return EspPath.KERNEL
+    return EspPath.LIBIPSEC
+
+
+def lab_credentials(topology: Topology, plan: Plan, paths: LabPaths) -> Credentials:
+    """The lab's own: one random PSK per lab (unless the topology sets one), or certificates
+    for the two IKE peers from the lab CA, naming the peer and its IKE address."""
+    pki = ensure_lab_pki(paths, topology)
+    if plan.auth is IpsecAuth.PSK:
+        key = topology.security.ipsec.psk or _lab_psk(paths.data_dir / "pki" / "ipsec.psk")
+        return Credentials(psk={e.node: key for e in plan.endpoints})
+    certs = {}
+    for end in plan.endpoints:
+        cert_name = f"ike-{end.node}"
+        d = paths.data_dir / "pki"
+        if (d / f"{cert_name}.crt").exists():
+            certs[end.node] = Credential(cert_name, d / f"{cert_name}.key", d / f"{cert_name}.crt")
+        else:
+            certs[end.node] = pki.ca.issue(cert_name, dns=[end.identity], ips=[str(end.address)],
+                                           usages={"ipsec"})
+    return Credentials(certs=certs, trusted=pki.ca_cert)
+
+
+def _lab_psk(path: Path) -> str:
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(32))
+    return path.read_text().strip()
+
+
+def conn_config(plan: Plan, me: Endpoint, creds: Credentials,
+                path: EspPath = EspPath.LIBIPSEC) -> dict[str, Any]:
+    """The VICI ``load_conn`` message for ``me`` (strongSwan's swanctl.conf connection keys).
+    Host to host uses transport mode (RFC 4301 4.1) with kernel ESP; kernel-libipsec can only
+    do tunnel mode, so there it is tunnel mode with the two hosts as selectors."""
+    peer = plan.peer(me.node)
+    transport = plan.scope is IpsecScope.HOST_TO_HOST and path is EspPath.KERNEL
+    local: dict[str, Any] = {"id": me.identity}
+    remote: dict[str, Any] = {"id": peer.identity}
+    if plan.auth is IpsecAuth.PSK:
+        local["auth"] = remote["auth"] = "psk"
+    else:
+        local["auth"] = remote["auth"] = "pubkey"
+        local["certs"] = [creds.certs[me.node].cert_path.read_bytes()]
+        if creds.trusted is not None:
+            remote["cacerts"] = [creds.trusted.read_bytes()]
+    child = {
+        "local_ts": [str(n) for n in me.selectors],
+        "remote_ts": [str(n) for n in peer.selectors],
+        "esp_proposals": [plan.esp.text],
+        "mode": "transport" if transport else "tunnel",
+        "start_action": "none",
+        "dpd_action": "none",
+    }
+    return {CONNECTION: {
+        "version": "2",
+        "local_addrs": [str(me.address)],
+        "remote_addrs": [str(peer.address)],
+        "proposals": [plan.ike.text],
+        "encap": "yes",
+        "keyingtries": "1",
+        "local": local,
+        "remote": remote,
+        "children": {CONNECTION: child},
+    }}
+
+
+def _load(charon: Charon, plan: Plan, me: Endpoint, creds: Credentials) -> None:
+    """Credentials and the connection into ``charon``, through VICI."""
+    session = charon.session()
+    try:
+        if plan.auth is IpsecAuth.PSK:
+            owners = [e.identity for e in plan.endpoints]
+            session.load_shared({"id": "lab-psk", "type": "IKE", "data": creds.psk[me.node],
+                                 "owners": owners})
+        else:
+            if creds.trusted is not None:
+                session.load_cert({"type": "X509", "flag": "CA",
+                                   "data": creds.trusted.read_bytes()})
+            session.load_key({"type": "any", "data": creds.certs[me.node].key_path.read_bytes()})
+        session.load_conn(conn_config(plan, me, creds, charon.esp_path))
+    except Exception as exc:  # vici raises its own exception types
+        raise IpsecError(f"charon on {me.node} refused the configuration: {vici_error(exc)}\n"
+                         f"{charon.log_tail()}") from None
+
+
+def install_guards(backend: Backend, lab: str, plan: Plan, path: EspPath) -> None:
+    for end in plan.endpoints:
+        backend.exec(lab, end.node, ["nft", "-f", "-"], input=guard_ruleset(plan, end.node, path))
+
+
+def establish(backend: Backend, lab: str, topology: Topology, *,
+              credentials: Credentials | None = None, progress: Progress = no_progress,
+              root: Path = RUN_ROOT) -> IpsecState:
+    """Guards, daemons, credentials, connection, initiate; IpsecError with both daemons' logs
+    if the SAs do not come up within INITIATE_TIMEOUT_S (the guards stay: nothing crosses)."""
+    plan = preflight(topology)
+    paths = LabPaths(lab, root)
+    path = esp_path(backend, lab, plan.initiator.node)
+    progress(f"IPsec: guards against cleartext, charon in {plan.initiator.node} and "
+             f"{plan.responder.node} ({path.value} ESP)")
+    install_guards(backend, lab, plan, path)
+    creds = credentials or lab_credentials(topology, plan, paths)
+    daemons = {e.node: Charon(backend, lab, e.node, path) for e in plan.endpoints}
+    for end in plan.endpoints:
+        daemons[end.node].start()
+        _load(daemons[end.node], plan, end, creds)
+    progress(f"IPsec: IKEv2 {plan.initiator.node} -> {plan.responder.node} "
+             f"(ike {plan.ike.text}, esp {plan.esp.text}, {plan.auth.value})")
+    start = time.monotonic()
+    _initiate(daemons, plan)
+    seconds = time.monotonic() - start
+    ike, esp = negotiated(daemons[plan.initiator.node].session())
+    state = IpsecState(path.value, plan.scope.value, plan.auth.value,
+                       f"ike={plan.ike.text} esp={plan.esp.text}", plan.initiator.node,
+                       plan.responder.node, ike, esp, round(seconds, 6))
+    _write_state(paths, state)
+    return state
+
+
+def _initiate(daemons: dict[str, Charon], plan: Plan) -> None:
+    session = daemons[plan.initiator.node].session()
+    messages: list[str] = []
+    try:
+        for log in session.initiate({"child": CONNECTION, "ike": CONNECTION,
+                                     "timeout": str(int(INITIATE_TIMEOUT_S * 1000))}):
+            if isinstance(log, dict) and "msg" in log:
+                messages.append(_text(log["msg"]))
+    except Exception as exc:  # vici raises its own exception types
+        logs = "\n".join(f"--- charon on {node} ({d.log}):\n{d.log_tail(15)}"
+                         for node, d in daemons.items())
+        raise IpsecError(
+            f"IPsec did not come up between {plan.initiator.node} and {plan.responder.node} "
+            f"({vici_error(exc)}); no traffic crosses between them unprotected.\n{logs}"
+        ) from None
+
+
+def _text(value: Any) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
+
+def _algs(sa: dict[str, Any]) -> str:
+    parts = []
+    enc = sa.get("encr-alg")
+    if enc is not None:
+        size = sa.get("encr-keysize")
+        parts.append(_text(enc) + (f"-{_text(size)}" if size is not None else ""))
+    for key in ("integ-alg", "prf-alg", "dh-group"):
+        if key in sa:
+            parts.append(_text(sa[key]))
+    return "/".join(parts)
+
+
+def _sas(session: Any) -> list[dict[str, Any]]:
+    found = []
+    for entry in session.list_sas({"ike": CONNECTION}):
+        if CONNECTION in entry:
+            found.append(entry[CONNECTION])
+    return found
+
+
+def negotiated(session: Any) -> tuple[str, str]:
+    """The IKE and ESP algorithms of the established SAs, as strongSwan names them."""
+    for ike in _sas(session):
+        for child in ike.get("child-sas", {}).values():
+            if _text(child.get("state", b"")) == "INSTALLED":
+                return _algs(ike), _algs(child)
+    raise IpsecError("charon reports no installed CHILD_SA after initiate")
+
+
+def sa_bytes(lab: str, root: Path = RUN_ROOT) -> int:
+    """ESP bytes (in + out) counted by the initiator's CHILD_SAs so far; 0 without IPsec."""
+    state = read_state(lab, root)
+    if state is None:
+        return 0
+    session = connect(LabPaths(lab, root).node_run(state.initiator) / VICI_SOCKET)
+    total = 0
+    for ike in _sas(session):
+        for child in ike.get("child-sas", {}).values():
+            for key in ("bytes-in", "bytes-out"):
+                total += int(_text(child.get(key, b"0")))
+    return total
+
+
+def _write_state(paths: LabPaths, state: IpsecState) -> None:
+    target = paths.state_dir / STATE_FILE
+    tmp = target.with_suffix(".tmp")
+    tmp.write_text(json.dumps(asdict(state), indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, target)
+
+
+def read_state(lab: str, root: Path = RUN_ROOT) -> IpsecState | None:
+    target = LabPaths(lab, root).state_dir / STATE_FILE
+    if not target.exists():
+        return None
+    try:
+        return IpsecState(**json.loads(target.read_text(encoding="utf-8")))
+    except (ValueError, TypeError) as exc:
+        raise LabError(f"{target} is damaged: {exc}") from None
+
+
+def tunnel_probes(topology: Topology, plan: Plan) -> list[Probe]:
+    """Pings that must pass through the tunnel: between the two sides' hosts, per inner family
+    (for site-to-site every host pair across the sites, for host-to-host the two hosts)."""
+    if plan.scope is IpsecScope.HOST_TO_HOST:
+        a, b = (topology.node(e.node) for e in plan.endpoints)
+        pairs = [(a, b)]
+    else:
+        first, second = ([topology.node(h) for h in s.hosts] for s in topology.sites)
+        pairs = [(x, y) for x in first for y in second]
+    out = []
+    for family in plan.inner_families:
+        for src, dst in pairs:
+            for addr in dst.addresses(family):
+                if src.addresses(family):
+                    out.append(Probe(src.name, dst.name, addr.ip))
+    return out
+
+
+def hidden_by_tunnel(topology: Topology, plan: Plan, probe: Probe) -> bool:
+    """Probes a site-to-site tunnel makes impossible: from a host of one site to an address of
+    the far gateway outside its selectors (its WAN address). The far gateway routes its reply
+    into the tunnel, whose selectors do not cover that source, so the reply is rightly dropped."""
+    if plan.scope is not IpsecScope.SITE_TO_SITE:
+        return False
+    for end in plan.endpoints:
+        far = plan.peer(end.node)
+        site_hosts = next(s.hosts for s in topology.sites if s.gateway == end.node)
+        if (probe.source in site_hosts and probe.destination == far.node
+                and not any(probe.target in net for net in far.selectors)):
+            return True
+    return False
+
+
+def check_tunnel(backend: Backend, lab: str, topology: Topology, plan: Plan,
+                 progress: Progress = no_progress) -> list[probes.ProbeResult]:
+    todo = tunnel_probes(topology, plan)
+    progress(f"IPsec: {len(todo)} pings through the tunnel")
+    results = probes.run_probes(backend, lab, todo)
+    failed = [r for r in results if not r.ok]
+    if failed:
+        raise IpsecError("the SAs are up but these pings through the tunnel got no reply: "
+                         + "; ".join(f"{r.probe.source} -> {r.probe.target}" for r in failed))
+    return results
+
+

@@ -1,0 +1,385 @@
+"""``teleradlab run``: echo -> store -> find -> move between the sites, every transfer timed and
+verified, written to tidy results.
+
+The DICOM programs run inside the nodes (``python -m lab.dicom.scu`` on the modality, the
+verifier on the receiving node); the orchestrator only starts them and collects their JSON.
+Integrity and authenticity follow the paper's first measure: the sending site signs a manifest of
+SHA-256 digests with its key from the lab CA; the receiving site recomputes the digests and checks
+the signature, after C-STORE at the PACS and after C-MOVE back at the modality.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from lab import topology as topology_file
+from lab.backends.base import Progress, no_progress
+from lab.dicom import MODALITY_AE
+from lab.dicom.generate import generate_study, load_folder
+from lab.dicom.integrity import build_manifest, sign_manifest, write_signed
+from lab.errors import LabError
+from lab.host import programs
+from lab.model.names import LabPaths
+from lab.model.routing import probes
+from lab.model.topology import Family, Role, SecurityMode, Topology, Wan
+from lab.model.wan import as_dict
+from lab.runtime import lifecycle
+from lab.runtime.services import ports, tls_arguments
+from lab.security.ipsec.plan import make_plan, uses_ipsec
+from lab.security.ipsec.tunnel import IpsecState, read_state, sa_bytes, tunnel_probes
+from lab.security.pki.lab_pki import LabPki, ensure_lab_pki
+from lab.study.results import Row, provenance, write_csv, write_json
+from lab.wan import apply as wan_apply
+from lab.wan import measure, userspace
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    topology: Path | None
+    lab: str | None
+    modalities: tuple[str, ...] = ("CT",)
+    pdu: int = 0
+    repeat: int = 1
+    out: Path = Path("results")
+    input_dir: Path | None = None
+    objects: int | None = None  # objects per generated study (None: the realistic default)
+    seed: int = 0
+    overrides: Mapping[str, Any] = field(default_factory=dict)  # topology sections (--security)
+    wan: Wan | None = None  # --wan: replaces the topology's (or the running lab's) WAN profile
+    backend: str = "netns"  # for a lab this run builds (lab.backends.REGISTRY)
+
+
+@dataclass(frozen=True)
+class StudyData:
+    modality: str
+    study_uid: str
+    files: tuple[Path, ...]
+    manifest: Path
+
+
+@dataclass
+class RunResult:
+    out: Path
+    rows: list[Row] = field(default_factory=list)
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+    wan: dict[str, Any] = field(default_factory=dict)  # profile, path, fidelity (run.json)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.rows)
+
+
+def routed_families(topology: Topology, src: str, dst: str) -> list[Family]:
+    """Families in which ``src`` reaches ``dst``: without a tunnel, or through the IPsec tunnel
+    the topology asks for (the mixed topologies' site family crosses the WAN only that way)."""
+    fams = {p.family for p in probes(topology.nodes)
+            if {p.source, p.destination} == {src, dst}}
+    if uses_ipsec(topology):
+        plan = make_plan(topology)
+        fams |= {p.family for p in tunnel_probes(topology, plan)
+                 if {p.source, p.destination} == {src, dst}}
+    return [f for f in Family if f in fams]
+
+
+def _node(topology: Topology, role: Role) -> str:
+    for node in topology.nodes:
+        if node.role is role:
+            return node.name
+    raise LabError(f"topology {topology.name} has no {role.value} node")
+
+
+def prepare_studies(opts: RunOptions, pki: LabPki, sender: str) -> tuple[list[StudyData],
+                                                                         list[tuple[Path, str]]]:
+    """Generate (or collect) the studies and write each one's signed manifest."""
+    data_dir = opts.out / "data"
+    studies: list[tuple[str, str, tuple[Path, ...]]] = []
+    skipped: list[tuple[Path, str]] = []
+    if opts.input_dir is not None:
+        found, skipped = load_folder(opts.input_dir)
+        if not found:
+            raise LabError(f"no usable DICOM file in {opts.input_dir}")
+        studies += _group_by_study(found)
+    else:
+        for modality in opts.modalities:
+            st = generate_study(modality, data_dir / modality, seed=opts.seed,
+                                objects=opts.objects)
+            studies.append((modality, st.study_instance_uid, st.files))
+    out = []
+    for modality, uid, files in studies:
+        manifest = build_manifest(files, sender=sender, study_uid=uid)
+        signed = sign_manifest(manifest, pki.signer(sender).key_path,
+                               pki.signer(sender).cert_path)
+        path = opts.out / "manifests" / f"{modality}-{uid}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_signed(signed, path)
+        out.append(StudyData(modality, uid, tuple(files), path))
+    return out, skipped
+
+
+def _group_by_study(files: Sequence[Path]) -> list[tuple[str, str, tuple[Path, ...]]]:
+    from pydicom import dcmread
+
+    groups: dict[tuple[str, str], list[Path]] = {}
+    for f in files:
+        ds = dcmread(f, stop_before_pixels=True, specific_tags=["StudyInstanceUID", "Modality"])
+        key = (str(ds.get("Modality", "OT")), str(ds.get("StudyInstanceUID", "unknown")))
+        groups.setdefault(key, []).append(f)
+    return [(m, uid, tuple(fs)) for (m, uid), fs in sorted(groups.items())]
+
+
+class Runner:
+    """Runs the DICOM programs of one lab and turns their JSON into rows."""
+
+    def __init__(self, lab: lifecycle.Lab, opts: RunOptions, pki: LabPki) -> None:
+        self.lab = lab
+        self.opts = opts
+        self.pki = pki
+        self.topology = lab.topology
+        self.modality = _node(self.topology, Role.MODALITY)
+        self.pacs = _node(self.topology, Role.PACS)
+        self.paths = LabPaths(lab.name)
+        self.ipsec: IpsecState | None = None
+        self.tls = tls_arguments(self.topology, self.paths, self.modality)
+        if self.topology.security.mode is SecurityMode.TLS and self.topology.security.tls.cipher:
+            self.tls += (f"--tls-cipher={self.topology.security.tls.cipher}",)
+        if uses_ipsec(self.topology):
+            self.ipsec = read_state(lab.name)
+            if self.ipsec is None:
+                raise LabError(f"lab {lab.name} asks for IPsec but has no record of its SAs "
+                               "(was it built by this version?)")
+        self.wan_profile, self.wan_path = "", ""
+
+    def _program(self, node: str, module: str, args: Sequence[str]) -> dict[str, Any]:
+        argv = [sys.executable, "-m", module, *args]
+        res = self.lab.backend.exec(self.lab.name, node, argv, check=False, timeout=3600)
+        try:
+            doc: dict[str, Any] = json.loads(res.stdout.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            raise LabError(f"{module} in {node} failed (status {res.returncode}):\n"
+                           f"{res.stderr.strip()[-2000:]}") from None
+        return doc
+
+    def scu(self, family: Family, operation: str, *args: str) -> dict[str, Any]:
+        """Run the SCU in the modality; with IPsec, the ESP bytes the SA counted meanwhile."""
+        host = self.topology.node(self.pacs).addresses(family)[0].ip
+        before = sa_bytes(self.lab.name) if self.ipsec else 0
+        doc = self._program(self.modality, "lab.dicom.scu",
+                            [operation, f"--host={host}", f"--port={ports(self.topology)[0]}",
+                             f"--pdu={self.opts.pdu}", *self.tls, *args])
+        if self.ipsec:
+            doc["sa_bytes"] = sa_bytes(self.lab.name) - before
+        return doc
+
+    def protection(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """The Row fields that say what protected the path."""
+        out: dict[str, Any] = {}
+        if self.ipsec is not None:
+            out = {"security_profile": self.ipsec.proposal, "esp_path": self.ipsec.esp_path,
+                   "handshake_seconds": self.ipsec.setup_seconds,
+                   "cipher": self.ipsec.esp_algorithms, "sa_bytes": int(doc.get("sa_bytes", 0))}
+        if self.topology.security.mode is SecurityMode.TLS:
+            tls = self.topology.security.tls
+            tunnel = " (in the IPsec transition tunnel)" if self.ipsec else ""
+            out |= {"security_profile": tls.profile + (f" {tls.cipher}" if tls.cipher else "")
+                    + tunnel,
+                    "handshake_seconds": round(float(doc.get("handshake_seconds") or 0.0), 6),
+                    "tls_version": str(doc.get("tls_version") or ""),
+                    "cipher": str(doc.get("cipher") or "")}
+        return out
+
+    def verify(self, node: str, store: Path, study: StudyData) -> dict[str, Any]:
+        return self._program(node, "lab.dicom.verify",
+                             [f"--manifest={study.manifest}", f"--ca={self.pki.ca_cert}",
+                              f"--store={store}", f"--study={study.study_uid}"])
+
+    def row(self, family: Family, rep: int, op: str, study: StudyData | None,
+            doc: dict[str, Any], verified: str = "", objects: int = 0, size: int = 0) -> Row:
+        seconds = float(doc.get("seconds", 0.0))
+        detail = doc.get("error") or json.dumps(
+            {k: v for k, v in doc.items() if k in ("status", "statuses", "failed", "completed",
+                                                   "warning", "matches_found", "problems")})
+        return Row(
+            topology=self.topology.name, family=family.value, backend=self.lab.info.backend,
+            security=self.topology.security.mode.value, operation=op,
+            modality=study.modality if study else "", pdu=self.opts.pdu, repetition=rep,
+            objects=objects, bytes=size, seconds=round(seconds, 6),
+            mbytes_per_s=round(size / seconds / 1e6, 3) if seconds > 0 and size else 0.0,
+            setup_seconds=round(float(doc.get("setup_seconds", 0.0)), 6), verified=verified,
+            ok=bool(doc.get("ok")) and verified != "no", detail=str(detail),
+            wan_profile=self.wan_profile, wan_path=self.wan_path, **self.protection(doc),
+        )
+
+
+def _verified(doc: dict[str, Any]) -> str:
+    return "yes" if doc.get("ok") else "no"
+
+
+def run_study(r: Runner, family: Family, rep: int, study: StudyData) -> list[Row]:
+    """C-STORE the study, verify at the PACS, C-FIND it, C-MOVE it back, verify at the modality."""
+    size = sum(f.stat().st_size for f in study.files)
+    rows = []
+    doc = r.scu(family, "store", *map(str, study.files))
+    check = r.verify(r.pacs, r.paths.node_data(r.pacs) / "store", study)
+    doc = {**doc, "problems": check.get("problems", [])}
+    rows.append(r.row(family, rep, "store", study, doc, _verified(check), len(study.files), size))
+    doc = r.scu(family, "find", "--level=STUDY", f"--key=StudyInstanceUID={study.study_uid}",
+                "--key=PatientName=", "--key=NumberOfStudyRelatedInstances=")
+    found = len(doc.get("matches", []))
+    doc = {**doc, "matches_found": found, "ok": bool(doc.get("ok")) and found == 1}
+    rows.append(r.row(family, rep, "find", study, doc, objects=found))
+    dest = f"{MODALITY_AE}-V{family.version}"
+    doc = r.scu(family, "move", "--level=STUDY", f"--key=StudyInstanceUID={study.study_uid}",
+                f"--dest={dest}")
+    check = r.verify(r.modality, r.paths.node_data(r.modality) / "received", study)
+    doc = {**doc, "problems": check.get("problems", [])}
+    rows.append(r.row(family, rep, "move", study, doc, _verified(check),
+                      int(doc.get("completed", 0)), size))
+    return rows
+
+
+def execute(opts: RunOptions, progress: Progress = no_progress,
+            on_row: Callable[[Row], None] | None = None) -> RunResult:
+    """Bring the lab up (or use ``opts.lab``), run, verify, write results, stop what we started."""
+    if opts.topology is None and opts.lab is None:
+        raise LabError("name a topology, or a running lab with --lab")
+    opts = replace(opts, out=opts.out.absolute())  # nodes get absolute paths
+    own = opts.lab is None
+    started = time.time()
+    lab = (lifecycle.up(opts.topology, backend=opts.backend, progress=progress,
+                        overrides=opts.overrides, wan=opts.wan, measured=True)
+           if own and opts.topology else _attach(opts))
+    if not own and opts.overrides:
+        _same_security(lab, opts)
+    result = RunResult(opts.out)
+    error = ""
+    try:
+        opts.out.mkdir(parents=True, exist_ok=True)
+        families = routed_families(lab.topology, _node(lab.topology, Role.MODALITY),
+                                   _node(lab.topology, Role.PACS))
+        if not families:
+            raise LabError("the modality cannot reach the PACS in any family: "
+                           + " ".join(lab.topology.notes))
+        pki = ensure_lab_pki(LabPaths(lab.name), lab.topology)
+        progress("preparing studies and signed manifests")
+        studies, result.skipped = prepare_studies(opts, pki, _site_of(lab.topology, Role.MODALITY))
+        runner = Runner(lab, opts, pki)
+        runner.wan_profile, runner.wan_path = _wan_fidelity(lab, opts, result, progress, own)
+        for rep in range(1, opts.repeat + 1):
+            for family in families:
+                progress(f"repetition {rep}/{opts.repeat}, {family.label}: C-ECHO")
+                new = [runner.row(family, rep, "echo", None, runner.scu(family, "echo"))]
+                for study in studies:
+                    progress(f"repetition {rep}/{opts.repeat}, {family.label}: {study.modality} "
+                             f"({len(study.files)} objects)")
+                    new += run_study(runner, family, rep, study)
+                    _wan_alive(lab, runner)
+                for row in new:
+                    if on_row:
+                        on_row(row)
+                result.rows += new
+    except BaseException as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        if opts.out.is_dir():
+            _write(opts, lab, result, started, error)
+        if own:
+            progress("taking the lab down")
+            lifecycle.down(lab.name)
+    return result
+
+
+#: How the lab's DICOM stores keep what they receive, by the topology's archive.sync.
+STORE_PATHS = {
+    "none": "written to the page cache, no fsync (archive.sync none: safe from a crash of the "
+            "archive program, not from a power cut)",
+    "object": "fdatasync of every object before its C-STORE is answered (archive.sync object)",
+}
+
+
+def _attach(opts: RunOptions) -> lifecycle.Lab:
+    """The running lab of ``--lab``, once every program this run needs on it is installed
+    (the WAN it will have: ``--wan``, else the one applied)."""
+    lab = lifecycle.attach(opts.lab)
+    wan = opts.wan if opts.wan is not None else wan_apply.read_state(lab.name).wan
+    programs.require(lifecycle.lab_needs(lab.topology, lab.backend.name, wan, measured=True))
+    return lab
+
+
+def _site_of(topology: Topology, role: Role) -> str:
+    return str(topology.node(_node(topology, role)).site)
+
+
+def _write(opts: RunOptions, lab: lifecycle.Lab, result: RunResult, started: float,
+           error: str) -> None:
+    """Results so far (all of them, or those before a failure) and provenance, with the error."""
+    write_csv(opts.out / "results.csv", result.rows)
+    write_json(opts.out / "run.json", provenance({
+        "topology": lab.topology.name, "topology_file": lab.topology.source, "lab": lab.name,
+        "backend": lab.info.backend, "started": started, "finished": time.time(),
+        "data_paths": {"esp": _esp_description(lab),
+                       "wan": result.wan.get("path") or "unimpaired veth",
+                       "store": STORE_PATHS[lab.topology.archive_sync]},
+        "security": lab.topology.security.label, "wan": result.wan, "notes": result.notes,
+        "options": {k: str(v) for k, v in vars(opts).items()},
+        "skipped_inputs": [{"file": str(p), "reason": why} for p, why in result.skipped],
+        "rows": len(result.rows), "all_ok": result.ok and not error, "error": error,
+    }))
+
+
+def _esp_description(lab: lifecycle.Lab) -> Any:
+    state = read_state(lab.name) if uses_ipsec(lab.topology) else None
+    if state is None:
+        return ("none (DICOM TLS end to end)" if lab.topology.security.mode is SecurityMode.TLS
+                else "none (no IPsec)")
+    return {"path": state.esp_path, "ike": state.ike_algorithms, "esp": state.esp_algorithms,
+            "ike_setup_seconds": state.setup_seconds, "scope": state.scope, "auth": state.auth}
+
+
+def _same_security(lab: lifecycle.Lab, opts: RunOptions) -> None:
+    """--security with --lab: the running lab must already be protected that way (security is
+    set up when a lab comes up, not per run)."""
+    text = LabPaths(lab.name).topology_copy.read_text(encoding="utf-8")
+    wanted = topology_file.parse(text, lab.info.topology, opts.overrides).security
+    if wanted != lab.topology.security:
+        raise LabError(f"lab {lab.name} runs with security {lab.topology.security.label!r}, not "
+                       f"{wanted.label!r}; security is chosen when a lab comes up")
+
+
+def _wan_fidelity(lab: lifecycle.Lab, opts: RunOptions, result: RunResult, progress: Progress,
+                  own: bool) -> tuple[str, str]:
+    """Apply ``--wan`` to a running lab, check the emulator lives, measure fidelity; return the
+    (profile, path) every row records."""
+    if opts.wan is not None and not own:
+        progress(f"impairing the WAN ({opts.wan.name or 'none'})")
+        wan_apply.apply(lab.backend, lab.name, lab.topology, opts.wan)
+    state = wan_apply.check(lab.backend, lab.name, lab.topology)
+    progress("measuring the WAN's fidelity (ping" + (", iperf3)" if state.path else ")"))
+    # unimpaired: the RTT of the bare path is enough (and takes half a second)
+    fidelity = measure.fidelity(lab.backend, lab.name, lab.topology, state.wan,
+                                pings=20 if state.path else 10, rate=bool(state.path))
+    wan_apply.record_fidelity(lab.name, fidelity)
+    result.wan = {"profile": as_dict(state.wan), "path": state.path, "why": state.why,
+                  "fidelity": fidelity}
+    if not state.wan.impaired:
+        return "", ""
+    rates = (state.wan.forward.rate_mbit, state.wan.reverse.rate_mbit)
+    if state.path == "userspace" and any(r == 0 or r > userspace.CAPACITY_MBIT for r in rates):
+        result.notes.append(
+            f"the WAN profile {state.wan.name!r} asks more than the userspace emulator is known "
+            f"to carry ({userspace.CAPACITY_MBIT:g} Mbit/s on a busy 2-core VM; scripts/bench "
+            "--only wan measures this machine): its rate may be limited by the emulator")
+    return state.wan.name, state.path
+
+
+def _wan_alive(lab: lifecycle.Lab, runner: Runner) -> None:
+    """A dead emulator fails the run (its WAN is cut, never silently unimpaired)."""
+    if runner.wan_path:
+        wan_apply.check(lab.backend, lab.name, lab.topology)

@@ -1,0 +1,249 @@
+"""Sweep files: the strict YAML schema, and its expansion into cases.
+
+A sweep is a matrix over the axes of the paper's test schema (Zhang et al. 2007) and the WAN
+profiles it did not try::
+
+    description: free text
+    matrix:
+      topology: [ipv4, ipv6]                  # shipped names or paths (relative to the file)
+      security:                               # one entry per configuration
+        - {mode: none}
+        - {mode: ipsec, proposal: aes128gcm16-ecp256}    # strongSwan ESP (and ike:) proposal
+        - {mode: tls, profile: bcp195-rfc8996, cipher: ECDHE-ECDSA-AES128-GCM-SHA256}
+      pdu: [0, 16384]                         # maximum PDU length (0 = unlimited), PS3.8 9.3
+      modality: [CT, MR]
+      wan: [none, dsl-20m-30ms]               # a WAN preset name; none = unimpaired
+    repetitions: 3                            # of every case (run --repeat)
+    objects: 4                                # objects per study (default: realistic sizes)
+    seed: 0
+
+Validation is strict like topology files: unknown or duplicate keys, wrong types and bad values
+are errors naming the file, the field path and the value.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from itertools import product
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from lab import topology as topology_file
+from lab.dicom.generate import MODALITIES
+from lab.errors import LabError, SweepError
+from lab.model.tls_profiles import PROFILES
+from lab.topology.schema import duplicate_key_problems, pydantic_problems
+
+WAN_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9.-]*$")
+PROPOSAL_RE = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class SecuritySpec(_Strict):
+    """One protection to try: none, IPsec with an ESP proposal, or DICOM TLS (PS3.15 Annex B)."""
+
+    mode: Literal["none", "ipsec", "tls"]
+    proposal: str | None = None  # ipsec: strongSwan ESP proposal, e.g. aes256gcm16-ecp384
+    ike: str | None = None  # ipsec: IKE proposal (default: the topology's)
+    profile: str | None = None  # tls: a profile of lab.model.tls_profiles
+    cipher: str | None = None  # tls: one OpenSSL suite name of that profile
+
+    @field_validator("proposal", "ike")
+    @classmethod
+    def _proposal(cls, v: str | None) -> str | None:
+        if v is not None and not PROPOSAL_RE.match(v):
+            raise ValueError("an ESP proposal is lower-case algorithm names joined by '-'")
+        return v
+
+    @field_validator("profile")
+    @classmethod
+    def _profile(cls, v: str | None) -> str | None:
+        if v is not None and v not in PROFILES:
+            raise ValueError(f"unknown DICOM TLS profile (known: {', '.join(PROFILES)})")
+        return v
+
+
+class MatrixSpec(_Strict):
+    topology: list[str] = Field(min_length=1)
+    security: list[SecuritySpec] = Field(default=[SecuritySpec(mode="none")], min_length=1)
+    pdu: list[int] = Field(default=[0], min_length=1)
+    modality: list[str] = Field(default=["CT"], min_length=1)
+    wan: list[str] = Field(default=["none"], min_length=1)
+
+    @field_validator("pdu")
+    @classmethod
+    def _pdu(cls, v: list[int]) -> list[int]:
+        bad = [p for p in v if p != 0 and not 16384 <= p <= 2**32 - 1]
+        if bad:
+            raise ValueError(f"PDU sizes are 0 (unlimited) or 16384 and up, got {bad}")
+        return v
+
+    @field_validator("modality")
+    @classmethod
+    def _modality(cls, v: list[str]) -> list[str]:
+        bad = [m for m in v if m not in MODALITIES]
+        if bad:
+            raise ValueError(f"unknown modality {bad} (known: {', '.join(MODALITIES)})")
+        return v
+
+    @field_validator("wan")
+    @classmethod
+    def _wan(cls, v: list[str]) -> list[str]:
+        bad = [w for w in v if not WAN_NAME_RE.match(w)]
+        if bad:
+            raise ValueError(f"WAN profiles are preset names like dsl-20m-30ms, got {bad}")
+        return v
+
+
+class SweepSpec(_Strict):
+    description: str = ""
+    matrix: MatrixSpec
+    repetitions: int = Field(1, ge=1, le=1000)
+    objects: int | None = Field(None, ge=1)
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Case:
+    """One cell of the matrix. ``lab_key`` is what needs a lab of its own: cases sharing it run
+    on one lab, the others (PDU, modality, repetitions) are parameters of a run."""
+
+    index: int
+    topology: Path
+    security: SecuritySpec
+    wan: str
+    pdu: int
+    modality: str
+
+    @property
+    def security_label(self) -> str:
+        s = self.security
+        ike = f"ike-{s.ike}" if s.ike else None
+        return "-".join(x for x in (s.mode, s.proposal or s.profile, ike, s.cipher) if x)
+
+    @property
+    def lab_key(self) -> tuple[str, str, str]:
+        return (str(self.topology), self.security_label, self.wan)
+
+    @property
+    def case_id(self) -> str:
+        """Stable across edits of the file (resuming matches cases by it), readable, and short."""
+        text = "_".join((self.topology.stem, self.security_label, self.wan, f"pdu{self.pdu}",
+                         self.modality))
+        digest = hashlib.sha256("|".join((*self.lab_key, str(self.pdu), self.modality))
+                                .encode()).hexdigest()[:6]
+        return re.sub(r"[^A-Za-z0-9_.-]+", "-", text)[:90] + f"_{digest}"
+
+
+@dataclass(frozen=True)
+class Sweep:
+    name: str
+    source: str
+    spec: SweepSpec
+    cases: tuple[Case, ...]
+
+
+def _topology(arg: str, base: Path, where: str, problems: list[str]) -> Path | None:
+    candidate = base / arg
+    if ("/" in arg or arg.endswith((".yaml", ".yml"))) and candidate.exists():
+        return candidate.resolve()
+    try:
+        path = topology_file.resolve_path(arg)
+    except LabError:
+        problems.append(f"{where}: no topology file or shipped topology {arg!r} "
+                        f"(shipped: {', '.join(topology_file.shipped())})")
+        return None
+    if not path.exists():
+        problems.append(f"{where}: no such file {arg!r}")
+        return None
+    return path.resolve()
+
+
+def _security_problems(spec: SweepSpec) -> list[str]:
+    problems = []
+    for i, s in enumerate(spec.matrix.security):
+        where = f"matrix.security[{i}]"
+        for key in ("proposal", "ike"):
+            if s.mode != "ipsec" and getattr(s, key):
+                problems.append(f"{where}.{key}: only for mode ipsec (got {getattr(s, key)!r})")
+        if s.mode != "tls" and (s.profile or s.cipher):
+            problems.append(f"{where}: profile and cipher are only for mode tls (got mode "
+                            f"{s.mode!r})")
+        if s.mode == "tls" and s.cipher and s.profile:
+            # A TLS 1.2 suite: Python cannot restrict the TLS 1.3 suites
+            # (lab.security.tls.contexts).
+            allowed = PROFILES[s.profile].tls12_ciphers
+            if s.cipher not in allowed:
+                problems.append(f"{where}.cipher: {s.cipher!r} is not a suite of profile "
+                                f"{s.profile!r} ({', '.join(allowed)})")
+    return problems
+
+
+def parse(text: str, source: str = "<string>") -> Sweep:
+    """Validate sweep ``text`` (YAML) and expand its matrix into cases."""
+    loader = yaml.SafeLoader(text)
+    loader.name = source
+    try:
+        node = loader.get_single_node()
+        problems = duplicate_key_problems(node)
+        if problems:
+            raise SweepError(source, problems)
+        raw: Any = loader.construct_document(node) if node is not None else None
+    except yaml.YAMLError as exc:
+        raise SweepError(source, [f"not valid YAML: {exc}"]) from None
+    finally:
+        loader.dispose()
+    if not isinstance(raw, dict):
+        raise SweepError(source, ["(top level): expected a mapping with a matrix "
+                                  f"(got {type(raw).__name__})"])
+    try:
+        spec = SweepSpec.model_validate(raw)
+    except ValidationError as exc:
+        raise SweepError(source, pydantic_problems(exc)) from None
+    problems = _security_problems(spec)
+    base = Path(source).parent
+    topologies = [_topology(t, base, f"matrix.topology[{i}]", problems)
+                  for i, t in enumerate(spec.matrix.topology)]
+    for axis in ("topology", "pdu", "modality", "wan"):
+        values = getattr(spec.matrix, axis)
+        if len(set(values)) != len(values):
+            problems.append(f"matrix.{axis}: repeated values {values!r}")
+    if problems:
+        raise SweepError(source, problems)
+    m = spec.matrix
+    cells = product([t for t in topologies if t], m.security, m.wan, m.pdu, m.modality)
+    cases = tuple(Case(i, t, s, w, p, mod) for i, (t, s, w, p, mod) in enumerate(cells))
+    return Sweep(Path(source).stem, source, spec, cases)
+
+
+def load(path: str | Path) -> Sweep:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SweepError(str(p), [f"cannot read the file: {exc.strerror}"]) from None
+    return parse(text, str(p))
+
+
+def shipped_dir() -> Path:
+    return topology_file.shipped_dir() / "sweeps"
+
+
+def resolve_path(arg: str) -> Path:
+    """A sweep argument is a file, or the name of a shipped sweep (``quick``)."""
+    p = Path(arg)
+    if p.exists() or "/" in arg or p.suffix in (".yaml", ".yml"):
+        return p
+    candidate = shipped_dir() / f"{arg}.yaml"
+    if not candidate.exists():
+        names = ", ".join(sorted(q.stem for q in shipped_dir().glob("*.yaml")))
+        raise SweepError(arg, [f"no such file, and no shipped sweep of that name ({names})"])
+    return candidate

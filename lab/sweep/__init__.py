@@ -1,8 +1,0 @@
-"""Sweeps: the paper's test schema (and WAN profiles beyond it) as a matrix of cases, run with as
-few lab builds as possible, resumable, into one tidy results table.
-
-- :mod:`lab.sweep.spec`: the sweep file schema and its expansion into cases;
-- :mod:`lab.sweep.seam`: the one place a case becomes ``up`` and ``run`` calls;
-- :mod:`lab.sweep.runner`: grouping, state, progress;
-- :mod:`lab.sweep.table`: the results table (CSV and Parquet) with provenance columns.
-"""
