@@ -1,12 +1,12 @@
 """--pdu really bounds the P-DATA PDUs on the wire, counted in a packet capture.
 
 The capture cannot lose what was sent without the test knowing: dumpcap writes it with a large
-kernel buffer; it is stopped only once the file holds the association's A-RELEASE-RP (every
-earlier packet of the interface is then in the file too) and read only after dumpcap has ended
-(its file flushed and closed). The PDUs are counted by walking the requestor's reassembled TCP
-stream PDU by PDU (PS3.8 9.3.1), which must hold every byte from the A-ASSOCIATE-RQ to the
-A-RELEASE-RQ without a hole. A capture in which the kernel dropped packets (dumpcap's own count)
-is taken again.
+kernel buffer; it is stopped once the file holds the association's A-RELEASE-RP (every earlier
+packet of the interface is then in the file too), or after 15 s at most, and read only after
+dumpcap has ended (its file flushed and closed). The PDUs are counted by walking the requestor's
+reassembled TCP stream PDU by PDU (PS3.8 9.3.1), which must hold every byte from the
+A-ASSOCIATE-RQ to the A-RELEASE-RQ without a hole. A capture in which the kernel dropped packets
+(dumpcap's own count), or whose closed file still lacks the release, is taken again.
 """
 
 from __future__ import annotations
@@ -76,8 +76,9 @@ def _released(pcap: Path) -> bool:
     return False
 
 
-def _capture_store(lab: str, pdu: int, study_file: Path, pcap: Path) -> int:
-    """Capture one C-STORE of ``study_file`` in the PACS node; the packets the kernel dropped."""
+def _capture_store(lab: str, pdu: int, study_file: Path, pcap: Path) -> int | None:
+    """Capture one C-STORE of ``study_file`` in the PACS node; the packets the kernel dropped,
+    or None if the finished capture does not hold the release (then it is taken again)."""
     pcap.unlink(missing_ok=True)
     capture = subprocess.Popen(
         [sys.executable, "-m", "lab", "exec", "--lab", lab, "pacs", "--", "dumpcap", "-i", "gw-b",
@@ -90,16 +91,17 @@ def _capture_store(lab: str, pdu: int, study_file: Path, pcap: Path) -> int:
             assert time.monotonic() < deadline and capture.poll() is None, "dumpcap did not start"
         teleradlab("exec", "--lab", lab, "modality", "--", sys.executable, "-m", "lab.dicom.scu",
                    "store", "--host=198.18.2.10", f"--pdu={pdu}", str(study_file))
-        deadline = time.monotonic() + 30
-        while not _released(pcap):
-            assert time.monotonic() < deadline, "the capture never showed the release"
+        # dumpcap may hold the last packets in its output buffer while it runs: wait for the
+        # release in the file a while, then stop it anyway and judge the file it closed.
+        deadline = time.monotonic() + 15
+        while not _released(pcap) and time.monotonic() < deadline:
             time.sleep(0.2)
     finally:
         capture.send_signal(signal.SIGTERM)
         _, tail = capture.communicate(timeout=30)
     dropped = re.search(r"received/dropped on interface .*: \d+/(\d+)", tail)
     assert dropped, f"dumpcap did not report its counts: {tail}"
-    return int(dropped.group(1))
+    return int(dropped.group(1)) if _released(pcap) else None
 
 
 def _pdata_lengths(lab: str, pdu: int, study_file: Path, pcap: Path) -> list[int]:
@@ -108,7 +110,7 @@ def _pdata_lengths(lab: str, pdu: int, study_file: Path, pcap: Path) -> list[int
         if _capture_store(lab, pdu, study_file, pcap) == 0:
             break
     else:
-        pytest.fail("the kernel dropped packets in three captures out of three")
+        pytest.fail("three captures out of three dropped packets or lacked the release")
     sent = [data for (_, src), data in tcp_streams(pcap, PORT, complete=True).items()
             if src != str(PORT)]
     assert len(sent) == 1, f"{len(sent)} associations captured"
