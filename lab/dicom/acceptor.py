@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import socket
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -37,8 +36,9 @@ from typing import Protocol
 
 from lab.dicom import command as cmd
 from lab.dicom import pdu
-from lab.dicom.encoded import file_meta
+from lab.dicom.incoming import Incoming, ScratchFile
 from lab.dicom.link import Link, LinkClosed
+from lab.dicom.negotiation import negotiate, rejection
 from lab.dicom.pdu import PduError
 
 log = logging.getLogger("lab.dicom.pacs")
@@ -52,17 +52,11 @@ SOP_CLASS_NOT_SUPPORTED = 0x0122
 #: The slowest a PDU may arrive (bytes a second) once its header is in: a PDU of L bytes gets
 #: max(idle timeout, L / MIN_RATE) seconds (128 kbit/s: slower than any WAN the lab emulates).
 MIN_RATE = 16 * 1024
-#: The longest command set (PS3.7 6.3: a few hundred bytes in practice), A-ASSOCIATE-RQ
-#: (128 presentation contexts with many transfer syntaxes each fit easily) and identifier.
-COMMAND_LIMIT = 1 << 16
-REQUEST_LIMIT = 1 << 18
-IDENTIFIER_LIMIT = 1 << 18
-#: A peer announcing a Maximum Length below this would make every response many PDUs.
-SMALLEST_PEER_PDU = 1024
+#: The longest command set (PS3.7 6.3: a few hundred bytes in practice) and A-ASSOCIATE-RQ
+#: (128 contexts with many transfer syntaxes fit); identifiers: incoming.IDENTIFIER_LIMIT.
+COMMAND_LIMIT, REQUEST_LIMIT = 1 << 16, 1 << 18
 #: Stores a scratch file (path, transfer syntax, SOP class, SOP instance); returns the status.
 StoreFile = Callable[[Path, str, str, str], int]
-#: Gives a new scratch file, open for writing (lab.dicom.scratch.ScratchPool.take).
-ScratchFile = Callable[[], tuple[int, Path]]
 
 
 @dataclass(frozen=True)
@@ -114,34 +108,6 @@ class Config:
     move_classes: frozenset[str] = frozenset()
 
 
-def negotiate(rq: pdu.Associate, supported: Mapping[str, frozenset[str]]) -> list[pdu.Result]:
-    """Each proposed context accepted with its first supported transfer syntax, or refused
-    with the reason (PS3.8 9.3.3.2)."""
-    results = []
-    for cx in rq.contexts:
-        syntaxes = supported.get(cx.abstract_syntax)
-        if syntaxes is None:
-            results.append(pdu.Result(cx.id, pdu.ABSTRACT_SYNTAX_NOT_SUPPORTED))
-            continue
-        chosen = next((ts for ts in cx.transfer_syntaxes if ts in syntaxes), None)
-        results.append(pdu.Result(cx.id, pdu.ACCEPTANCE, chosen) if chosen else
-                       pdu.Result(cx.id, pdu.TRANSFER_SYNTAXES_NOT_SUPPORTED))
-    return results
-
-
-def rejection(rq: pdu.Associate, ae_titles: frozenset[str]) -> tuple[int, int, int] | None:
-    """Why an A-ASSOCIATE-RQ is rejected (result, source, reason: PS3.8 9.3.4), or None."""
-    if not rq.protocol_version & 1:
-        return 1, 2, 2  # permanent, ACSE provider, protocol version not supported
-    if rq.application_context != pdu.APPLICATION_CONTEXT:
-        return 1, 1, 2  # permanent, service user, application context name not supported
-    if rq.called not in ae_titles:
-        return 1, 1, 7  # permanent, service user, called AE title not recognized
-    if not rq.calling or not rq.contexts or 0 < rq.max_length < SMALLEST_PEER_PDU:
-        return 1, 1, 1  # permanent, service user, no reason given
-    return None
-
-
 class Slots(Protocol):
     """The association slots of a server (lab.dicom.server.Slots): taken without waiting
     long, given back when the association ends."""
@@ -162,41 +128,6 @@ def _echo_status(fields: Mapping[int, bytes], abstract: str) -> int:
     return 0x0000 if sop_class == cmd.VERIFICATION == abstract else SOP_CLASS_NOT_SUPPORTED
 
 
-class _Incoming:
-    """A dataset being received: into a scratch file (a C-STORE), into a bounded buffer (an
-    identifier), or nowhere (a refused request, whose response waits for its last fragment)."""
-
-    def __init__(self, fields: Mapping[int, bytes], cid: int, ts: str, *,
-                 take: ScratchFile | None = None, collect: bool = False,
-                 refusal: int = 0) -> None:
-        self.fields, self.cid, self.ts, self.refusal = fields, cid, ts, refusal
-        self.sop_class = cmd.uid(fields, cmd.AFFECTED_SOP_CLASS) or ""
-        self.sop_instance = cmd.uid(fields, cmd.AFFECTED_SOP_INSTANCE) or ""
-        self.buffer = bytearray() if collect else None
-        self.fd, self.path = -1, Path()
-        if take is not None:
-            self.fd, self.path = take()
-            self.write(memoryview(file_meta(ts, self.sop_class, self.sop_instance)))
-
-    def write(self, data: memoryview) -> None:
-        if self.buffer is not None:
-            if len(self.buffer) + len(data) > IDENTIFIER_LIMIT:
-                raise PduError(f"identifier longer than {IDENTIFIER_LIMIT} bytes")
-            self.buffer += data
-        while self.fd >= 0 and data:
-            data = data[os.write(self.fd, data):]
-
-    def close(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
-
-    def discard(self) -> None:
-        self.close()
-        if self.path != Path():
-            self.path.unlink(missing_ok=True)
-
-
 class Acceptor:
     """Serves one association (see the module's doc); :meth:`serve` returns when it ends.
     ``slots``: one is taken once the request is read; none free means an A-ASSOCIATE-RJ
@@ -215,7 +146,7 @@ class Acceptor:
         self.contexts: dict[int, tuple[str, str]] = {}  # id: (abstract syntax, transfer syntax)
         self.peer_max = 0
         self.calling = ""
-        self.incoming: _Incoming | None = None
+        self.incoming: Incoming | None = None
         self.command = bytearray()
         self.command_cid = 0
 
@@ -389,9 +320,9 @@ class Acceptor:
         elif field == cmd.C_STORE_RQ and data and abstract in self.config.supported:
             self.incoming = self._store_request(fields, cid, abstract, ts)
         elif data and self._is_query(field, abstract):
-            self.incoming = _Incoming(fields, cid, ts, collect=True)
+            self.incoming = Incoming(fields, cid, ts, collect=True)
         elif data:  # read and drop the dataset, then say what was wrong
-            self.incoming = _Incoming(fields, cid, ts, refusal=cmd.UNRECOGNIZED_OPERATION)
+            self.incoming = Incoming(fields, cid, ts, refusal=cmd.UNRECOGNIZED_OPERATION)
         else:
             self._reply(cid, fields, cmd.UNRECOGNIZED_OPERATION)
 
@@ -402,7 +333,7 @@ class Acceptor:
             or (field == cmd.C_MOVE_RQ and abstract in config.move_classes))
 
     def _store_request(self, fields: Mapping[int, bytes], cid: int, abstract: str,
-                       ts: str) -> _Incoming:
+                       ts: str) -> Incoming:
         """A C-STORE-RQ: received into a scratch file, or refused (PS3.4 B.2.3) if its UIDs
         are not UIDs or its SOP class is not the context's."""
         sop_class = cmd.uid(fields, cmd.AFFECTED_SOP_CLASS)
@@ -410,14 +341,14 @@ class Acceptor:
         if sop_class is None or instance is None:
             log.warning("C-STORE from %s refused: its SOP Class or Instance UID is not a UID",
                         self.calling)
-            return _Incoming(fields, cid, ts, refusal=CANNOT_UNDERSTAND)
+            return Incoming(fields, cid, ts, refusal=CANNOT_UNDERSTAND)
         if sop_class != abstract or abstract in (cmd.VERIFICATION, *self.config.find_classes,
                                                  *self.config.move_classes):
             log.warning("C-STORE of %s refused on a context of %s", sop_class, abstract)
-            return _Incoming(fields, cid, ts, refusal=SOP_CLASS_NOT_SUPPORTED)
-        return _Incoming(fields, cid, ts, take=self.config.scratch)
+            return Incoming(fields, cid, ts, refusal=SOP_CLASS_NOT_SUPPORTED)
+        return Incoming(fields, cid, ts, take=self.config.scratch)
 
-    def _dataset_done(self, incoming: _Incoming) -> None:
+    def _dataset_done(self, incoming: Incoming) -> None:
         self.incoming = None
         incoming.close()
         if incoming.refusal:
@@ -427,7 +358,7 @@ class Acceptor:
         else:
             self._stored(incoming)
 
-    def _stored(self, incoming: _Incoming) -> None:
+    def _stored(self, incoming: Incoming) -> None:
         try:
             status = self.config.store_file(incoming.path, incoming.ts, incoming.sop_class,
                                             incoming.sop_instance)
@@ -436,7 +367,7 @@ class Acceptor:
         self._reply(incoming.cid, incoming.fields, status)
         self.config.settle(False)
 
-    def _query(self, incoming: _Incoming) -> None:
+    def _query(self, incoming: Incoming) -> None:
         """Hand a C-FIND/C-MOVE to the query service and send its replies as they come."""
         assert self.config.query is not None and incoming.buffer is not None
         field = cmd.us(incoming.fields, cmd.COMMAND_FIELD)

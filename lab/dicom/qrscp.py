@@ -37,6 +37,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 from lab.dicom import command as cmd
 from lab.dicom.acceptor import QueryReply as Reply
 from lab.dicom.acceptor import QueryRequest as Request
+from lab.dicom.incoming import IDENTIFIER_LIMIT
 from lab.dicom.index import StoredObject
 from lab.dicom.pdu import PduError
 from lab.dicom.query import QueryError, find, resolve_move
@@ -55,8 +56,6 @@ MOVE_MODELS = {str(PatientRootQueryRetrieveInformationModelMove): "patient",
 #: and Deflate (A.5), whose identifiers are inflated to at most IDENTIFIER_LIMIT bytes.
 TRANSFER_SYNTAXES = frozenset({ImplicitVRLittleEndian, "1.2.840.10008.1.2.1",
                                ExplicitVRBigEndian, DeflatedExplicitVRLittleEndian})
-#: The largest identifier taken (encoded, and inflated): a query is a few hundred bytes.
-IDENTIFIER_LIMIT = 1 << 18
 
 # PS3.4 C.4.1.1.4 and C.4.2.1.5 statuses.
 SUCCESS, PENDING, WARNING_SUBOPS = 0x0000, 0xFF00, 0xB000
