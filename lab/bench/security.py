@@ -23,7 +23,7 @@ from pathlib import Path
 
 from lab import topology as topology_file
 from lab.bench.store import listener
-from lab.dicom.generate import generate_study
+from lab.dicom.data.generate import generate_study
 from lab.errors import LabError
 from lab.host import processes
 from lab.model.names import LabPaths

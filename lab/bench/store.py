@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lab.dicom import MODALITY_AE, PACS_AE, PACS_PORT
-from lab.dicom.generate import generate_study
+from lab.dicom.data.generate import generate_study
 from lab.errors import LabError
 from lab.host import processes, programs
 from lab.model.topology import Family, Role

@@ -19,7 +19,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from lab.dicom import tlsopts
+from lab.dicom.ul import tlsopts
 
 CHUNK = 256 * 1024
 

@@ -26,7 +26,7 @@ from lab.cli.output import (
     topology_table,
 )
 from lab.cli.wan import wan_option
-from lab.dicom.generate import MODALITIES
+from lab.dicom.data.generate import MODALITIES
 from lab.errors import LabError, LabExistsError
 from lab.host import shell
 from lab.model.topology import Wan

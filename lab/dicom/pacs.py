@@ -1,22 +1,22 @@
 """The lab's DICOM archive (SCP), run inside a node: ``python -m lab.dicom.pacs``.
 
-Serves, per DICOM PS3.4, on the lab's own Upper Layer (lab.dicom.server, lab.dicom.acceptor):
+Serves, per DICOM PS3.4, on the lab's own Upper Layer (lab.dicom.ul.server, lab.dicom.ul.acceptor):
 - Verification (C-ECHO, Annex A);
 - Storage of every storage SOP class (C-STORE, Annex B), storing the received encoded dataset
-  without decoding it into a crash-safe store (lab.dicom.store), after checking it and the
+  without decoding it into a crash-safe store (lab.dicom.archive.store), after checking it and the
   attributes it indexes (VR, length, character set), so nothing unreadable or misfiled is ever
   acknowledged;
 - Query/Retrieve FIND and MOVE in the Patient Root and Study Root models (Annex C,
-  lab.dicom.qrscp), unless ``--storage-only`` (the modality's receiver of C-MOVE results is this
-  program in that mode). A C-MOVE sends the stored files as they are: every element is kept
+  lab.dicom.archive.qrscp), unless ``--storage-only`` (the modality's receiver of C-MOVE results is
+  this program in that mode). A C-MOVE sends the stored files as they are: every element is kept
   (PS3.4 B.4.1, level 2 storage), and Digital Signatures inside the objects (PS3.15 Annex C,
-  lab.dicom.dsig) reach the destination bit for bit and still verify there; the archive
+  lab.dicom.data.dsig) reach the destination bit for bit and still verify there; the archive
   preserves them but does not check them itself.
 
 Move destinations (AE title -> host, port) are given with ``--destination AE=HOST:PORT``; an
 unknown destination gets the standard failure status 0xA801 (Move Destination unknown).
 An A-ASSOCIATE-RQ for another called AE title is rejected (PS3.8 9.3.4). ``--tls-*`` serves
-DICOM TLS (PS3.15 Annex B; see lab.dicom.tlsopts), and makes C-MOVE sub-operations use TLS
+DICOM TLS (PS3.15 Annex B; see lab.dicom.ul.tlsopts), and makes C-MOVE sub-operations use TLS
 with the same credentials. ``--sync`` chooses whether each object is fsync'ed before its
 C-STORE is answered.
 
@@ -38,17 +38,18 @@ from pathlib import Path
 
 from pynetdicom import ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts
 
-from lab.dicom import PACS_AE, PACS_PORT, tlsopts
-from lab.dicom.acceptor import Config
-from lab.dicom.qrscp import FIND_MODELS, MOVE_MODELS, TRANSFER_SYNTAXES, QueryService
-from lab.dicom.server import (
+from lab.dicom import PACS_AE, PACS_PORT
+from lab.dicom.archive.qrscp import FIND_MODELS, MOVE_MODELS, TRANSFER_SYNTAXES, QueryService
+from lab.dicom.archive.store import Store
+from lab.dicom.ul import tlsopts
+from lab.dicom.ul.acceptor import Config
+from lab.dicom.ul.server import (
     BACKLOG,
     MAX_ASSOCIATIONS,
     AssociationServer,
     LogThrottle,
     listen,
 )
-from lab.dicom.store import Store
 from lab.errors import LabError
 
 log = logging.getLogger("lab.dicom.pacs")

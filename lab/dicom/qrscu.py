@@ -1,6 +1,6 @@
 """Query/Retrieve for the SCU (``python -m lab.dicom.scu find|move``): C-FIND and C-MOVE in the
 Patient Root and Study Root models (PS3.4 Annex C) on the lab's own Upper Layer
-(:mod:`lab.dicom.qr_requestor`), one association per request, plain or DICOM TLS, IPv4 or IPv6.
+(:mod:`lab.dicom.ul.qr_requestor`), one association per request, plain or DICOM TLS, IPv4 or IPv6.
 
 ``move --repeat N`` makes N C-MOVEs in a row, each on its own association, and reports how many
 failed and why: what a soak test of the archive's C-MOVE needs, from one process.
@@ -14,11 +14,11 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 
-from lab.dicom import command as cmd
-from lab.dicom import qr_requestor as qr
-from lab.dicom import tlsopts
-from lab.dicom.pdu import PduError
-from lab.dicom.requestor import Requestor, ScuError, open_association
+from lab.dicom.ul import command as cmd
+from lab.dicom.ul import qr_requestor as qr
+from lab.dicom.ul import tlsopts
+from lab.dicom.ul.pdu import PduError
+from lab.dicom.ul.requestor import Requestor, ScuError, open_association
 from lab.errors import LabError
 
 #: How many failed C-MOVEs of a --repeat run are reported one by one.

@@ -8,7 +8,7 @@ parsing logs. With ``--tls-profile`` (DICOM TLS, PS3.15 Annex B) the document ad
 ``handshake_seconds``, ``tls_version`` and ``cipher`` (null without TLS); ``setup_seconds``
 then includes the TCP connect and the TLS handshake.
 
-``echo`` and ``store`` run on the lab's lean Upper Layer (:mod:`lab.dicom.requestor`): stored
+``echo`` and ``store`` run on the lab's lean Upper Layer (:mod:`lab.dicom.ul.requestor`): stored
 files are sent without being decoded, straight from the file to the socket, so each object
 needs an accepted presentation context with exactly its own transfer syntax. ``find`` and
 ``move`` run on the same Upper Layer (:mod:`lab.dicom.qrscu`); ``move --repeat N`` makes N
@@ -27,8 +27,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from lab.dicom import MODALITY_AE, PACS_AE, PACS_PORT, tlsopts
-from lab.dicom.requestor import (
+from lab.dicom import MODALITY_AE, PACS_AE, PACS_PORT
+from lab.dicom.ul import tlsopts
+from lab.dicom.ul.requestor import (
     Part10,
     ScuError,
     open_association,

@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from lab.dicom.integrity import Status, check_objects, read_signed, summarize, verify_manifest
-from lab.dicom.store import study_paths
+from lab.dicom.archive.store import study_paths
+from lab.dicom.data.integrity import Status, check_objects, read_signed, summarize, verify_manifest
 from lab.errors import LabError
 
 

@@ -21,8 +21,8 @@ from typing import Any
 from lab import topology as topology_file
 from lab.backends.base import Progress, no_progress
 from lab.dicom import MODALITY_AE
-from lab.dicom.generate import generate_study, load_folder
-from lab.dicom.integrity import build_manifest, sign_manifest, write_signed
+from lab.dicom.data.generate import generate_study, load_folder
+from lab.dicom.data.integrity import build_manifest, sign_manifest, write_signed
 from lab.errors import LabError
 from lab.host import programs
 from lab.model.names import LabPaths

@@ -2,7 +2,7 @@
 implicit VR little endian) and datasets (PS3.5 7.1.2, explicit VR little endian), built byte by
 byte, and what the archive answers, read with a deadline.
 
-They are built here, apart from the lab's own encoder (lab.dicom.pdu), which is part of what is
+They are built here, apart from the lab's own encoder (lab.dicom.ul.pdu), which is part of what is
 under test: an attack must be able to say anything, wrong lengths and wrong VRs included.
 """
 

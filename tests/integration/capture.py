@@ -12,8 +12,8 @@ from pathlib import Path
 
 from .conftest import REPO
 
-#: The generated studies' patient name (lab.dicom.generate: TELERAD^SYNTH<seed>): what must never
-#: be readable on a protected WAN.
+#: The generated studies' patient name (lab.dicom.data.generate: TELERAD^SYNTH<seed>): what must
+#: never be readable on a protected WAN.
 PATIENT = b"TELERAD^SYNTH"
 
 

@@ -31,9 +31,9 @@ from pydicom import dcmread
 
 from lab.bench.store import dcmtk_tool
 from lab.dicom import MODALITY_AE, MODALITY_STORE_PORT, PACS_AE, PACS_PORT
-from lab.dicom.generate import Study, generate_study
-from lab.dicom.integrity import dataset_digest
-from lab.dicom.store import study_paths
+from lab.dicom.archive.store import study_paths
+from lab.dicom.data.generate import Study, generate_study
+from lab.dicom.data.integrity import dataset_digest
 from lab.errors import LabError
 from lab.model.names import LabPaths
 from lab.model.topology import Family

@@ -24,9 +24,9 @@ from typing import Any
 import pytest
 from pydicom import dcmread
 
-from lab.dicom.generate import generate_study
-from lab.dicom.integrity import build_manifest, dataset_offset, sign_manifest, write_signed
-from lab.dicom.scratch import is_pool_file
+from lab.dicom.archive.scratch import is_pool_file
+from lab.dicom.data.generate import generate_study
+from lab.dicom.data.integrity import build_manifest, dataset_offset, sign_manifest, write_signed
 from lab.model.names import LabPaths
 from lab.model.topology import Family
 from lab.security.pki.authority import create_ca
@@ -74,8 +74,8 @@ from pydicom.dataset import Dataset
 from pydicom.filereader import read_file_meta_info
 from pynetdicom import AE, build_context
 from pynetdicom.dsutils import encode
-from lab.dicom.scratch import is_pool_file
-from lab.dicom.integrity import dataset_offset
+from lab.dicom.archive.scratch import is_pool_file
+from lab.dicom.data.integrity import dataset_offset
 host, port, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 meta = read_file_meta_info(path)
 ae = AE(ae_title="MODALITY")
@@ -207,7 +207,8 @@ def store_state() -> StoreState:
 
 
 def _spare(path: Path) -> bool:
-    """An unused scratch file of the PACS's pool (lab.dicom.scratch): made empty in advance."""
+    """An unused scratch file of the PACS's pool (lab.dicom.archive.scratch): made empty in
+    advance."""
     try:
         return is_pool_file(path) and path.stat().st_size == 0
     except FileNotFoundError:  # taken and stored meanwhile

@@ -25,8 +25,8 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pydicom.uid import RLELossless
 
-from lab.dicom.dsig import sign, verify
-from lab.dicom.generate import MODALITIES, generate_study
+from lab.dicom.data.dsig import sign, verify
+from lab.dicom.data.generate import MODALITIES, generate_study
 
 DCMSIGN = "/usr/bin/dcmsign"
 PROFILE_FLAGS = {"base-rsa": "+pb", "creator-rsa": "+pc", "authorization-rsa": "+pa"}

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from lab.dicom.generate import generate_study
-from lab.dicom.store import study_paths
+from lab.dicom.archive.store import study_paths
+from lab.dicom.data.generate import generate_study
 from lab.security.pki.authority import create_ca
 
 HOST = "::1"

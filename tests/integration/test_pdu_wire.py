@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.dicom.generate import generate_study
+from lab.dicom.data.generate import generate_study
 
 from .capture import tcp_streams
 from .conftest import REPO, teleradlab

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from lab.bench.store import dcmtk_tool
-from lab.dicom.generate import Study, generate_study
-from lab.dicom.store import study_paths
+from lab.dicom.archive.store import study_paths
+from lab.dicom.data.generate import Study, generate_study
 from lab.errors import LabError
 
 HOST = "127.0.0.1"

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from lab.dicom.generate import MODALITIES
+from lab.dicom.data.generate import MODALITIES
 from lab.model.topology import Family
 from lab.study.results import read_csv
 from lab.topology import load

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from lab import topology as topology_file
-from lab.dicom.generate import generate_study
+from lab.dicom.data.generate import generate_study
 from lab.model.names import LabPaths
 from lab.study.results import read_csv
 

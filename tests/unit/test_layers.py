@@ -52,7 +52,7 @@ DICOM_MAY_IMPORT = ("lab.errors", "lab.model", "lab.dicom", "lab.security.pki",
 
 #: Function-local imports of lab code that stay, each deliberate: (module, imported) -> why.
 LAZY_IMPORTS = {
-    ("lab.dicom.tlsopts", "lab.security.tls.contexts"):
+    ("lab.dicom.ul.tlsopts", "lab.security.tls.contexts"):
         "node programs run without TLS skip importing ssl and cryptography (start-up time)",
     ("lab.dicom.scu", "lab.dicom.qrscu"):
         "the store SCU (the benchmarks' hot path) does not load the Q/R client (start-up time)",

@@ -3,7 +3,7 @@
 The same credentials serve the three security measures of the lab, so each profile follows the
 standard of the protocol that consumes it:
 
-- ``signing``: integrity manifests of DICOM objects (``lab.dicom.integrity``); digitalSignature
+- ``signing``: integrity manifests of DICOM objects (``lab.dicom.data.integrity``); digitalSignature
   and contentCommitment key usage, id-kp-documentSigning EKU (RFC 9336).
 - ``server`` / ``client``: DICOM TLS with mutual authentication (DICOM PS3.15 Annex B, the BCP 195
   TLS profiles); serverAuth / clientAuth EKU (RFC 5280 4.2.1.12).

@@ -34,7 +34,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from lab import topology as topology_file
-from lab.dicom.generate import MODALITIES
+from lab.dicom.data.generate import MODALITIES
 from lab.errors import LabError, SweepError
 from lab.model.tls_profiles import PROFILES
 from lab.topology.schema import duplicate_key_problems, pydantic_problems

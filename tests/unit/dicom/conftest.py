@@ -15,7 +15,7 @@ from pydicom.uid import (
 )
 from pynetdicom.dsutils import encode
 
-from lab.dicom.store import Store, StoredObject
+from lab.dicom.archive.store import Store, StoredObject
 
 STUDY = "1.2.826.0.1.3680043.10.1.1"
 SERIES = "1.2.826.0.1.3680043.10.1.1.1"

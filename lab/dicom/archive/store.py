@@ -1,0 +1,385 @@
+"""The PACS's archive: DICOM Part-10 files on disk plus an SQLite index, safe against crashes.
+
+Layout under the store's root::
+
+    index.sqlite                  the index (WAL mode): one row per stored SOP Instance
+    objects/<xx>/<SOP UID>.dcm    the files; <xx> = two hex digits of the UID's SHA-1 (fan-out)
+    tmp/                          scratch: files being written (and pynetdicom's chunked receives)
+    lock                          flock'ed by the one process that has the store open
+
+Storing never decodes the dataset received over the network: the element headers of the encoded
+bytes are walked (PS3.5 7.1, 7.5) to prove the dataset complete and well formed, only the
+attributes the index needs are decoded, and the bytes are written unchanged after a File Meta
+Information header (PS3.10 7.1). So storing costs little more than writing the bytes. That
+reading and writing of encoded bytes is :mod:`lab.dicom.data.encoded`; what the index holds, and
+its table, is :mod:`lab.dicom.archive.schema`; its rows and lookups, :mod:`lab.dicom.archive.index`.
+
+Crash safety rests on one ordering: a file is written in ``tmp/`` and fsync'ed, renamed into
+``objects/`` (atomic on POSIX; the directory is fsync'ed too), and only then is its index row
+committed (at once, or soon after with ``defer_index``). At any crash the index may thus lack a
+row, or hold a stale row for a complete file, but it never describes a missing or partial file;
+:meth:`Store.open` repairs the rest. The index is derived data: it can always be rebuilt from
+the files. The fsyncs make an acknowledged object survive a power cut: a dataset received into
+a file of the scratch pool (:mod:`lab.dicom.archive.scratch`, names made durable in advance) needs
+one ``fdatasync``, and :meth:`Store.open` finishes its move if the rename did not reach the disk;
+any other file needs two flushes (the file, then its directory). A store opened with
+``sync=False`` skips them all, keeping the ordering and the repair.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import logging
+import mmap
+import os
+import shutil
+import tempfile
+import threading
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from pydicom.datadict import tag_for_keyword
+
+from lab.dicom.archive.index import SETTLE_BATCH, Index, StoredObject
+from lab.dicom.archive.schema import (
+    ATTRIBUTES,
+    COMPUTED,
+    LEVELS,
+    UNIQUE_KEYS,
+    Level,
+    available,
+    study_paths,
+)
+from lab.dicom.archive.scratch import ScratchPool, is_pool_file
+from lab.dicom.data.encoded import (
+    IMPLEMENTATION_CLASS_UID,
+    IMPLEMENTATION_VERSION_NAME,
+    UID_PATTERN,
+    Parsed,
+    StoreError,
+    file_meta,
+    parse,
+    split_part10,
+)
+
+#: The public interface, with what it re-exports from the modules it was split into.
+__all__ = ["ATTRIBUTES", "COMPUTED", "IMPLEMENTATION_CLASS_UID", "IMPLEMENTATION_VERSION_NAME",
+           "LEVELS", "SETTLE_BATCH", "UNIQUE_KEYS", "Level", "Recovery", "Store", "StoreError",
+           "StoredObject", "available", "study_paths"]
+
+log = logging.getLogger(__name__)
+
+#: What the index decodes of each dataset (keyword: tag).
+_WANTED = {k: tag_for_keyword(k) or 0 for k in ATTRIBUTES}
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """What :meth:`Store.open` repaired: scratch files removed, rows dropped (file gone), files
+    (re)indexed (renamed into place but not committed), and files it could not index."""
+
+    removed_temp: int = 0
+    dropped_rows: int = 0
+    indexed: int = 0
+    unreadable: tuple[Path, ...] = ()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _start_writeback(fd: int) -> None:
+    """Start writing the file's dirty pages to disk without waiting for them (Linux:
+    POSIX_FADV_DONTNEED submits them, WB_SYNC_NONE, and drops only pages already clean), so
+    that the checks made before its fdatasync run while the disk works. Measured here: the
+    fdatasync of a 0.5 MB object then waits 0.5 ms instead of 1 ms."""
+    if hasattr(os, "posix_fadvise"):
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+
+
+def _make_fan_out(objects: Path, sync: bool) -> None:
+    """Create the 256 fan-out directories of ``objects/`` that are missing (their names made
+    durable by one flush), so that storing never creates a directory: that costs a mkdir and a
+    flush of ``objects/``, about 0.5 ms, on the first object of each."""
+    made = False
+    for fan in range(256):
+        path = objects / f"{fan:02x}"
+        if not path.is_dir():
+            path.mkdir()
+            made = True
+    if made and sync:
+        _fsync_dir(objects)
+
+
+# --- the store --------------------------------------------------------------------------------
+
+
+class Store:
+    """Files plus index under one root directory; open with :meth:`open`, close (or use as a
+    context manager) when done. Thread-safe: pynetdicom runs each association in its own
+    thread. One process at a time: :meth:`open` takes an exclusive lock on the directory."""
+
+    def __init__(self, root: Path, index: Index, lock_fd: int, sync: bool = True) -> None:
+        self.root = root
+        self.sync = sync
+        self.objects_dir = root / "objects"
+        self.tmp_dir = root / "tmp"
+        self.recovery = Recovery()
+        #: Scratch files to receive datasets into (see lab.dicom.archive.scratch).
+        self.scratch = ScratchPool(self.tmp_dir, sync)
+        self.index = index
+        self._lock_fd = lock_fd
+        self._lock = threading.Lock()  # of the files: a rename and its row go together
+
+    @classmethod
+    def open(cls, root: Path, *, sync: bool = True) -> Store:
+        """Create or open the store at ``root`` and bring the index back in line with the
+        files (see :attr:`recovery`). ``sync=False`` skips the fsyncs: an object is then safe
+        from a crash of the process but not from a power cut (the index still never describes
+        a partial file once :meth:`open` has repaired it)."""
+        root = Path(root).absolute()
+        for path in (root, root / "objects", root / "tmp"):
+            path.mkdir(parents=True, exist_ok=True)
+        _make_fan_out(root / "objects", sync)
+        lock_fd = os.open(root / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(lock_fd)
+            raise StoreError(f"store {root} is open in another process") from None
+        try:
+            index = Index.open(root)  # one of an older schema comes back empty: rebuilt below
+        except StoreError:
+            os.close(lock_fd)
+            raise
+        store = cls(root, index, lock_fd, sync)
+        try:
+            store.recovery = store._recover()
+        except BaseException:
+            store.close()
+            raise
+        return store
+
+    def close(self) -> None:
+        self.scratch.close()
+        with self._lock:
+            self.index.close()
+            os.close(self._lock_fd)
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- storing ---------------------------------------------------------------------------
+
+    def store_encoded(self, dataset: bytes | Path, transfer_syntax_uid: str,
+                      sop_class_uid: str, sop_instance_uid: str, *,
+                      defer_index: bool = False) -> StoredObject:
+        """Store a dataset as received in a C-STORE request (PS3.4 B.2), without decoding it.
+
+        ``dataset`` is the encoded dataset (bytes, or a file), optionally behind a Part-10
+        header whose File Meta Information must then agree with the three UIDs, which come from
+        the request and its presentation context. A file inside :attr:`tmp_dir` (pynetdicom's
+        chunked receive, with ``tempfile.tempdir`` pointed there) is the store's scratch and is
+        moved into place when it has that header; any other file is copied and left as is. An
+        existing instance of the same SOP Instance UID is replaced atomically.
+
+        ``defer_index``: the object's index row is written by :meth:`settle` (or by whatever
+        reads the index first) rather than before returning, so that a C-STORE can be answered
+        first and the rows of many written at once: the object is in place either way, and a
+        crash before its row is written leaves a file without a row, which :meth:`open` indexes.
+
+        Raises StoreError, leaving nothing behind, if the dataset is malformed, truncated or
+        inconsistent with the request; OSError if the disk fails.
+        """
+        ts, sop_class, sop = (str(u).strip(" \0") for u in
+                              (transfer_syntax_uid, sop_class_uid, sop_instance_uid))
+        for name, uid in (("Transfer Syntax", ts), ("SOP Class", sop_class), ("SOP Instance", sop)):
+            if len(uid) > 64 or not UID_PATTERN.fullmatch(uid):
+                raise StoreError(f"{name} UID {uid!r} is not a valid UID (PS3.5 9.1)")
+        if isinstance(dataset, Path):
+            return self._store_file(dataset, ts, sop_class, sop, defer_index)
+        parsed = parse(dataset, ts, sop_class, sop, _WANTED)
+        tmp = self._write_temp(file_meta(ts, sop_class, sop), memoryview(dataset)[parsed.offset:])
+        return self._commit(tmp, parsed.values, ts, defer_index=defer_index)
+
+    def _store_file(self, source: Path, ts: str, sop_class: str, sop: str,
+                    defer_index: bool) -> StoredObject:
+        in_tmp = source.absolute().parent == self.tmp_dir
+        pool = in_tmp and is_pool_file(source)
+        with source.open("rb") as src:
+            fd = src.fileno()
+            if os.fstat(fd).st_size == 0:
+                raise StoreError("empty dataset")
+            if pool and self.sync:
+                _start_writeback(fd)  # the disk works while the dataset is checked
+            with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as mapped:
+                parsed = parse(mapped, ts, sop_class, sop, _WANTED)
+            if parsed.has_meta and in_tmp:
+                if not pool:
+                    self._fsync(fd)
+                    return self._commit(source, parsed.values, ts, defer_index=defer_index)
+                if self.sync:  # its name is on disk already: one flush makes it durable
+                    os.fdatasync(fd)
+                return self._commit(source, parsed.values, ts, name_durable=True,
+                                    defer_index=defer_index)
+            src.seek(parsed.offset)
+            tmp = self._write_temp(file_meta(ts, sop_class, sop), src)
+        return self._commit(tmp, parsed.values, ts, defer_index=defer_index)
+
+    def _write_temp(self, header: bytes, body: memoryview | BinaryIO) -> Path:
+        """Write header + body to a new scratch file and flush it to disk."""
+        fd, name = tempfile.mkstemp(dir=self.tmp_dir, prefix="store-", suffix=".part")
+        try:
+            with open(fd, "wb") as out:
+                out.write(header)
+                if isinstance(body, memoryview):
+                    out.write(body)
+                else:
+                    shutil.copyfileobj(body, out, 1 << 20)
+                out.flush()
+                self._fsync(out.fileno())
+        except BaseException:
+            os.unlink(name)
+            raise
+        return Path(name)
+
+    def _fsync(self, fd: int) -> None:
+        if self.sync:
+            os.fsync(fd)
+
+    def _fsync_dir(self, path: Path) -> None:
+        if self.sync:
+            _fsync_dir(path)
+
+    def _final_path(self, sop: str) -> Path:
+        fan = hashlib.sha1(sop.encode(), usedforsecurity=False).hexdigest()[:2]
+        return self.objects_dir / fan / f"{sop}.dcm"
+
+    def _commit(self, tmp: Path, values: dict[str, str], ts: str, *,
+                name_durable: bool = False, defer_index: bool = False) -> StoredObject:
+        """Rename a complete, flushed file into place, then index it: this order is what keeps
+        the index from ever describing a missing or partial file. The new name is flushed
+        unless the old one was durable (a pool file: recovery finishes the move). An object a
+        pool file replaces is unlinked first rather than renamed over: ext4 (auto_da_alloc)
+        writes out the data of a file renamed over another there and then, milliseconds per
+        object; a crash between the two leaves the new object to recovery, and a C-MOVE of
+        that very instance at that very moment finds no file."""
+        final = self._final_path(values["SOPInstanceUID"])
+        with self._lock:
+            try:
+                if name_durable and os.path.lexists(final):
+                    os.unlink(final)
+                try:
+                    os.replace(tmp, final)
+                except FileNotFoundError:  # its fan-out directory was removed since open()
+                    if not os.path.isfile(tmp):
+                        raise
+                    final.parent.mkdir()
+                    self._fsync_dir(self.objects_dir)
+                    os.replace(tmp, final)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+            if not name_durable:
+                self._fsync_dir(final.parent)
+            return self.index.add(final, values, ts, defer=defer_index)
+
+    def settle(self, final: bool = True) -> None:
+        """Write the index rows that stores with ``defer_index`` left (see Index.settle)."""
+        self.index.settle(final)
+
+    # --- reading: the index's ----------------------------------------------------------------
+
+    def count(self) -> int:
+        """Number of stored SOP Instances."""
+        return self.index.count()
+
+    def get(self, sop_instance_uid: str) -> StoredObject | None:
+        """The stored object of that SOP Instance UID, if any."""
+        return self.index.get(sop_instance_uid)
+
+    def files_for(self, level: Level, keys: Mapping[str, str | Collection[str]],
+                  ) -> list[StoredObject]:
+        """See :meth:`lab.dicom.archive.index.Index.files_for` (C-MOVE/C-GET)."""
+        return self.index.files_for(level, keys)
+
+    def records(self, level: Level, restrict: Mapping[str, str | Collection[str]] | None = None,
+                ) -> list[dict[str, Any]]:
+        """See :meth:`lab.dicom.archive.index.Index.records` (C-FIND)."""
+        return self.index.records(level, restrict)
+
+    # --- recovery --------------------------------------------------------------------------
+
+    def _recover(self) -> Recovery:
+        """Remove scratch files, drop rows whose file is gone, and (re)index files that no row
+        describes or whose row is stale (a crash between rename and commit)."""
+        removed = rolled = 0
+        for leftover in self.tmp_dir.iterdir():
+            if is_pool_file(leftover) and leftover.stat().st_size and self._roll_forward(leftover):
+                rolled += 1
+                continue
+            if leftover.is_dir():
+                shutil.rmtree(leftover)
+            else:
+                leftover.unlink()
+            removed += 1
+        rows = self.index.file_states()
+        found = sorted(self.objects_dir.glob("*/*.dcm"))
+        files = {p.relative_to(self.root).as_posix(): p for p in found}
+        gone = [rel for rel in rows if rel not in files]
+        todo = [p for rel, p in files.items()
+                if rows.get(rel) != ((st := p.stat()).st_size, st.st_mtime_ns)]
+        self.index.drop(gone)
+        unreadable = []
+        for path in todo:
+            try:
+                self._index_file(path)
+            except StoreError as exc:
+                log.warning("cannot index %s: %s", path, exc)
+                unreadable.append(path)
+                self.index.drop([path.relative_to(self.root).as_posix()])
+        return Recovery(removed, len(gone), len(todo) - len(unreadable) + rolled,
+                        tuple(unreadable))
+
+    def _roll_forward(self, path: Path) -> bool:
+        """Store a complete received dataset left in a pool file by a crash (see
+        lab.dicom.archive.scratch); False if it is not one (partial, refused: then removed)."""
+        try:
+            ts, parsed = self._read_part10(path)
+        except StoreError:
+            return False
+        uids = (ts, parsed.values["SOPClassUID"], parsed.values["SOPInstanceUID"])
+        if not all(len(u) <= 64 and UID_PATTERN.fullmatch(u) for u in uids):
+            return False  # as store_encoded refuses it (and the UID names the file)
+        self._commit(path, parsed.values, ts)
+        log.warning("stored %s, received before a crash", parsed.values["SOPInstanceUID"])
+        return True
+
+    def _index_file(self, path: Path) -> None:
+        ts, parsed = self._read_part10(path)
+        if self._final_path(parsed.values["SOPInstanceUID"]) != path:
+            raise StoreError(f"its SOP Instance UID {parsed.values['SOPInstanceUID']} belongs "
+                             "elsewhere")
+        self.index.add(path, parsed.values, ts)
+
+    def _read_part10(self, path: Path) -> tuple[str, Parsed]:
+        with path.open("rb") as src:
+            if os.fstat(src.fileno()).st_size == 0:
+                raise StoreError("empty file")
+            with mmap.mmap(src.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+                _, meta = split_part10(mapped)
+                if meta is None:
+                    raise StoreError("not a DICOM Part-10 file")
+                ts, sop_class, sop = (str(meta.get(k, "")) for k in ("TransferSyntaxUID",
+                                      "MediaStorageSOPClassUID", "MediaStorageSOPInstanceUID"))
+                return ts, parse(mapped, ts, sop_class, sop, _WANTED)

@@ -1,0 +1,401 @@
+"""The archive's acceptor: one association served over a connected socket on the lab's own
+Upper Layer (PS3.8, PS3.7), for Verification, Storage and Query/Retrieve (PS3.4 Annexes A, B, C).
+
+:class:`Acceptor` reads the A-ASSOCIATE-RQ within ARTIM (PS3.8 9.1.5), rejects it when it must
+(PS3.8 9.3.4: protocol version, application context, called AE title, no free association),
+negotiates presentation contexts against the supported table (the first proposed transfer syntax
+supported, PS3.8 9.3.3.2), then takes requests until A-RELEASE or A-ABORT:
+
+- C-ECHO is answered at once;
+- a C-STORE dataset goes from the socket straight into a scratch file in the store's ``tmp/``,
+  behind a File Meta Information header, and the store checks and files it
+  (:meth:`lab.dicom.archive.store.Store.store_encoded`); the C-STORE-RSP carries the status it
+  decides.
+  A request whose UIDs are not valid UIDs is refused with a failure status (its dataset read and
+  dropped); a dataset cut off by an abort or a dropped connection is discarded;
+- a C-FIND or C-MOVE identifier is read into a bounded buffer and handed to the query service
+  (:mod:`lab.dicom.archive.qrscp`), whose replies are sent as they come;
+- any other request gets a response with status 0x0211 (Unrecognized operation, PS3.7 C).
+
+The peer is untrusted. Every wait is bounded (ARTIM for the request, the idle timeout between
+PDUs, and a PDU must arrive at no less than MIN_RATE bytes a second), memory is bounded whatever
+lengths the peer declares (a P-DATA-TF above the Maximum Length announced, a command or an
+identifier above its limit, is refused before it is read), and every malformed PDU or command
+is answered with an A-ABORT naming the reason (PS3.8 9.3.8, Table 9-26), never by silence.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from lab.dicom.ul import command as cmd
+from lab.dicom.ul import pdu
+from lab.dicom.ul.incoming import Incoming, ScratchFile
+from lab.dicom.ul.link import Link, LinkClosed
+from lab.dicom.ul.negotiation import negotiate, rejection
+from lab.dicom.ul.pdu import PduError
+
+log = logging.getLogger("lab.dicom.pacs")
+
+IMPLEMENTATION_CLASS_UID = "2.25.271818591651264108049536357787924617746"
+IMPLEMENTATION_VERSION_NAME = "TELERADLAB_SCP"
+#: Storage statuses used when the store cannot be asked (PS3.4 B.2.3, PS3.7 C).
+PROCESSING_FAILURE = 0x0110
+CANNOT_UNDERSTAND = 0xC000
+SOP_CLASS_NOT_SUPPORTED = 0x0122
+#: The slowest a PDU may arrive (bytes a second) once its header is in: a PDU of L bytes gets
+#: max(idle timeout, L / MIN_RATE) seconds (128 kbit/s: slower than any WAN the lab emulates).
+MIN_RATE = 16 * 1024
+#: The longest command set (PS3.7 6.3: a few hundred bytes in practice) and A-ASSOCIATE-RQ
+#: (128 contexts with many transfer syntaxes fit); identifiers: incoming.IDENTIFIER_LIMIT.
+COMMAND_LIMIT, REQUEST_LIMIT = 1 << 16, 1 << 18
+#: Stores a scratch file (path, transfer syntax, SOP class, SOP instance); returns the status.
+StoreFile = Callable[[Path, str, str, str], int]
+
+
+@dataclass(frozen=True)
+class QueryRequest:
+    """A C-FIND-RQ or C-MOVE-RQ as received: what the query service needs."""
+
+    field: int  # cmd.C_FIND_RQ or cmd.C_MOVE_RQ
+    sop_class: str
+    transfer_syntax: str
+    identifier: bytes
+    move_destination: str = ""
+
+
+@dataclass(frozen=True)
+class QueryReply:
+    """One response of the query service: status, identifier (encoded in the context's
+    transfer syntax) and, for C-MOVE, the sub-operation counts."""
+
+    status: int
+    identifier: bytes | None = None
+    counts: Mapping[str, int] | None = None
+
+
+#: Answers a C-FIND or C-MOVE (lab.dicom.archive.qrscp.QueryService).
+QueryHandler = Callable[[QueryRequest], Iterator[QueryReply]]
+
+
+@dataclass(frozen=True)
+class Config:
+    """What the acceptor serves: the AE titles it answers to, the Maximum Length it announces
+    and enforces for P-DATA-TF bodies (0 = unlimited), the supported abstract syntaxes with
+    their transfer syntaxes, where datasets are received, what stores one, the idle timeout,
+    what to do once a C-STORE is answered, ARTIM, and the Query/Retrieve service."""
+
+    ae_titles: frozenset[str]
+    max_pdu: int
+    supported: Mapping[str, frozenset[str]]
+    scratch: ScratchFile
+    store_file: StoreFile
+    timeout: float = 60.0
+    #: Work the store leaves until answers are on their way (the index rows of
+    #: lab.dicom.archive.store.Store.store_encoded's ``defer_index``): called with False after each
+    #: C-STORE-RSP is sent, with True when the association ends.
+    settle: Callable[[bool], None] = lambda final: None
+    artim: float = 10.0
+    query: QueryHandler | None = None
+    #: Abstract syntaxes answered by ``query``: C-FIND ones and C-MOVE ones.
+    find_classes: frozenset[str] = frozenset()
+    move_classes: frozenset[str] = frozenset()
+
+
+class Slots(Protocol):
+    """The association slots of a server (lab.dicom.ul.server.Slots): taken without waiting
+    long, given back when the association ends."""
+
+    def acquire(self, acceptor: Acceptor) -> bool: ...
+
+    def release(self, acceptor: Acceptor) -> None: ...
+
+
+def _echo_status(fields: Mapping[int, bytes], abstract: str) -> int:
+    """The status of a C-ECHO (PS3.7 9.3.5.2, C): success, or a mistyped argument when its
+    Affected SOP Class UID is not a UID, or SOP class not supported when it is another one."""
+    if cmd.AFFECTED_SOP_CLASS not in fields:
+        return 0x0000
+    sop_class = cmd.uid(fields, cmd.AFFECTED_SOP_CLASS)
+    if sop_class is None:
+        return cmd.MISTYPED_ARGUMENT
+    return 0x0000 if sop_class == cmd.VERIFICATION == abstract else SOP_CLASS_NOT_SUPPORTED
+
+
+class Acceptor:
+    """Serves one association (see the module's doc); :meth:`serve` returns when it ends.
+    ``slots``: one is taken once the request is read; none free means an A-ASSOCIATE-RJ
+    (transient, local limit exceeded), so no connection ever queues for one. ``requested``:
+    called once the A-ASSOCIATE-RQ has been read (the connection's first phase is over)."""
+
+    def __init__(self, config: Config, sock: socket.socket, replay: bytes = b"",
+                 slots: Slots | None = None,
+                 requested: Callable[[], None] = lambda: None) -> None:
+        self.config = config
+        self.link = Link(sock, config.timeout, replay, buffer=1 << 12)
+        self.slots = slots
+        self.requested = requested
+        #: Since when the association has waited for the peer's next PDU (None: busy).
+        self.idle_since: float | None = None
+        self.contexts: dict[int, tuple[str, str]] = {}  # id: (abstract syntax, transfer syntax)
+        self.peer_max = 0
+        self.calling = ""
+        self.incoming: Incoming | None = None
+        self.command = bytearray()
+        self.command_cid = 0
+
+    def serve(self) -> None:
+        """The whole association. A peer's error ends it with an A-ABORT; so does a fault of
+        this program's own (logged with its traceback): a server thread never dies silently."""
+        slot = False
+        try:
+            slot = self._associate()
+            if slot:
+                self._run()
+        except LinkClosed as exc:
+            log.info("association ended: %s", exc)
+        except PduError as exc:
+            log.warning("association with %s aborted: %s", self.calling or "a peer", exc)
+            self._abort(exc.reason)
+        except TimeoutError as exc:
+            if not slot:  # ARTIM expired: the transport connection is closed (PS3.8 AA-2)
+                log.warning("connection closed: no A-ASSOCIATE-RQ within ARTIM (%s)", exc)
+                return
+            log.warning("association with %s aborted: %s", self.calling, exc)
+            self._abort(pdu.NOT_SPECIFIED)
+        except Exception:  # the last line of defence of a server thread: logged, aborted
+            log.exception("association with %s aborted by an internal error",
+                          self.calling or "a peer")
+            self._abort(pdu.NOT_SPECIFIED)
+        finally:
+            if self.incoming is not None:
+                if self.incoming.fd >= 0:
+                    log.warning("discarded a C-STORE dataset cut off by the end of its "
+                                "association")
+                self.incoming.discard()
+            self.link.close()
+            if slot:
+                self.config.settle(True)
+                if self.slots is not None:
+                    self.slots.release(self)
+
+    def _abort(self, reason: int) -> None:
+        with contextlib.suppress(PduError, OSError):
+            self.link.deadline(1.0)
+            self.link.send(pdu.encode_abort(2, reason))
+
+    def _header(self, within: float) -> tuple[int, int]:
+        """The next PDU's type and length, which must arrive within ``within`` seconds."""
+        self.link.deadline(within)
+        return self.link.header()
+
+    def _associate(self) -> bool:
+        """Read and answer the A-ASSOCIATE-RQ; True once an association slot is held."""
+        kind, length = self._header(self.config.artim)
+        if kind != pdu.A_ASSOCIATE_RQ:
+            raise PduError(f"expected A-ASSOCIATE-RQ, got PDU type 0x{kind:02X}",
+                           pdu.UNEXPECTED_PDU)
+        rq = pdu.decode_associate(kind, self.link.body(length, REQUEST_LIMIT))
+        self.requested()
+        self.calling = rq.calling
+        why = rejection(rq, self.config.ae_titles)
+        if why is None and self.slots is not None and not self.slots.acquire(self):
+            why = (2, 3, 2)  # transient, service provider (presentation), local limit exceeded
+        if why is not None:
+            log.warning("rejected association from %r to %r: %s", rq.calling, rq.called, why)
+            self.link.send(pdu.encode_reject(*why))
+            return False
+        try:
+            self._accept(rq)
+        except BaseException:
+            if self.slots is not None:
+                self.slots.release(self)
+            raise
+        return True
+
+    def evict(self) -> None:
+        """End an idle association from another thread, to give its slot to a new peer: an
+        A-ABORT (on a plain socket, where sending beside the reading thread is safe), then the
+        connection shut down, which wakes the association's own thread."""
+        sock = self.link.sock
+        if self.link.plain:
+            with contextlib.suppress(OSError):
+                sock.send(pdu.encode_abort(2, pdu.NOT_SPECIFIED), socket.MSG_DONTWAIT)
+        with contextlib.suppress(OSError):
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+    def _accept(self, rq: pdu.Associate) -> None:
+        results = negotiate(rq, self.config.supported)
+        abstract = {cx.id: cx.abstract_syntax for cx in rq.contexts}
+        self.contexts = {r.id: (abstract[r.id], r.transfer_syntax) for r in results
+                         if r.result == pdu.ACCEPTANCE}
+        self.peer_max = rq.max_length
+        ac = pdu.Associate(rq.called, rq.calling, results=tuple(results),
+                           max_length=self.config.max_pdu,
+                           implementation_class_uid=IMPLEMENTATION_CLASS_UID,
+                           implementation_version_name=IMPLEMENTATION_VERSION_NAME)
+        self.link.send(pdu.encode_associate(pdu.A_ASSOCIATE_AC, ac))
+        log.info("association from %s: %d of %d contexts accepted", rq.calling,
+                 len(self.contexts), len(results))
+
+    def _run(self) -> None:
+        limit, idle = self.config.max_pdu, self.config.timeout
+        while True:
+            self.idle_since = time.monotonic()
+            kind, length = self._header(idle)
+            self.idle_since = None
+            if kind == pdu.P_DATA_TF:
+                if limit and length > limit:
+                    raise PduError(f"P-DATA-TF of {length} bytes, above our maximum {limit}")
+                self.link.deadline(max(idle, length / MIN_RATE))
+                self._pdata(length)
+            elif kind == pdu.A_RELEASE_RQ:
+                self.link.body(length, 4)
+                if self.incoming is not None or self.command:
+                    raise PduError("A-RELEASE-RQ in the middle of a message",
+                                   pdu.UNEXPECTED_PDU)
+                self.link.send(pdu.RELEASE_RP)
+                return
+            elif kind == pdu.A_ABORT:
+                self.link.body(length, 4)
+                log.info("association aborted by %s", self.calling)
+                return
+            else:
+                raise PduError(f"unexpected PDU type 0x{kind:02X} on an established "
+                               "association", pdu.UNEXPECTED_PDU)
+
+    def _pdata(self, length: int) -> None:
+        while length:
+            if length < pdu.PDV_HEADER.size:
+                raise PduError("P-DATA-TF ends inside a PDV item header")
+            n, cid, control = self.link.pdv_header()
+            length -= n + pdu.PDV_HEADER.size
+            if length < 0:
+                raise PduError("PDV item overruns its P-DATA-TF PDU")
+            if cid not in self.contexts:
+                raise PduError(f"PDV on presentation context {cid}, which was not accepted")
+            if control & pdu.COMMAND:
+                self._command_fragment(cid, control, self.link.body(n, COMMAND_LIMIT))
+            elif self.incoming is None or cid != self.incoming.cid:
+                raise PduError("dataset fragment without a request before it")
+            else:
+                self.link.stream(n, self.incoming.write)
+                if control & pdu.LAST:
+                    self._dataset_done(self.incoming)
+
+    def _command_fragment(self, cid: int, control: int, data: bytes) -> None:
+        if self.incoming is not None:
+            raise PduError("command fragment in the middle of a dataset")
+        if self.command and cid != self.command_cid:
+            raise PduError("command fragments on two presentation contexts")
+        if len(self.command) + len(data) > COMMAND_LIMIT:
+            raise PduError(f"command set longer than {COMMAND_LIMIT} bytes")
+        self.command += data
+        self.command_cid = cid
+        if not control & pdu.LAST:
+            return
+        fields = cmd.decode(self.command)
+        self.command = bytearray()
+        self._request(cid, fields)
+
+    def _request(self, cid: int, fields: Mapping[int, bytes]) -> None:
+        """Dispatch a complete command set (PS3.7 9.3): answered now, or once its dataset is in.
+        """
+        field = cmd.us(fields, cmd.COMMAND_FIELD)
+        cmd.us(fields, cmd.MESSAGE_ID)  # every request has one (PS3.7 9.3): abort if not
+        abstract, ts = self.contexts[cid]
+        data = cmd.has_data_set(fields)
+        if field & cmd.RESPONSE:
+            raise PduError(f"a response (0x{field:04X}) where only requests are expected")
+        if field == cmd.C_ECHO_RQ and not data:
+            self._reply(cid, fields, _echo_status(fields, abstract))
+        elif field == cmd.C_CANCEL_RQ:
+            pass  # nothing is pending by the time a C-CANCEL is read (PS3.7 9.3.2.3)
+        elif field == cmd.C_STORE_RQ and data and abstract in self.config.supported:
+            self.incoming = self._store_request(fields, cid, abstract, ts)
+        elif data and self._is_query(field, abstract):
+            self.incoming = Incoming(fields, cid, ts, collect=True)
+        elif data:  # read and drop the dataset, then say what was wrong
+            self.incoming = Incoming(fields, cid, ts, refusal=cmd.UNRECOGNIZED_OPERATION)
+        else:
+            self._reply(cid, fields, cmd.UNRECOGNIZED_OPERATION)
+
+    def _is_query(self, field: int, abstract: str) -> bool:
+        config = self.config
+        return config.query is not None and (
+            (field == cmd.C_FIND_RQ and abstract in config.find_classes)
+            or (field == cmd.C_MOVE_RQ and abstract in config.move_classes))
+
+    def _store_request(self, fields: Mapping[int, bytes], cid: int, abstract: str,
+                       ts: str) -> Incoming:
+        """A C-STORE-RQ: received into a scratch file, or refused (PS3.4 B.2.3) if its UIDs
+        are not UIDs or its SOP class is not the context's."""
+        sop_class = cmd.uid(fields, cmd.AFFECTED_SOP_CLASS)
+        instance = cmd.uid(fields, cmd.AFFECTED_SOP_INSTANCE)
+        if sop_class is None or instance is None:
+            log.warning("C-STORE from %s refused: its SOP Class or Instance UID is not a UID",
+                        self.calling)
+            return Incoming(fields, cid, ts, refusal=CANNOT_UNDERSTAND)
+        if sop_class != abstract or abstract in (cmd.VERIFICATION, *self.config.find_classes,
+                                                 *self.config.move_classes):
+            log.warning("C-STORE of %s refused on a context of %s", sop_class, abstract)
+            return Incoming(fields, cid, ts, refusal=SOP_CLASS_NOT_SUPPORTED)
+        return Incoming(fields, cid, ts, take=self.config.scratch)
+
+    def _dataset_done(self, incoming: Incoming) -> None:
+        self.incoming = None
+        incoming.close()
+        if incoming.refusal:
+            self._reply(incoming.cid, incoming.fields, incoming.refusal)
+        elif incoming.buffer is not None:
+            self._query(incoming)
+        else:
+            self._stored(incoming)
+
+    def _stored(self, incoming: Incoming) -> None:
+        try:
+            status = self.config.store_file(incoming.path, incoming.ts, incoming.sop_class,
+                                            incoming.sop_instance)
+        finally:
+            incoming.path.unlink(missing_ok=True)  # moved into the store, or refused
+        self._reply(incoming.cid, incoming.fields, status)
+        self.config.settle(False)
+
+    def _query(self, incoming: Incoming) -> None:
+        """Hand a C-FIND/C-MOVE to the query service and send its replies as they come."""
+        assert self.config.query is not None and incoming.buffer is not None
+        field = cmd.us(incoming.fields, cmd.COMMAND_FIELD)
+        destination = ""
+        if field == cmd.C_MOVE_RQ:
+            destination = cmd.ae_title(incoming.fields, cmd.MOVE_DESTINATION) or ""
+        request = QueryRequest(field, self.contexts[incoming.cid][0], incoming.ts,
+                               bytes(incoming.buffer), destination)
+        for reply in self.config.query(request):
+            self._reply(incoming.cid, incoming.fields, reply.status, reply.identifier,
+                        reply.counts)
+
+    def _reply(self, cid: int, fields: Mapping[int, bytes], status: int,
+               identifier: bytes | None = None, counts: Mapping[str, int] | None = None,
+               ) -> None:
+        """A response to the request ``fields`` (its SOP class and instance echoed when they
+        are valid UIDs), then its identifier if any."""
+        field = cmd.us(fields, cmd.COMMAND_FIELD)
+        instance = cmd.uid(fields, cmd.AFFECTED_SOP_INSTANCE) if field == cmd.C_STORE_RQ else ""
+        command = cmd.response(field, cmd.us(fields, cmd.MESSAGE_ID), status,
+                               cmd.uid(fields, cmd.AFFECTED_SOP_CLASS) or "", instance or "",
+                               data_set=identifier is not None, **(counts or {}))
+        self._send(cid, True, command, more=identifier is not None)
+        if identifier is not None:
+            self._send(cid, False, identifier, more=False)
+
+    def _send(self, cid: int, command: bool, data: bytes, more: bool) -> None:
+        pieces = list(pdu.fragments(cid, command, data, self.peer_max))
+        for n, piece in enumerate(pieces):
+            self.link.send(piece, more=more or n + 1 < len(pieces))

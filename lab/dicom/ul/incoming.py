@@ -1,0 +1,53 @@
+"""A dataset the archive's acceptor is receiving (lab.dicom.ul.acceptor): a C-STORE dataset streamed
+into a scratch file behind its File Meta Information (PS3.10 7.1), a C-FIND/C-MOVE identifier
+into a bounded buffer, or a refused request's dataset read and dropped."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from lab.dicom.data.encoded import file_meta
+from lab.dicom.ul import command as cmd
+from lab.dicom.ul.pdu import PduError
+
+#: The largest identifier taken (encoded, and inflated): a query is a few hundred bytes.
+IDENTIFIER_LIMIT = 1 << 18
+#: Gives a new scratch file, open for writing (lab.dicom.archive.scratch.ScratchPool.take).
+ScratchFile = Callable[[], tuple[int, Path]]
+
+
+class Incoming:
+    """A dataset being received: into a scratch file (a C-STORE), into a bounded buffer (an
+    identifier), or nowhere (a refused request, whose response waits for its last fragment)."""
+
+    def __init__(self, fields: Mapping[int, bytes], cid: int, ts: str, *,
+                 take: ScratchFile | None = None, collect: bool = False,
+                 refusal: int = 0) -> None:
+        self.fields, self.cid, self.ts, self.refusal = fields, cid, ts, refusal
+        self.sop_class = cmd.uid(fields, cmd.AFFECTED_SOP_CLASS) or ""
+        self.sop_instance = cmd.uid(fields, cmd.AFFECTED_SOP_INSTANCE) or ""
+        self.buffer = bytearray() if collect else None
+        self.fd, self.path = -1, Path()
+        if take is not None:
+            self.fd, self.path = take()
+            self.write(memoryview(file_meta(ts, self.sop_class, self.sop_instance)))
+
+    def write(self, data: memoryview) -> None:
+        if self.buffer is not None:
+            if len(self.buffer) + len(data) > IDENTIFIER_LIMIT:
+                raise PduError(f"identifier longer than {IDENTIFIER_LIMIT} bytes")
+            self.buffer += data
+        while self.fd >= 0 and data:
+            data = data[os.write(self.fd, data):]
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def discard(self) -> None:
+        self.close()
+        if self.path != Path():
+            self.path.unlink(missing_ok=True)

@@ -1,0 +1,258 @@
+"""One Upper Layer connection (PS3.8 9): PDUs read from a TCP (or TLS) socket through one
+reusable buffer, and sent with as few system calls and copies as the socket allows.
+
+The lean store path reads a PDU header, then either a small body (association, release and
+abort PDUs, command fragments) or the data of a PDV, which it hands on in pieces as they
+arrive (:meth:`Link.stream`) so a dataset goes from the socket to its file without being
+assembled in memory. A dataset is sent straight from its file (``sendfile(2)`` on a plain
+socket), each PDU header corked in front of its data (``MSG_MORE``) so it does not leave as a
+packet of its own.
+
+Every wait for the peer is bounded, whatever the peer declares or how slowly it sends: each
+receive waits at most ``timeout`` seconds, and a :meth:`Link.deadline` bounds the whole of
+what is being read (the A-ASSOCIATE-RQ within ARTIM, a PDU within a time its length allows).
+Memory is bounded too: a declared length never allocates anything, the buffer holds at most
+BUFFER bytes, and a small body is read whole only up to SMALL_LIMIT.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import struct
+import sys
+import time
+from collections.abc import Callable, Iterator
+from typing import BinaryIO
+
+from lab.dicom.ul.pdu import HEADER, PDU_TYPES, PDV_HEADER, UNRECOGNIZED_PDU, PduError
+
+#: Size of the receive buffer (and the largest piece handed to a stream's sink).
+BUFFER = 1 << 18
+#: The buffer a link starts with; it grows to BUFFER when a dataset is streamed, so an idle or
+#: half-open connection costs little memory.
+START_BUFFER = 1 << 14
+#: Largest PDU body read whole (association PDUs, command fragments): anything bigger is refused.
+SMALL_LIMIT = 1 << 20
+
+
+class LinkClosed(PduError):
+    """The peer closed the connection (or it broke) in the middle of a PDU or between PDUs."""
+
+
+@contextlib.contextmanager
+def _socket_errors(doing: str) -> Iterator[None]:
+    """Socket errors as the link's own: a kernel timeout (SO_RCVTIMEO / SO_SNDTIMEO expired on
+    a blocking socket) as TimeoutError, a reset, broken pipe or TLS error as LinkClosed."""
+    try:
+        yield
+    except BlockingIOError:
+        raise TimeoutError(f"timed out {doing}") from None
+    except TimeoutError:
+        raise
+    except OSError as exc:  # also ssl.SSLError
+        raise LinkClosed(f"connection broken: {exc}") from exc
+
+
+class Link:
+    """A connected socket carrying PDUs. ``timeout`` bounds every wait for the peer;
+    ``replay`` (at most BUFFER bytes) is read before what the socket brings."""
+
+    def __init__(self, sock: socket.socket, timeout: float | None, replay: bytes = b"",
+                 buffer: int = BUFFER) -> None:
+        self.sock = sock
+        self.timeout = timeout
+        # ssl is imported only where TLS is used: without it, no socket can be a TLS one.
+        ssl = sys.modules.get("ssl")
+        self.plain = ssl is None or not isinstance(sock, ssl.SSLSocket)
+        #: The wait the socket is set to now (None: unbounded), and the moment by which what is
+        #: being read must have arrived (None: only the per-receive timeout applies).
+        self._armed: float | None = -1.0
+        self._deadline: float | None = None
+        if self.plain:
+            sock.settimeout(None)
+        self._arm(timeout)
+        self._buf = bytearray(max(buffer, len(replay), 16))
+        self._view = memoryview(self._buf)
+        self._start, self._end = 0, len(replay)  # bytes already read, to be read again
+        self._buf[: len(replay)] = replay
+
+    def _arm(self, wait: float | None) -> None:
+        """Bound the socket's next waits to ``wait`` seconds. A plain socket stays blocking,
+        its waits bounded by the kernel (SO_RCVTIMEO, SO_SNDTIMEO), so that a dataset is read
+        with MSG_WAITALL: one recv for a whole PDV where Python's own timeout mode would poll
+        and recv for every few segments that arrive."""
+        if wait == self._armed:
+            return
+        self._armed = wait
+        if self.plain:
+            seconds = max(wait or 0.0, 0.0)
+            if wait is not None and seconds < 1e-6:
+                seconds = 1e-6  # zero would mean no timeout at all
+            tv = struct.pack("ll", int(seconds), int(seconds % 1 * 1e6))
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, tv)
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, tv)
+        else:
+            self.sock.settimeout(wait)
+
+    def deadline(self, seconds: float | None) -> None:
+        """What is read from now on must arrive within ``seconds`` in all (None: no bound but
+        the per-receive timeout); a receive past it raises TimeoutError."""
+        self._deadline = None if seconds is None else time.monotonic() + seconds
+
+    def _before_receive(self) -> None:
+        """Arm the socket for the next receive: the per-receive timeout, or what is left before
+        the deadline if that is sooner (re-armed only when the difference matters, to spare a
+        system call per receive)."""
+        wait = self.timeout
+        if self._deadline is not None:
+            left = self._deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("the peer is too slow: the deadline passed")
+            if wait is None or left < wait:
+                wait = left
+        armed = self._armed
+        if armed is None or wait is None or armed < wait - 1e-3 or armed > wait + 0.05:
+            self._arm(wait)
+
+    def _grow(self, size: int) -> None:
+        """Make the buffer at least ``size`` bytes (at most BUFFER), keeping unread bytes."""
+        if len(self._buf) >= size:
+            return
+        left = self._end - self._start
+        buf = bytearray(min(max(size, 2 * len(self._buf)), BUFFER))
+        buf[:left] = self._view[self._start:self._end]
+        self._buf, self._view = buf, memoryview(buf)
+        self._start, self._end = 0, left
+
+    def _recv(self) -> int:
+        """Read what the socket has into the free end of the buffer."""
+        self._before_receive()
+        with _socket_errors("waiting for the peer"):
+            got = self.sock.recv_into(self._view[self._end:])
+        if not got:
+            raise LinkClosed("connection closed by the peer")
+        self._end += got
+        return got
+
+    def _recv_all(self, n: int) -> None:
+        """Read ``n`` bytes into the empty buffer in one call (MSG_WAITALL; fewer at the end of
+        the stream or if a signal interrupts)."""
+        self._before_receive()
+        try:
+            got = self.sock.recv_into(self._view[:n], n, socket.MSG_WAITALL)
+        except BlockingIOError:
+            raise TimeoutError("timed out waiting for the peer") from None
+        except TimeoutError:
+            raise
+        except OSError as exc:
+            raise LinkClosed(f"connection broken: {exc}") from exc
+        if not got:
+            raise LinkClosed("connection closed by the peer")
+        self._end = got
+
+    def read(self, n: int) -> bytes:
+        """Exactly ``n`` bytes (n <= BUFFER)."""
+        if self._end - self._start < n:
+            self._grow(n)
+            if self._start:
+                left = self._end - self._start
+                self._buf[:left] = self._view[self._start:self._end]
+                self._start, self._end = 0, left
+            while self._end < n:
+                self._recv()
+        data = bytes(self._view[self._start:self._start + n])
+        self._start += n
+        if self._start == self._end:
+            self._start = self._end = 0
+        return data
+
+    def header(self) -> tuple[int, int]:
+        """The next PDU's type and length; LinkClosed at a clean end of stream."""
+        kind, length = HEADER.unpack(self.read(HEADER.size))
+        if kind not in PDU_TYPES:
+            raise PduError(f"unknown PDU type 0x{kind:02X} (PS3.8 9.3.1)", UNRECOGNIZED_PDU)
+        return kind, length
+
+    def body(self, length: int, limit: int = SMALL_LIMIT) -> bytes:
+        """A small PDU body or PDV data, read whole; PduError, before reading any of it, if
+        ``length`` is above ``limit``."""
+        if length > limit:
+            raise PduError(f"a {length}-byte PDU or item where at most {limit} is expected")
+        out = bytearray()
+        while len(out) < length:
+            out += self.read(min(len(self._buf), length - len(out)))
+        return bytes(out)
+
+    def pdv_header(self) -> tuple[int, int, int]:
+        """The next PDV item's data length, context id and message control header."""
+        length, context_id, control = PDV_HEADER.unpack(self.read(PDV_HEADER.size))
+        if length < 2:
+            raise PduError(f"PDV item of length {length} (PS3.8 9.3.5.1)")
+        return length - 2, context_id, control
+
+    def stream(self, n: int, sink: Callable[[memoryview], object]) -> None:
+        """Hand the next ``n`` bytes to ``sink`` in pieces (a buffer full at most)."""
+        if n > len(self._buf):
+            self._grow(n)
+        while n:
+            if self._start == self._end:
+                self._start = self._end = 0
+                if self.plain:
+                    self._recv_all(min(n, len(self._buf)))
+                else:
+                    self._recv()
+            take = min(n, self._end - self._start)
+            sink(self._view[self._start:self._start + take])
+            self._start += take
+            n -= take
+        if self._start == self._end:
+            self._start = self._end = 0
+
+    def send(self, data: bytes, more: bool = False) -> None:
+        """Send bytes; ``more``: data follows at once, so hold a partial packet (MSG_MORE).
+        Each send waits at most the link's timeout for the peer to take the bytes."""
+        if self._armed != self.timeout:
+            self._arm(self.timeout)
+        with _socket_errors("sending to the peer"):
+            if more and self.plain:
+                self.sock.sendall(data, socket.MSG_MORE)
+            else:
+                self.sock.sendall(data)
+
+    def send_file(self, file: BinaryIO, offset: int, count: int) -> None:
+        """Send ``count`` bytes of ``file`` from ``offset``."""
+        if self._armed != self.timeout:
+            self._arm(self.timeout)
+        with _socket_errors("sending to the peer"):
+            if self.plain:
+                fd, out = file.fileno(), self.sock.fileno()
+                while count:
+                    sent = self._sendfile(out, fd, offset, count)
+                    offset += sent
+                    count -= sent
+                return
+            file.seek(offset)
+            while count:
+                chunk = file.read(min(count, BUFFER))
+                if not chunk:
+                    raise PduError(f"{getattr(file, 'name', 'file')} is shorter than it was")
+                self.sock.sendall(chunk)
+                count -= len(chunk)
+
+    def _sendfile(self, out: int, fd: int, offset: int, count: int) -> int:
+        """One sendfile(2) on the (blocking) socket."""
+        try:
+            sent = os.sendfile(out, fd, offset, count)
+        except BlockingIOError:  # SO_SNDTIMEO expired
+            raise TimeoutError("timed out sending to the peer") from None
+        if sent == 0:
+            raise PduError("file ended before the dataset did")
+        return sent
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+

@@ -1,0 +1,260 @@
+"""The SCU's lean path: C-ECHO and C-STORE over an association of its own (PS3.8, PS3.7).
+
+A stored file is sent as it is: its File Meta Information (PS3.10 7.1) is read by hand for the
+SOP Class, SOP Instance and Transfer Syntax UIDs, and the dataset after it goes from the file
+to the socket in P-DATA-TF PDUs no longer than the peer accepts (PS3.8 D.1), never decoded.
+Each file needs an accepted presentation context with exactly its own transfer syntax.
+
+Imports the standard library and the lab's PDU and command codecs only, so that ``python -m
+lab.dicom.scu store`` spends its time on the network, not on imports.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import struct
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO, NamedTuple
+
+from lab.dicom.ul import command as cmd
+from lab.dicom.ul import pdu
+from lab.dicom.ul.link import Link, LinkClosed
+from lab.dicom.ul.pdu import PduError
+from lab.dicom.ul.tlsopts import negotiated
+from lab.errors import LabError
+
+if TYPE_CHECKING:
+    import ssl
+
+IMPLEMENTATION_CLASS_UID = "2.25.271818591651264108049536357787924617745"
+IMPLEMENTATION_VERSION_NAME = "TELERADLAB_SCU"
+_LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN",
+                       b"UR", b"UT", b"UV"})
+_REJECT_REASONS = {(1, 1): "no reason given", (1, 2): "application context not supported",
+                   (1, 3): "calling AE title not recognized",
+                   (1, 7): "called AE title not recognized", (2, 2): "protocol version not "
+                   "supported", (3, 1): "temporary congestion", (3, 2): "local limit exceeded"}
+
+
+class AssociationError(PduError):
+    """The association could not be established, or broke."""
+
+
+class ScuError(LabError):
+    """The operation could not be carried out (the SCU reports it as JSON with ok=false)."""
+
+
+class Part10(NamedTuple):
+    """What sending a Part-10 file needs: its UIDs and where its dataset starts."""
+
+    path: Path
+    sop_class: str
+    sop_instance: str
+    transfer_syntax: str
+    offset: int
+    size: int
+
+
+def read_part10(path: Path) -> Part10:
+    """The File Meta Information of a Part-10 file (PS3.10 7.1), read without a DICOM library;
+    ValueError naming the file if it is not one."""
+    with open(path, "rb") as f:
+        head = f.read(144)
+        if len(head) < 144 or head[128:132] != b"DICM" or head[132:138] != b"\2\0\0\0UL":
+            raise ValueError(f"{path}: not a DICOM Part-10 file (PS3.10 7.1)")
+        end = 144 + struct.unpack_from("<L", head, 140)[0]
+        meta = f.read(end - 144)
+        size = f.seek(0, 2)
+    if len(meta) != end - 144:
+        raise ValueError(f"{path}: File Meta Information is truncated")
+    uids: dict[int, str] = {}
+    pos = 0
+    while pos + 8 <= len(meta):
+        element, vr = struct.unpack_from("<2xH", meta, pos)[0], meta[pos + 4 : pos + 6]
+        if vr in _LONG_VRS:
+            length, pos = struct.unpack_from("<L", meta, pos + 8)[0], pos + 12
+        else:
+            length, pos = struct.unpack_from("<H", meta, pos + 6)[0], pos + 8
+        uids[element] = meta[pos : pos + length].decode("ascii", "replace").rstrip("\0 ")
+        pos += length
+    if pos != len(meta) or not all(uids.get(e) for e in (0x0002, 0x0003, 0x0010)):
+        raise ValueError(f"{path}: File Meta Information is malformed or lacks a UID")
+    return Part10(path, uids[0x0002], uids[0x0003], uids[0x0010], end, size)
+
+
+class Requestor:
+    """One association requested by this end (the SCU), over a plain or TLS socket."""
+
+    def __init__(self, link: Link, ac: pdu.Associate, proposed: Sequence[pdu.Proposed]) -> None:
+        self.link = link
+        self.peer_max = ac.max_length
+        self.accepted = {r.id: r.transfer_syntax for r in ac.results if r.result == 0}
+        self.abstract = {p.id: p.abstract_syntax for p in proposed}
+        self.released = False
+        #: handshake_seconds, tls_version, cipher (None without TLS): set by open_association.
+        self.tls: dict[str, object] = {}
+
+    @classmethod
+    def connect(cls, sock: socket.socket, *, called: str, calling: str,
+                contexts: Sequence[tuple[str, Sequence[str]]], max_pdu: int,
+                timeout: float) -> Requestor:
+        """A-ASSOCIATE over a connected socket, proposing ``contexts`` (abstract syntax,
+        transfer syntaxes) as ids 1, 3, 5, ... (PS3.8 9.3.2.2)."""
+        if not 0 < len(contexts) <= 128:
+            raise AssociationError(f"{len(contexts)} presentation contexts: one association "
+                                   "allows 1 to 128 (PS3.8 9.3.2.2)")
+        proposed = [pdu.Proposed(2 * i + 1, a, tuple(ts)) for i, (a, ts) in enumerate(contexts)]
+        rq = pdu.Associate(called, calling, contexts=tuple(proposed), max_length=max_pdu,
+                           implementation_class_uid=IMPLEMENTATION_CLASS_UID,
+                           implementation_version_name=IMPLEMENTATION_VERSION_NAME)
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        link = Link(sock, timeout)
+        link.send(pdu.encode_associate(pdu.A_ASSOCIATE_RQ, rq))
+        kind, length = link.header()
+        body = link.body(length)
+        if kind == pdu.A_ASSOCIATE_RJ and len(body) == 4:
+            link.close()
+            why = _REJECT_REASONS.get((body[2], body[3]), f"source {body[2]}, reason {body[3]}")
+            raise AssociationError(f"association rejected by {called}: {why}")
+        if kind != pdu.A_ASSOCIATE_AC:
+            link.close()
+            raise AssociationError(f"association with {called} failed: PDU type 0x{kind:02X}")
+        return cls(link, pdu.decode_associate(kind, body), proposed)
+
+    def context_for(self, abstract: str, transfer_syntax: str) -> int | None:
+        """An accepted presentation context for this pair, if any."""
+        for cid, ts in self.accepted.items():
+            if ts == transfer_syntax and self.abstract.get(cid) == abstract:
+                return cid
+        return None
+
+    def _cap(self, max_pdu: int) -> int:
+        """The longest P-DATA-TF body to send: the peer's maximum, lowered to ours if set."""
+        if max_pdu and (not self.peer_max or max_pdu < self.peer_max):
+            return max_pdu
+        return self.peer_max
+
+    def _send_command(self, cid: int, command: bytes, max_pdu: int, more: bool) -> None:
+        for piece in pdu.fragments(cid, True, command, self._cap(max_pdu)):
+            self.link.send(piece, more=more)
+
+    def _response(self) -> dict[int, bytes]:
+        """The next DIMSE response's command set (a dataset with it is read and dropped)."""
+        command = bytearray()
+        while True:
+            kind, length = self.link.header()
+            if kind != pdu.P_DATA_TF:
+                self.link.body(length)
+                raise AssociationError(_unexpected(kind))
+            while length:
+                n, _, control = self.link.pdv_header()
+                data = self.link.body(n)
+                length -= n + pdu.PDV_HEADER.size
+                if control & pdu.COMMAND:
+                    command += data
+                    if control & pdu.LAST:
+                        fields = cmd.decode(command)
+                        if not cmd.has_data_set(fields):
+                            return fields
+                elif control & pdu.LAST:
+                    return cmd.decode(command)
+
+    def store(self, obj: Part10, message_id: int, max_pdu: int) -> dict[int, bytes]:
+        """C-STORE one file; the response's command set."""
+        cid = self.context_for(obj.sop_class, obj.transfer_syntax)
+        if cid is None:
+            raise AssociationError(f"{obj.path}: no accepted presentation context for "
+                                   f"{obj.sop_class} in {obj.transfer_syntax}")
+        command = cmd.store_rq(message_id, obj.sop_class, obj.sop_instance)
+        self._send_command(cid, command, max_pdu, more=True)
+        with open(obj.path, "rb") as f:
+            self._send_dataset(f, cid, obj.offset, obj.size - obj.offset, max_pdu)
+        return self._response()
+
+    def store_status(self, obj: Part10, message_id: int, max_pdu: int) -> int:
+        """C-STORE one file; the response's status, or -1 if no context fits the file."""
+        if self.context_for(obj.sop_class, obj.transfer_syntax) is None:
+            return -1
+        return cmd.us(self.store(obj, message_id, max_pdu), cmd.STATUS)
+
+    def _send_dataset(self, f: BinaryIO, cid: int, offset: int, count: int,
+                      max_pdu: int) -> None:
+        cap = self._cap(max_pdu)
+        room = cap - pdu.PDV_HEADER.size if cap else max(count, 1)
+        if room <= 0:
+            raise AssociationError(f"maximum length {cap} leaves no room for data")
+        sent = 0
+        while True:
+            n = min(room, count - sent)
+            last = sent + n >= count
+            header = pdu.HEADER.pack(pdu.P_DATA_TF, n + pdu.PDV_HEADER.size)
+            header += pdu.PDV_HEADER.pack(n + 2, cid, pdu.LAST if last else 0)
+            self.link.send(header, more=n > 0)
+            if n:
+                self.link.send_file(f, offset + sent, n)
+            sent += n
+            if last:
+                return
+
+    def echo(self, message_id: int = 1) -> int:
+        """C-ECHO; the response's status."""
+        cid = next((c for c, a in self.abstract.items()
+                    if a == cmd.VERIFICATION and c in self.accepted), None)
+        if cid is None:
+            raise AssociationError("Verification was not accepted")
+        self._send_command(cid, cmd.echo_rq(message_id), 0, more=False)
+        return cmd.us(self._response(), cmd.STATUS)
+
+    def release(self) -> None:
+        """A-RELEASE (PS3.8 7.2), then close."""
+        try:
+            self.link.send(pdu.RELEASE_RQ)
+            while True:
+                kind, length = self.link.header()
+                self.link.body(length)
+                if kind in (pdu.A_RELEASE_RP, pdu.A_ABORT):
+                    break
+        except (LinkClosed, TimeoutError):
+            pass
+        finally:
+            self.released = True
+            self.link.close()
+
+    def abort(self) -> None:
+        """A-ABORT (service user), then close."""
+        with contextlib.suppress(PduError, OSError):
+            self.link.send(pdu.encode_abort(0, 0))
+        self.released = True
+        self.link.close()
+
+
+def _unexpected(kind: int) -> str:
+    what = {pdu.A_ABORT: "aborted by the peer", pdu.A_RELEASE_RQ: "released by the peer"}
+    return what.get(kind, f"unexpected PDU type 0x{kind:02X}")
+
+
+def open_association(host: str, port: int, *, called: str, calling: str,
+                     contexts: Sequence[tuple[str, Sequence[str]]], max_pdu: int,
+                     timeout: float, tls: ssl.SSLContext | None = None,
+                     ) -> tuple[Requestor, float]:
+    """Connect (over TLS with ``tls``, checking that ``host`` is in the server's certificate)
+    and associate; the association and the seconds it took (TCP connect and TLS handshake
+    included)."""
+    start = time.perf_counter()
+    sock = socket.create_connection((host, port), timeout=timeout)
+    try:
+        if tls is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock = tls.wrap_socket(sock, server_hostname=host)  # the handshake, now
+        tls_info = negotiated(sock)
+        assoc = Requestor.connect(sock, called=called, calling=calling, contexts=contexts,
+                                  max_pdu=max_pdu, timeout=timeout)
+        assoc.tls = tls_info
+    except BaseException:
+        sock.close()
+        raise
+    return assoc, time.perf_counter() - start

@@ -1,0 +1,54 @@
+"""lab.dicom.data.encoded: the indexed attributes decoded straight from the bytes agree with
+pydicom's decoding (which remains the path for other character sets and unusual encodings), and a VR
+PS3.5 does not define is refused wherever it is."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+from lab.dicom.archive.store import _WANTED, StoreError
+from lab.dicom.data import encoded as enc
+
+from ..conftest import SOP, encoded, make_dataset
+
+
+def _both(data: bytes, ts: str) -> tuple[dict[str, str] | None, dict[str, str]]:
+    implicit, little, _ = enc._syntax(ts)
+    walker = enc._Walker(data, 0, little=little,
+                         wanted=frozenset(_WANTED.values()) | {enc._CHARSET_TAG})
+    walker.dataset(0, implicit)
+    return (enc._fast_values(data, walker, _WANTED),
+            enc._pydicom_values(data, 0, walker, implicit, little, _WANTED))
+
+
+@pytest.mark.parametrize("ts", [ExplicitVRLittleEndian, ImplicitVRLittleEndian,
+                                ExplicitVRBigEndian])
+@pytest.mark.parametrize("attrs", [
+    {},
+    {"PatientName": "Müller^Jörg", "SpecificCharacterSet": "ISO_IR 100"},
+    {"PatientName": "Ωμέγα^Σ", "SpecificCharacterSet": "ISO_IR 192"},
+    {"StudyDescription": "odd", "PatientID": "P1 ", "SeriesNumber": 12, "InstanceNumber": None},
+])
+def test_fast_values_agree_with_pydicom(ts: str, attrs: dict[str, Any]) -> None:
+    fast, slow = _both(encoded(make_dataset(SOP, **attrs), ts), ts)
+    assert fast == slow
+
+
+@pytest.mark.parametrize("attrs", [
+    {"PatientName": "Yamada^Tarou", "SpecificCharacterSet": "ISO 2022 IR 87"},
+    {"PatientName": ["A^B", "C^D"]},  # multiple values: pydicom's business
+])
+def test_unusual_values_go_to_pydicom(attrs: dict[str, Any]) -> None:
+    fast, slow = _both(encoded(make_dataset(SOP, **attrs)), ExplicitVRLittleEndian)
+    assert fast is None and slow["PatientName"]
+
+
+def test_an_undefined_vr_is_refused_even_outside_the_indexed_attributes() -> None:
+    data = encoded(make_dataset(SOP), ExplicitVRLittleEndian)
+    at = data.index(b"\x28\x00\x10\x00US")  # Rows, not indexed
+    bad = data[: at + 4] + b"QQ" + data[at + 6 :]
+    with pytest.raises(StoreError, match="invalid VR"):
+        enc.parse(bad, ExplicitVRLittleEndian, make_dataset(SOP).SOPClassUID, SOP, _WANTED)
