@@ -19,6 +19,8 @@ from ipaddress import (
     IPv6Network,
 )
 
+from lab.model.tls_profiles import DICOM_TLS_PORT
+
 IPNetwork = IPv4Network | IPv6Network
 IPInterface = IPv4Interface | IPv6Interface
 IPAddress = IPv4Address | IPv6Address
@@ -195,7 +197,7 @@ class TlsSettings:
     registered port of DICOM over TLS, PS3.15 B.1)."""
 
     profile: str = "bcp195-rfc8996"
-    port: int = 2762
+    port: int = DICOM_TLS_PORT
     cipher: str | None = None  # one TLS 1.2 suite of the profile (OpenSSL name): forces TLS 1.2
 
 
