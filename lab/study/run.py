@@ -350,7 +350,7 @@ def _same_security(lab: Lab, opts: RunOptions) -> None:
     text = lab.paths.topology_copy.read_text(encoding="utf-8")
     wanted = topology_file.parse(text, lab.topology.source, opts.overrides).security
     if wanted != lab.topology.security:
-        raise LabError(f"lab {lab.name} runs with security {lab.topology.security.label!r}, not "
+        raise LabError(f"lab {lab.name} runs with security {lab.plan.label!r}, not "
                        f"{wanted.label!r}; security is chosen when a lab comes up")
 
 
