@@ -23,9 +23,20 @@ def teleradlab(*args: str | Path) -> str:
     return result.output
 
 
-def tool(*argv: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(a) for a in argv], capture_output=True, text=True, timeout=60,
-                          check=False)
+def _run(argv: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+
+
+def dcmsign(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return _run([DCMSIGN, *map(str, args)])
+
+
+def gdcmanon(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return _run(["gdcmanon", *map(str, args)])
+
+
+def openssl(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return _run(["openssl", *map(str, args)])
 
 
 @pytest.fixture
@@ -40,7 +51,7 @@ def test_dcmsign_verifies_what_teleradlab_sign_wrote(tmp_path: Path,
     teleradlab("sign", tmp_path / "src", "--key", ca / "modality-a.key", "--cert",
                ca / "modality-a.crt", "--out", tmp_path / "signed")
     for signed in sorted((tmp_path / "signed").iterdir()):
-        run = tool(DCMSIGN, "--verify", "+rg", "+cf", ca / "ca.crt", signed)
+        run = dcmsign("--verify", "+rg", "+cf", ca / "ca.crt", signed)
         assert run.returncode == 0 and "Verification : OK" in run.stdout + run.stderr
 
 
@@ -51,7 +62,7 @@ def test_gdcmanon_reidentifies_what_teleradlab_deid_wrote(
                tmp_path / "deid")
     for source in sources:
         back = tmp_path / f"back-{source.name}"
-        run = tool("gdcmanon", "-d", "-k", ca / "pacs-b.key", "-c", ca / "pacs-b.crt", "-i",
+        run = gdcmanon("-d", "-k", ca / "pacs-b.key", "-c", ca / "pacs-b.crt", "-i",
                    tmp_path / "deid" / source.name, "-o", back)
         assert run.returncode == 0, run.stderr
         restored, before = dcmread(back), dcmread(source)
@@ -70,10 +81,10 @@ def test_openssl_opens_what_teleradlab_media_export_wrote(
     assert len(secure_files) == 2
     for secure in secure_files:
         inner, plain = tmp_path / "inner.der", tmp_path / "plain.dcm"
-        run = tool("openssl", "cms", "-decrypt", "-inform", "DER", "-binary", "-in", secure,
+        run = openssl("cms", "-decrypt", "-inform", "DER", "-binary", "-in", secure,
                    "-recip", ca / "pacs-b.crt", "-inkey", ca / "pacs-b.key", "-out", inner)
         assert run.returncode == 0, run.stderr
-        run = tool("openssl", "cms", "-verify", "-inform", "DER", "-binary", "-in", inner,
+        run = openssl("cms", "-verify", "-inform", "DER", "-binary", "-in", inner,
                    "-CAfile", ca / "ca.crt", "-purpose", "any", "-out", plain)
         assert run.returncode == 0, run.stderr
         assert plain.read_bytes() in originals

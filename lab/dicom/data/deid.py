@@ -214,7 +214,7 @@ def _act(ds: Dataset, element: DataElement, action: str, session: Deidentifier,
         _remember(element, seen)
         del ds[element.tag]
         return True
-    if element.VR != "SQ" and element.is_empty:
+    if element.is_empty:
         return False
     if action == "C" and element.VR in ("DA", "DT"):
         try:

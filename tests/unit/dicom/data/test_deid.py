@@ -20,6 +20,7 @@ from lab.dicom.data.deid import (
     reidentify_file,
 )
 from lab.dicom.data.deid_table import EDITION, DeidError, check_options, row_for, table
+from lab.dicom.data.dsig import sign, verify
 from lab.dicom.data.generate import MODALITIES, generate_study
 
 from .pki_helpers import Site, make_site
@@ -169,3 +170,16 @@ def test_every_recipient_can_reidentify(tmp_path: Path, site_b: Site, elsewhere:
 def test_nothing_to_reidentify(site_b: Site) -> None:
     with pytest.raises(DeidError, match="no Encrypted Attributes Sequence"):
         reidentify(Dataset(), site_b.key, site_b.cert)
+
+
+def test_a_signed_object_verifies_again_after_reidentification(tmp_path: Path,
+                                                               site_b: Site) -> None:
+    """Digital Signatures Sequence is removed (Table E.1-1: X) and restored exactly, so the
+    receiver checks the sender's signature on the re-identified object (PS3.15 Annex C)."""
+    [path] = _object(tmp_path)
+    ds = dcmread(path)
+    sign(ds, site_b.key, site_b.cert)
+    out = deidentify(ds, Deidentifier((site_b.cert,)))
+    assert "DigitalSignaturesSequence" not in out
+    [result] = verify(reidentify(out, site_b.key, site_b.cert), [site_b.ca])
+    assert result.ok, str(result)
