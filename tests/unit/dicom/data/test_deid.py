@@ -183,3 +183,18 @@ def test_a_signed_object_verifies_again_after_reidentification(tmp_path: Path,
     assert "DigitalSignaturesSequence" not in out
     [result] = verify(reidentify(out, site_b.key, site_b.cert), [site_b.ca])
     assert result.ok, str(result)
+
+
+def test_values_in_another_character_set_come_back(tmp_path: Path, site_b: Site) -> None:
+    """The encrypted Modified Attributes item carries Specific Character Set, so UTF-8 names
+    are encoded and decoded alike (PS3.5 6.1)."""
+    [path] = _object(tmp_path)
+    ds = dcmread(path)
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    ds.PatientName, ds.InstitutionName = "Müller^Jürgen", "Hôpital Saint-Éloi"
+    ds.save_as(path, enforce_file_format=True)
+    deid = tmp_path / "deid.dcm"
+    deidentify_file(path, deid, Deidentifier((site_b.cert,)))
+    assert "Müller".encode() not in deid.read_bytes()
+    back = reidentify(dcmread(deid), site_b.key, site_b.cert)
+    assert back.PatientName == "Müller^Jürgen" and back == dcmread(path)
