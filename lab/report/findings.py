@@ -94,12 +94,15 @@ def failures_table(records: Records) -> Table:
                  empty="none, every case ran")
 
 
-def provenance_table(records: Records) -> Table:
+def provenance_table(records: Records, meta: dict[str, Any]) -> Table:
+    """What produced the results, from their rows and from the sweep's (or run's) record
+    ``meta``: the digest of the package lock the environment was installed from."""
     keys = ("backend", "data_path_esp", "data_path_wan", "esp_path", "wan_path",
             "teleradlab_version", "git_revision", "python", "kernel", "pydicom", "pynetdicom",
             "cryptography")
     rows = [[k, ", ".join(sorted({str(r.get(k, "")) for r in records} - {""})) or NONE]
             for k in keys]
+    rows.append(["requirements.lock sha256", str(meta.get("requirements_lock_sha256") or NONE)])
     return Table(["what", "values in these results"], rows, "Table: provenance")
 
 

@@ -76,7 +76,8 @@ def build_html(records: list[dict[str, Any]], charts: list[figures.Chart],
         drawings=drawings,
         tables=[findings.modality_table(records, "store"), findings.modality_table(records, "move"),
                 findings.pdu_table(records), findings.setup_table(records),
-                findings.failures_table(records), findings.provenance_table(records)],
+                findings.failures_table(records),
+                findings.provenance_table(records, meta)],
     )
 
 

@@ -6,11 +6,13 @@ the report of a real, reduced demo run.)"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
 from lab.report import bounds, figures, render
-from lab.study.results import Row, write_csv
+from lab.study.results import LOCK_FILE, Row, provenance, write_csv
 from lab.study.sweep import spec, table
 from lab.study.sweep.spec import Case
 
@@ -71,7 +73,10 @@ def test_the_demo_report_has_data_in_every_figure_and_table(tmp_path: Path) -> N
     out = tmp_path / "report"
     out.mkdir()
     table.write(out, records)
+    (out / "sweep.json").write_text(json.dumps(provenance({"sweep": "demo"})))
     text = render.write_report(out).read_text(encoding="utf-8")
     assert "no data" not in text  # no figure, no table says it has nothing to show
     assert "Table: cases that failed (recorded, not measured)</b>: none" in text
     assert "metro-100m-5ms" in text and "16384" in text
+    lock = hashlib.sha256(LOCK_FILE.read_bytes()).hexdigest()
+    assert f"<td>requirements.lock sha256</td><td>{lock}</td>" in text
