@@ -7,6 +7,7 @@ schema whatever produced the rows.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 import platform
@@ -90,11 +91,27 @@ def _git_revision() -> str:
     return out.stdout.strip() if out.returncode == 0 else "unknown"
 
 
+#: The lock of every Python package the scripts install (scripts/lock, scripts/lib.sh).
+LOCK_FILE = Path(__file__).resolve().parents[2] / "requirements.lock"
+
+
+def lock_digest(path: Path = LOCK_FILE) -> str:
+    """sha256 of the lock file the environment was installed from, so that a result names the
+    exact package set behind it; 'no requirements.lock' when the lab runs from elsewhere than
+    a checkout (as git_revision says 'unknown' there)."""
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except FileNotFoundError:
+        return f"no {path.name}"
+
+
 def provenance(extra: dict[str, Any]) -> dict[str, Any]:
-    """What produced a result: software versions, kernel, machine, and the caller's details."""
+    """What produced a result: software versions, the package lock's digest, kernel, machine,
+    and the caller's details."""
     return {
         "teleradlab": _version("teleradlab"),
         "git_revision": _git_revision(),
+        "requirements_lock_sha256": lock_digest(),
         "python": platform.python_version(),
         "packages": {d: _version(d) for d in ("pydicom", "pynetdicom", "pyroute2", "numpy",
                                               "cryptography")},
