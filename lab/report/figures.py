@@ -154,7 +154,7 @@ def setup_times(records: Records) -> Chart:
 def _wan_rows(records: Records) -> list[tuple[dict[str, Any], bounds.WanShape]]:
     out = []
     for r in measured(records, "store"):
-        shape = bounds.parse_preset(r["wan_profile"] or r["case_wan"])
+        shape = bounds.row_shape(r)
         if shape:
             out.append((r, shape))
     return out

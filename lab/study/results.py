@@ -17,6 +17,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from lab.model.topology import Wan
+
 
 @dataclass(frozen=True)
 class Row:
@@ -57,6 +59,18 @@ class Row:
 
 
 COLUMNS = tuple(f.name for f in fields(Row))
+
+
+def wan_columns(wan: Wan, path: str) -> dict[str, Any]:
+    """The Row's WAN columns for ``wan`` applied by ``path`` (netem | userspace): its name and
+    its numbers in the direction the data of a C-STORE flows (first site to second), so that
+    tables and figures need not parse names back. Empty for an unimpaired WAN."""
+    if not wan.impaired:
+        return {}
+    fwd, rev = wan.forward, wan.reverse
+    return {"wan_profile": wan.name, "wan_path": path, "wan_delay_ms": fwd.delay_ms,
+            "wan_rtt_ms": fwd.delay_ms + rev.delay_ms, "wan_jitter_ms": fwd.jitter_ms,
+            "wan_loss_pct": fwd.loss_pct, "wan_rate_mbit": fwd.rate_mbit}
 
 
 def write_csv(path: Path, rows: list[Row]) -> None:

@@ -34,7 +34,7 @@ from lab.runtime.services import tls_arguments
 from lab.security.ipsec.tunnel import IpsecState, read_state, sa_bytes, tunnel_probes
 from lab.security.pki.lab_pki import LabPki, ensure_lab_pki
 from lab.security.plan import Machine
-from lab.study.results import Row, provenance, write_csv, write_json
+from lab.study.results import Row, provenance, wan_columns, write_csv, write_json
 from lab.wan import apply as wan_apply
 from lab.wan import measure, userspace
 
@@ -377,11 +377,7 @@ def _wan_fidelity(lab: Lab, opts: RunOptions, result: RunResult, progress: Progr
             f"the WAN profile {state.wan.name!r} asks more than the userspace emulator is known "
             f"to carry ({userspace.CAPACITY_MBIT:g} Mbit/s on a busy 2-core VM; scripts/bench "
             "--only wan measures this machine): its rate may be limited by the emulator")
-    fwd, rev = state.wan.forward, state.wan.reverse
-    return {"wan_profile": state.wan.name, "wan_path": state.path,
-            "wan_delay_ms": fwd.delay_ms, "wan_rtt_ms": fwd.delay_ms + rev.delay_ms,
-            "wan_jitter_ms": fwd.jitter_ms, "wan_loss_pct": fwd.loss_pct,
-            "wan_rate_mbit": fwd.rate_mbit}
+    return wan_columns(state.wan, state.path)
 
 
 def _wan_alive(lab: Lab, runner: Runner) -> None:

@@ -11,8 +11,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from lab.model.wan import parse_option
 from lab.report import bounds, figures, render
-from lab.study.results import LOCK_FILE, Row, provenance, write_csv
+from lab.study.results import LOCK_FILE, Row, provenance, wan_columns, write_csv
 from lab.study.sweep import spec, table
 from lab.study.sweep.spec import Case
 
@@ -27,17 +28,16 @@ def _rows(case: Case) -> list[Row]:
     shape = bounds.parse_preset(wan)
     rate = min(MBIT[mode], shape.rate / 1e6 if shape and shape.rate else MBIT[mode])
     size = SIZES[case.modality]
+    cols = {} if wan == "none" else wan_columns(parse_option(wan), "userspace")
     out = [Row("ipv6", "ipv6", "netns", mode, "echo", "", case.pdu, 1, 0, 0, 0.001, 0.0, 0.002,
-               "", True, "", wan_profile="" if wan == "none" else wan)]
+               "", True, "", **cols)]
     for rep in (1, 2, 3):
         for op in ("store", "move"):
             seconds = size * 8 / (rate * 1e6) * (1 + 0.02 * rep)
             out.append(Row("ipv6", "ipv6", "netns", mode, op, case.modality, case.pdu, rep, 4,
                            size, seconds, size / seconds / 1e6, 0.004, "yes", True, "",
                            handshake_seconds=0.0 if mode == "none" else 0.01,
-                           esp_path="libipsec" if mode == "ipsec" else "",
-                           wan_profile="" if wan == "none" else wan,
-                           wan_path="" if wan == "none" else "userspace"))
+                           esp_path="libipsec" if mode == "ipsec" else "", **cols))
     return out
 
 

@@ -173,6 +173,13 @@ def test_intervals_and_tcp_bounds() -> None:
     custom = bounds.parse_preset("delay=40ms,rate=10mbit")
     assert custom is not None and custom.rtt == pytest.approx(0.08) and custom.rate == 10e6
     assert bounds.parse_preset("none") is None and bounds.parse_preset("lan-1g") is None
+    # rows carry the WAN's numbers as applied: the name is not needed (and not trusted)
+    row = {"wan_profile": "my-own", "wan_rtt_ms": "60.0", "wan_rate_mbit": "20.0",
+           "wan_loss_pct": "1.0"}
+    assert bounds.row_shape(row) == bounds.WanShape("my-own", 20e6, 0.06, 0.01)
+    assert bounds.row_shape({**row, "wan_rtt_ms": "0.0"}) is None
+    assert bounds.row_shape({"wan_profile": "dsl-20m-30ms", "wan_rtt_ms": ""}) == \
+        bounds.parse_preset("dsl-20m-30ms")
 
 
 def test_report_of_a_folder_without_results_says_what_to_do(tmp_path: Path) -> None:
