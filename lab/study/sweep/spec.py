@@ -13,6 +13,9 @@ profiles it did not try::
       pdu: [0, 16384]                         # maximum PDU length (0 = unlimited), PS3.8 9.3
       modality: [CT, MR]
       wan: [none, dsl-20m-30ms]               # a WAN preset name; none = unimpaired
+      object_security: [none, sign, deid, sign+deid]   # PS3.15 on the objects (run
+                                              # --object-security); no lab of its own
+    courier: false                            # also carry every study on secure media
     repetitions: 3                            # of every case (run --repeat)
     objects: 4                                # objects per study (default: realistic sizes)
     seed: 0
@@ -35,6 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from lab import topology as topology_file
 from lab.dicom.data.generate import MODALITIES
+from lab.dicom.objsec import MODES as OBJECT_SECURITY
 from lab.errors import LabError, SweepError
 from lab.topology.schema import (
     SecuritySpec,
@@ -56,6 +60,15 @@ class MatrixSpec(_Strict):
     pdu: list[int] = Field(default=[0], min_length=1)
     modality: list[str] = Field(default=["CT"], min_length=1)
     wan: list[str] = Field(default=["none"], min_length=1)
+    object_security: list[str] = Field(default=["none"], min_length=1)
+
+    @field_validator("object_security")
+    @classmethod
+    def _object_security(cls, v: list[str]) -> list[str]:
+        bad = [m for m in v if m not in OBJECT_SECURITY]
+        if bad:
+            raise ValueError(f"object security is one of {', '.join(OBJECT_SECURITY)}, got {bad}")
+        return v
 
     @field_validator("pdu")
     @classmethod
@@ -88,12 +101,14 @@ class SweepSpec(_Strict):
     repetitions: int = Field(1, ge=1, le=1000)
     objects: int | None = Field(None, ge=1)
     seed: int = 0
+    courier: bool = False
 
 
 @dataclass(frozen=True)
 class Case:
     """One cell of the matrix. ``lab_key`` is what needs a lab of its own: cases sharing it run
-    on one lab, the others (PDU, modality, repetitions) are parameters of a run."""
+    on one lab, the others (PDU, modality, object security, repetitions) are parameters of a
+    run."""
 
     index: int
     topology: Path
@@ -101,6 +116,7 @@ class Case:
     wan: str
     pdu: int
     modality: str
+    object_security: str = "none"
 
     @property
     def security_section(self) -> dict[str, Any]:
@@ -133,9 +149,11 @@ class Case:
     @property
     def case_id(self) -> str:
         """Stable across edits of the file (resuming matches cases by it), readable, and short."""
+        # object security 'none' adds nothing, so the cases of older sweeps keep their ids
+        extra = () if self.object_security == "none" else (self.object_security,)
         text = "_".join((self.topology.stem, self.security_label, self.wan, f"pdu{self.pdu}",
-                         self.modality))
-        digest = hashlib.sha256("|".join((*self.lab_key, str(self.pdu), self.modality))
+                         self.modality, *extra))
+        digest = hashlib.sha256("|".join((*self.lab_key, str(self.pdu), self.modality, *extra))
                                 .encode()).hexdigest()[:6]
         return re.sub(r"[^A-Za-z0-9_.-]+", "-", text)[:90] + f"_{digest}"
 
@@ -202,15 +220,16 @@ def parse(text: str, source: str = "<string>") -> Sweep:
     base = Path(source).parent
     topologies = [_topology(t, base, f"matrix.topology[{i}]", problems)
                   for i, t in enumerate(spec.matrix.topology)]
-    for axis in ("topology", "pdu", "modality", "wan"):
+    for axis in ("topology", "pdu", "modality", "wan", "object_security"):
         values = getattr(spec.matrix, axis)
         if len(set(values)) != len(values):
             problems.append(f"matrix.{axis}: repeated values {values!r}")
     if problems:
         raise SweepError(source, problems)
     m = spec.matrix
-    cells = product([t for t in topologies if t], m.security, m.wan, m.pdu, m.modality)
-    cases = tuple(Case(i, t, s, w, p, mod) for i, (t, s, w, p, mod) in enumerate(cells))
+    cells = product([t for t in topologies if t], m.security, m.wan, m.pdu, m.modality,
+                    m.object_security)
+    cases = tuple(Case(i, *cell) for i, cell in enumerate(cells))
     return Sweep(Path(source).stem, source, spec, cases)
 
 
