@@ -37,7 +37,7 @@ THREATS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "identities only (pixels and other attributes travel readable)",
         "yes (no WAN crossed; the files are encrypted to the recipient)")),
     ("tampering in transit", (
-        "yes (ESP integrity, RFC 4303)", "yes (AEAD records)",
+        "yes (ESP integrity, RFC 4303)", "yes (every record authenticated)",
         "detected per object and element at the receiver",
         "no (AES-CBC envelope without integrity)", "detected (SignedData), file refused")),
     ("tampering at rest, in the archive or a relay", (
@@ -79,18 +79,27 @@ def _share(rows: Records) -> str:
     return f"{100 * steps / transfer:.0f}%" if steps and transfer else NONE
 
 
+#: The label of courier rows: they cross no network, so the lab's transport does not apply.
+COURIER = "secure media (courier)"
+
+
 def cost_table(records: Records) -> Table:
-    """Per transport configuration and object security: the C-STORE, C-MOVE and courier time per
-    study and each object step's, mean ± 95% interval, and the steps' share of the transfer."""
-    rows = [r for r in records if r.get("ok") and r["operation"] in ("store", "move", "courier")
-            and (r.get("object_security") not in (None, "", "none")
-                 or r["operation"] == "courier" or any(r.get(c) for c, _ in STEPS))]
+    """Per transport configuration and object security (the plain runs of the same results as
+    the baseline, the courier pooled whatever lab carried it): the C-STORE, C-MOVE and courier
+    time per study and each object step's, mean ± 95% interval, and the steps' share."""
+    rows = [r for r in records if r.get("ok") and r["operation"] in ("store", "move", "courier")]
+    if not any(r["operation"] == "courier" or r.get("object_security") not in (None, "", "none")
+               for r in rows):
+        rows = []
+    order = {mode: i for i, mode in enumerate(("none", "sign", "deid", "sign+deid"))}
+    keyed = group(rows, lambda r: (
+        r["operation"] == "courier",
+        COURIER if r["operation"] == "courier" else config_label(r, objects=False),
+        order.get(str(r.get("object_security") or "none"), 9), r["operation"]))
     out = []
-    keyed = group(rows, lambda r: (config_label(r, objects=False), str(r.get("object_security")),
-                                   r["operation"]))
-    for (cfg, objsec, op), rs in sorted(keyed.items()):
+    for (_, cfg, _, op), rs in sorted(keyed.items()):
         transfer = summarise(float(r["seconds"]) for r in rs)
-        out.append([cfg if op != "courier" else "none (courier)", objsec, op,
+        out.append([cfg, str(rs[0].get("object_security") or "none"), op,
                     f"{transfer.text} s" if transfer else NONE,
                     *(_mean(rs, c) for c, _ in STEPS), _share(rs)])
     head = ["transport", "object security", "operation", "transfer",

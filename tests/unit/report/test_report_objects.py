@@ -44,8 +44,13 @@ def test_object_security_is_never_pooled_with_the_plain_transport() -> None:
 def test_the_cost_table_gives_each_step_beside_its_transfer() -> None:
     t = objects.cost_table(_with_object_security())
     rows = {(r[0], r[1], r[2]): r for r in t.rows}
-    assert set(rows) == {("none", "sign+deid", "store"), ("none", "sign+deid", "move"),
-                         ("none (courier)", "sign+deid", "courier")}
+    assert {k for k in rows if k[1] != "none"} == {
+        ("none", "sign+deid", "store"), ("none", "sign+deid", "move"),
+        ("secure media (courier)", "sign+deid", "courier")}
+    # the plain transport of the same results beside it, as the baseline, without steps
+    baseline = dict(zip(t.head, rows[("none", "none", "store")], strict=True))
+    assert baseline["sign (sender)"] == "-" and baseline["steps / transfer"] == "-"
+    assert t.rows[-1][0] == "secure media (courier)"  # after every transport
     store = rows[("none", "sign+deid", "store")]
     head = t.head
     cell = dict(zip(head, store, strict=True))
@@ -54,7 +59,7 @@ def test_the_cost_table_gives_each_step_beside_its_transfer() -> None:
     assert (cell["verify (receiver)"], cell["re-identify (PACS site)"]) == ("0.125 ± 0 s",
                                                                            "0.375 ± 0 s")
     assert cell["steps / transfer"] == "125%"  # 0.25 + 0.5 + 0.125 + 0.375 s over 1 s
-    courier = dict(zip(head, rows[("none (courier)", "sign+deid", "courier")], strict=True))
+    courier = dict(zip(head, rows[("secure media (courier)", "sign+deid", "courier")], strict=True))
     assert (courier["export (courier)"], courier["import (courier)"]) == ("1 ± 0 s", "3 ± 0 s")
     assert courier["transfer"] == "4 ± 0 s" and courier["steps / transfer"] == "-"
     assert objects.cost_table(synthetic.records()).rows == []  # plain results: no such rows
