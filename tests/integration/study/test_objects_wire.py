@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from pydicom import dcmread
 
+from lab.dicom import MODALITY_AE
+from lab.dicom.archive.schema import study_paths
 from lab.model.names import LabPaths
 
 from ..capture import capture, contains
@@ -105,3 +108,31 @@ def test_sign_deid_and_courier_in_a_run_verify_at_both_sites(lab: str, tmp_path:
     report = (tmp_path / "sd" / "report.html").read_text(encoding="utf-8")
     assert "what object security costs per study" in report, text
     assert "none + sign+deid" in report
+
+
+def test_tampering_in_the_archive_is_named_after_c_move(lab: str, tmp_path: Path) -> None:
+    """A signed study changed at rest in the PACS's archive (a patient name rewritten): the
+    modality's site names the object and the failed signature after C-MOVE, inside its node."""
+    out = tmp_path / "signed"
+    teleradlab("run", "--lab", LAB, "--objects", "2", "--out", str(out), "--object-security",
+               "sign", timeout=600)
+    sent = sorted((out / "sent").rglob("*.dcm"))
+    study = str(dcmread(sent[0], stop_before_pixels=True).StudyInstanceUID)
+    paths = LabPaths(LAB)
+    victim = study_paths(paths.node_data("pacs") / "store", study)[0]
+    ds = dcmread(victim)
+    ds.PatientName = "MALLORY^EVE"
+    ds.save_as(victim)
+    received = paths.node_data("modality") / "received"
+    teleradlab("exec", "--lab", LAB, "modality", "--", sys.executable, "-m", "lab.dicom.scu",
+               "move", "--host=198.18.2.10", "--level=STUDY",
+               f"--key=StudyInstanceUID={study}", f"--dest={MODALITY_AE}-V4")
+    res = teleradlab("exec", "--lab", LAB, "modality", "--", sys.executable, "-m",
+                     "lab.dicom.objsec", "check", "--mode=sign", f"--store={received}",
+                     f"--study={study}", f"--ca={paths.data_dir / 'pki' / 'ca.crt'}",
+                     check=False)
+    doc = json.loads(res.stdout.strip().splitlines()[-1])
+    assert res.returncode == 1 and not doc["ok"] and doc["objects"] == 2
+    [problem] = doc["problems"]
+    assert problem["sop_instance_uid"] == ds.SOPInstanceUID
+    assert "FAILED" in problem["detail"] and ds.SOPInstanceUID in problem["detail"]
