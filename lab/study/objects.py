@@ -5,8 +5,9 @@ Every step is done by ``python -m lab.dicom.objsec`` inside a node, with the sit
 credential from the lab CA (:meth:`LabPki.objects`):
 
 - before each C-STORE, the modality's site protects a fresh copy of the study (de-identified for
-  the PACS's site, and/or signed by its own key), and signs a manifest of the protected objects,
-  which the transport check of :mod:`lab.study.run` then verifies as usual;
+  the PACS's site, and/or signed by its own key) into its node's data directory (``sent/``:
+  shared with the host on every backend), and signs a manifest of the protected objects, which
+  the transport check of :mod:`lab.study.run` then verifies as usual;
 - after C-STORE the PACS's site verifies every signature, re-identifies every object with its key
   and compares the result with the signed manifest of the originals (exact restoration);
 - after C-MOVE the modality's site verifies every signature again (it is no recipient of the
@@ -65,7 +66,8 @@ def protect(r: Runner, study: StudyData, label: str) -> tuple[StudyData, dict[st
     if not (sign or deid):
         return study, {}
     sender, receiver = _sites(r)
-    out = r.opts.out / "sent" / label / study.modality
+    # in the lab's data directory, which every node shares with the host on every backend
+    out = r.paths.node_data(r.modality) / "sent" / label / study.modality
     args = ["protect", f"--mode={mode}", f"--out={out}", *_credential_args(r, sender),
             f"--recipient={r.pki.objects(receiver).cert_path}", *map(str, study.files)]
     doc = r.program(r.modality, PROGRAM, args)
@@ -100,7 +102,7 @@ def courier(r: Runner, rep: int, study: StudyData) -> Row:
     export there, import here, verified against the sender's manifest; one timed row."""
     sent, costs = protect(r, study, f"{rep}-courier")
     sender, receiver = _sites(r)
-    medium = r.opts.out / "courier" / str(rep) / f"{sent.modality}-{sent.study_uid}"
+    medium = r.paths.node_data(r.modality) / "courier" / str(rep) / sent.study_uid  # the disc
     made = r.program(r.modality, PROGRAM, [
         "export", f"--out={medium}", *_credential_args(r, sender),
         f"--recipient={r.pki.objects(receiver).cert_path}", *map(str, sent.files)])

@@ -116,9 +116,10 @@ def test_tampering_in_the_archive_is_named_after_c_move(lab: str, tmp_path: Path
     out = tmp_path / "signed"
     teleradlab("run", "--lab", LAB, "--objects", "2", "--out", str(out), "--object-security",
                "sign", timeout=600)
-    sent = sorted((out / "sent").rglob("*.dcm"))
-    study = str(dcmread(sent[0], stop_before_pixels=True).StudyInstanceUID)
     paths = LabPaths(LAB)
+    sent = sorted((paths.node_data("modality") / "sent").rglob("*.dcm"),
+                  key=lambda p: p.stat().st_mtime)
+    study = str(dcmread(sent[-1], stop_before_pixels=True).StudyInstanceUID)
     victim = study_paths(paths.node_data("pacs") / "store", study)[0]
     ds = dcmread(victim)
     ds.PatientName = "MALLORY^EVE"
