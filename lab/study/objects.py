@@ -19,6 +19,7 @@ credential from the lab CA (:meth:`LabPki.objects`):
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -103,6 +104,7 @@ def courier(r: Runner, rep: int, study: StudyData) -> Row:
     sent, costs = protect(r, study, f"{rep}-courier")
     sender, receiver = _sites(r)
     medium = r.paths.node_data(r.modality) / "courier" / str(rep) / sent.study_uid  # the disc
+    shutil.rmtree(medium, ignore_errors=True)  # a blank one: an earlier run on this lab wrote it
     made = r.program(r.modality, PROGRAM, [
         "export", f"--out={medium}", *_credential_args(r, sender),
         f"--recipient={r.pki.objects(receiver).cert_path}", *map(str, sent.files)])

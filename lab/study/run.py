@@ -5,7 +5,10 @@ The DICOM programs run inside the nodes (``python -m lab.dicom.scu`` on the moda
 verifier on the receiving node); the orchestrator only starts them and collects their JSON.
 Integrity and authenticity follow the paper's first measure: the sending site signs a manifest of
 SHA-256 digests with its key from the lab CA; the receiving site recomputes the digests and checks
-the signature, after C-STORE at the PACS and after C-MOVE back at the modality.
+the signature, after C-STORE at the PACS and after C-MOVE back at the modality. With
+``--object-security`` the objects themselves are signed and/or de-identified at the sending site
+and verified and re-identified at the receiving sites (PS3.15 Annexes C and E), and with
+``--courier`` carried on secure media too (Annex D): :mod:`lab.study.objects`.
 """
 
 from __future__ import annotations

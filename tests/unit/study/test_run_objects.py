@@ -43,8 +43,13 @@ def objsec(pacs_check_ok: bool = True) -> Callable[[str, str, Sequence[str]], Re
             ok = pacs_check_ok or node != "pacs"
             doc |= {"ok": ok, "verify_seconds": 0.04, "problems": [] if ok else [BAD],
                     **({"reid_seconds": 0.05} if any("--reid-out" in a for a in argv) else {})}
-        elif op == "export":
-            doc |= {"export_seconds": 0.5, "bytes": 1234, "objects": len(files)}
+        elif op == "export":  # like the real one: into a new directory only
+            medium = Path(next(a for a in argv if a.startswith("--out="))[6:])
+            if medium.exists():
+                doc = {"ok": False, "error": f"{medium} is not empty"}
+            else:
+                medium.mkdir(parents=True)
+                doc |= {"export_seconds": 0.5, "bytes": 1234, "objects": len(files)}
         elif op == "import":
             doc |= {"import_seconds": 0.7, "objects": 1, "problems": []}
         return Result(argv, 0 if doc["ok"] else 1, json.dumps(doc) + "\n", "")
@@ -83,6 +88,13 @@ def test_sign_deid_and_courier_run_in_the_right_sites_and_fill_the_cost_columns(
     assert any(a.endswith("objects-b.key") for a in pacs_check)
     assert any(a.startswith("--originals=") for a in pacs_check)
     assert not any(a.startswith("--key") for a in modality_check)
+
+
+def test_the_courier_gets_a_blank_medium_on_every_run_of_a_lab(tmp_path: Path) -> None:
+    for _ in range(2):  # the same lab paths twice: the first run's medium is still there
+        backend = FakeBackend(responder=objsec())
+        result = run.execute(options(tmp_path, backend, object_security="sign", courier=True))
+        assert [r.ok for r in result.rows if r.operation == "courier"] == [True, True]
 
 
 def test_a_failed_object_check_fails_the_store_row_naming_object_and_element(
