@@ -13,8 +13,10 @@ import pytest
 from pydicom import dcmread
 
 from lab.backends.fake import FakeBackend
+from lab.dicom.data.generate import generate_study
 from lab.errors import LabError
 from lab.host.shell import Result
+from lab.model.names import LabPaths
 from lab.study import run
 
 from .test_run_flow import options, programs
@@ -91,10 +93,16 @@ def test_sign_deid_and_courier_run_in_the_right_sites_and_fill_the_cost_columns(
 
 
 def test_the_courier_gets_a_blank_medium_on_every_run_of_a_lab(tmp_path: Path) -> None:
-    for _ in range(2):  # the same lab paths twice: the first run's medium is still there
-        backend = FakeBackend(responder=objsec())
-        result = run.execute(options(tmp_path, backend, object_security="sign", courier=True))
-        assert [r.ok for r in result.rows if r.operation == "courier"] == [True, True]
+    """An earlier run on the same lab left its file-set where this run's goes."""
+    uid = generate_study("CT", tmp_path / "same", seed=0, objects=1).study_instance_uid
+    paths = LabPaths("ipv6", root=tmp_path / "run", data_root=tmp_path / "data")
+    for rep in (1, 2):
+        old = paths.node_data("modality") / "courier" / str(rep) / uid
+        old.mkdir(parents=True)
+        (old / "DICOMDIR").write_bytes(b"an earlier run's")
+    backend = FakeBackend(responder=objsec())
+    result = run.execute(options(tmp_path, backend, object_security="sign", courier=True))
+    assert [r.ok for r in result.rows if r.operation == "courier"] == [True, True]
 
 
 def test_a_failed_object_check_fails_the_store_row_naming_object_and_element(
