@@ -24,6 +24,7 @@ from lab.dicom import MODALITY_AE, PACS_AE, PACS_PORT
 from lab.dicom.data.generate import generate_study
 from lab.errors import LabError
 from lab.host import processes, programs
+from lab.host.wait import until
 from lab.model.topology import Family, Role
 from lab.runtime import lifecycle
 from lab.topology import resolve_path
@@ -201,14 +202,19 @@ def listener(lab: lifecycle.Lab, node: str, argv: Sequence[str], port: int,
     """``argv`` running in ``node`` once a TCP socket listens on ``port`` there (LabError with
     its log otherwise); stopped by process id afterwards."""
     proc = lab.backend.spawn(lab.name, node, list(argv), log_path=log)
+    def why() -> str:
+        return log.read_text(errors="replace")[-2000:] if log and log.exists() else ""
+
+    def listening() -> bool:
+        if lab.backend.exec(lab.name, node, ["ss", "-Hltn", f"sport = :{port}"],
+                            check=False).stdout.strip():
+            return True
+        if proc.poll() is not None:
+            raise LabError(f"{argv[0]} exited before listening on {port} in {node}: {why()}")
+        return False
+
     try:
-        deadline = time.monotonic() + 10
-        while not lab.backend.exec(lab.name, node, ["ss", "-Hltn", f"sport = :{port}"],
-                                   check=False).stdout.strip():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                why = log.read_text(errors="replace")[-2000:] if log and log.exists() else ""
-                raise LabError(f"{argv[0]} did not start listening on {port} in {node}: {why}")
-            time.sleep(0.05)
+        until(listening, 10.0, what=f"{argv[0]} listening on {port} in {node}", detail=why)
         yield proc
     finally:
         if proc.poll() is None:

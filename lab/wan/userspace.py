@@ -25,14 +25,14 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from lab.backends.base import Backend
-from lab.errors import LabError
+from lab.errors import LabError, WaitTimeout
 from lab.host import files, programs, shell
 from lab.host.processes import describe, pids_in_netns, stop
+from lab.host.wait import until
 from lab.model.topology import WanProfile
 from lab.model.wan import queue_limit
 
@@ -114,13 +114,20 @@ def start(backend: Backend, lab: str, node: str, args: list[str], stats: Path,
     stats.unlink(missing_ok=True)
     log.parent.mkdir(parents=True, exist_ok=True)
     proc = backend.spawn(lab, node, args, log_path=log)
-    deadline = time.monotonic() + READY_TIMEOUT
-    while not stats.exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            if proc.poll() is None:
-                stop([proc.pid])
+
+    def ready() -> bool:
+        if stats.exists():
+            return True
+        if proc.poll() is not None:
             raise LabError(f"the WAN emulator did not start in {node}:\n{tail(log)}")
-        time.sleep(0.02)
+        return False
+
+    try:
+        until(ready, READY_TIMEOUT, 0.02, what=f"the WAN emulator's sockets in {node}",
+              detail=lambda: tail(log))
+    except WaitTimeout:
+        stop([proc.pid])
+        raise
     return proc.pid
 
 
