@@ -41,11 +41,10 @@ from lab.dicom.ul.incoming import Incoming, ScratchFile
 from lab.dicom.ul.link import Link, LinkClosed
 from lab.dicom.ul.negotiation import negotiate, rejection
 from lab.dicom.ul.pdu import PduError
+from lab.model.dicom import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 
 log = logging.getLogger("lab.dicom.pacs")
 
-IMPLEMENTATION_CLASS_UID = "2.25.271818591651264108049536357787924617746"
-IMPLEMENTATION_VERSION_NAME = "TELERADLAB_SCP"
 #: Storage statuses used when the store cannot be asked (PS3.4 B.2.3, PS3.7 C).
 PROCESSING_FAILURE = 0x0110
 CANNOT_UNDERSTAND = 0xC000

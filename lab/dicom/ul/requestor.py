@@ -25,12 +25,11 @@ from lab.dicom.ul.link import Link, LinkClosed
 from lab.dicom.ul.pdu import PduError
 from lab.dicom.ul.tlsopts import negotiated
 from lab.errors import LabError
+from lab.model.dicom import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 
 if TYPE_CHECKING:
     import ssl
 
-IMPLEMENTATION_CLASS_UID = "2.25.271818591651264108049536357787924617745"
-IMPLEMENTATION_VERSION_NAME = "TELERADLAB_SCU"
 _LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN",
                        b"UR", b"UT", b"UV"})
 _REJECT_REASONS = {(1, 1): "no reason given", (1, 2): "application context not supported",

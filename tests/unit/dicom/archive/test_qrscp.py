@@ -36,8 +36,8 @@ from lab.dicom.ul.requestor import open_association, read_part10
 from lab.dicom.ul.server import LogThrottle
 
 from ..conftest import STUDY, make_dataset, put
-from ..ul.test_acceptor import SUPPORTED, make_config, serving
 from ..data.test_dsig import make_signer
+from ..ul.test_acceptor import SUPPORTED, make_config, serving
 
 FIND = StudyRootQueryRetrieveInformationModelFind
 MOVE = StudyRootQueryRetrieveInformationModelMove
