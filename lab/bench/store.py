@@ -6,7 +6,6 @@ time / lab time (issue target: at least 0.5, judged on the PACS as a lab runs it
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -22,6 +21,7 @@ from pathlib import Path
 
 from lab.dicom import MODALITY_AE, PACS_AE, PACS_PORT
 from lab.dicom.data.generate import generate_study
+from lab.dicom.reports import ReportError, parse_output
 from lab.errors import LabError
 from lab.host import processes, programs
 from lab.host.wait import until
@@ -124,13 +124,13 @@ class StoreBench:
                                f"--host={self.host}", f"--port={port}", f"--pdu={STORE_PDU}",
                                f"--file-list={self.file_list}"])
         try:
-            doc = json.loads(res.stdout.strip().splitlines()[-1])
-        except (ValueError, IndexError):
-            doc = {}
-        if not doc.get("ok"):
+            report = parse_output("store", res.stdout)
+        except ReportError:
+            report = None
+        if report is None or not report.ok or report.seconds is None:
             raise LabError(f"the lab's SCU failed (status {res.returncode}): "
                            f"{res.stdout.strip()[-1000:]}\n{res.stderr.strip()[-2000:]}")
-        return StoreTiming(wall, float(doc["setup_seconds"]), float(doc["seconds"]))
+        return StoreTiming(wall, report.setup_seconds or 0.0, report.seconds)
 
     def storescu(self, port: int) -> StoreTiming:
         argv = ["env", "TCP_NODELAY=1", self.storescu_path, "-lc", str(self.log_config),

@@ -4,9 +4,10 @@ Operations (DICOM PS3.4): ``echo`` (Verification), ``store`` (Storage: one assoc
 study), ``find`` and ``move`` (Query/Retrieve, Patient or Study Root). Each prints one JSON
 document on stdout with what happened and how long it took, separating the association setup
 (A-ASSOCIATE, PS3.8) from the operation itself, so the orchestrator can time transfers without
-parsing logs. With ``--tls-profile`` (DICOM TLS, PS3.15 Annex B) the document adds
-``handshake_seconds``, ``tls_version`` and ``cipher`` (null without TLS); ``setup_seconds``
-then includes the TCP connect and the TLS handshake.
+parsing logs: the models of :mod:`lab.dicom.reports`, which the orchestrator parses. With
+``--tls-profile`` (DICOM TLS, PS3.15 Annex B) the document adds ``handshake_seconds``,
+``tls_version`` and ``cipher`` (null without TLS); ``setup_seconds`` then includes the TCP
+connect and the TLS handshake.
 
 ``echo`` and ``store`` run on the lab's lean Upper Layer (:mod:`lab.dicom.ul.requestor`): stored
 files are sent without being decoded, straight from the file to the socket, so each object
@@ -19,7 +20,6 @@ accepts and caps the PDUs it sends (never above what the peer accepts).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections import Counter
@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.dicom import MODALITY_AE, PACS_AE, PACS_PORT
+from lab.dicom.reports import SCU_REPORTS
 from lab.dicom.ul import tlsopts
 from lab.dicom.ul.requestor import (
     Part10,
@@ -143,10 +144,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = operations[args.operation](args)
     except (LabError, OSError, ValueError) as exc:
         result = {"ok": False, "error": str(exc)}
-    result = {"operation": args.operation, "peer": f"[{args.host}]:{args.port}", **result}
-    json.dump(result, sys.stdout)
-    sys.stdout.write("\n")
-    return 0 if result["ok"] else 1
+    report = SCU_REPORTS[args.operation].model_validate(
+        {"operation": args.operation, "peer": f"[{args.host}]:{args.port}", **result})
+    print(report.line())
+    return 0 if report.ok else 1
 
 
 if __name__ == "__main__":

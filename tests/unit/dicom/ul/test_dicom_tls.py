@@ -19,6 +19,7 @@ import pytest
 
 from lab.dicom.archive.store import study_paths
 from lab.dicom.data.generate import generate_study
+from lab.dicom.reports import parse_output
 from lab.security.pki.authority import Credential, create_ca
 
 PROFILE = "bcp195-rfc8996"
@@ -97,6 +98,8 @@ def scu(port: int, tls: list[str], operation: str, *args: str) -> dict[str, obje
                          capture_output=True, text=True, timeout=60, check=False)
     doc: dict[str, object] = json.loads(res.stdout.strip().splitlines()[-1])
     assert (res.returncode == 0) == doc["ok"], res.stderr
+    report = parse_output(operation, res.stdout)  # the orchestrator's reader takes it as it is
+    assert report.model_dump(exclude_unset=True) == doc
     return doc
 
 
