@@ -10,10 +10,14 @@ from __future__ import annotations
 import subprocess
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from lab.host import shell
 from lab.host.shell import Result
+from lab.model.names import LabPaths
+from lab.model.plan import SecurityPlan
 from lab.model.topology import Topology
 
 Progress = Callable[[str], None]
@@ -27,6 +31,10 @@ class Backend(ABC):
     """Builds labs of one kind (network namespaces, docker containers, ...)."""
 
     name: str
+    #: Features of :mod:`lab.host.programs` every lab of this backend needs (feature -> why).
+    needs: ClassVar[dict[str, str]] = {"core": "every lab"}
+    #: Whether building a lab needs root (namespaces, mounts): checked before anything else.
+    needs_root = True
 
     @abstractmethod
     def up(self, lab: str, topology: Topology, progress: Progress = no_progress) -> None:
@@ -51,6 +59,20 @@ class Backend(ABC):
     def netns_path(self, lab: str, node: str) -> Path:
         """A path naming the node's network namespace (for netlink queries and process lookup)."""
 
+    def listening(self, lab: str, node: str, pid: int, port: int) -> bool:
+        """Is a TCP socket listening on ``port`` in the network namespace of ``pid`` (a process
+        started in ``node``)? Read from ``/proc/PID/net``, which shows that namespace."""
+        for table in ("tcp6", "tcp"):
+            try:
+                lines = Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]
+            except OSError:
+                continue
+            for line in lines:
+                fields = line.split()
+                if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    return True
+        return False
+
     def exec(
         self,
         lab: str,
@@ -69,3 +91,30 @@ class Backend(ABC):
     ) -> subprocess.Popen[bytes]:
         """Start ``argv`` inside ``node`` in the background; ``down`` stops it."""
         return shell.spawn(self.node_argv(lab, node, argv), log_path=log_path)
+
+
+@dataclass(frozen=True)
+class Lab:
+    """A lab being built or running: the handle every layer above the backends passes around
+    (instead of ``backend, name, topology``), with the security plan resolved at ``up`` and the
+    lab's paths on the host."""
+
+    backend: Backend
+    name: str
+    topology: Topology
+    plan: SecurityPlan
+    paths: LabPaths
+
+    def exec(self, node: str, argv: Sequence[str], *, check: bool = True,
+             timeout: float = 30.0, input: str | None = None) -> Result:
+        """Run ``argv`` inside ``node`` to completion."""
+        return self.backend.exec(self.name, node, argv, check=check, timeout=timeout,
+                                 input=input)
+
+    def spawn(self, node: str, argv: Sequence[str], *,
+              log_path: Path | None = None) -> subprocess.Popen[bytes]:
+        """Start ``argv`` inside ``node`` in the background; ``down`` stops it."""
+        return self.backend.spawn(self.name, node, argv, log_path=log_path)
+
+    def netns_path(self, node: str) -> Path:
+        return self.backend.netns_path(self.name, node)

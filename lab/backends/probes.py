@@ -1,5 +1,6 @@
 """Pings run inside the nodes (iputils ``ping``), in parallel batches: the one way the lab asks
-"does A reach B". A backend-level helper (it needs only :meth:`Backend.node_argv`), so that both
+"does A reach B". A backend-level helper (it needs only the Lab handle's
+:meth:`Backend.node_argv`), so that both
 the runtime's reachability check (:mod:`lab.runtime.reach`) and the IPsec tunnel check
 (:mod:`lab.security.ipsec.tunnel`) use it without the security layer importing the runtime."""
 
@@ -9,7 +10,7 @@ import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from lab.backends.base import Backend
+from lab.backends.base import Lab
 from lab.host import shell
 from lab.model.topology import Probe
 
@@ -30,13 +31,13 @@ def ping_argv(probe: Probe) -> list[str]:
     return ["ping", "-n", "-q", "-c", "1", "-i", "0.2", "-w", str(DEADLINE_S), str(probe.target)]
 
 
-def run_probes(backend: Backend, lab: str, todo: Sequence[Probe]) -> list[ProbeResult]:
+def run_probes(lab: Lab, todo: Sequence[Probe]) -> list[ProbeResult]:
     results: list[ProbeResult] = []
     pending = list(todo)
     while pending:
         batch, pending = pending[:PARALLEL], pending[PARALLEL:]
         procs = [
-            (p, shell.spawn(backend.node_argv(lab, p.source, ping_argv(p)), capture=True))
+            (p, shell.spawn(lab.backend.node_argv(lab.name, p.source, ping_argv(p)), capture=True))
             for p in batch
         ]
         for probe, proc in procs:

@@ -22,15 +22,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lab import topology as topology_file
+from lab.backends.base import Lab
 from lab.bench.store import listener
 from lab.dicom.data.generate import generate_study
 from lab.errors import LabError
 from lab.host import processes
-from lab.model.names import LabPaths
-from lab.model.topology import Family, Role, SecurityMode
+from lab.model.topology import Family, Role
 from lab.runtime import lifecycle
-from lab.runtime.services import ports, tls_arguments
-from lab.security.ipsec.tunnel import read_state
+from lab.runtime.services import tls_arguments
 from lab.topology import resolve_path
 
 LAB = "bench-sec"
@@ -63,12 +62,12 @@ class Measure:
     path: str  # ESP path or "-"
 
 
-def _node(lab: lifecycle.Lab, role: Role) -> str:
+def _node(lab: Lab, role: Role) -> str:
     return next(n.name for n in lab.topology.nodes if n.role is role)
 
 
 @contextmanager
-def _lab(security: str) -> Iterator[lifecycle.Lab]:
+def _lab(security: str) -> Iterator[Lab]:
     overrides = {"security": topology_file.security_override(security)}
     lab = lifecycle.up(resolve_path(TOPOLOGY), LAB, overrides=overrides)
     try:
@@ -77,12 +76,12 @@ def _lab(security: str) -> Iterator[lifecycle.Lab]:
         lifecycle.down(LAB)
 
 
-def iperf_mbit(lab: lifecycle.Lab, seconds: int = IPERF_SECONDS) -> float:
+def iperf_mbit(lab: Lab, seconds: int = IPERF_SECONDS) -> float:
     """TCP throughput modality -> pacs as iperf3's server received it (Mbit/s)."""
     pacs, modality = _node(lab, Role.PACS), _node(lab, Role.MODALITY)
     host = str(lab.topology.node(pacs).addresses(Family.IPV4)[0].ip)
     with listener(lab, pacs, ["iperf3", "-s", "-1", "-p", str(IPERF_PORT)], IPERF_PORT):
-        res = lab.backend.exec(lab.name, modality, ["iperf3", "-c", host, "-p", str(IPERF_PORT),
+        res = lab.exec(modality, ["iperf3", "-c", host, "-p", str(IPERF_PORT),
                                "-t", str(seconds), "-J"], check=False, timeout=seconds + 30)
         try:
             doc = json.loads(res.stdout)
@@ -91,24 +90,23 @@ def iperf_mbit(lab: lifecycle.Lab, seconds: int = IPERF_SECONDS) -> float:
             raise LabError(f"iperf3 failed: {(res.stdout + res.stderr)[-1500:]}") from None
 
 
-def tls_bulk_mbit(lab: lifecycle.Lab, mbytes: float = 200.0) -> float:
+def tls_bulk_mbit(lab: Lab, mbytes: float = 200.0) -> float:
     """Raw TLS throughput modality -> pacs with the lab's own TLS settings (lab.bench.tlsbulk),
     measured at the receiver: the TLS counterpart of iperf3's TCP figure."""
     pacs, modality = _node(lab, Role.PACS), _node(lab, Role.MODALITY)
     host = str(lab.topology.node(pacs).addresses(Family.IPV4)[0].ip)
-    paths = LabPaths(lab.name)
-    log = paths.node_data(pacs) / "tlsbulk.log"
+    log = lab.paths.node_data(pacs) / "tlsbulk.log"
     log.unlink(missing_ok=True)
-    server = lab.backend.spawn(lab.name, pacs, [
+    server = lab.spawn(pacs, [
         sys.executable, "-m", "lab.bench.tlsbulk", "serve", f"--port={IPERF_PORT}",
-        *tls_arguments(lab.topology, paths, pacs)], log_path=log)
+        *tls_arguments(lab, pacs)], log_path=log)
     try:
         deadline = time.monotonic() + 20
         while '"listening"' not in (log.read_text() if log.exists() else ""):
             if server.poll() is not None or time.monotonic() > deadline:
                 raise LabError(f"lab.bench.tlsbulk did not start: {log.read_text()[-1500:]}")
             time.sleep(0.05)
-        lab.backend.exec(lab.name, modality, [
+        lab.exec(modality, [
             sys.executable, "-m", "lab.bench.tlsbulk", "send", f"--host={host}",
             f"--port={IPERF_PORT}", f"--mbytes={mbytes}", *_client_tls(lab, modality)],
             timeout=300)
@@ -121,20 +119,17 @@ def tls_bulk_mbit(lab: lifecycle.Lab, mbytes: float = 200.0) -> float:
         server.wait(timeout=10)
 
 
-def _client_tls(lab: lifecycle.Lab, node: str) -> tuple[str, ...]:
-    tls = tls_arguments(lab.topology, LabPaths(lab.name), node)
-    if lab.topology.security.tls.cipher and tls:
-        tls += (f"--tls-cipher={lab.topology.security.tls.cipher}",)
-    return tls
+def _client_tls(lab: Lab, node: str) -> tuple[str, ...]:
+    return tls_arguments(lab, node, client=True)
 
 
-def store_mbit(lab: lifecycle.Lab, files: Sequence[Path], file_list: Path) -> float:
+def store_mbit(lab: Lab, files: Sequence[Path], file_list: Path) -> float:
     pacs, modality = _node(lab, Role.PACS), _node(lab, Role.MODALITY)
     host = str(lab.topology.node(pacs).addresses(Family.IPV4)[0].ip)
     tls = _client_tls(lab, modality)
-    res = lab.backend.exec(lab.name, modality, [
+    res = lab.exec(modality, [
         sys.executable, "-m", "lab.dicom.scu", "store", f"--host={host}",
-        f"--port={ports(lab.topology)[0]}", f"--file-list={file_list}", *tls],
+        f"--port={lab.plan.pacs_port}", f"--file-list={file_list}", *tls],
         check=False, timeout=600)
     try:
         doc = json.loads(res.stdout.strip().splitlines()[-1])
@@ -157,12 +152,11 @@ def bench_security(repeat: int, progress: Callable[[str], None] = lambda _: None
         for label, security in cases:
             progress(f"{label}: building the lab")
             with _lab(security) as lab:
-                state = read_state(lab.name)
-                path = state.esp_path if state else "-"
+                path = lab.plan.ipsec.esp_path.value if lab.plan.ipsec else "-"
                 runs = []
                 for rep in range(1, repeat + 1):
                     progress(f"{label}: iperf3 and C-STORE, repetition {rep}/{repeat}")
-                    raw = (tls_bulk_mbit(lab) if lab.topology.security.mode is SecurityMode.TLS
+                    raw = (tls_bulk_mbit(lab) if lab.plan.tls is not None
                            else iperf_mbit(lab))
                     runs.append(Measure(raw, store_mbit(lab, study.files, file_list), path))
                 results[label] = runs

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from lab.backends.base import Lab
 from lab.dicom import MODALITY_AE, PACS_AE, PACS_PORT
 from lab.dicom.data.generate import generate_study
 from lab.dicom.reports import ReportError, parse_output
@@ -97,7 +98,7 @@ PAIRS = (
 class StoreBench:
     """Runs the senders inside the modality node of a running lab, timing each one."""
 
-    def __init__(self, lab: lifecycle.Lab, work: Path) -> None:
+    def __init__(self, lab: Lab, work: Path) -> None:
         self.lab = lab
         self.files: list[str] = []
         self.modality = _node(lab, Role.MODALITY)
@@ -166,7 +167,7 @@ def _first(events: Sequence[tuple[float, str]], prefix: str) -> float:
     raise LabError(f"storescu's log has no line {prefix!r}")
 
 
-def _node(lab: lifecycle.Lab, role: Role) -> str:
+def _node(lab: Lab, role: Role) -> str:
     for node in lab.topology.nodes:
         if node.role is role:
             return node.name
@@ -174,7 +175,7 @@ def _node(lab: lifecycle.Lab, role: Role) -> str:
 
 
 @contextmanager
-def _storescp(lab: lifecycle.Lab, out_dir: Path, log: Path) -> Iterator[None]:
+def _storescp(lab: Lab, out_dir: Path, log: Path) -> Iterator[None]:
     """DCMTK's storescp in the PACS node on DCMTK_PORT, writing what it receives to ``out_dir``
     byte for byte (+B, as the lab's PACS stores the encoded dataset); stopped by process id."""
     pacs = _node(lab, Role.PACS)
@@ -186,7 +187,7 @@ def _storescp(lab: lifecycle.Lab, out_dir: Path, log: Path) -> Iterator[None]:
 
 
 @contextmanager
-def _sync_pacs(lab: lifecycle.Lab, root: Path, log: Path) -> Iterator[None]:
+def _sync_pacs(lab: Lab, root: Path, log: Path) -> Iterator[None]:
     """A second lab PACS in the PACS node on SYNC_PORT, storing under ``root`` with an
     fdatasync per object before each answer (``--sync object``); stopped by process id."""
     pacs = _node(lab, Role.PACS)
@@ -197,17 +198,17 @@ def _sync_pacs(lab: lifecycle.Lab, root: Path, log: Path) -> Iterator[None]:
 
 
 @contextmanager
-def listener(lab: lifecycle.Lab, node: str, argv: Sequence[str], port: int,
+def listener(lab: Lab, node: str, argv: Sequence[str], port: int,
              log: Path | None = None) -> Iterator[subprocess.Popen[bytes]]:
     """``argv`` running in ``node`` once a TCP socket listens on ``port`` there (LabError with
     its log otherwise); stopped by process id afterwards."""
-    proc = lab.backend.spawn(lab.name, node, list(argv), log_path=log)
+    proc = lab.spawn(node, list(argv), log_path=log)
+
     def why() -> str:
         return log.read_text(errors="replace")[-2000:] if log and log.exists() else ""
 
     def listening() -> bool:
-        if lab.backend.exec(lab.name, node, ["ss", "-Hltn", f"sport = :{port}"],
-                            check=False).stdout.strip():
+        if lab.exec(node, ["ss", "-Hltn", f"sport = :{port}"], check=False).stdout.strip():
             return True
         if proc.poll() is not None:
             raise LabError(f"{argv[0]} exited before listening on {port} in {node}: {why()}")
@@ -223,7 +224,7 @@ def listener(lab: lifecycle.Lab, node: str, argv: Sequence[str], port: int,
 
 
 @contextmanager
-def cli_lab(topology: str, name: str, *options: str) -> Iterator[lifecycle.Lab]:
+def cli_lab(topology: str, name: str, *options: str) -> Iterator[Lab]:
     """Lab ``name``, built and removed by the real command line (``teleradlab up``/``down``)."""
     cli = [sys.executable, "-m", "lab"]
     res = subprocess.run([*cli, "up", str(resolve_path(topology)), "--name", name, *options],

@@ -70,19 +70,20 @@ def up(topology: str, name: str | None, security: str | None, no_check: bool,
     lifecycle.require_root()  # reported before anything about the file
     path = topology_file.resolve_path(topology)
     with progress_of() as progress:
-        lab = lifecycle.up(path, name, backend=backend, check=not no_check,
-                           start_services=not no_services, progress=progress,
-                           overrides=_overrides(security), wan=wan)
+        built = lifecycle.build(path, name, backend=backend, check=not no_check,
+                                start_services=not no_services, progress=progress,
+                                overrides=_overrides(security), wan=wan)
+    lab = built.lab
     out.print(topology_table(lab.topology))
-    if lab.probes:
-        by_family = Counter(r.probe.family.label for r in lab.probes)
+    if built.probes:
+        by_family = Counter(r.probe.family.label for r in built.probes)
         detail = ", ".join(f"{fam} {n}" for fam, n in sorted(by_family.items()))
-        out.print(f"reachability: {len(lab.probes)} pings answered ({detail})")
+        out.print(f"reachability: {len(built.probes)} pings answered ({detail})")
     if not no_services:
         print_services(lab)
     print_notes(lab.topology)
     out.print(
-        f"[green]lab {lab.name!r} is up[/green] ({lab.seconds:.2f} s). Try: "
+        f"[green]lab {lab.name!r} is up[/green] ({built.seconds:.2f} s). Try: "
         f"teleradlab exec --lab {lab.name} {lab.topology.nodes[0].name} -- ip addr"
     )
 
@@ -96,7 +97,8 @@ def status(name: str | None, as_json: bool) -> None:
     With no NAME, every running lab.
     """
     labs = [name] if name else lifecycle.running()
-    docs = [status_document(lifecycle.attach(n)) for n in labs]
+    handles = [lifecycle.attach(n) for n in labs]
+    docs = [status_document(lab, lifecycle.record(lab)) for lab in handles]
     if as_json:
         out.print_json(json.dumps({"labs": docs}))
         return

@@ -12,8 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from lab.backends.base import Progress
-from lab.model.names import LabPaths
+from lab.backends.base import Lab, Progress
 from lab.model.topology import Topology
 from lab.runtime import lifecycle
 from lab.runtime.services import dicom_services
@@ -67,8 +66,8 @@ def topology_table(topology: Topology) -> Table:
     return table
 
 
-def print_services(lab: lifecycle.Lab) -> None:
-    for svc in dicom_services(lab.topology, LabPaths(lab.name)):
+def print_services(lab: Lab) -> None:
+    for svc in dicom_services(lab):
         addrs = ", ".join(f"[{a.ip}]" if a.version == 6 else str(a.ip)
                           for a in lab.topology.node(svc.node).addresses())
         out.print(f"{svc.name}: AE {svc.ae} on {svc.node} ({addrs}) port {svc.port}; "
@@ -80,11 +79,12 @@ def print_notes(topology: Topology) -> None:
         out.print(f"[yellow]note:[/yellow] {escape(note)}")
 
 
-def print_status(lab: lifecycle.Lab) -> None:
+def print_status(lab: Lab) -> None:
     nodes = live_nodes(lab)
+    record = lifecycle.record(lab)
     table = Table(
-        title=f"lab {lab.name} ({lab.info.backend}, {lab.topology.name}, "
-        f"up since {lab.info.created_text})",
+        title=f"lab {lab.name} ({record.backend}, {lab.topology.name}, "
+        f"up since {record.created_text})",
         title_justify="left",
         caption=f"namespaces: {lab.backend.netns_path(lab.name, '<node>')}; "
         "link-local addresses in --json",

@@ -10,6 +10,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from lab.backends.base import Lab
 from lab.errors import LabError
 from lab.model.topology import Wan
 from lab.model.wan import PRESETS, ProfileError, as_dict, describe, parse_option
@@ -41,9 +42,9 @@ def _console() -> Console:
     return Console(highlight=False)
 
 
-def print_state(lab: str, state: apply.WanState, console: Console) -> None:
+def print_state(lab: Lab, state: apply.WanState, console: Console) -> None:
     """The applied profile per direction, the path, the last fidelity figures, the counters."""
-    table = Table(title=f"WAN of lab {lab}: {state.wan.name or 'unimpaired'}"
+    table = Table(title=f"WAN of lab {lab.name}: {state.wan.name or 'unimpaired'}"
                   + (f" ({state.path} path)" if state.path else ""), title_justify="left")
     table.add_column("direction")
     table.add_column("configured")
@@ -64,7 +65,7 @@ def print_state(lab: str, state: apply.WanState, console: Console) -> None:
                      f"{f'{conf:g} Mbit/s' if conf else 'unlimited'} configured "
                      f"({f['rate_note']})")
         console.print(line)
-    counters = apply.counters(lab)
+    counters = apply.counters(lab.paths)
     for i, d in enumerate(counters.get("directions", []) if state.path == "userspace" else []):
         name = "forward" if i == 0 else "reverse"
         console.print(f"emulator {name}: {d['tx']} sent, {d['lost']} lost, "
@@ -92,18 +93,17 @@ def wan_group() -> None:
 def show(lab_name: str | None, measure_now: bool, as_json: bool) -> None:
     """What impairs the WAN now, by which path, and how faithfully (last measurement)."""
     lab = lifecycle.attach(lab_name)
-    state = apply.check(lab.backend, lab.name, lab.topology)
+    state = apply.check(lab)
     if measure_now:
-        apply.record_fidelity(lab.name, measure.fidelity(lab.backend, lab.name, lab.topology,
-                                                         state.wan))
-        state = apply.read_state(lab.name)
+        apply.record_fidelity(lab.paths, measure.fidelity(lab, state.wan))
+        state = apply.read_state(lab.paths)
     if as_json:
         doc = {"lab": lab.name, "path": state.path, "why": state.why,
                "profile": as_dict(state.wan), "fidelity": state.fidelity,
-               "counters": apply.counters(lab.name)}
+               "counters": apply.counters(lab.paths)}
         click.echo(json.dumps(doc, indent=2))
         return
-    print_state(lab.name, state, _console())
+    print_state(lab, state, _console())
 
 
 @wan_group.command("set")
@@ -123,13 +123,11 @@ def set_(profile: str, lab_name: str | None, path: str, no_measure: bool) -> Non
     except ProfileError as exc:
         raise LabError(str(exc)) from None
     lab = lifecycle.attach(lab_name)
-    state = apply.apply(lab.backend, lab.name, lab.topology, wan,
-                        prefer=cast(apply.PathChoice, path))
+    state = apply.apply(lab, wan, prefer=cast(apply.PathChoice, path))
     if wan.impaired and not no_measure:
-        apply.record_fidelity(lab.name, measure.fidelity(lab.backend, lab.name, lab.topology,
-                                                         wan))
-        state = apply.read_state(lab.name)
-    print_state(lab.name, state, _console())
+        apply.record_fidelity(lab.paths, measure.fidelity(lab, wan))
+        state = apply.read_state(lab.paths)
+    print_state(lab, state, _console())
 
 
 @wan_group.command("reset")
@@ -138,5 +136,5 @@ def reset(lab_name: str | None) -> None:
     """Remove every impairment: the WAN forwards unimpaired again."""
     lifecycle.require_root()
     lab = lifecycle.attach(lab_name)
-    apply.reset(lab.backend, lab.name, lab.topology)
+    apply.reset(lab)
     _console().print(f"the WAN of lab {lab.name!r} is unimpaired")

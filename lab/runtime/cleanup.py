@@ -9,23 +9,27 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from lab import backends as registry
+from lab.backends.base import Backend
 from lab.errors import LabError
-from lab.model.names import RUN_ROOT
+from lab.model.names import DATA_ROOT, RUN_ROOT
 from lab.runtime import state
 from lab.runtime.lifecycle import require_root
 
 
-def clean(root: Path = RUN_ROOT, backends: Sequence[str] | None = None) -> list[str]:
+def clean(root: Path = RUN_ROOT, backends: Sequence[str | Backend] | None = None,
+          data_root: Path = DATA_ROOT) -> list[str]:
     """Remove every lab of the given backends (default: all), and the records of the labs
     removed (of every lab, when all backends are cleaned). A backend that cannot be asked (a
     docker socket with no engine behind it) does not stop the others: the error is raised
     after they are clean, and the records of labs it may own are kept."""
-    require_root()
+    impls = [registry.get(name) for name in backends or list(registry.REGISTRY)]
+    if any(impl.needs_root for impl in impls):
+        require_root()
     removed: list[str] = []
     gone: set[str] = set()
     failed: list[str] = []
-    for name in backends or list(registry.REGISTRY):
-        impl = registry.get(name)
+    for impl in impls:
+        name = impl.name
         try:
             owned = impl.list_owned()
         except LabError as exc:
@@ -34,8 +38,9 @@ def clean(root: Path = RUN_ROOT, backends: Sequence[str] | None = None) -> list[
         for lab in owned:
             removed += [f"{lab}: {line}" for line in impl.down(lab)]
             gone.add(lab)
-    for lab in state.names(root):
-        if (lab in gone or (backends is None and not failed)) and state.remove(lab, root):
+    for lab in state.names(root, data_root):
+        if (lab in gone or (backends is None and not failed)) and state.remove(lab, root,
+                                                                              data_root):
             removed.append(f"{lab}: record of lab {lab}")
     if failed:
         raise LabError(f"cleaned {len(removed)} items, but could not clean every backend:\n  "

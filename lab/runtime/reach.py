@@ -5,25 +5,23 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from lab.backends.base import Backend, Progress, no_progress
+from lab.backends.base import Lab, Progress, no_progress
 from lab.backends.probes import ProbeResult, run_probes
 from lab.errors import ReachabilityError
 from lab.model.routing import probes
-from lab.model.topology import Probe, Topology
+from lab.model.topology import Probe
 
 
 def check(
-    backend: Backend,
-    lab: str,
-    topology: Topology,
+    lab: Lab,
     progress: Progress = no_progress,
     skip: Callable[[Probe], bool] = lambda _: False,
 ) -> list[ProbeResult]:
     """Ping every pair that should reach each other (but those ``skip`` rules out);
     ReachabilityError naming each failure."""
-    todo = [p for p in probes(topology.nodes) if not skip(p)]
+    todo = [p for p in probes(lab.topology.nodes) if not skip(p)]
     progress(f"checking reachability ({len(todo)} pings)")
-    results = run_probes(backend, lab, todo)
+    results = run_probes(lab, todo)
     failed = [r for r in results if not r.ok]
     if failed:
         lines = [

@@ -1,42 +1,49 @@
-"""A running lab's record on the host: which topology and backend it was built from.
+"""A running lab's record on the host: which topology and backend it was built from, and the
+security plan resolved when it came up.
 
-``/run/teleradlab/labs/<lab>/`` holds ``lab.json`` and a copy of the topology file as it was at
-``up`` (so ``status``, ``exec`` and ``down`` work from any shell, later). Creating the directory
-claims the lab name atomically. The record is a convenience, never the only way to find what a
-lab owns: ``cleanup`` works from names alone.
+``/run/teleradlab/labs/<lab>/`` holds ``lab.json`` (a :class:`LabRecord`, the one model its
+writer and its readers share) and a copy of the topology file as it was at ``up`` (so
+``status``, ``exec`` and ``down`` work from any shell, later). Creating the directory claims the
+lab name atomically. The record is a convenience, never the only way to find what a lab owns:
+``cleanup`` works from names alone.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lab import topology as topology_file
 from lab.errors import LabError, LabExistsError, LabNotFoundError
 from lab.model.names import DATA_ROOT, RUN_ROOT, LabPaths
+from lab.model.plan import SecurityPlan
 from lab.model.topology import Topology
 
 
-@dataclass(frozen=True)
-class LabInfo:
+class LabRecord(BaseModel):
+    """``lab.json``: what a lab was built from, by whom, and its security plan."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
     name: str
     backend: str
     topology: str  # path of the file it was built from
     created: float  # seconds since the epoch
     pid: int  # the orchestrator that built it
-    overrides: dict[str, Any] = field(default_factory=dict)  # sections replaced (--security)
+    overrides: dict[str, Any] = Field(default_factory=dict)  # sections replaced (--security)
+    plan: SecurityPlan
 
     @property
     def created_text(self) -> str:
         return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.created))
 
 
-def claim(info: LabInfo, topology_text: str, root: Path = RUN_ROOT) -> None:
+def claim(info: LabRecord, topology_text: str, root: Path = RUN_ROOT) -> None:
     """Reserve the lab name and write its record; LabExistsError if the name is taken."""
     paths = LabPaths(info.name, root)
     paths.state_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -49,19 +56,18 @@ def claim(info: LabInfo, topology_text: str, root: Path = RUN_ROOT) -> None:
         ) from None
     paths.topology_copy.write_text(topology_text, encoding="utf-8")
     tmp = paths.info_file.with_suffix(".tmp")
-    tmp.write_text(json.dumps(asdict(info), indent=2) + "\n", encoding="utf-8")
+    tmp.write_text(info.model_dump_json(indent=2) + "\n", encoding="utf-8")
     os.replace(tmp, paths.info_file)
 
 
-def read(lab: str, root: Path = RUN_ROOT) -> tuple[LabInfo, Topology]:
+def read(lab: str, root: Path = RUN_ROOT) -> tuple[LabRecord, Topology]:
     """The record of a running lab and its topology (as it was when the lab came up)."""
     paths = LabPaths(lab, root)
     try:
-        raw = json.loads(paths.info_file.read_text(encoding="utf-8"))
-        info = LabInfo(**raw)
+        info = LabRecord.model_validate_json(paths.info_file.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise LabNotFoundError(f"no lab named {lab!r} is running") from None
-    except (ValueError, TypeError) as exc:
+    except (ValueError, ValidationError) as exc:
         raise LabError(
             f"the record of lab {lab!r} is damaged ({paths.info_file}: {exc}); "
             f"'teleradlab down {lab}' removes it"

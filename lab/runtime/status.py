@@ -8,8 +8,9 @@ from typing import Any
 
 from pyroute2 import IPRoute
 
+from lab.backends.base import Lab
 from lab.host.processes import describe, pids_in_netns
-from lab.runtime.lifecycle import Lab
+from lab.runtime.state import LabRecord
 from lab.security.ipsec.tunnel import read_state
 
 
@@ -82,13 +83,14 @@ def live_nodes(lab: Lab) -> list[LiveNode]:
     return out
 
 
-def status_document(lab: Lab) -> dict[str, Any]:
-    """The ``status --json`` document of one lab."""
+def status_document(lab: Lab, record: LabRecord) -> dict[str, Any]:
+    """The ``status --json`` document of one lab (``record``: its record, for when and from
+    what it was built)."""
     return {
         "lab": lab.name,
-        "backend": lab.info.backend,
-        "topology": lab.info.topology,
-        "created": lab.info.created_text,
+        "backend": record.backend,
+        "topology": record.topology,
+        "created": record.created_text,
         "description": lab.topology.description,
         "notes": list(lab.topology.notes),
         "security": security_summary(lab),
@@ -97,10 +99,12 @@ def status_document(lab: Lab) -> dict[str, Any]:
 
 
 def security_summary(lab: Lab) -> str:
-    """What protects the lab: the security asked for, and for IPsec what was negotiated."""
-    text = lab.topology.security.label
-    state = read_state(lab.name)
-    if state is not None:
-        text += (f"; IPsec up ({state.esp_path} ESP, IKE {state.ike_algorithms}, ESP "
-                 f"{state.esp_algorithms}, set up in {state.setup_seconds * 1000:.0f} ms)")
+    """What protects the lab: its security plan, and for IPsec what was negotiated."""
+    text = lab.plan.label
+    state = read_state(lab.paths)
+    if lab.plan.ipsec is not None and state is not None:
+        carried = ", carrying DICOM TLS between the sites" if lab.plan.ipsec.carries_tls else ""
+        text += (f"; IPsec up ({lab.plan.ipsec.esp_path} ESP, IKE {state.ike_algorithms}, ESP "
+                 f"{state.esp_algorithms}, set up in {state.setup_seconds * 1000:.0f} ms"
+                 f"{carried})")
     return text

@@ -46,6 +46,13 @@ class Row:
     sa_bytes: int = 0  # ESP bytes counted by the SA during the operation (0 without IPsec)
     wan_profile: str = ""  # WAN preset or profile name ('' = unimpaired)
     wan_path: str = ""  # netem | userspace ('' = unimpaired)
+    # The WAN's numbers as applied (forward direction: PACS-bound; 0 = not impaired), so that
+    # tables and figures need not parse the profile's name back:
+    wan_delay_ms: float = 0.0  # one-way delay (the RTT adds the reverse direction's)
+    wan_rtt_ms: float = 0.0  # configured round trip: forward + reverse delay
+    wan_jitter_ms: float = 0.0
+    wan_loss_pct: float = 0.0
+    wan_rate_mbit: float = 0.0  # bottleneck rate (0 = none)
 
 
 COLUMNS = tuple(f.name for f in fields(Row))

@@ -19,21 +19,21 @@ from pathlib import Path
 from typing import Any
 
 from lab import topology as topology_file
-from lab.backends.base import Progress, no_progress
+from lab.backends.base import Backend, Lab, Progress, no_progress
 from lab.dicom import MODALITY_AE
 from lab.dicom.data.generate import generate_study, load_folder
 from lab.dicom.data.integrity import build_manifest, sign_manifest, write_signed
 from lab.errors import LabError
 from lab.host import programs
-from lab.model.names import LabPaths
+from lab.model.names import DATA_ROOT, RUN_ROOT
 from lab.model.routing import probes
-from lab.model.topology import Family, Role, SecurityMode, Topology, Wan
+from lab.model.topology import Family, Role, Topology, Wan
 from lab.model.wan import as_dict
 from lab.runtime import lifecycle
-from lab.runtime.services import ports, tls_arguments
-from lab.security.ipsec.plan import make_plan, uses_ipsec
+from lab.runtime.services import tls_arguments
 from lab.security.ipsec.tunnel import IpsecState, read_state, sa_bytes, tunnel_probes
 from lab.security.pki.lab_pki import LabPki, ensure_lab_pki
+from lab.security.plan import Machine
 from lab.study.results import Row, provenance, write_csv, write_json
 from lab.wan import apply as wan_apply
 from lab.wan import measure, userspace
@@ -52,7 +52,10 @@ class RunOptions:
     seed: int = 0
     overrides: Mapping[str, Any] = field(default_factory=dict)  # topology sections (--security)
     wan: Wan | None = None  # --wan: replaces the topology's (or the running lab's) WAN profile
-    backend: str = "netns"  # for a lab this run builds (lab.backends.REGISTRY)
+    backend: str | Backend = "netns"  # for a lab this run builds (lab.backends.REGISTRY)
+    root: Path = RUN_ROOT  # where lab records live (tests use their own)
+    data_root: Path = DATA_ROOT
+    machine: Machine | None = None  # what the security plan may use (default: this machine)
 
 
 @dataclass(frozen=True)
@@ -76,14 +79,13 @@ class RunResult:
         return all(r.ok for r in self.rows)
 
 
-def routed_families(topology: Topology, src: str, dst: str) -> list[Family]:
+def routed_families(lab: Lab, src: str, dst: str) -> list[Family]:
     """Families in which ``src`` reaches ``dst``: without a tunnel, or through the IPsec tunnel
-    the topology asks for (the mixed topologies' site family crosses the WAN only that way)."""
-    fams = {p.family for p in probes(topology.nodes)
+    of the lab's plan (the mixed topologies' site family crosses the WAN only that way)."""
+    fams = {p.family for p in probes(lab.topology.nodes)
             if {p.source, p.destination} == {src, dst}}
-    if uses_ipsec(topology):
-        plan = make_plan(topology)
-        fams |= {p.family for p in tunnel_probes(topology, plan)
+    if lab.plan.ipsec is not None:
+        fams |= {p.family for p in tunnel_probes(lab.topology, lab.plan.ipsec)
                  if {p.source, p.destination} == {src, dst}}
     return [f for f in Family if f in fams]
 
@@ -137,28 +139,26 @@ def _group_by_study(files: Sequence[Path]) -> list[tuple[str, str, tuple[Path, .
 class Runner:
     """Runs the DICOM programs of one lab and turns their JSON into rows."""
 
-    def __init__(self, lab: lifecycle.Lab, opts: RunOptions, pki: LabPki) -> None:
+    def __init__(self, lab: Lab, opts: RunOptions, pki: LabPki) -> None:
         self.lab = lab
         self.opts = opts
         self.pki = pki
         self.topology = lab.topology
         self.modality = _node(self.topology, Role.MODALITY)
         self.pacs = _node(self.topology, Role.PACS)
-        self.paths = LabPaths(lab.name)
+        self.paths = lab.paths
         self.ipsec: IpsecState | None = None
-        self.tls = tls_arguments(self.topology, self.paths, self.modality)
-        if self.topology.security.mode is SecurityMode.TLS and self.topology.security.tls.cipher:
-            self.tls += (f"--tls-cipher={self.topology.security.tls.cipher}",)
-        if uses_ipsec(self.topology):
-            self.ipsec = read_state(lab.name)
+        self.tls = tls_arguments(lab, self.modality, client=True)
+        if lab.plan.ipsec is not None:
+            self.ipsec = read_state(lab.paths)
             if self.ipsec is None:
                 raise LabError(f"lab {lab.name} asks for IPsec but has no record of its SAs "
                                "(was it built by this version?)")
-        self.wan_profile, self.wan_path = "", ""
+        self.wan: dict[str, Any] = {}  # the Row's wan_* columns
 
     def _program(self, node: str, module: str, args: Sequence[str]) -> dict[str, Any]:
         argv = [sys.executable, "-m", module, *args]
-        res = self.lab.backend.exec(self.lab.name, node, argv, check=False, timeout=3600)
+        res = self.lab.exec(node, argv, check=False, timeout=3600)
         try:
             doc: dict[str, Any] = json.loads(res.stdout.strip().splitlines()[-1])
         except (ValueError, IndexError):
@@ -169,27 +169,24 @@ class Runner:
     def scu(self, family: Family, operation: str, *args: str) -> dict[str, Any]:
         """Run the SCU in the modality; with IPsec, the ESP bytes the SA counted meanwhile."""
         host = self.topology.node(self.pacs).addresses(family)[0].ip
-        before = sa_bytes(self.lab.name) if self.ipsec else 0
+        before = sa_bytes(self.lab) if self.ipsec else 0
         doc = self._program(self.modality, "lab.dicom.scu",
-                            [operation, f"--host={host}", f"--port={ports(self.topology)[0]}",
+                            [operation, f"--host={host}", f"--port={self.lab.plan.pacs_port}",
                              f"--pdu={self.opts.pdu}", *self.tls, *args])
         if self.ipsec:
-            doc["sa_bytes"] = sa_bytes(self.lab.name) - before
+            doc["sa_bytes"] = sa_bytes(self.lab) - before
         return doc
 
     def protection(self, doc: dict[str, Any]) -> dict[str, Any]:
         """The Row fields that say what protected the path."""
-        out: dict[str, Any] = {}
-        if self.ipsec is not None:
-            out = {"security_profile": self.ipsec.proposal, "esp_path": self.ipsec.esp_path,
-                   "handshake_seconds": self.ipsec.setup_seconds,
-                   "cipher": self.ipsec.esp_algorithms, "sa_bytes": int(doc.get("sa_bytes", 0))}
-        if self.topology.security.mode is SecurityMode.TLS:
-            tls = self.topology.security.tls
-            tunnel = " (in the IPsec transition tunnel)" if self.ipsec else ""
-            out |= {"security_profile": tls.profile + (f" {tls.cipher}" if tls.cipher else "")
-                    + tunnel,
-                    "handshake_seconds": round(float(doc.get("handshake_seconds") or 0.0), 6),
+        plan = self.lab.plan
+        out: dict[str, Any] = {"security_profile": plan.profile}
+        if plan.ipsec is not None and self.ipsec is not None:
+            out |= {"esp_path": plan.ipsec.esp_path.value,
+                    "handshake_seconds": self.ipsec.setup_seconds,
+                    "cipher": self.ipsec.esp_algorithms, "sa_bytes": int(doc.get("sa_bytes", 0))}
+        if plan.tls is not None:
+            out |= {"handshake_seconds": round(float(doc.get("handshake_seconds") or 0.0), 6),
                     "tls_version": str(doc.get("tls_version") or ""),
                     "cipher": str(doc.get("cipher") or "")}
         return out
@@ -206,14 +203,14 @@ class Runner:
             {k: v for k, v in doc.items() if k in ("status", "statuses", "failed", "completed",
                                                    "warning", "matches_found", "problems")})
         return Row(
-            topology=self.topology.name, family=family.value, backend=self.lab.info.backend,
-            security=self.topology.security.mode.value, operation=op,
+            topology=self.topology.name, family=family.value, backend=self.lab.backend.name,
+            security=self.lab.plan.mode.value, operation=op,
             modality=study.modality if study else "", pdu=self.opts.pdu, repetition=rep,
             objects=objects, bytes=size, seconds=round(seconds, 6),
             mbytes_per_s=round(size / seconds / 1e6, 3) if seconds > 0 and size else 0.0,
             setup_seconds=round(float(doc.get("setup_seconds", 0.0)), 6), verified=verified,
             ok=bool(doc.get("ok")) and verified != "no", detail=str(detail),
-            wan_profile=self.wan_profile, wan_path=self.wan_path, **self.protection(doc),
+            **self.wan, **self.protection(doc),
         )
 
 
@@ -253,7 +250,8 @@ def execute(opts: RunOptions, progress: Progress = no_progress,
     own = opts.lab is None
     started = time.time()
     lab = (lifecycle.up(opts.topology, backend=opts.backend, progress=progress,
-                        overrides=opts.overrides, wan=opts.wan, measured=True)
+                        overrides=opts.overrides, wan=opts.wan, measured=True, root=opts.root,
+                        data_root=opts.data_root, machine=opts.machine)
            if own and opts.topology else _attach(opts))
     if not own and opts.overrides:
         _same_security(lab, opts)
@@ -261,16 +259,16 @@ def execute(opts: RunOptions, progress: Progress = no_progress,
     error = ""
     try:
         opts.out.mkdir(parents=True, exist_ok=True)
-        families = routed_families(lab.topology, _node(lab.topology, Role.MODALITY),
+        families = routed_families(lab, _node(lab.topology, Role.MODALITY),
                                    _node(lab.topology, Role.PACS))
         if not families:
             raise LabError("the modality cannot reach the PACS in any family: "
                            + " ".join(lab.topology.notes))
-        pki = ensure_lab_pki(LabPaths(lab.name), lab.topology)
+        pki = ensure_lab_pki(lab.paths, lab.topology)
         progress("preparing studies and signed manifests")
         studies, result.skipped = prepare_studies(opts, pki, _site_of(lab.topology, Role.MODALITY))
         runner = Runner(lab, opts, pki)
-        runner.wan_profile, runner.wan_path = _wan_fidelity(lab, opts, result, progress, own)
+        runner.wan = _wan_fidelity(lab, opts, result, progress, own)
         for rep in range(1, opts.repeat + 1):
             for family in families:
                 progress(f"repetition {rep}/{opts.repeat}, {family.label}: C-ECHO")
@@ -292,7 +290,7 @@ def execute(opts: RunOptions, progress: Progress = no_progress,
             _write(opts, lab, result, started, error)
         if own:
             progress("taking the lab down")
-            lifecycle.down(lab.name)
+            lifecycle.down(lab.name, lab.paths.root, lab.backend, lab.paths.data_root)
     return result
 
 
@@ -304,12 +302,13 @@ STORE_PATHS = {
 }
 
 
-def _attach(opts: RunOptions) -> lifecycle.Lab:
+def _attach(opts: RunOptions) -> Lab:
     """The running lab of ``--lab``, once every program this run needs on it is installed
     (the WAN it will have: ``--wan``, else the one applied)."""
-    lab = lifecycle.attach(opts.lab)
-    wan = opts.wan if opts.wan is not None else wan_apply.read_state(lab.name).wan
-    programs.require(lifecycle.lab_needs(lab.topology, lab.backend.name, wan, measured=True))
+    lab = lifecycle.attach(opts.lab, opts.root, opts.data_root,
+                           opts.backend if isinstance(opts.backend, Backend) else None)
+    wan = opts.wan if opts.wan is not None else wan_apply.read_state(lab.paths).wan
+    programs.require(lifecycle.lab_needs(lab.topology, lab.backend, wan, measured=True))
     return lab
 
 
@@ -317,69 +316,75 @@ def _site_of(topology: Topology, role: Role) -> str:
     return str(topology.node(_node(topology, role)).site)
 
 
-def _write(opts: RunOptions, lab: lifecycle.Lab, result: RunResult, started: float,
+def _write(opts: RunOptions, lab: Lab, result: RunResult, started: float,
            error: str) -> None:
     """Results so far (all of them, or those before a failure) and provenance, with the error."""
     write_csv(opts.out / "results.csv", result.rows)
     write_json(opts.out / "run.json", provenance({
         "topology": lab.topology.name, "topology_file": lab.topology.source, "lab": lab.name,
-        "backend": lab.info.backend, "started": started, "finished": time.time(),
+        "backend": lab.backend.name, "started": started, "finished": time.time(),
         "data_paths": {"esp": _esp_description(lab),
                        "wan": result.wan.get("path") or "unimpaired veth",
                        "store": STORE_PATHS[lab.topology.archive_sync]},
-        "security": lab.topology.security.label, "wan": result.wan, "notes": result.notes,
+        "security": lab.plan.label, "wan": result.wan, "notes": result.notes,
         "options": {k: str(v) for k, v in vars(opts).items()},
         "skipped_inputs": [{"file": str(p), "reason": why} for p, why in result.skipped],
         "rows": len(result.rows), "all_ok": result.ok and not error, "error": error,
     }))
 
 
-def _esp_description(lab: lifecycle.Lab) -> Any:
-    state = read_state(lab.name) if uses_ipsec(lab.topology) else None
-    if state is None:
-        return ("none (DICOM TLS end to end)" if lab.topology.security.mode is SecurityMode.TLS
-                else "none (no IPsec)")
-    return {"path": state.esp_path, "ike": state.ike_algorithms, "esp": state.esp_algorithms,
-            "ike_setup_seconds": state.setup_seconds, "scope": state.scope, "auth": state.auth}
+def _esp_description(lab: Lab) -> Any:
+    ipsec = lab.plan.ipsec
+    state = read_state(lab.paths) if ipsec is not None else None
+    if ipsec is None or state is None:
+        return "none (DICOM TLS end to end)" if lab.plan.tls else "none (no IPsec)"
+    return {"path": ipsec.esp_path.value, "ike": state.ike_algorithms,
+            "esp": state.esp_algorithms, "ike_setup_seconds": state.setup_seconds,
+            "scope": ipsec.scope.value, "auth": ipsec.auth.value,
+            "carries_tls": ipsec.carries_tls}
 
 
-def _same_security(lab: lifecycle.Lab, opts: RunOptions) -> None:
+def _same_security(lab: Lab, opts: RunOptions) -> None:
     """--security with --lab: the running lab must already be protected that way (security is
     set up when a lab comes up, not per run)."""
-    text = LabPaths(lab.name).topology_copy.read_text(encoding="utf-8")
-    wanted = topology_file.parse(text, lab.info.topology, opts.overrides).security
+    text = lab.paths.topology_copy.read_text(encoding="utf-8")
+    wanted = topology_file.parse(text, lab.topology.source, opts.overrides).security
     if wanted != lab.topology.security:
         raise LabError(f"lab {lab.name} runs with security {lab.topology.security.label!r}, not "
                        f"{wanted.label!r}; security is chosen when a lab comes up")
 
 
-def _wan_fidelity(lab: lifecycle.Lab, opts: RunOptions, result: RunResult, progress: Progress,
-                  own: bool) -> tuple[str, str]:
+def _wan_fidelity(lab: Lab, opts: RunOptions, result: RunResult, progress: Progress,
+                  own: bool) -> dict[str, Any]:
     """Apply ``--wan`` to a running lab, check the emulator lives, measure fidelity; return the
-    (profile, path) every row records."""
+    WAN columns every row records (profile, path and its numbers)."""
     if opts.wan is not None and not own:
         progress(f"impairing the WAN ({opts.wan.name or 'none'})")
-        wan_apply.apply(lab.backend, lab.name, lab.topology, opts.wan)
-    state = wan_apply.check(lab.backend, lab.name, lab.topology)
+        wan_apply.apply(lab, opts.wan)
+    state = wan_apply.check(lab)
     progress("measuring the WAN's fidelity (ping" + (", iperf3)" if state.path else ")"))
     # unimpaired: the RTT of the bare path is enough (and takes half a second)
-    fidelity = measure.fidelity(lab.backend, lab.name, lab.topology, state.wan,
-                                pings=20 if state.path else 10, rate=bool(state.path))
-    wan_apply.record_fidelity(lab.name, fidelity)
+    fidelity = measure.fidelity(lab, state.wan, pings=20 if state.path else 10,
+                                rate=bool(state.path))
+    wan_apply.record_fidelity(lab.paths, fidelity)
     result.wan = {"profile": as_dict(state.wan), "path": state.path, "why": state.why,
                   "fidelity": fidelity}
     if not state.wan.impaired:
-        return "", ""
+        return {}
     rates = (state.wan.forward.rate_mbit, state.wan.reverse.rate_mbit)
     if state.path == "userspace" and any(r == 0 or r > userspace.CAPACITY_MBIT for r in rates):
         result.notes.append(
             f"the WAN profile {state.wan.name!r} asks more than the userspace emulator is known "
             f"to carry ({userspace.CAPACITY_MBIT:g} Mbit/s on a busy 2-core VM; scripts/bench "
             "--only wan measures this machine): its rate may be limited by the emulator")
-    return state.wan.name, state.path
+    fwd, rev = state.wan.forward, state.wan.reverse
+    return {"wan_profile": state.wan.name, "wan_path": state.path,
+            "wan_delay_ms": fwd.delay_ms, "wan_rtt_ms": fwd.delay_ms + rev.delay_ms,
+            "wan_jitter_ms": fwd.jitter_ms, "wan_loss_pct": fwd.loss_pct,
+            "wan_rate_mbit": fwd.rate_mbit}
 
 
-def _wan_alive(lab: lifecycle.Lab, runner: Runner) -> None:
+def _wan_alive(lab: Lab, runner: Runner) -> None:
     """A dead emulator fails the run (its WAN is cut, never silently unimpaired)."""
-    if runner.wan_path:
-        wan_apply.check(lab.backend, lab.name, lab.topology)
+    if runner.wan.get("wan_path"):
+        wan_apply.check(lab)

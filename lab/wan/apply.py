@@ -17,11 +17,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from lab.backends.base import Backend
+from lab.backends.base import Lab
 from lab.errors import LabError
 from lab.host import files, programs, shell
 from lab.host.processes import stop
-from lab.model.names import RUN_ROOT, LabPaths
+from lab.model.names import LabPaths
 from lab.model.topology import Topology, Wan
 from lab.model.wan import describe
 from lab.wan import netem, userspace
@@ -47,18 +47,18 @@ class WanState(BaseModel):
     fidelity: dict[str, Any] = Field(default_factory=dict)
 
 
-def state_file(lab: str, root: Path = RUN_ROOT) -> Path:
-    return LabPaths(lab, root).state_dir / "wan.json"
+def state_file(paths: LabPaths) -> Path:
+    return paths.state_dir / "wan.json"
 
 
-def log_dir(lab: str) -> Path:
+def log_dir(paths: LabPaths) -> Path:
     """The emulator's log and counters, in the lab's data dir (same path inside nodes)."""
-    return LabPaths(lab).data_dir / "wan"
+    return paths.data_dir / "wan"
 
 
-def read_state(lab: str, root: Path = RUN_ROOT) -> WanState:
+def read_state(paths: LabPaths) -> WanState:
     """The recorded state; the unimpaired one if nothing was recorded."""
-    path = state_file(lab, root)
+    path = state_file(paths)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -69,9 +69,9 @@ def read_state(lab: str, root: Path = RUN_ROOT) -> WanState:
         raise LabError(f"{path} is not a WAN state this version understands: {exc}") from None
 
 
-def write_state(lab: str, state: WanState, root: Path = RUN_ROOT) -> None:
+def write_state(paths: LabPaths, state: WanState) -> None:
     """Record ``state`` (atomically: a reader sees the old record or the new one)."""
-    files.write_json(state_file(lab, root), state)
+    files.write_json(state_file(paths), state)
 
 
 def router_links(topology: Topology) -> tuple[userspace.Link, userspace.Link]:
@@ -80,35 +80,34 @@ def router_links(topology: Topology) -> tuple[userspace.Link, userspace.Link]:
     return userspace.Link(first.gateway, ""), userspace.Link(second.gateway, "")
 
 
-def apply(backend: Backend, lab: str, topology: Topology, wan: Wan,
-          prefer: PathChoice = "auto") -> WanState:
+def apply(lab: Lab, wan: Wan, prefer: PathChoice = "auto") -> WanState:
     """Replace whatever impairs the WAN by ``wan``; returns (and records) the new state.
 
     The path is chosen (and the emulator built) before anything changes, so a refusal leaves
     the WAN as it was; a failure after that leaves it reset, and recorded so."""
-    router = topology.wan_router
-    a, b = router_links(topology)
-    netns_path = backend.netns_path(lab, router)
+    router = lab.topology.wan_router
+    a, b = router_links(lab.topology)
+    netns_path = lab.netns_path(router)
     path, why = choose_path(netns_path, a.ifname, prefer) if wan.impaired else ("", "")
-    helper = (userspace.staged(userspace.binary(), LabPaths(lab).data_dir / "wan")
+    helper = (userspace.staged(userspace.binary(), lab.paths.data_dir / "wan")
               if path == "userspace" else None)
-    reset(backend, lab, topology)
+    reset(lab)
     if not wan.impaired:
         return WanState()
     pid = 0
-    write_state(lab, WanState(wan=wan, path=path, why=why))  # what reset must undo, on failure
+    write_state(lab.paths, WanState(wan=wan, path=path, why=why))  # what reset must undo
     try:
-        _offloads_off(backend, lab, topology)
+        _offloads_off(lab)
         if helper is None:
             netem.apply(netns_path, {b.ifname: wan.forward, a.ifname: wan.reverse})
         else:
-            pid = _start_emulator(backend, lab, topology, wan, helper)
+            pid = _start_emulator(lab, wan, helper)
         state = WanState(wan=wan, path=path, pid=pid, why=why)
-        write_state(lab, state)
+        write_state(lab.paths, state)
     except BaseException:
         if pid:
-            write_state(lab, WanState(wan=wan, path=path, pid=pid, why=why))  # reset stops it
-        reset(backend, lab, topology)
+            write_state(lab.paths, WanState(wan=wan, path=path, pid=pid, why=why))  # for reset
+        reset(lab)
         raise
     return state
 
@@ -132,62 +131,61 @@ def choose_path(netns_path: Path, ifname: str, prefer: PathChoice) -> tuple[WanP
     return ("netem", detail) if ok else ("userspace", f"no sch_netem here; {detail}")
 
 
-def _offloads_off(backend: Backend, lab: str, topology: Topology) -> None:
+def _offloads_off(lab: Lab) -> None:
+    topology = lab.topology
     for site in topology.sites:
-        backend.exec(lab, site.gateway, [sys.executable, "-m", "lab.wan.offloads",
-                                         topology.wan_router])
-    backend.exec(lab, topology.wan_router, [sys.executable, "-m", "lab.wan.offloads",
-                                            *(s.gateway for s in topology.sites)])
+        lab.exec(site.gateway, [sys.executable, "-m", "lab.wan.offloads", topology.wan_router])
+    lab.exec(topology.wan_router, [sys.executable, "-m", "lab.wan.offloads",
+                                   *(s.gateway for s in topology.sites)])
 
 
-def _start_emulator(backend: Backend, lab: str, topology: Topology, wan: Wan,
-                    helper: Path) -> int:
+def _start_emulator(lab: Lab, wan: Wan, helper: Path) -> int:
+    topology = lab.topology
     router = topology.wan_router
     links = tuple(
-        userspace.Link(s.gateway, _mac(backend, lab, s.gateway, router))
+        userspace.Link(s.gateway, _mac(lab, s.gateway, router))
         for s in topology.sites[:2]
     )
     local = [str(a.ip) for a in topology.node(router).addresses()]
-    logs = log_dir(lab)
+    logs = log_dir(lab.paths)
     mtu = max(i.mtu for i in topology.node(router).interfaces)
     args = userspace.argv(helper, logs / "stats.json", (links[0], links[1]), local,
                           wan.forward, wan.reverse, mtu=mtu)
-    _forwarding(backend, lab, router, on=False)
-    return userspace.start(backend, lab, router, args, logs / "stats.json",
-                           logs / "emulator.log")
+    _forwarding(lab, router, on=False)
+    return userspace.start(lab, router, args, logs / "stats.json", logs / "emulator.log")
 
 
-def _mac(backend: Backend, lab: str, node: str, ifname: str) -> str:
-    res = backend.exec(lab, node, ["cat", f"/sys/class/net/{ifname}/address"])
+def _mac(lab: Lab, node: str, ifname: str) -> str:
+    res = lab.exec(node, ["cat", f"/sys/class/net/{ifname}/address"])
     return res.stdout.strip()
 
 
-def _forwarding(backend: Backend, lab: str, node: str, *, on: bool) -> None:
+def _forwarding(lab: Lab, node: str, *, on: bool) -> None:
     """Kernel forwarding in the WAN router, written from the host into the node's network
     namespace only (a container's own /proc/sys is read-only)."""
     value = "1" if on else "0"
     script = "; ".join(f"echo {value} > {f}" for f in FORWARDING)
-    shell.run(["nsenter", f"--net={backend.netns_path(lab, node)}", "sh", "-c", script])
+    shell.run(["nsenter", f"--net={lab.netns_path(node)}", "sh", "-c", script])
 
 
-def reset(backend: Backend, lab: str, topology: Topology) -> None:
+def reset(lab: Lab) -> None:
     """Back to the unimpaired WAN: stop the emulator, remove qdiscs, kernel forwarding on."""
-    state = read_state(lab)
-    router = topology.wan_router
-    if state.pid and userspace.running(backend, lab, router, state.pid):
+    state = read_state(lab.paths)
+    router = lab.topology.wan_router
+    if state.pid and userspace.running(lab, router, state.pid):
         stop([state.pid])
     if state.path == "netem":
-        netem.reset(backend.netns_path(lab, router), [s.gateway for s in topology.sites])
-    _forwarding(backend, lab, router, on=True)
-    write_state(lab, WanState())
+        netem.reset(lab.netns_path(router), [s.gateway for s in lab.topology.sites])
+    _forwarding(lab, router, on=True)
+    write_state(lab.paths, WanState())
 
 
-def check(backend: Backend, lab: str, topology: Topology) -> WanState:
+def check(lab: Lab) -> WanState:
     """The applied state; LabError if the emulator it needs has stopped."""
-    state = read_state(lab)
+    state = read_state(lab.paths)
     if state.path == "userspace" and not userspace.running(
-            backend, lab, topology.wan_router, state.pid):
-        log = log_dir(lab) / "emulator.log"
+            lab, lab.topology.wan_router, state.pid):
+        log = log_dir(lab.paths) / "emulator.log"
         raise LabError(
             f"the WAN emulator (pid {state.pid}, {describe(state.wan.forward)}) has stopped, "
             f"so the WAN is cut; 'teleradlab wan set' restarts it. Its log ({log}):\n"
@@ -195,16 +193,16 @@ def check(backend: Backend, lab: str, topology: Topology) -> WanState:
     return state
 
 
-def counters(lab: str) -> dict[str, Any]:
+def counters(paths: LabPaths) -> dict[str, Any]:
     """The emulator's packet counters (refreshed every second), or {} without an emulator."""
     try:
-        doc: dict[str, Any] = json.loads((log_dir(lab) / "stats.json").read_text())
+        doc: dict[str, Any] = json.loads((log_dir(paths) / "stats.json").read_text())
     except (OSError, ValueError):
         return {}
     return doc
 
 
-def record_fidelity(lab: str, fidelity: dict[str, Any], root: Path = RUN_ROOT) -> None:
+def record_fidelity(paths: LabPaths, fidelity: dict[str, Any]) -> None:
     """Keep the last fidelity measurement beside the state it measured."""
-    write_state(lab, read_state(lab, root).model_copy(update={"fidelity": fidelity}), root)
+    write_state(paths, read_state(paths).model_copy(update={"fidelity": fidelity}))
 

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from lab.backends.base import Backend
+from lab.backends.base import Lab
 from lab.errors import LabError
 from lab.host.processes import stop
 from lab.model.topology import Family, Topology, Wan
@@ -50,11 +50,11 @@ def endpoints(topology: Topology) -> tuple[str, str, str]:
     return first.gateway, second.gateway, str(addr.ip)
 
 
-def ping(backend: Backend, lab: str, src: str, dst: str, count: int, interval: float,
+def ping(lab: Lab, src: str, dst: str, count: int, interval: float,
          timeout: float = 60.0) -> Ping:
     """``ping -c COUNT -i INTERVAL`` from node ``src``; interval below 0.2 s needs root."""
     wait = max(2, math.ceil(timeout / 4))
-    res = backend.exec(lab, src, ["ping", "-n", "-q", "-c", str(count), "-i", f"{interval:g}",
+    res = lab.exec(src, ["ping", "-n", "-q", "-c", str(count), "-i", f"{interval:g}",
                                   "-W", str(wait), dst], check=False, timeout=timeout)
     sent = _LOSS.search(res.stdout)
     if sent is None:
@@ -64,16 +64,16 @@ def ping(backend: Backend, lab: str, src: str, dst: str, count: int, interval: f
     return Ping(int(sent.group(1)), int(sent.group(2)), *values)
 
 
-def iperf_rate(backend: Backend, lab: str, src: str, dst: str, addr: str,
+def iperf_rate(lab: Lab, src: str, dst: str, addr: str,
                seconds: int, skip: int, udp_mbit: float = 0.0) -> float:
     """Mbit/s received by the iperf3 server in ``dst`` from a sender in ``src``, over the
     server's one-second intervals after the first ``skip`` (slow start excluded): TCP, or with
     ``udp_mbit`` UDP datagrams of 1400 bytes offered at that rate."""
     udp = ["-u", "-b", f"{udp_mbit:g}M", "-l", "1400"] if udp_mbit else []
-    server = backend.spawn(lab, dst, ["iperf3", "-s", "-1", "-J", "-p", str(IPERF_PORT)])
+    server = lab.spawn(dst, ["iperf3", "-s", "-1", "-J", "-p", str(IPERF_PORT)])
     try:
         time.sleep(0.3)
-        res = backend.exec(lab, src, ["iperf3", "-c", addr, "-p", str(IPERF_PORT), "-t",
+        res = lab.exec(src, ["iperf3", "-c", addr, "-p", str(IPERF_PORT), "-t",
                                       str(seconds), "-J", "--get-server-output", *udp],
                            check=False, timeout=seconds + 30)
     finally:
@@ -93,12 +93,11 @@ def iperf_rate(backend: Backend, lab: str, src: str, dst: str, addr: str,
     return sum(float(s["bytes"]) for s in kept) * 8 / secs / 1e6 if secs else 0.0
 
 
-def fidelity(backend: Backend, lab: str, topology: Topology, wan: Wan, *,
-             pings: int = 20, rate: bool = True) -> dict[str, Any]:
+def fidelity(lab: Lab, wan: Wan, *, pings: int = 20, rate: bool = True) -> dict[str, Any]:
     """Configured and measured RTT, loss and rate (forward direction) of the running WAN."""
-    src, dst, addr = endpoints(topology)
+    src, dst, addr = endpoints(lab.topology)
     rtt_conf = wan.forward.delay_ms + wan.reverse.delay_ms
-    p = ping(backend, lab, src, dst, pings, 0.05, timeout=30 + rtt_conf / 100)
+    p = ping(lab, src, dst, pings, 0.05, timeout=30 + rtt_conf / 100)
     doc: dict[str, Any] = {
         "between": f"{src} -> {dst} ({addr})",
         "rtt_configured_ms": rtt_conf,
@@ -110,12 +109,11 @@ def fidelity(backend: Backend, lab: str, topology: Topology, wan: Wan, *,
         "measured_at": time.time(),
     }
     if rate:
-        doc.update(rate_fidelity(backend, lab, (src, dst, addr), wan, rtt_conf))
+        doc.update(rate_fidelity(lab, (src, dst, addr), wan, rtt_conf))
     return doc
 
 
-def rate_fidelity(backend: Backend, lab: str, ends: tuple[str, str, str], wan: Wan,
-                  rtt_ms: float) -> dict[str, Any]:
+def rate_fidelity(lab: Lab, ends: tuple[str, str, str], wan: Wan, rtt_ms: float) -> dict[str, Any]:
     """The bottleneck's rate: with a configured rate up to UDP_MAX_MBIT, UDP offered at 1.2
     times it (what arrives is the bottleneck's rate times 1 - loss, whatever TCP would make of
     the delay and loss); above (iperf3's UDP sender cannot keep up) or without one, TCP goodput
@@ -123,10 +121,10 @@ def rate_fidelity(backend: Backend, lab: str, ends: tuple[str, str, str], wan: W
     conf = wan.forward.rate_mbit
     if 0 < conf <= UDP_MAX_MBIT:
         skip = 1 + math.ceil(rtt_ms / 1000)
-        measured = iperf_rate(backend, lab, *ends, skip + 3, skip, udp_mbit=1.2 * conf)
+        measured = iperf_rate(lab, *ends, skip + 3, skip, udp_mbit=1.2 * conf)
         note = "UDP offered at 1.2 x the rate, payload received at the iperf3 server"
     else:
         skip = 1 + math.ceil(10 * rtt_ms / 1000)  # TCP needs round trips to fill the path
-        measured = iperf_rate(backend, lab, *ends, skip + 3, skip)
+        measured = iperf_rate(lab, *ends, skip + 3, skip)
         note = "TCP goodput at the iperf3 server (payload only)"
     return {"rate_measured_mbit": round(measured, 2), "rate_note": note}

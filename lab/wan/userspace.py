@@ -28,7 +28,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab.backends.base import Backend
+from lab.backends.base import Lab
 from lab.errors import LabError, WaitTimeout
 from lab.host import files, programs, shell
 from lab.host.processes import describe, pids_in_netns, stop
@@ -108,12 +108,11 @@ def argv(helper: Path, stats: Path, links: tuple[Link, Link], local: list[str],
     return args
 
 
-def start(backend: Backend, lab: str, node: str, args: list[str], stats: Path,
-          log: Path) -> int:
+def start(lab: Lab, node: str, args: list[str], stats: Path, log: Path) -> int:
     """Spawn the emulator in ``node``; return its pid once it has its sockets (stats written)."""
     stats.unlink(missing_ok=True)
     log.parent.mkdir(parents=True, exist_ok=True)
-    proc = backend.spawn(lab, node, args, log_path=log)
+    proc = lab.spawn(node, args, log_path=log)
 
     def ready() -> bool:
         if stats.exists():
@@ -131,9 +130,9 @@ def start(backend: Backend, lab: str, node: str, args: list[str], stats: Path,
     return proc.pid
 
 
-def running(backend: Backend, lab: str, node: str, pid: int) -> bool:
+def running(lab: Lab, node: str, pid: int) -> bool:
     """Is ``pid`` still the emulator inside ``node`` (not a reused pid elsewhere)?"""
-    if pid not in pids_in_netns(backend.netns_path(lab, node)):
+    if pid not in pids_in_netns(lab.netns_path(node)):
         return False
     info = describe(pid)
     return info is not None and "tl-wanemu" in info.command

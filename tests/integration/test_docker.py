@@ -82,10 +82,11 @@ def test_shipped_topology_comes_up_on_docker(name: str, engine: Any,
     lab_name = f"docker-{name}"
     docker_lab.append(lab_name)
     forwarding = (_sysctl("net.ipv4.ip_forward"), _sysctl("net.ipv6.conf.all.forwarding"))
-    lab = lifecycle.up(TOPOLOGIES / f"{name}.yaml", lab_name, backend="docker",
-                       start_services=False)
+    built = lifecycle.build(TOPOLOGIES / f"{name}.yaml", lab_name, backend="docker",
+                            start_services=False)
+    lab = built.lab
     expected = probes(lab.topology.nodes)
-    assert len(lab.probes) == len(expected) > 0 and all(r.ok for r in lab.probes)
+    assert len(built.probes) == len(expected) > 0 and all(r.ok for r in built.probes)
     # Every node is a labelled container on labelled internal networks.
     client = engine
     ctrs = client.containers.list(filters={"label": f"{LABEL}={lab_name}"})

@@ -10,13 +10,15 @@ from pathlib import Path
 import pytest
 
 from lab import topology as topology_file
+from lab.backends.base import Lab
 from lab.dicom.data.generate import generate_study
 from lab.errors import IpsecError
 from lab.model.names import LabPaths
+from lab.model.plan import IpsecPlan
 from lab.model.topology import Role
 from lab.runtime import lifecycle
+from lab.security import plan as security_plan
 from lab.security.ipsec import tunnel
-from lab.security.ipsec.plan import make_plan
 from lab.security.pki.authority import create_ca
 from lab.security.pki.lab_pki import ensure_lab_pki
 from lab.study.results import read_csv
@@ -57,12 +59,15 @@ def _ping(lab: str, src: str, dst: str) -> bool:
     return res.returncode == 0
 
 
-def _secure(lab: str, spec: str) -> tuple[lifecycle.Lab, object]:
-    """The running plain lab seen as if its topology asked for ``spec``."""
+def _secure(lab: str, spec: str) -> tuple[Lab, IpsecPlan]:
+    """The running plain lab seen as if its topology asked for ``spec`` (its plan resolved on
+    this machine, as ``up`` would)."""
     base = lifecycle.attach(lab)
-    topo = topology_file.load(base.info.topology,
+    topo = topology_file.load(lifecycle.record(base).topology,
                               {"security": topology_file.security_override(spec)})
-    return lifecycle.Lab(lab, topo, base.backend, base.info), make_plan(topo)
+    plan = security_plan.resolve(topo, security_plan.HostMachine())
+    assert plan.ipsec is not None
+    return Lab(base.backend, lab, topo, plan, base.paths), plan.ipsec
 
 
 def _fails_closed(lab: str, tmp_path: Path, creds: tunnel.Credentials, spec: str) -> str:
@@ -70,7 +75,7 @@ def _fails_closed(lab: str, tmp_path: Path, creds: tunnel.Credentials, spec: str
     assert _ping(lab, "modality", "198.18.2.10")  # plain: the sites reach each other
     with capture(lab, "wan", tmp_path / "neg.pcap"):
         with pytest.raises(IpsecError) as err:
-            tunnel.establish(secured.backend, lab, secured.topology, credentials=creds)
+            tunnel.establish(secured, credentials=creds)
         assert not _ping(lab, "modality", "198.18.2.10")
         assert not _ping(lab, "pacs", "198.18.1.10")
     # Only IKE crossed: no ICMP, no TCP, nothing in clear between the site LANs.
@@ -89,9 +94,9 @@ def test_wrong_psk_fails_with_a_clear_error_and_nothing_passes(plain_lab: str,
 
 def test_certificate_from_untrusted_ca_fails(plain_lab: str, tmp_path: Path) -> None:
     lab, plan = _secure(plain_lab, "ipsec,auth=cert")
-    good = tunnel.lab_credentials(lab.topology, plan, LabPaths(plain_lab))  # type: ignore[arg-type]
+    good = tunnel.lab_credentials(lab, plan)
     rogue = create_ca(tmp_path / "rogue", "untrusted CA")
-    gw_b = next(e for e in plan.endpoints if e.node == "gw-b")  # type: ignore[attr-defined]
+    gw_b = next(e for e in plan.endpoints if e.node == "gw-b")
     forged = rogue.issue("ike-gw-b", dns=[gw_b.identity], ips=[str(gw_b.address)],
                          usages={"ipsec"})
     creds = tunnel.Credentials(certs={**good.certs, "gw-b": forged}, trusted=good.trusted)
@@ -143,7 +148,8 @@ def test_lab_record_keeps_security_for_later_commands() -> None:
     try:
         attached = lifecycle.attach(lab)
         assert attached.topology.security.ipsec.esp == "aes128-sha256"
-        state = tunnel.read_state(lab)
+        state = tunnel.read_state(attached.paths)
+        assert attached.plan.ipsec is not None and attached.plan.ipsec.esp.text == "aes128-sha256"
         assert state is not None and state.esp_algorithms.startswith("AES_CBC-128")
         shown = " ".join(teleradlab("status", lab).stdout.split())
         assert "security: ipsec site-to-site psk" in shown and "IPsec up (" in shown

@@ -179,7 +179,7 @@ def test_retry_failed_reruns_only_the_failed_cases(tmp_path: Path) -> None:
     # The retired 'basic' profile needs 3DES suites, which OpenSSL 3 does not have: that case
     # fails (before its lab is built) every time.
     sweep_file.write_text("matrix: {topology: [ipv4], security: [{mode: none}, "
-                          "{mode: tls, profile: basic}]}\nobjects: 1\n")
+                          "{mode: tls, tls: {profile: basic}}]}\nobjects: 1\n")
     out = tmp_path / "out"
     teleradlab("sweep", str(sweep_file), "--out", str(out), "--name", "report-f",
                timeout=SWEEP_TIMEOUT)

@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 
+from lab.backends.base import Lab
+from lab.model.names import LabPaths
 from lab.model.topology import Wan, WanProfile
 from lab.model.wan import PRESETS, parse_option
 from lab.runtime import lifecycle
@@ -29,7 +31,7 @@ LAB = "wan-fid"
 
 
 @pytest.fixture(scope="module")
-def lab() -> Iterator[lifecycle.Lab]:
+def lab() -> Iterator[Lab]:
     teleradlab("down", LAB, check=False)
     teleradlab("up", str(TOPOLOGIES / "ipv4.yaml"), "--name", LAB, "--no-services")
     try:
@@ -38,18 +40,18 @@ def lab() -> Iterator[lifecycle.Lab]:
         teleradlab("down", LAB, check=False)
 
 
-def _set(lab: lifecycle.Lab, wan: Wan | str) -> apply.WanState:
+def _set(lab: Lab, wan: Wan | str) -> apply.WanState:
     wanted = parse_option(wan) if isinstance(wan, str) else wan
-    return apply.apply(lab.backend, lab.name, lab.topology, wanted)
+    return apply.apply(lab, wanted)
 
 
-def _ping(lab: lifecycle.Lab, count: int, interval: float = 0.05) -> measure.Ping:
+def _ping(lab: Lab, count: int, interval: float = 0.05) -> measure.Ping:
     src, _, addr = measure.endpoints(lab.topology)
-    return measure.ping(lab.backend, lab.name, src, addr, count, interval)
+    return measure.ping(lab, src, addr, count, interval)
 
 
 @pytest.mark.parametrize("delay", [10, 50, 200])
-def test_rtt_is_twice_the_delay(lab: lifecycle.Lab, delay: int) -> None:
+def test_rtt_is_twice_the_delay(lab: Lab, delay: int) -> None:
     state = _set(lab, f"delay={delay}ms")
     assert state.path in ("netem", "userspace")
     p = _ping(lab, 20)
@@ -58,14 +60,14 @@ def test_rtt_is_twice_the_delay(lab: lifecycle.Lab, delay: int) -> None:
 
 
 @pytest.mark.parametrize("rate", [10, 50])
-def test_rate_within_ten_percent(lab: lifecycle.Lab, rate: int) -> None:
+def test_rate_within_ten_percent(lab: Lab, rate: int) -> None:
     _set(lab, f"rate={rate}mbit")
     src, dst, addr = measure.endpoints(lab.topology)
-    got = measure.iperf_rate(lab.backend, lab.name, src, dst, addr, 4, 1, udp_mbit=1.2 * rate)
+    got = measure.iperf_rate(lab, src, dst, addr, 4, 1, udp_mbit=1.2 * rate)
     assert abs(got - rate) <= 0.1 * rate, got
 
 
-def test_loss_over_a_thousand_packets(lab: lifecycle.Lab) -> None:
+def test_loss_over_a_thousand_packets(lab: Lab) -> None:
     """10% loss on the way out only (the replies come back unimpaired)."""
     _set(lab, Wan("loss", WanProfile(loss_pct=10), WanProfile()))
     p = _ping(lab, 1500, 0.002)
@@ -73,13 +75,13 @@ def test_loss_over_a_thousand_packets(lab: lifecycle.Lab) -> None:
     assert 8.0 <= p.loss_pct <= 12.0, p
 
 
-def _udp_out_of_order(lab: lifecycle.Lab) -> tuple[int, int]:
+def _udp_out_of_order(lab: Lab) -> tuple[int, int]:
     """(datagrams received, out of order) at the iperf3 server for 2 s of 5 Mbit/s UDP."""
     src, dst, addr = measure.endpoints(lab.topology)
-    server = lab.backend.spawn(lab.name, dst, ["iperf3", "-s", "-1", "-J", "-p", "5298"])
+    server = lab.spawn(dst, ["iperf3", "-s", "-1", "-J", "-p", "5298"])
     try:
         time.sleep(0.3)
-        res = lab.backend.exec(lab.name, src, ["iperf3", "-c", addr, "-p", "5298", "-u", "-b",
+        res = lab.exec(src, ["iperf3", "-c", addr, "-p", "5298", "-u", "-b",
                                                "5M", "-l", "1000", "-t", "2", "-J",
                                                "--get-server-output"], timeout=30)
     finally:
@@ -89,7 +91,7 @@ def _udp_out_of_order(lab: lifecycle.Lab) -> tuple[int, int]:
     return int(stream["packets"]), int(stream["out_of_order"])
 
 
-def test_jitter_never_reorders_unless_asked(lab: lifecycle.Lab) -> None:
+def test_jitter_never_reorders_unless_asked(lab: Lab) -> None:
     _set(lab, "delay=10ms,jitter=5ms")
     received, out_of_order = _udp_out_of_order(lab)
     assert received > 1000 and out_of_order == 0
@@ -98,10 +100,10 @@ def test_jitter_never_reorders_unless_asked(lab: lifecycle.Lab) -> None:
     assert out_of_order > 0
 
 
-def test_duplicate_and_corrupt(lab: lifecycle.Lab) -> None:
+def test_duplicate_and_corrupt(lab: Lab) -> None:
     src, _, addr = measure.endpoints(lab.topology)
     _set(lab, Wan("dup", WanProfile(duplicate_pct=100), WanProfile()))
-    res = lab.backend.exec(lab.name, src, ["ping", "-n", "-c", "5", "-i", "0.05", addr])
+    res = lab.exec(src, ["ping", "-n", "-c", "5", "-i", "0.05", addr])
     # ping stops at the fifth reply, so the fifth's duplicate may come too late to be counted
     assert res.stdout.count("DUP!") >= 4
     # every packet gets a flipped bit: IP header or ICMP checksums then refuse all of them
@@ -109,7 +111,7 @@ def test_duplicate_and_corrupt(lab: lifecycle.Lab) -> None:
     assert _ping(lab, 20).received == 0
 
 
-def test_dead_emulator_cuts_the_wan_and_is_reported(lab: lifecycle.Lab) -> None:
+def test_dead_emulator_cuts_the_wan_and_is_reported(lab: Lab) -> None:
     state = _set(lab, "delay=5ms")
     if state.path != "userspace":
         pytest.skip("the kernel path has no emulator")
@@ -122,10 +124,10 @@ def test_dead_emulator_cuts_the_wan_and_is_reported(lab: lifecycle.Lab) -> None:
     assert p.received == 5 and p.rtt_min_ms >= 10.0
 
 
-def test_reset_restores_the_unimpaired_wan(lab: lifecycle.Lab) -> None:
+def test_reset_restores_the_unimpaired_wan(lab: Lab) -> None:
     _set(lab, "delay=50ms")
     teleradlab("wan", "reset", "--lab", LAB)
-    assert apply.read_state(LAB).path == ""
+    assert apply.read_state(LabPaths(LAB)).path == ""
     assert _ping(lab, 5).rtt_avg_ms < 5.0
 
 
@@ -139,7 +141,7 @@ def test_every_preset_applies_on_every_shipped_topology(topology: str) -> None:
         lab = lifecycle.attach(name)
         for preset, (_, profile) in PRESETS.items():
             teleradlab("wan", "set", "--lab", name, preset, "--no-measure")
-            state = apply.read_state(name)
+            state = apply.read_state(LabPaths(name))
             assert state.wan.name == preset and state.path
             p = _ping(lab, 3, 0.2)
             assert p.received >= 1, (topology, preset)
@@ -171,7 +173,7 @@ def test_a_dead_emulator_fails_the_run(tmp_path: Path) -> None:
     teleradlab("down", name, check=False)
     teleradlab("up", str(TOPOLOGIES / "ipv4.yaml"), "--name", name, "--wan", "delay=5ms")
     try:
-        os.kill(apply.read_state(name).pid, signal.SIGKILL)
+        os.kill(apply.read_state(LabPaths(name)).pid, signal.SIGKILL)
         out = tmp_path / "out"
         res = teleradlab("run", "--lab", name, "--objects", "1", "--out", str(out), check=False)
         assert res.returncode == 1 and "WAN emulator" in res.stderr
@@ -193,15 +195,15 @@ def test_jumbo_frames_cross_the_emulator(tmp_path: Path) -> None:
     try:
         lab = lifecycle.attach("wan-jumbo")
         src, _, addr = measure.endpoints(lab.topology)
-        res = lab.backend.exec(lab.name, src, ["ping", "-n", "-c", "3", "-i", "0.1", "-s", "8000",
+        res = lab.exec(src, ["ping", "-n", "-c", "3", "-i", "0.1", "-s", "8000",
                                                "-M", "do", addr], check=False)
         assert "3 received" in res.stdout, res.stdout + res.stderr
-        assert apply.counters("wan-jumbo")["directions"][0]["oversize"] == 0
+        assert apply.counters(LabPaths("wan-jumbo"))["directions"][0]["oversize"] == 0
     finally:
         teleradlab("down", "wan-jumbo", check=False)
 
 
-def test_kernel_path_requests_are_accepted_by_this_kernel(lab: lifecycle.Lab) -> None:
+def test_kernel_path_requests_are_accepted_by_this_kernel(lab: Lab) -> None:
     """sch_netem is missing here, but tbf and the slot netem takes below it are real: the tbf
     request, and a pfifo where netem would go (same handle and parent), are accepted as built;
     and netem's absence is detected, not assumed."""
@@ -210,7 +212,7 @@ def test_kernel_path_requests_are_accepted_by_this_kernel(lab: lifecycle.Lab) ->
 
     from lab.wan import netem
 
-    apply.reset(lab.backend, lab.name, lab.topology)
+    apply.reset(lab)
     ns = lab.backend.netns_path(lab.name, lab.topology.wan_router)
     tbf, below = netem.requests(WanProfile(delay_ms=5, rate_mbit=10))
     with IPRoute(netns=str(ns)) as ipr:
@@ -225,20 +227,20 @@ def test_kernel_path_requests_are_accepted_by_this_kernel(lab: lifecycle.Lab) ->
     assert ("pfifo", netem.NETEM_HANDLE, netem.TBF_CLASS) in found
     # the same question asked through tc(8), on the router's loopback
     tc = ["tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms"]
-    has_netem = lab.backend.exec(lab.name, lab.topology.wan_router, tc, check=False).ok
-    lab.backend.exec(lab.name, lab.topology.wan_router, ["tc", "qdisc", "del", "dev", "lo",
+    has_netem = lab.exec(lab.topology.wan_router, tc, check=False).ok
+    lab.exec(lab.topology.wan_router, ["tc", "qdisc", "del", "dev", "lo",
                                                           "root"], check=False)
     assert netem.available(ns, "gw-a")[0] is has_netem
 
 
-def test_a_refused_change_leaves_the_wan_as_it_was(lab: lifecycle.Lab) -> None:
+def test_a_refused_change_leaves_the_wan_as_it_was(lab: Lab) -> None:
     """Asking for netem where the kernel has none is refused before anything changes."""
     before = _set(lab, "delay=5ms")
     if before.path != "userspace":
         pytest.skip("this kernel has netem")
     res = teleradlab("wan", "set", "--lab", LAB, "--path", "netem", "delay=9ms", check=False)
     assert res.returncode == 1 and "kernel path was asked for" in res.stderr
-    after = apply.check(lab.backend, lab.name, lab.topology)
+    after = apply.check(lab)
     assert after == before
     p = _ping(lab, 5)
     assert p.received == 5 and 10.0 <= p.rtt_min_ms < 12.0

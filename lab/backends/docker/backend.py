@@ -30,7 +30,7 @@ import tarfile
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from lab.backends.base import Backend, Progress, no_progress
 from lab.backends.docker import plan
@@ -109,6 +109,7 @@ def _wait_gone(ports: list[Path]) -> None:
 
 class DockerBackend(Backend):
     name = "docker"
+    needs: ClassVar[dict[str, str]] = {"core": "every lab", "docker": "the docker backend"}
 
     def __init__(self, root: Path = RUN_ROOT, data_root: Path = DATA_ROOT) -> None:
         self.root = root

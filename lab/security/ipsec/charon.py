@@ -16,17 +16,17 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from enum import StrEnum
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import vici
 
-from lab.backends.base import Backend
+from lab.backends.base import Lab
 from lab.errors import IpsecError
 from lab.host import processes, programs, shell
 from lab.model.names import LabPaths
+from lab.model.plan import EspPath
 
 IPSEC_DIRS = (Path("/usr/lib/ipsec"), Path("/usr/libexec/ipsec"))
 #: Crypto plugins: everything the lab's proposal keywords can name (3DES and Blowfish come from
@@ -40,11 +40,6 @@ BYPASS_MARK = 0x42
 TUN_DEVICE = "ipsec0"
 VICI_SOCKET = "charon.vici"  # in the node's /run
 START_TIMEOUT_S = 10.0
-
-
-class EspPath(StrEnum):
-    KERNEL = "kernel"  # XFRM in the kernel (kernel-netlink)
-    LIBIPSEC = "libipsec"  # userspace ESP over TUN (kernel-libipsec)
 
 
 def charon_binary() -> Path:
@@ -113,15 +108,19 @@ def connect(path: Path, timeout: float = 30.0) -> Any:
 class Charon:
     """One charon in one node of a running lab."""
 
-    backend: Backend
-    lab: str
+    lab: Lab
     node: str
-    esp_path: EspPath
     proc: subprocess.Popen[bytes] | None = None
 
     @property
     def paths(self) -> LabPaths:
-        return LabPaths(self.lab)
+        return self.lab.paths
+
+    @property
+    def esp_path(self) -> EspPath:
+        """The ESP path of the lab's plan (userspace ESP when the lab plans no IPsec)."""
+        ipsec = self.lab.plan.ipsec
+        return ipsec.esp_path if ipsec else EspPath.LIBIPSEC
 
     @property
     def log(self) -> Path:
@@ -146,8 +145,7 @@ class Charon:
         self.conf.parent.mkdir(parents=True, exist_ok=True)
         self.conf.write_text(config_text(self.esp_path, self.log), encoding="utf-8")
         argv = ["env", f"STRONGSWAN_CONF={self.conf}", str(charon_binary())]
-        self.proc = self.backend.spawn(self.lab, self.node, argv,
-                                       log_path=self.log.with_suffix(".out"))
+        self.proc = self.lab.spawn(self.node, argv, log_path=self.log.with_suffix(".out"))
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
             if self.proc.poll() is not None:

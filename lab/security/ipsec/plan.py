@@ -1,67 +1,28 @@
-"""What IPsec a topology asks for, worked out from the model alone (pure functions): which two
-nodes run IKE, on which addresses, protecting which traffic selectors, and the firewall guard that
-keeps cleartext from crossing the WAN when the tunnel is missing."""
+"""The IPsec part of a lab's security plan, worked out from the model alone (pure functions):
+which two nodes run IKE, on which addresses, protecting which traffic selectors
+(:func:`endpoints`, called by :func:`lab.security.plan.resolve`), and the firewall guard that keeps
+cleartext from crossing the WAN when the tunnel is missing."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
 from ipaddress import ip_network
 
 from lab.errors import IpsecError
-from lab.model import proposals
+from lab.model.plan import Endpoint, EspPath, IpsecPlan
 from lab.model.routing import components
 from lab.model.topology import (
     Family,
     IPAddress,
     IPNetwork,
-    IpsecAuth,
     IpsecScope,
     Node,
     Role,
-    SecurityMode,
     SegmentKind,
     Topology,
 )
-from lab.security.ipsec.charon import BYPASS_MARK, TUN_DEVICE, EspPath
+from lab.security.ipsec.charon import BYPASS_MARK, TUN_DEVICE
 
 CONNECTION = "teleradlab"
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """One IKE peer: the node, the address IKE and ESP use, its IKE identity (RFC 7296 3.5) and
-    the traffic it protects (its own side's selectors)."""
-
-    node: str
-    address: IPAddress
-    identity: str
-    selectors: tuple[IPNetwork, ...]
-
-    @property
-    def family(self) -> Family:
-        return Family.of(self.address)
-
-
-@dataclass(frozen=True)
-class Plan:
-    scope: IpsecScope
-    auth: IpsecAuth
-    initiator: Endpoint
-    responder: Endpoint
-    ike: proposals.Proposal
-    esp: proposals.Proposal
-
-    @property
-    def endpoints(self) -> tuple[Endpoint, Endpoint]:
-        return self.initiator, self.responder
-
-    def peer(self, node: str) -> Endpoint:
-        return self.responder if node == self.initiator.node else self.initiator
-
-    @property
-    def inner_families(self) -> tuple[Family, ...]:
-        return tuple(f for f in Family if any(Family.of(n) is f
-                                              for n in self.initiator.selectors))
 
 
 def _site_to_site(topology: Topology) -> tuple[Endpoint, Endpoint]:
@@ -128,31 +89,15 @@ def hosts_routed(topology: Topology) -> bool:
                for group in components(topology.nodes, family))
 
 
-def uses_ipsec(topology: Topology) -> bool:
-    """IPsec runs when asked for, and under DICOM TLS where the sites need a tunnel to reach
-    each other at all (the mixed topologies): TLS then runs end to end inside the site-to-site
-    tunnel, which the results record beside the TLS figures."""
-    mode = topology.security.mode
-    return mode is SecurityMode.IPSEC or (mode is SecurityMode.TLS and not hosts_routed(topology))
+def endpoints(topology: Topology, scope: IpsecScope) -> tuple[Endpoint, Endpoint]:
+    """The two IKE peers of ``scope`` in ``topology`` (initiator first); IpsecError when the
+    topology cannot do it."""
+    if scope is IpsecScope.SITE_TO_SITE:
+        return _site_to_site(topology)
+    return _host_to_host(topology)
 
 
-def make_plan(topology: Topology) -> Plan:
-    """The IPsec plan for ``topology.security`` (see :func:`uses_ipsec`); IpsecError when the
-    topology cannot do the asked scope or a proposal is malformed. A transition tunnel under
-    DICOM TLS is always site-to-site."""
-    settings = topology.security.ipsec
-    if topology.security.mode is SecurityMode.TLS:
-        settings = replace(settings, scope=IpsecScope.SITE_TO_SITE)
-    ike = proposals.parse(settings.ike, "ike", "security.ipsec.ike")
-    esp = proposals.parse(settings.esp, "esp", "security.ipsec.esp")
-    if settings.scope is IpsecScope.SITE_TO_SITE:
-        first, second = _site_to_site(topology)
-    else:
-        first, second = _host_to_host(topology)
-    return Plan(settings.scope, settings.auth, first, second, ike, esp)
-
-
-def guard_ruleset(plan: Plan, node: str, esp_path: EspPath) -> str:
+def guard_ruleset(plan: IpsecPlan, node: str) -> str:
     """nftables rules for ``node`` that drop traffic for the peer's selectors unless it goes
     through IPsec: fail closed, so nothing crosses in cleartext when an SA is missing.
 
@@ -161,7 +106,7 @@ def guard_ruleset(plan: Plan, node: str, esp_path: EspPath) -> str:
     mark (host-to-host selectors include the peer's address)."""
     peer = plan.peer(node)
     hook = "forward" if plan.scope is IpsecScope.SITE_TO_SITE else "output"
-    libipsec = esp_path is EspPath.LIBIPSEC
+    libipsec = plan.esp_path is EspPath.LIBIPSEC
     protected = f'oifname != "{TUN_DEVICE}"' if libipsec else "rt ipsec missing"
     lines = []
     for net in peer.selectors:

@@ -14,22 +14,18 @@ from pathlib import Path
 from typing import Any
 
 from lab.backends import probes
-from lab.backends.base import Backend, Progress, no_progress
+from lab.backends.base import Lab, Progress, no_progress
 from lab.errors import IpsecError, LabError
-from lab.model import proposals
-from lab.model.names import RUN_ROOT, LabPaths
+from lab.model.names import LabPaths
+from lab.model.plan import Endpoint, EspPath, IpsecPlan
 from lab.model.topology import IpsecAuth, IpsecScope, Probe, Topology
-from lab.security.ipsec.charon import VICI_SOCKET, Charon, EspPath, algorithms, connect, vici_error
-from lab.security.ipsec.plan import CONNECTION, Endpoint, Plan, guard_ruleset, make_plan
+from lab.security.ipsec.charon import VICI_SOCKET, Charon, connect, vici_error
+from lab.security.ipsec.plan import CONNECTION, guard_ruleset
 from lab.security.pki.authority import Credential
 from lab.security.pki.lab_pki import ensure_lab_pki
 
 INITIATE_TIMEOUT_S = 15.0
 STATE_FILE = "ipsec.json"
-# A dummy ESP SA (RFC 4303) between RFC 2544 addresses: the kernel takes it only if it has ESP.
-_PROBE_SA = ["xfrm", "state", "add", "src", "198.18.0.1", "dst", "198.18.0.2", "proto", "esp",
-             "spi", "0x100", "mode", "tunnel", "enc", "cbc(aes)",
-             "0x0102030405060708090a0b0c0d0e0f10", "auth", "hmac(sha256)", "0x" + "01" * 32]
 
 
 @dataclass(frozen=True)
@@ -44,45 +40,18 @@ class Credentials:
 
 @dataclass(frozen=True)
 class IpsecState:
-    """What came up: recorded in ``/run/teleradlab/labs/LAB/ipsec.json`` and in result rows."""
+    """What came up, beside the plan (which says what was asked, where and how): recorded in
+    ``/run/teleradlab/labs/LAB/ipsec.json`` and in result rows."""
 
-    esp_path: str
-    scope: str
-    auth: str
-    proposal: str  # as asked: "ike=... esp=..."
-    initiator: str
-    responder: str
     ike_algorithms: str  # as negotiated, strongSwan's names joined by '/'
     esp_algorithms: str
     setup_seconds: float  # VICI initiate: IKE_SA_INIT + IKE_AUTH with the first CHILD_SA
 
-    @property
-    def path(self) -> EspPath:
-        return EspPath(self.esp_path)
 
-
-def preflight(topology: Topology) -> Plan:
-    """Everything that can be checked before a lab is built: the plan is possible and every
-    algorithm is one the installed strongSwan can do (the supported list is in the error)."""
-    plan = make_plan(topology)
-    available = algorithms()
-    proposals.require_supported(plan.ike, available, "security.ipsec.ike")
-    proposals.require_supported(plan.esp, available, "security.ipsec.esp")
-    return plan
-
-
-def esp_path(backend: Backend, lab: str, node: str) -> EspPath:
-    """Kernel ESP when the kernel takes an ESP SA (tried inside ``node``), else kernel-libipsec."""
-    res = backend.exec(lab, node, ["ip", *_PROBE_SA], check=False)
-    if res.ok:
-        backend.exec(lab, node, ["ip", "xfrm", "state", "flush"], check=False)
-        return EspPath.KERNEL
-    return EspPath.LIBIPSEC
-
-
-def lab_credentials(topology: Topology, plan: Plan, paths: LabPaths) -> Credentials:
+def lab_credentials(lab: Lab, plan: IpsecPlan) -> Credentials:
     """The lab's own: one random PSK per lab (unless the topology sets one), or certificates
     for the two IKE peers from the lab CA, naming the peer and its IKE address."""
+    topology, paths = lab.topology, lab.paths
     pki = ensure_lab_pki(paths, topology)
     if plan.auth is IpsecAuth.PSK:
         key = topology.security.ipsec.psk or _lab_psk(paths.data_dir / "pki" / "ipsec.psk")
@@ -108,13 +77,12 @@ def _lab_psk(path: Path) -> str:
     return path.read_text().strip()
 
 
-def conn_config(plan: Plan, me: Endpoint, creds: Credentials,
-                path: EspPath = EspPath.LIBIPSEC) -> dict[str, Any]:
+def conn_config(plan: IpsecPlan, me: Endpoint, creds: Credentials) -> dict[str, Any]:
     """The VICI ``load_conn`` message for ``me`` (strongSwan's swanctl.conf connection keys).
     Host to host uses transport mode (RFC 4301 4.1) with kernel ESP; kernel-libipsec can only
     do tunnel mode, so there it is tunnel mode with the two hosts as selectors."""
     peer = plan.peer(me.node)
-    transport = plan.scope is IpsecScope.HOST_TO_HOST and path is EspPath.KERNEL
+    transport = plan.scope is IpsecScope.HOST_TO_HOST and plan.esp_path is EspPath.KERNEL
     local: dict[str, Any] = {"id": me.identity}
     remote: dict[str, Any] = {"id": peer.identity}
     if plan.auth is IpsecAuth.PSK:
@@ -145,7 +113,7 @@ def conn_config(plan: Plan, me: Endpoint, creds: Credentials,
     }}
 
 
-def _load(charon: Charon, plan: Plan, me: Endpoint, creds: Credentials) -> None:
+def _load(charon: Charon, plan: IpsecPlan, me: Endpoint, creds: Credentials) -> None:
     """Credentials and the connection into ``charon``, through VICI."""
     session = charon.session()
     try:
@@ -158,30 +126,35 @@ def _load(charon: Charon, plan: Plan, me: Endpoint, creds: Credentials) -> None:
                 session.load_cert({"type": "X509", "flag": "CA",
                                    "data": creds.trusted.read_bytes()})
             session.load_key({"type": "any", "data": creds.certs[me.node].key_path.read_bytes()})
-        session.load_conn(conn_config(plan, me, creds, charon.esp_path))
+        session.load_conn(conn_config(plan, me, creds))
     except Exception as exc:  # vici raises its own exception types
         raise IpsecError(f"charon on {me.node} refused the configuration: {vici_error(exc)}\n"
                          f"{charon.log_tail()}") from None
 
 
-def install_guards(backend: Backend, lab: str, plan: Plan, path: EspPath) -> None:
+def install_guards(lab: Lab, plan: IpsecPlan) -> None:
     for end in plan.endpoints:
-        backend.exec(lab, end.node, ["nft", "-f", "-"], input=guard_ruleset(plan, end.node, path))
+        lab.exec(end.node, ["nft", "-f", "-"], input=guard_ruleset(plan, end.node))
 
 
-def establish(backend: Backend, lab: str, topology: Topology, *,
-              credentials: Credentials | None = None, progress: Progress = no_progress,
-              root: Path = RUN_ROOT) -> IpsecState:
-    """Guards, daemons, credentials, connection, initiate; IpsecError with both daemons' logs
-    if the SAs do not come up within INITIATE_TIMEOUT_S (the guards stay: nothing crosses)."""
-    plan = preflight(topology)
-    paths = LabPaths(lab, root)
-    path = esp_path(backend, lab, plan.initiator.node)
+def planned(lab: Lab) -> IpsecPlan:
+    """The lab's IPsec plan; LabError if its security plan has none."""
+    if lab.plan.ipsec is None:
+        raise LabError(f"lab {lab.name} runs no IPsec (security {lab.plan.label})")
+    return lab.plan.ipsec
+
+
+def establish(lab: Lab, *, credentials: Credentials | None = None,
+              progress: Progress = no_progress) -> IpsecState:
+    """Guards, daemons, credentials, connection, initiate, as the lab's plan says; IpsecError
+    with both daemons' logs if the SAs do not come up within INITIATE_TIMEOUT_S (the guards
+    stay: nothing crosses)."""
+    plan = planned(lab)
     progress(f"IPsec: guards against cleartext, charon in {plan.initiator.node} and "
-             f"{plan.responder.node} ({path.value} ESP)")
-    install_guards(backend, lab, plan, path)
-    creds = credentials or lab_credentials(topology, plan, paths)
-    daemons = {e.node: Charon(backend, lab, e.node, path) for e in plan.endpoints}
+             f"{plan.responder.node} ({plan.esp_path.value} ESP)")
+    install_guards(lab, plan)
+    creds = credentials or lab_credentials(lab, plan)
+    daemons = {e.node: Charon(lab, e.node) for e in plan.endpoints}
     for end in plan.endpoints:
         daemons[end.node].start()
         _load(daemons[end.node], plan, end, creds)
@@ -191,14 +164,12 @@ def establish(backend: Backend, lab: str, topology: Topology, *,
     _initiate(daemons, plan)
     seconds = time.monotonic() - start
     ike, esp = negotiated(daemons[plan.initiator.node].session())
-    state = IpsecState(path.value, plan.scope.value, plan.auth.value,
-                       f"ike={plan.ike.text} esp={plan.esp.text}", plan.initiator.node,
-                       plan.responder.node, ike, esp, round(seconds, 6))
-    _write_state(paths, state)
+    state = IpsecState(ike, esp, round(seconds, 6))
+    _write_state(lab.paths, state)
     return state
 
 
-def _initiate(daemons: dict[str, Charon], plan: Plan) -> None:
+def _initiate(daemons: dict[str, Charon], plan: IpsecPlan) -> None:
     session = daemons[plan.initiator.node].session()
     messages: list[str] = []
     try:
@@ -248,12 +219,11 @@ def negotiated(session: Any) -> tuple[str, str]:
     raise IpsecError("charon reports no installed CHILD_SA after initiate")
 
 
-def sa_bytes(lab: str, root: Path = RUN_ROOT) -> int:
+def sa_bytes(lab: Lab) -> int:
     """ESP bytes (in + out) counted by the initiator's CHILD_SAs so far; 0 without IPsec."""
-    state = read_state(lab, root)
-    if state is None:
+    if lab.plan.ipsec is None:
         return 0
-    session = connect(LabPaths(lab, root).node_run(state.initiator) / VICI_SOCKET)
+    session = connect(lab.paths.node_run(lab.plan.ipsec.initiator.node) / VICI_SOCKET)
     total = 0
     for ike in _sas(session):
         for child in ike.get("child-sas", {}).values():
@@ -269,8 +239,9 @@ def _write_state(paths: LabPaths, state: IpsecState) -> None:
     os.replace(tmp, target)
 
 
-def read_state(lab: str, root: Path = RUN_ROOT) -> IpsecState | None:
-    target = LabPaths(lab, root).state_dir / STATE_FILE
+def read_state(paths: LabPaths) -> IpsecState | None:
+    """What came up in the lab of ``paths``; None before IPsec is up (or without it)."""
+    target = paths.state_dir / STATE_FILE
     if not target.exists():
         return None
     try:
@@ -279,7 +250,7 @@ def read_state(lab: str, root: Path = RUN_ROOT) -> IpsecState | None:
         raise LabError(f"{target} is damaged: {exc}") from None
 
 
-def tunnel_probes(topology: Topology, plan: Plan) -> list[Probe]:
+def tunnel_probes(topology: Topology, plan: IpsecPlan) -> list[Probe]:
     """Pings that must pass through the tunnel: between the two sides' hosts, per inner family
     (for site-to-site every host pair across the sites, for host-to-host the two hosts)."""
     if plan.scope is IpsecScope.HOST_TO_HOST:
@@ -297,7 +268,7 @@ def tunnel_probes(topology: Topology, plan: Plan) -> list[Probe]:
     return out
 
 
-def hidden_by_tunnel(topology: Topology, plan: Plan, probe: Probe) -> bool:
+def hidden_by_tunnel(topology: Topology, plan: IpsecPlan, probe: Probe) -> bool:
     """Probes a site-to-site tunnel makes impossible: from a host of one site to an address of
     the far gateway outside its selectors (its WAN address). The far gateway routes its reply
     into the tunnel, whose selectors do not cover that source, so the reply is rightly dropped."""
@@ -312,11 +283,11 @@ def hidden_by_tunnel(topology: Topology, plan: Plan, probe: Probe) -> bool:
     return False
 
 
-def check_tunnel(backend: Backend, lab: str, topology: Topology, plan: Plan,
-                 progress: Progress = no_progress) -> list[probes.ProbeResult]:
-    todo = tunnel_probes(topology, plan)
+def check_tunnel(lab: Lab, progress: Progress = no_progress) -> list[probes.ProbeResult]:
+    """Ping across the tunnel (:func:`tunnel_probes`); IpsecError naming each silent pair."""
+    todo = tunnel_probes(lab.topology, planned(lab))
     progress(f"IPsec: {len(todo)} pings through the tunnel")
-    results = probes.run_probes(backend, lab, todo)
+    results = probes.run_probes(lab, todo)
     failed = [r for r in results if not r.ok]
     if failed:
         raise IpsecError("the SAs are up but these pings through the tunnel got no reply: "

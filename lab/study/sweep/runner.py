@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lab.backends.base import Lab
 from lab.errors import LabError
 from lab.host import programs
 from lab.runtime import lifecycle
@@ -123,15 +124,14 @@ class SweepRun:
     def remaining(self) -> int:
         return sum(self.state.status(c) not in self.skip for c in self.sweep.cases)
 
-    def _build(self, group_no: int, case: Case) -> lifecycle.Lab:
+    def _build(self, group_no: int, case: Case) -> Lab:
         name = f"{self.prefix}-{group_no}"
         if name in lifecycle.running() and any(c.get("lab") == name
                                                for c in self.state.cases.values()):
             lifecycle.down(name)  # ours, left by the interrupted sweep being resumed
         t0 = time.monotonic()
         try:
-            lab = seam.build_lab(seam.up_options(case), name, self.out / "labs" / f"g{group_no}",
-                                 backend=self.backend)
+            lab = seam.build_lab(seam.up_options(case), name, backend=self.backend)
         except LabError as exc:
             self.result.builds.append({"lab": name, "seconds": time.monotonic() - t0, "ok": False,
                                        "error": str(exc)})
@@ -139,7 +139,7 @@ class SweepRun:
         self.result.builds.append({"lab": name, "seconds": time.monotonic() - t0, "ok": True})
         return lab
 
-    def _run_one(self, lab: lifecycle.Lab, case: Case) -> None:
+    def _run_one(self, lab: Lab, case: Case) -> None:
         folder = self.folder(case)
         shutil.rmtree(folder, ignore_errors=True)  # a partial run of an interrupted sweep
         t0 = time.monotonic()
@@ -173,7 +173,7 @@ class SweepRun:
         with its error (it would fail the same way each time)."""
         pending = [c for c in cases if self.state.status(c) not in self.skip]
         self.result.skipped += len(cases) - len(pending)
-        lab: lifecycle.Lab | None = None
+        lab: Lab | None = None
         try:
             for i, case in enumerate(pending):
                 if lab is None:

@@ -6,10 +6,10 @@ profiles it did not try::
     description: free text
     matrix:
       topology: [ipv4, ipv6]                  # shipped names or paths (relative to the file)
-      security:                               # one entry per configuration
-        - {mode: none}
-        - {mode: ipsec, proposal: aes128gcm16-ecp256}    # strongSwan ESP (and ike:) proposal
-        - {mode: tls, profile: bcp195-rfc8996, cipher: ECDHE-ECDSA-AES128-GCM-SHA256}
+      security:                               # one entry per configuration: the topology's
+        - {mode: none}                        # own security section (same keys), replacing it
+        - {mode: ipsec, ipsec: {esp: aes128gcm16-ecp256}}   # and ike, scope, auth
+        - {mode: tls, tls: {profile: bcp195-rfc8996, cipher: ECDHE-ECDSA-AES128-GCM-SHA256}}
       pdu: [0, 16384]                         # maximum PDU length (0 = unlimited), PS3.8 9.3
       modality: [CT, MR]
       wan: [none, dsl-20m-30ms]               # a WAN preset name; none = unimpaired
@@ -28,7 +28,7 @@ import re
 from dataclasses import dataclass
 from itertools import product
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -36,44 +36,23 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from lab import topology as topology_file
 from lab.dicom.data.generate import MODALITIES
 from lab.errors import LabError, SweepError
-from lab.model.tls_profiles import PROFILES
-from lab.topology.schema import duplicate_key_problems, pydantic_problems
+from lab.topology.schema import (
+    SecuritySpec,
+    duplicate_key_problems,
+    pydantic_problems,
+    security_problems,
+)
 
 WAN_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9.-]*$")
-PROPOSAL_RE = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
-class SecuritySpec(_Strict):
-    """One protection to try: none, IPsec with an ESP proposal, or DICOM TLS (PS3.15 Annex B)."""
-
-    mode: Literal["none", "ipsec", "tls"]
-    proposal: str | None = None  # ipsec: strongSwan ESP proposal, e.g. aes256gcm16-ecp384
-    ike: str | None = None  # ipsec: IKE proposal (default: the topology's)
-    profile: str | None = None  # tls: a profile of lab.model.tls_profiles
-    cipher: str | None = None  # tls: one OpenSSL suite name of that profile
-
-    @field_validator("proposal", "ike")
-    @classmethod
-    def _proposal(cls, v: str | None) -> str | None:
-        if v is not None and not PROPOSAL_RE.match(v):
-            raise ValueError("an ESP proposal is lower-case algorithm names joined by '-'")
-        return v
-
-    @field_validator("profile")
-    @classmethod
-    def _profile(cls, v: str | None) -> str | None:
-        if v is not None and v not in PROFILES:
-            raise ValueError(f"unknown DICOM TLS profile (known: {', '.join(PROFILES)})")
-        return v
-
-
 class MatrixSpec(_Strict):
     topology: list[str] = Field(min_length=1)
-    security: list[SecuritySpec] = Field(default=[SecuritySpec(mode="none")], min_length=1)
+    security: list[SecuritySpec] = Field(default=[SecuritySpec()], min_length=1)
     pdu: list[int] = Field(default=[0], min_length=1)
     modality: list[str] = Field(default=["CT"], min_length=1)
     wan: list[str] = Field(default=["none"], min_length=1)
@@ -124,10 +103,28 @@ class Case:
     modality: str
 
     @property
+    def security_section(self) -> dict[str, Any]:
+        """The topology's ``security`` section for this case: what the sweep file gives (the
+        topology's defaults for the rest), as ``up --security`` would replace it."""
+        given = self.security.model_dump(exclude_unset=True, mode="json")
+        return {**given, "mode": self.security.mode}
+
+    @property
+    def security_profile(self) -> str:
+        """The ESP proposal or TLS profile the case names ('' when it keeps the default)."""
+        sec = self.security_section
+        return str(sec.get("ipsec", {}).get("esp") or sec.get("tls", {}).get("profile") or "")
+
+    @property
     def security_label(self) -> str:
-        s = self.security
-        ike = f"ike-{s.ike}" if s.ike else None
-        return "-".join(x for x in (s.mode, s.proposal or s.profile, ike, s.cipher) if x)
+        sec = self.security_section
+        mode = sec["mode"]
+        given = dict(sec.get(mode, {})) if mode != "none" else {}
+        first = given.pop("esp", None) or given.pop("profile", None)
+        ike = given.pop("ike", None)
+        parts = [mode, first, f"ike-{ike}" if ike else None, given.pop("cipher", None),
+                 *(f"{k}-{v}" for k, v in sorted(given.items()) if k != "psk")]
+        return "-".join(str(x) for x in parts if x)
 
     @property
     def lab_key(self) -> tuple[str, str, str]:
@@ -168,22 +165,15 @@ def _topology(arg: str, base: Path, where: str, problems: list[str]) -> Path | N
 
 
 def _security_problems(spec: SweepSpec) -> list[str]:
+    """Each entry as the topology file's own ``security`` section is checked (proposal shapes,
+    profile names, a cipher of its profile), and no settings for a mode the entry is not."""
     problems = []
     for i, s in enumerate(spec.matrix.security):
         where = f"matrix.security[{i}]"
-        for key in ("proposal", "ike"):
-            if s.mode != "ipsec" and getattr(s, key):
-                problems.append(f"{where}.{key}: only for mode ipsec (got {getattr(s, key)!r})")
-        if s.mode != "tls" and (s.profile or s.cipher):
-            problems.append(f"{where}: profile and cipher are only for mode tls (got mode "
-                            f"{s.mode!r})")
-        if s.mode == "tls" and s.cipher and s.profile:
-            # A TLS 1.2 suite: Python cannot restrict the TLS 1.3 suites
-            # (lab.security.tls.contexts).
-            allowed = PROFILES[s.profile].tls12_ciphers
-            if s.cipher not in allowed:
-                problems.append(f"{where}.cipher: {s.cipher!r} is not a suite of profile "
-                                f"{s.profile!r} ({', '.join(allowed)})")
+        for other in ("ipsec", "tls"):
+            if s.mode != other and other in s.model_fields_set:
+                problems.append(f"{where}.{other}: only for mode {other} (mode is {s.mode!r})")
+        problems += [f"{where}: {p}" for p in security_problems(s)]
     return problems
 
 

@@ -36,11 +36,11 @@ TABLE_COLUMNS = tuple(TYPES)
 
 
 def case_columns(sweep: str, case: Case, status: str, error: str) -> dict[str, Any]:
-    s = case.security
+    cipher = case.security_section.get("tls", {}).get("cipher") or ""
     return {"sweep": sweep, "case_id": case.case_id, "case_index": case.index,
             "case_status": status, "case_error": error, "case_topology": case.topology.stem,
-            "case_security": s.mode, "case_profile": s.proposal or s.profile or "",
-            "case_cipher": s.cipher or "", "case_wan": case.wan, "case_pdu": case.pdu,
+            "case_security": case.security.mode, "case_profile": case.security_profile,
+            "case_cipher": cipher, "case_wan": case.wan, "case_pdu": case.pdu,
             "case_modality": case.modality}
 
 

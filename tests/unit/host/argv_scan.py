@@ -1,6 +1,7 @@
 """Find, by reading the source (AST, nothing is run), every program the code hands to a subprocess:
 the argv[0] of each call of the choke point (``lab.host.shell`` run/spawn/replace_process), of
-direct ``subprocess``/``os.exec*`` calls, and of a backend's ``exec``/``spawn``/``node_argv`` (which
+direct ``subprocess``/``os.exec*`` calls, of a backend's ``exec``/``spawn``/``node_argv`` and of the
+Lab handle's ``exec``/``spawn`` (which
 wrap argv in ``nsenter``), plus the programs behind wrappers in the argv itself (``env VAR=..``,
 ``timeout N``, ``ip netns exec NS``, anything after ``--``: nsenter, unshare, ``teleradlab exec``).
 
@@ -23,6 +24,7 @@ SUBPROCESS_CALLS = {"run", "Popen", "call", "check_call", "check_output"}
 SHELL_CALLS = {"run", "spawn", "replace_process"}
 SHELL_MODULE = "lab.host.shell"
 BACKEND_METHODS = {"exec", "spawn", "node_argv"}
+LAB_METHODS = {"exec", "spawn"}  # the Lab handle's: (node, argv)
 MAX_DEPTH = 6
 
 
@@ -149,6 +151,8 @@ class Scanner:
             return self.items(call.args[0], frame) if call.args else [None]
         if isinstance(f, ast.Attribute) and f.attr in BACKEND_METHODS and len(call.args) >= 3:
             return [NODE_ENTRY, "--", *self.items(call.args[2], frame)]
+        if isinstance(f, ast.Attribute) and f.attr in LAB_METHODS and len(call.args) == 2:
+            return [NODE_ENTRY, "--", *self.items(call.args[1], frame)]
         return None
 
     # --- following values -------------------------------------------------------------------

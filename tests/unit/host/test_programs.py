@@ -20,6 +20,7 @@ REPO = Path(__file__).resolve().parents[3]
 #: Calls whose program is chosen at run time, each with what it runs (all registered or the lab's).
 DYNAMIC = {
     "lab/backends/docker/images.py::ensure_base": "scripts/docker-base (debootstrap, docker, tar)",
+    "lab/backends/fake.py::spawn": "the test's stand-in for a node program (sleep, false)",
     "lab/bench/store.py::dcmtk_tool": "each registered place of a DCMTK program, --version",
     "lab/cli/labs.py::exec": "the user's command in a node (teleradlab exec)",
     "lab/runtime/services.py::start": "python3 -m lab.dicom.pacs (services.dicom_services)",

@@ -5,11 +5,12 @@ the backend and the lab record are replaced by stand-ins that fail if they are r
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
 from lab import topology as topology_file
+from lab.backends.fake import FakeBackend
 from lab.errors import MissingProgramError
 from lab.host import programs
 from lab.model.topology import Wan
@@ -64,10 +65,18 @@ def nothing_may_be_created(monkeypatch: pytest.MonkeyPatch) -> None:
     def reached(*_: Any, **__: Any) -> Any:
         raise AssertionError("reached a step that creates something")
 
-    monkeypatch.setattr(lifecycle, "require_root", lambda: None)
-    monkeypatch.setattr(lifecycle.backends, "get", reached)
+    class Untouchable(FakeBackend):
+        needs: ClassVar[dict[str, str]] = {"core": "every lab"}  # as the netns backend
+
+        def up(self, *_: Any, **__: Any) -> None:
+            reached()
+
+        def list_owned(self) -> list[str]:
+            return reached()  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(lifecycle.backends, "get", lambda *_: Untouchable())
     monkeypatch.setattr(lifecycle.state, "claim", reached)
-    monkeypatch.setattr(lifecycle.tunnel, "preflight", reached)
+    monkeypatch.setattr(lifecycle.security_plan, "resolve", reached)
     monkeypatch.setattr(lifecycle, "emulator_to_build", lambda: True)
 
 

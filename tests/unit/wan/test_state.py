@@ -12,6 +12,7 @@ import pytest
 from pydantic_core import PydanticSerializationError
 
 from lab.errors import LabError
+from lab.model.names import LabPaths
 from lab.model.topology import Wan, WanProfile
 from lab.wan.apply import WanState, read_state, record_fidelity, state_file, write_state
 
@@ -30,27 +31,28 @@ OLD = {"wan": {"name": "dsl",
 
 
 @pytest.fixture
-def root(tmp_path: Path) -> Path:
-    state_file(LAB, tmp_path).parent.mkdir(parents=True)
-    return tmp_path
+def paths(tmp_path: Path) -> LabPaths:
+    paths = LabPaths(LAB, tmp_path / "run", tmp_path / "data")
+    state_file(paths).parent.mkdir(parents=True)
+    return paths
 
 
-def test_nothing_recorded_reads_as_unimpaired(root: Path) -> None:
-    assert read_state(LAB, root) == WanState()
-    assert not read_state(LAB, root).wan.impaired
+def test_nothing_recorded_reads_as_unimpaired(paths: LabPaths) -> None:
+    assert read_state(paths) == WanState()
+    assert not read_state(paths).wan.impaired
 
 
-def test_round_trip_in_the_same_format_as_before(root: Path) -> None:
+def test_round_trip_in_the_same_format_as_before(paths: LabPaths) -> None:
     state = WanState(wan=WAN, path="userspace", pid=4242, why="no sch_netem here")
-    write_state(LAB, state, root)
-    assert read_state(LAB, root) == state
-    assert json.loads(state_file(LAB, root).read_text()) == OLD
-    assert os.listdir(state_file(LAB, root).parent) == ["wan.json"]
+    write_state(paths, state)
+    assert read_state(paths) == state
+    assert json.loads(state_file(paths).read_text()) == OLD
+    assert os.listdir(state_file(paths).parent) == ["wan.json"]
 
 
-def test_a_file_of_the_previous_version_reads(root: Path) -> None:
-    state_file(LAB, root).write_text(json.dumps(OLD, indent=2) + "\n")
-    state = read_state(LAB, root)
+def test_a_file_of_the_previous_version_reads(paths: LabPaths) -> None:
+    state_file(paths).write_text(json.dumps(OLD, indent=2) + "\n")
+    state = read_state(paths)
     assert (state.wan, state.path, state.pid) == (WAN, "userspace", 4242)
 
 
@@ -59,26 +61,26 @@ def test_a_file_of_the_previous_version_reads(root: Path) -> None:
     ({"colour": "red"}, "colour"),
     ({"pid": "many"}, "pid"),
 ])
-def test_a_damaged_file_is_refused_naming_it(root: Path, change: dict[str, object],
+def test_a_damaged_file_is_refused_naming_it(paths: LabPaths, change: dict[str, object],
                                              message: str) -> None:
-    state_file(LAB, root).write_text(json.dumps({**OLD, **change}))
+    state_file(paths).write_text(json.dumps({**OLD, **change}))
     with pytest.raises(LabError, match=r"wan\.json is not a WAN state") as info:
-        read_state(LAB, root)
+        read_state(paths)
     assert message in str(info.value)
 
 
-def test_fidelity_is_recorded_beside_the_state(root: Path) -> None:
-    write_state(LAB, WanState(wan=WAN, path="netem", why="kernel"), root)
-    record_fidelity(LAB, {"rtt_measured_ms": 40.2, "pings": 20}, root)
-    state = read_state(LAB, root)
+def test_fidelity_is_recorded_beside_the_state(paths: LabPaths) -> None:
+    write_state(paths, WanState(wan=WAN, path="netem", why="kernel"))
+    record_fidelity(paths, {"rtt_measured_ms": 40.2, "pings": 20})
+    state = read_state(paths)
     assert (state.wan, state.path, state.why) == (WAN, "netem", "kernel")
     assert state.fidelity == {"rtt_measured_ms": 40.2, "pings": 20}
 
 
-def test_a_failed_write_keeps_the_old_record(root: Path) -> None:
-    write_state(LAB, WanState(wan=WAN, path="netem"), root)
-    before = state_file(LAB, root).read_text()
+def test_a_failed_write_keeps_the_old_record(paths: LabPaths) -> None:
+    write_state(paths, WanState(wan=WAN, path="netem"))
+    before = state_file(paths).read_text()
     with pytest.raises(PydanticSerializationError):
-        record_fidelity(LAB, {"measured_at": object()}, root)
-    assert state_file(LAB, root).read_text() == before
-    assert os.listdir(state_file(LAB, root).parent) == ["wan.json"]
+        record_fidelity(paths, {"measured_at": object()})
+    assert state_file(paths).read_text() == before
+    assert os.listdir(state_file(paths).parent) == ["wan.json"]

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
-from lab.errors import SweepError, TopologyError
+from lab.backends.fake import FakeBackend
+from lab.errors import LabError, SweepError
 from lab.study.sweep import seam, spec
 from lab.study.sweep.runner import groups
 
@@ -47,9 +48,9 @@ def test_shipped_sweeps_cover_the_papers_schema() -> None:
     assert len(quick.topology) > 1 and len(quick.pdu) > 1 and len(quick.modality) > 1
     assert "none" in quick.wan and len(quick.wan) > 1
     ipsec = spec.load(spec.resolve_path("ipv6-ipsec-algorithms")).spec.matrix
-    assert ipsec.topology == ["ipv6"] and len({s.proposal for s in ipsec.security}) > 3
+    assert ipsec.topology == ["ipv6"] and len({s.ipsec.esp for s in ipsec.security}) > 3
     tls = spec.load(spec.resolve_path("ipv4-tls-profiles")).spec.matrix
-    assert tls.topology == ["ipv4"] and len({s.profile for s in tls.security}) > 3
+    assert tls.topology == ["ipv4"] and len({s.tls.profile for s in tls.security}) > 3
     wan = spec.load(spec.resolve_path("ipsec-vs-tls-wan")).spec.matrix
     assert any("pct" in w for w in wan.wan) and {s.mode for s in wan.security} >= {"ipsec", "tls"}
 
@@ -67,14 +68,18 @@ def test_case_ids_are_stable_and_groups_keep_matrix_order() -> None:
     ({**_doc(), "extra": 1}, "extra: unknown key"),
     (_doc(pdu=[100]), "matrix.pdu"),
     (_doc(modality=["XX"]), "XX"),
-    (_doc(security=[{"mode": "tls", "profile": "nosuch"}]), "matrix.security.0.profile"),
-    (_doc(security=[{"mode": "tls", "profile": "basic", "cipher": "AES128-SHA"}]),
-     "matrix.security[0].cipher: 'AES128-SHA' is not a suite of profile 'basic'"),
-    (_doc(security=[{"mode": "none", "proposal": "aes128gcm16"}]),
-     "matrix.security[0].proposal: only for mode ipsec"),
-    (_doc(security=[{"mode": "ipsec", "proposal": "AES GCM"}]), "matrix.security.0.proposal"),
-    (_doc(security=[{"mode": "tls", "ike": "aes128-sha256"}]),
-     "matrix.security[0].ike: only for mode ipsec"),
+    (_doc(security=[{"mode": "tls", "tls": {"profile": "nosuch"}}]),
+     "matrix.security[0]: security.tls.profile: unknown profile 'nosuch'"),
+    (_doc(security=[{"mode": "tls", "tls": {"profile": "basic", "cipher": "AES128-SHA"}}]),
+     "security.tls.cipher: 'AES128-SHA' is not a cipher suite of profile 'basic'"),
+    (_doc(security=[{"mode": "none", "ipsec": {"esp": "aes128gcm16"}}]),
+     "matrix.security[0].ipsec: only for mode ipsec"),
+    (_doc(security=[{"mode": "ipsec", "ipsec": {"esp": "AES GCM"}}]),
+     "matrix.security[0]: security.ipsec.esp"),
+    (_doc(security=[{"mode": "tls", "ipsec": {"ike": "aes128-sha256"}}]),
+     "matrix.security[0].ipsec: only for mode ipsec"),
+    (_doc(security=[{"mode": "ipsec", "proposal": "aes128gcm16"}]),
+     "matrix.security.0.proposal: unknown key"),
     (_doc(topology=["nosuch"]), "matrix.topology[0]: no topology file or shipped topology"),
     (_doc(wan=["DSL 20"]), "matrix.wan"),
     (_doc(modality=["CT", "CT"]), "matrix.modality: repeated values"),
@@ -100,7 +105,7 @@ def test_duplicate_keys_and_bad_yaml_are_refused() -> None:
 
 
 def test_the_seam_splits_up_and_run_options() -> None:
-    sw = _parse(_doc(security=[{"mode": "ipsec", "proposal": "aes128gcm16-ecp256"}],
+    sw = _parse(_doc(security=[{"mode": "ipsec", "ipsec": {"esp": "aes128gcm16-ecp256"}}],
                      wan=["dsl-20m-30ms"], pdu=[16384], modality=["MR"]))
     case = sw.cases[0]
     up = seam.up_options(case)
@@ -110,23 +115,19 @@ def test_the_seam_splits_up_and_run_options() -> None:
                                               "objects": None, "seed": 0}
 
 
-def test_plain_security_derives_a_loadable_topology_of_the_same_name(tmp_path: Path) -> None:
-    case = _parse(_doc()).cases[0]
-    path = seam.derive_topology(seam.up_options(case), tmp_path)
-    assert path.name == "ipv4.yaml"
-    assert yaml.safe_load(path.read_text())["security"] == {"mode": "none"}
-
-
 def test_an_impossible_security_choice_fails_before_anything_is_made(tmp_path: Path) -> None:
-    case = _parse(_doc(security=[{"mode": "ipsec", "proposal": "aes128"}])).cases[0]
-    with pytest.raises(TopologyError, match="aes128 needs an integrity algorithm"):
-        seam.build_lab(seam.up_options(case), "report-never", tmp_path / "w")
-    assert not (tmp_path / "w").exists()
+    case = _parse(_doc(security=[{"mode": "ipsec", "ipsec": {"esp": "aes256gcm16",
+                                                             "scope": "host-to-host"}}],
+                       topology=["mixed-4over6"])).cases[0]
+    assert case.security_label == "ipsec-aes256gcm16-scope-host-to-host"
+    with pytest.raises(LabError, match="host-to-host IPsec needs the modality and the PACS"):
+        seam.build_lab(seam.up_options(case), "report-never", backend=FakeBackend())
 
 
 def test_tls_settings_go_to_the_tls_part_of_the_security_section() -> None:
-    sw = _parse(_doc(security=[{"mode": "tls", "profile": "extended",
-                                "cipher": "ECDHE-RSA-AES256-GCM-SHA384"}, {"mode": "tls"}]))
+    sw = _parse(_doc(security=[{"mode": "tls", "tls": {"profile": "extended",
+                                                       "cipher": "ECDHE-RSA-AES256-GCM-SHA384"}},
+                               {"mode": "tls"}]))
     first, bare = (seam.up_options(c)["security"] for c in sw.cases)
     assert first == {"mode": "tls", "tls": {"profile": "extended",
                                             "cipher": "ECDHE-RSA-AES256-GCM-SHA384"}}
