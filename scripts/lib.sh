@@ -42,8 +42,12 @@ tl_python() {
   echo "$py"
 }
 
+# The Python environment: exactly the versions of requirements.lock (each file checked against
+# its sha256 there: pip --require-hashes), then teleradlab itself, editable, built with the
+# locked setuptools and nothing else (--no-deps --no-build-isolation). Redone when pyproject.toml
+# or the lock changes. scripts/lock refreshes the lock.
 tl_venv() {
-  local py stamp want
+  local py stamp want pipi
   py="$(tl_python)"
   if [ ! -x "$TL_VENV/bin/python" ]; then
     tl_say "creating the Python environment in $TL_VENV"
@@ -54,11 +58,12 @@ tl_venv() {
     fi
   fi
   stamp="$TL_VENV/.teleradlab-installed"
-  want="$(sha256sum "$TL_ROOT/pyproject.toml" | cut -d' ' -f1)"
+  want="$(cat "$TL_ROOT/pyproject.toml" "$TL_ROOT/requirements.lock" | sha256sum | cut -d' ' -f1)"
   if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-    tl_say "installing Python packages (teleradlab and its dependencies)"
-    "$TL_VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
-    "$TL_VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$TL_ROOT[dev]"
+    tl_say "installing Python packages (the versions of requirements.lock, then teleradlab)"
+    pipi=("$TL_VENV/bin/python" -m pip install -q --disable-pip-version-check)
+    "${pipi[@]}" --require-hashes -r "$TL_ROOT/requirements.lock"
+    "${pipi[@]}" --no-deps --no-build-isolation -e "$TL_ROOT"
     echo "$want" >"$stamp"
   fi
 }

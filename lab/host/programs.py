@@ -76,7 +76,8 @@ FEATURES: dict[str, Feature] = {f.name: f for f in (
     Feature("wan-measure", "the WAN's fidelity measured by 'run' on an impaired WAN "
             "(RTT by ping, rate by iperf3)"),
     Feature("interop-tests", "independent peers the tests and the store benchmark check the lab "
-            "against: DCMTK's DICOM programs, openssl on the lab's certificates"),
+            "against: DCMTK's DICOM programs, GDCM's gdcmanon, openssl on the lab's "
+            "certificates and secure files"),
     Feature("capture", "packet captures that prove what crossed the wire (tests)"),
     Feature("report-render", "the report's figures loaded in a headless browser (test)"),
     Feature("bench", "scripts/bench: listeners found by ss, DCMTK and iperf3 beside the lab"),
@@ -152,7 +153,11 @@ PROGRAMS: tuple[Program, ...] = (
     _dcmtk("dcmsign", "DCMTK's digital signature tool: an independent signer and verifier "
            "(PS3.15 Annex C)"),
     Program("openssl", "openssl", ("interop-tests",),
-            "checks the lab's certificates as a TLS or IKE peer would"),
+            "checks the lab's certificates as a TLS or IKE peer would; opens and verifies the "
+            "lab's secure DICOM files (openssl cms, PS3.15 Annex D)"),
+    Program("gdcmanon", "libgdcm-tools", ("interop-tests",),
+            "GDCM's de-identifier: an independent peer of the lab's attribute confidentiality "
+            "(PS3.15 E.1.1 de-identify, E.1.2 re-identify)"),
     Program("tshark", "tshark", ("capture",), "captures decoded (ESP, TLS, DICOM PDUs)"),
     Program("dumpcap", "wireshark-common", ("capture",), "what tshark captures with"),
     Program("tcpdump", "tcpdump", ("capture",), "captures in the docker WAN router (its image "

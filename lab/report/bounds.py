@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from lab.model.wan import ProfileError, parse_option
 
@@ -55,6 +57,30 @@ def parse_preset(name: str) -> WanShape | None:
         return None
     rate = wan.forward.rate_mbit * 1e6 or None
     return WanShape(name, rate, rtt, wan.forward.loss_pct / 100)
+
+
+def row_shape(row: Mapping[str, Any]) -> WanShape | None:
+    """The shape of the WAN a result row ran on, from the numbers the row carries
+    (``wan_rtt_ms``, ``wan_rate_mbit``, ``wan_loss_pct``, as applied); rows written before those
+    columns existed are read from their profile's name (:func:`parse_preset`)."""
+    rtt_ms = _number(row.get("wan_rtt_ms"))
+    name = str(row.get("wan_profile") or row.get("case_wan") or "")
+    if rtt_ms is None:
+        return parse_preset(name)
+    if rtt_ms <= 0:
+        return None
+    rate = (_number(row.get("wan_rate_mbit")) or 0.0) * 1e6 or None
+    return WanShape(name, rate, rtt_ms / 1000, (_number(row.get("wan_loss_pct")) or 0.0) / 100)
+
+
+def _number(value: Any) -> float | None:
+    if value in (None, ""):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(number) else number
 
 
 def window_bound(rtt: float, window: int = DEFAULT_WINDOW_BYTES) -> float:

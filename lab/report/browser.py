@@ -1,9 +1,10 @@
 """Render a report in headless Chromium and say which of its images really loaded.
 
-A copy of the HTML gets a small script that, once the page has loaded, writes each image's
-natural size onto it; Chromium's ``--dump-dom`` then prints the DOM, marks included. An image the
-browser could not decode has a natural size of 0x0. Chromium runs with a throwaway profile and no
-network features (background networking, component updates, sync all off).
+A copy of the HTML gets a small script (the template ``mark-images.html``) that, once the page
+has loaded, writes each image's natural size onto it; Chromium's ``--dump-dom`` then prints the
+DOM, marks included. An image the browser could not decode has a natural size of 0x0. Chromium
+runs with a throwaway profile and no network features (background networking, component
+updates, sync all off).
 """
 
 from __future__ import annotations
@@ -16,13 +17,8 @@ from pathlib import Path
 
 from lab.errors import LabError
 from lab.host import programs
+from lab.report import pages
 
-_MARK = """<script>window.addEventListener('load', () => {
-  for (const img of document.images) {
-    img.setAttribute('data-natural', img.naturalWidth + 'x' + img.naturalHeight);
-  }
-  document.body.setAttribute('data-checked', 'yes');
-});</script>"""
 _IMG = re.compile(r"<img\b[^>]*>")
 _NATURAL = re.compile(r'data-natural="(\d+)x(\d+)"')
 _ALT = re.compile(r'alt="([^"]*)"')
@@ -50,7 +46,8 @@ def render_images(html_file: Path, timeout: float = 120) -> list[Rendered]:
                        f"({programs.install_command([programs.BY_NAME['chromium']])})")
     with tempfile.TemporaryDirectory(prefix="teleradlab-chromium-") as tmp:
         page = Path(tmp) / "page.html"
-        page.write_text(html_file.read_text(encoding="utf-8").replace("</body>", _MARK + "</body>"),
+        mark = pages.render("mark-images.html")
+        page.write_text(html_file.read_text(encoding="utf-8").replace("</body>", mark + "</body>"),
                         encoding="utf-8")
         profile = Path(tmp) / "profile"
         res = subprocess.run([exe, *FLAGS, f"--user-data-dir={profile}", "--dump-dom",

@@ -20,14 +20,16 @@ from lab.study.sweep.table import TYPES
 
 T = TypeVar("T")
 
-#: Two-sided 95% quantiles of Student's t by degrees of freedom (1..30); 1.96 beyond.
-_T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
-        2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
-        2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+#: The confidence level of every interval in the report.
+CONFIDENCE = 0.95
 
 
 def t95(df: int) -> float:
-    return _T95[df - 1] if 1 <= df <= len(_T95) else 1.96
+    """The two-sided 95% quantile of Student's t with ``df`` degrees of freedom (scipy.stats;
+    imported here so that commands which compute no interval do not load scipy)."""
+    from scipy import stats
+
+    return float(stats.t.ppf((1 + CONFIDENCE) / 2, df))
 
 
 @dataclass(frozen=True)
@@ -44,12 +46,16 @@ class Summary:
 
 
 def summarise(values: Iterable[float]) -> Summary | None:
+    """Mean and Student's t 95% interval (scipy.stats: the t quantile times the standard
+    error of the mean, sample standard deviation over the square root of n)."""
+    from scipy import stats
+
     vals = [v for v in values if not math.isnan(v)]
     if not vals:
         return None
     if len(vals) < 2:
         return Summary(1, vals[0], None)
-    half = t95(len(vals) - 1) * statistics.stdev(vals) / math.sqrt(len(vals))
+    half = t95(len(vals) - 1) * float(stats.sem(vals))
     return Summary(len(vals), statistics.fmean(vals), half)
 
 

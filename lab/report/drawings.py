@@ -9,15 +9,13 @@ between the DICOM nodes for TLS) and the WAN profile on the WAN router. Reads on
 from __future__ import annotations
 
 from pathlib import Path
-
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-from matplotlib.axes import Axes
-from matplotlib.patches import FancyBboxPatch
+from typing import TYPE_CHECKING
 
 from lab.model.topology import Node, Role, SecurityMode, Site, Topology
+from lab.report.figures import new_figure
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 COLORS = {Role.MODALITY: "#cfe2ff", Role.PACS: "#d1e7dd", Role.WORKSTATION: "#e2e3e5",
           Role.GATEWAY: "#fff3cd", Role.WAN: "#f8d7da"}
@@ -56,6 +54,8 @@ def _link(ax: Axes, a: tuple[float, float], b: tuple[float, float], text: str) -
 
 
 def _site_box(ax: Axes, site: Site, pos: dict[str, tuple[float, float]], text: str) -> None:
+    from matplotlib.patches import FancyBboxPatch
+
     xs = [pos[n][0] for n in (site.gateway, *site.hosts)]
     ys = [pos[n][1] for n in (site.gateway, *site.hosts)]
     x0, y0 = min(xs) - 1.4, min(ys) - 1.5
@@ -91,7 +91,10 @@ def draw(topology: Topology, out: Path, wan: str | None = None) -> tuple[Path, P
     """Write ``out/NAME.svg`` and ``out/NAME.png``; return their paths."""
     pos = _positions(topology)
     height = max(4.0, max(abs(y) for _, y in pos.values()) * 2 + 4)
-    fig, ax = plt.subplots(figsize=(15, height * 0.55))
+    from matplotlib import rc_context
+
+    fig = new_figure(15, height * 0.55)
+    ax = fig.subplots()
     for site in topology.sites:
         gw = topology.node(site.gateway)
         for host in site.hosts:
@@ -113,8 +116,7 @@ def draw(topology: Topology, out: Path, wan: str | None = None) -> tuple[Path, P
     ax.set_axis_off()
     out.mkdir(parents=True, exist_ok=True)
     svg, png = out / f"{topology.name}.svg", out / f"{topology.name}.png"
-    with matplotlib.rc_context({"svg.fonttype": "none"}):  # text stays text (editable)
+    with rc_context({"svg.fonttype": "none"}):  # text stays text (editable)
         fig.savefig(svg, format="svg", bbox_inches="tight")
     fig.savefig(png, format="png", dpi=120, bbox_inches="tight")
-    plt.close(fig)
     return svg, png

@@ -11,14 +11,7 @@ import math
 import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
-
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-from matplotlib.axes import Axes
-from matplotlib.figure import Figure
+from typing import TYPE_CHECKING, Any
 
 from lab.report import bounds
 from lab.report.data import (
@@ -30,6 +23,10 @@ from lab.report.data import (
     summarise,
     throughput_mbit,
 )
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 Records = list[dict[str, Any]]
 COLORS = {"ipv4": "#1f77b4", "ipv6": "#d62728"}
@@ -46,10 +43,18 @@ class Chart:
     has_data: bool
 
 
+def new_figure(width: float, height: float) -> Figure:
+    """A figure of its own, outside pyplot's global state (no backend, no display: saving it
+    uses Agg). matplotlib is imported here, at the first drawing, so that commands which draw
+    nothing (``teleradlab --help``, ``up``, ``run``) do not spend a quarter second loading it."""
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height))
+
+
 def _png(fig: Figure) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
     return buf.getvalue()
 
 
@@ -88,7 +93,8 @@ def _bars(ax: Axes, records: Records, value: str, ylabel: str, why: str) -> bool
 
 
 def throughput_by_config(records: Records) -> Chart:
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig = new_figure(11, 4.2)
+    axes = fig.subplots(1, 2)
     ok = False
     for ax, op in zip(axes, ("store", "move"), strict=True):
         ok |= _bars(ax, measured(records, op), "mbit", "throughput (Mbit/s)",
@@ -107,7 +113,8 @@ def _pdu_name(pdu: int) -> str:
 def pdu_effect(records: Records) -> Chart:
     rows = measured(records, "store")
     pdus = sorted({int(r["pdu"]) for r in rows}, key=lambda p: p or math.inf)
-    fig, ax = plt.subplots(figsize=(8, 4.2))
+    fig = new_figure(8, 4.2)
+    ax = fig.subplots()
     if len(pdus) < 2:
         _no_data(ax, "the results hold fewer than two PDU sizes" if rows
                  else "no successful C-STORE in these results")
@@ -129,7 +136,8 @@ def pdu_effect(records: Records) -> Chart:
 
 
 def setup_times(records: Records) -> Chart:
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig = new_figure(11, 4.2)
+    axes = fig.subplots(1, 2)
     assoc = [r for r in measured(records, "store") if float(r["setup_seconds"]) > 0]
     hand = [r for r in measured(records, "store") if float(r["handshake_seconds"]) > 0]
     a = _bars(axes[0], assoc, "setup_seconds", "seconds",
@@ -146,7 +154,7 @@ def setup_times(records: Records) -> Chart:
 def _wan_rows(records: Records) -> list[tuple[dict[str, Any], bounds.WanShape]]:
     out = []
     for r in measured(records, "store"):
-        shape = bounds.parse_preset(r["wan_profile"] or r["case_wan"])
+        shape = bounds.row_shape(r)
         if shape:
             out.append((r, shape))
     return out
@@ -166,9 +174,9 @@ def _draw_wan(axes: Sequence[Axes], rows: list[tuple[dict[str, Any], bounds.WanS
                      [bounds.mathis_bound(rtt, p) / 1e6 for p in pgrid], color="black",
                      ls=("--", ":", "-.")[i % 3], label=f"Mathis bound, RTT {rtt * 1000:.0f} ms")
     series = sorted(group(rows, lambda x: (x[0]["family"], config_label(x[0], wan=False))).items())
-    palette = plt.get_cmap("tab10")
     for n, ((fam, cfg), pts) in enumerate(series):
-        style: dict[str, Any] = {"color": palette(n % 10), "marker": "o", "ls": "none",
+        # C0..C9: matplotlib's default cycle (the tab10 palette)
+        style: dict[str, Any] = {"color": f"C{n % 10}", "marker": "o", "ls": "none",
                                  "label": f"{family_label(fam)} {cfg}"}
         axes[0].plot([s.rtt * 1000 for _, s in pts], [throughput_mbit(r) for r, _ in pts],
                      **style)
@@ -190,7 +198,8 @@ def _draw_wan(axes: Sequence[Axes], rows: list[tuple[dict[str, Any], bounds.WanS
 
 def wan_bounds(records: Records) -> Chart:
     rows = _wan_rows(records)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
+    fig = new_figure(11, 4.4)
+    axes = fig.subplots(1, 2)
     if rows:
         _draw_wan(axes, rows)
     else:

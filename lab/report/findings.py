@@ -1,10 +1,13 @@
 """The report's tables (shaped like the paper's: transfer time and rate per modality, per
-configuration) and its generated findings, stated with the numbers they rest on."""
+configuration) and its generated findings, stated with the numbers they rest on.
+
+Tables are data (:class:`Table`: caption, header, rows of plain text); the HTML is written by
+the report's template (lab/report/templates, autoescaped), never here."""
 
 from __future__ import annotations
 
-import html
 import math
+from dataclasses import dataclass
 from typing import Any
 
 from lab.report.data import (
@@ -22,21 +25,22 @@ Records = list[dict[str, Any]]
 NONE = "-"  # an empty cell
 
 
-def _table(head: list[str], rows: list[list[str]], caption: str) -> str:
-    if not rows:
-        return (f"<p class='nodata'><b>{html.escape(caption)}</b>: no data in these results.</p>")
-    th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
-                   for row in rows)
-    return (f"<table><caption>{html.escape(caption)}</caption><thead><tr>{th}</tr></thead>"
-            f"<tbody>{body}</tbody></table>")
+@dataclass(frozen=True)
+class Table:
+    """A table of text cells. Without rows the report says it has no data, unless ``empty``
+    says what no row means (no failed case is a result, not missing data)."""
+
+    head: list[str]
+    rows: list[list[str]]
+    caption: str
+    empty: str = ""
 
 
 def _columns(rows: Records) -> list[tuple[str, str]]:
     return sorted({(r["family"], config_label(r)) for r in rows})
 
 
-def modality_table(records: Records, operation: str) -> str:
+def modality_table(records: Records, operation: str) -> Table:
     """Rows: modality (objects, study size); columns: family x configuration; cells: seconds
     (mean ± 95% half-width) and MB/s, as the paper tabulates transfer times per image type."""
     rows = measured(records, operation)
@@ -52,11 +56,11 @@ def modality_table(records: Records, operation: str) -> str:
             line.append(f"{t.text} s, {rate.mean:.1f} MB/s" if t and rate else NONE)
         out.append(line)
     head = ["modality"] + [f"{family_label(f)} {c}" for f, c in cols]
-    return _table(head, out, f"Table: C-{operation.upper()} time per study (mean ± 95% "
+    return Table(head, out, f"Table: C-{operation.upper()} time per study (mean ± 95% "
                   "interval) and rate, by modality and configuration")
 
 
-def pdu_table(records: Records) -> str:
+def pdu_table(records: Records) -> Table:
     rows = measured(records, "store")
     cols = _columns(rows)
     out = []
@@ -67,11 +71,11 @@ def pdu_table(records: Records) -> str:
             s = by_repetition(r for r in rs if (r["family"], config_label(r)) == (fam, cfg))
             line.append(f"{s.text} Mbit/s" if s else NONE)
         out.append(line)
-    return _table(["max PDU"] + [f"{family_label(f)} {c}" for f, c in cols], out,
+    return Table(["max PDU"] + [f"{family_label(f)} {c}" for f, c in cols], out,
                   "Table: C-STORE throughput by maximum PDU length")
 
 
-def setup_table(records: Records) -> str:
+def setup_table(records: Records) -> Table:
     out = []
     for (fam, cfg), rs in sorted(group(measured(records, "store"),
                                        lambda r: (r["family"], config_label(r))).items()):
@@ -80,22 +84,26 @@ def setup_table(records: Records) -> str:
                       if float(r["handshake_seconds"]) > 0)
         out.append([family_label(fam), cfg, f"{a.text} ms" if a else NONE,
                     f"{h.text} ms" if h else "not measured"])
-    return _table(["family", "configuration", "association setup", "TLS handshake / IKE setup"],
+    return Table(["family", "configuration", "association setup", "TLS handshake / IKE setup"],
                   out, "Table: setup times per C-STORE")
 
 
-def failures_table(records: Records) -> str:
-    return _table(["case", "error"], [[c, e] for c, e in failed_cases(records)],
-                  "Table: cases that failed (recorded, not measured)")
+def failures_table(records: Records) -> Table:
+    return Table(["case", "error"], [[c, e] for c, e in failed_cases(records)],
+                 "Table: cases that failed (recorded, not measured)",
+                 empty="none, every case ran")
 
 
-def provenance_table(records: Records) -> str:
+def provenance_table(records: Records, meta: dict[str, Any]) -> Table:
+    """What produced the results, from their rows and from the sweep's (or run's) record
+    ``meta``: the digest of the package lock the environment was installed from."""
     keys = ("backend", "data_path_esp", "data_path_wan", "esp_path", "wan_path",
             "teleradlab_version", "git_revision", "python", "kernel", "pydicom", "pynetdicom",
             "cryptography")
     rows = [[k, ", ".join(sorted({str(r.get(k, "")) for r in records} - {""})) or NONE]
             for k in keys]
-    return _table(["what", "values in these results"], rows, "Table: provenance")
+    rows.append(["requirements.lock sha256", str(meta.get("requirements_lock_sha256") or NONE)])
+    return Table(["what", "values in these results"], rows, "Table: provenance")
 
 
 def _store_summaries(records: Records) -> dict[tuple[str, str, str, str], Summary]:

@@ -7,6 +7,7 @@ schema whatever produced the rows.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 import platform
@@ -15,6 +16,8 @@ from dataclasses import asdict, dataclass, fields
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from lab.model.topology import Wan
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,18 @@ class Row:
 COLUMNS = tuple(f.name for f in fields(Row))
 
 
+def wan_columns(wan: Wan, path: str) -> dict[str, Any]:
+    """The Row's WAN columns for ``wan`` applied by ``path`` (netem | userspace): its name and
+    its numbers in the direction the data of a C-STORE flows (first site to second), so that
+    tables and figures need not parse names back. Empty for an unimpaired WAN."""
+    if not wan.impaired:
+        return {}
+    fwd, rev = wan.forward, wan.reverse
+    return {"wan_profile": wan.name, "wan_path": path, "wan_delay_ms": fwd.delay_ms,
+            "wan_rtt_ms": fwd.delay_ms + rev.delay_ms, "wan_jitter_ms": fwd.jitter_ms,
+            "wan_loss_pct": fwd.loss_pct, "wan_rate_mbit": fwd.rate_mbit}
+
+
 def write_csv(path: Path, rows: list[Row]) -> None:
     tmp = path.with_suffix(".tmp")
     with tmp.open("w", newline="", encoding="utf-8") as f:
@@ -90,11 +105,27 @@ def _git_revision() -> str:
     return out.stdout.strip() if out.returncode == 0 else "unknown"
 
 
+#: The lock of every Python package the scripts install (scripts/lock, scripts/lib.sh).
+LOCK_FILE = Path(__file__).resolve().parents[2] / "requirements.lock"
+
+
+def lock_digest(path: Path = LOCK_FILE) -> str:
+    """sha256 of the lock file the environment was installed from, so that a result names the
+    exact package set behind it; 'no requirements.lock' when the lab runs from elsewhere than
+    a checkout (as git_revision says 'unknown' there)."""
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except FileNotFoundError:
+        return f"no {path.name}"
+
+
 def provenance(extra: dict[str, Any]) -> dict[str, Any]:
-    """What produced a result: software versions, kernel, machine, and the caller's details."""
+    """What produced a result: software versions, the package lock's digest, kernel, machine,
+    and the caller's details."""
     return {
         "teleradlab": _version("teleradlab"),
         "git_revision": _git_revision(),
+        "requirements_lock_sha256": lock_digest(),
         "python": platform.python_version(),
         "packages": {d: _version(d) for d in ("pydicom", "pynetdicom", "pyroute2", "numpy",
                                               "cryptography")},

@@ -34,7 +34,7 @@ from lab.runtime.services import tls_arguments
 from lab.security.ipsec.tunnel import IpsecState, read_state, sa_bytes, tunnel_probes
 from lab.security.pki.lab_pki import LabPki, ensure_lab_pki
 from lab.security.plan import Machine
-from lab.study.results import Row, provenance, write_csv, write_json
+from lab.study.results import Row, provenance, wan_columns, write_csv, write_json
 from lab.wan import apply as wan_apply
 from lab.wan import measure, userspace
 
@@ -350,7 +350,7 @@ def _same_security(lab: Lab, opts: RunOptions) -> None:
     text = lab.paths.topology_copy.read_text(encoding="utf-8")
     wanted = topology_file.parse(text, lab.topology.source, opts.overrides).security
     if wanted != lab.topology.security:
-        raise LabError(f"lab {lab.name} runs with security {lab.topology.security.label!r}, not "
+        raise LabError(f"lab {lab.name} runs with security {lab.plan.label!r}, not "
                        f"{wanted.label!r}; security is chosen when a lab comes up")
 
 
@@ -377,11 +377,7 @@ def _wan_fidelity(lab: Lab, opts: RunOptions, result: RunResult, progress: Progr
             f"the WAN profile {state.wan.name!r} asks more than the userspace emulator is known "
             f"to carry ({userspace.CAPACITY_MBIT:g} Mbit/s on a busy 2-core VM; scripts/bench "
             "--only wan measures this machine): its rate may be limited by the emulator")
-    fwd, rev = state.wan.forward, state.wan.reverse
-    return {"wan_profile": state.wan.name, "wan_path": state.path,
-            "wan_delay_ms": fwd.delay_ms, "wan_rtt_ms": fwd.delay_ms + rev.delay_ms,
-            "wan_jitter_ms": fwd.jitter_ms, "wan_loss_pct": fwd.loss_pct,
-            "wan_rate_mbit": fwd.rate_mbit}
+    return wan_columns(state.wan, state.path)
 
 
 def _wan_alive(lab: Lab, runner: Runner) -> None:

@@ -20,9 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from packaging.utils import canonicalize_name
 
 from lab import backends
 from lab import topology as topology_file
+from lab.backends.docker import images
 from lab.backends.docker.backend import DockerBackend, _client
 from lab.backends.docker.plan import LABEL
 from lab.errors import LabError
@@ -34,6 +36,7 @@ from lab.runtime.status import live_nodes
 from lab.study import run
 from lab.study.results import read_csv
 from lab.topology import shipped
+from tests.unit.test_lock import LOCK, parse_lock
 
 from .conftest import TOPOLOGIES, host_links, teleradlab
 
@@ -74,6 +77,23 @@ def docker_lab(engine: Any) -> Iterator[list[str]]:
 
 def _sysctl(name: str) -> str:
     return Path("/proc/sys", name.replace(".", "/")).read_text().strip()
+
+
+_VERSIONS = ("import importlib.metadata as m, json; "
+             "print(json.dumps({d.metadata['Name']: d.version for d in m.distributions()}))")
+
+
+def test_the_runtime_image_has_the_locked_versions(engine: Any) -> None:
+    """The images install requirements.lock: inside the runtime image (which every role image
+    builds FROM), each locked package is at its locked version."""
+    runtime = images.ensure_images(engine)["runtime"]
+    out = engine.containers.run(runtime, ["python3", "-c", _VERSIONS], remove=True,
+                                network_mode="none")
+    installed = {canonicalize_name(k): v for k, v in json.loads(out).items()}
+    lock = parse_lock(LOCK.read_text(encoding="utf-8"))
+    wrong = {n: (installed.get(n, "not installed"), v) for n, (v, _, _) in lock.items()
+             if installed.get(n) != v}
+    assert wrong == {}, f"in {runtime} (installed, locked): {wrong}"
 
 
 @pytest.mark.parametrize("name", shipped())

@@ -7,7 +7,8 @@ the source with :mod:`ast` (nothing is imported):
 A module may import its own package and any lower floor. On a shared floor only the edges of
 :data:`SIDEWAYS` are allowed (each one way, so no cycle): a report reads a study's tables, a
 benchmark drives studies and reads reports' numbers, and the DICOM node programs use the PKI
-and TLS libraries. ``dicom/`` never imports the orchestration: only :data:`DICOM_MAY_IMPORT`.
+and TLS libraries. ``dicom/`` never imports the orchestration: only :data:`DICOM_MAY_IMPORT`;
+inside it, :data:`DICOM_FLOORS` (data, then the Upper Layer, then the archive, then the programs).
 
 A function-local import of lab code usually dodges a cycle, which means something sits on the
 wrong floor; the only ones kept are on :data:`LAZY_IMPORTS`, each for a stated reason.
@@ -49,6 +50,11 @@ SIDEWAYS = {
 #: arguments, so nothing of the orchestration (backends, runtime, the IPsec daemon control).
 DICOM_MAY_IMPORT = ("lab.errors", "lab.model", "lab.dicom", "lab.security.pki",
                     "lab.security.tls")
+
+#: Floors inside ``dicom/``: the data (encoded datasets, studies, signatures) under the Upper
+#: Layer, the UL under the archive, and the programs (``dicom/*.py``: scu, pacs, verify...) on
+#: top. The package's ``__init__`` (AE titles, ports) is on the ground floor.
+DICOM_FLOORS = {"": 0, "data": 1, "ul": 2, "archive": 3, "programs": 4}
 
 #: Function-local imports of lab code that stay, each deliberate: (module, imported) -> why.
 LAZY_IMPORTS = {
@@ -125,10 +131,22 @@ def layer(module: str) -> str:
     return "cli" if top == "__main__" else top  # python -m lab: the command line
 
 
+def dicom_floor(module: str) -> str:
+    """Which floor of ``dicom/`` a module of it is on (see DICOM_FLOORS)."""
+    parts = module.split(".")[2:]
+    if not parts:
+        return ""
+    return parts[0] if len(parts) > 1 or parts[0] in DICOM_FLOORS else "programs"
+
+
 def problem(edge: Edge) -> str | None:
     """Why an import breaks the layering, or None."""
     src, dst = layer(edge.importer), layer(edge.imported)
     where = f"{edge.importer}:{edge.line} imports {edge.imported}"
+    if src == dst == "dicom" and not edge.local:
+        low, high = dicom_floor(edge.importer), dicom_floor(edge.imported)
+        if DICOM_FLOORS[high] > DICOM_FLOORS[low]:
+            return f"{where}: dicom/{low or '__init__'} may not import dicom/{high}"
     if src not in FLOORS or dst not in FLOORS:
         return f"{where}: add its package to FLOORS in tests/unit/test_layers.py"
     if src == "dicom" and not edge.imported.startswith(DICOM_MAY_IMPORT):
@@ -173,6 +191,10 @@ def test_the_check_names_each_kind_of_violation(tmp_path: Path) -> None:
         "security/plan.py": "from lab.model import wan\n",  # fine
         "dicom/__init__.py": "",
         "dicom/scu.py": "from lab.backends import base\n",  # orchestration
+        "dicom/data/__init__.py": "",
+        "dicom/data/encoded.py": "from lab.dicom.ul import pdu\n",  # up inside dicom
+        "dicom/ul/__init__.py": "",
+        "dicom/ul/pdu.py": "from lab.dicom.data import encoded\n",  # fine
         "gadgets/__init__.py": "from lab import errors\n",  # not on any floor
     }
     for name, text in files.items():
@@ -183,6 +205,7 @@ def test_the_check_names_each_kind_of_violation(tmp_path: Path) -> None:
                 "lab.runtime.lifecycle:2 imports lab.host.shell inside a function",
                 "lab.wan.apply:1 imports lab.security.plan: wan (floor 5)",
                 "lab.dicom.scu:1 imports lab.backends: the DICOM programs never",
+                "lab.dicom.data.encoded:1 imports lab.dicom.ul.pdu: dicom/data may not import",
                 "lab.gadgets:1 imports lab.errors: add its package to FLOORS"]
     for start in expected:
         assert any(f.startswith(start) for f in found), (start, found)

@@ -27,7 +27,6 @@ import io
 import platform
 import sys
 import tarfile
-import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,10 +69,12 @@ def image_for(role: Role) -> str:
 
 
 def requirements() -> str:
-    """The lab's runtime dependencies (pyproject.toml), one per line."""
-    with (REPO / "pyproject.toml").open("rb") as f:
-        deps: list[str] = tomllib.load(f)["project"]["dependencies"]
-    return "\n".join(deps) + "\n"
+    """The lab's Python packages: requirements.lock (scripts/lock), exact versions with the
+    sha256 of every file, the same the host's environment installs (scripts/lib.sh)."""
+    lock = REPO / "requirements.lock"
+    if not lock.is_file():
+        raise LabError(f"missing {lock}: the docker backend installs the locked versions")
+    return lock.read_text(encoding="utf-8")
 
 
 def packages(spec: ImageSpec) -> list[str]:
@@ -132,7 +133,8 @@ def wheelhouse(progress: Progress = no_progress) -> Path:
     shell.run([sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check",
                "--dest", str(where), "--only-binary=:all:", "--python-version", "3.11",
                "--implementation", "cp", "--platform", f"manylinux2014_{machine}",
-               "--platform", f"manylinux_2_28_{machine}", "-r", str(where / "requirements.txt")],
+               "--platform", f"manylinux_2_28_{machine}", "--require-hashes",
+               "-r", str(where / "requirements.txt")],
               timeout=BUILD_TIMEOUT)
     (where / ".complete").touch()
     return where

@@ -5,13 +5,14 @@ with ``list_sas`` and kept beside the lab's record for ``run`` to report."""
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from lab.backends import probes
 from lab.backends.base import Lab, Progress, no_progress
@@ -38,10 +39,12 @@ class Credentials:
     trusted: Path | None = None
 
 
-@dataclass(frozen=True)
-class IpsecState:
+class IpsecState(BaseModel):
     """What came up, beside the plan (which says what was asked, where and how): recorded in
-    ``/run/teleradlab/labs/LAB/ipsec.json`` and in result rows."""
+    ``/run/teleradlab/labs/LAB/ipsec.json`` (this model is its one schema, for the writer and
+    every reader) and in result rows."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     ike_algorithms: str  # as negotiated, strongSwan's names joined by '/'
     esp_algorithms: str
@@ -164,7 +167,7 @@ def establish(lab: Lab, *, credentials: Credentials | None = None,
     _initiate(daemons, plan)
     seconds = time.monotonic() - start
     ike, esp = negotiated(daemons[plan.initiator.node].session())
-    state = IpsecState(ike, esp, round(seconds, 6))
+    state = IpsecState(ike_algorithms=ike, esp_algorithms=esp, setup_seconds=round(seconds, 6))
     _write_state(lab.paths, state)
     return state
 
@@ -235,7 +238,7 @@ def sa_bytes(lab: Lab) -> int:
 def _write_state(paths: LabPaths, state: IpsecState) -> None:
     target = paths.state_dir / STATE_FILE
     tmp = target.with_suffix(".tmp")
-    tmp.write_text(json.dumps(asdict(state), indent=2) + "\n", encoding="utf-8")
+    tmp.write_text(state.model_dump_json(indent=2) + "\n", encoding="utf-8")
     os.replace(tmp, target)
 
 
@@ -245,8 +248,8 @@ def read_state(paths: LabPaths) -> IpsecState | None:
     if not target.exists():
         return None
     try:
-        return IpsecState(**json.loads(target.read_text(encoding="utf-8")))
-    except (ValueError, TypeError) as exc:
+        return IpsecState.model_validate_json(target.read_text(encoding="utf-8"))
+    except (ValueError, ValidationError) as exc:
         raise LabError(f"{target} is damaged: {exc}") from None
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import random
 from typing import Any
 
+from lab.model.wan import parse_option
+from lab.study.results import wan_columns
 from lab.study.sweep.table import TABLE_COLUMNS, TYPES
 
 FAMILIES = {"ipv4": 400.0, "ipv6": 380.0}  # unimpaired plain C-STORE, Mbit/s
@@ -17,6 +19,11 @@ SIZES = {"CT": 5_257_000, "MR": 2_100_000}
 
 def _blank() -> dict[str, Any]:
     return {c: {str: "", int: 0, float: 0.0, bool: False}[TYPES[c]] for c in TABLE_COLUMNS}
+
+
+def _wan(wan: str) -> dict[str, Any]:
+    """The row's WAN columns, as a run writes them."""
+    return ({} if wan == "none" else wan_columns(parse_option(wan), "userspace"))
 
 
 def records(repetitions: int = 3, seed: int = 1) -> list[dict[str, Any]]:
@@ -47,7 +54,7 @@ def records(repetitions: int = 3, seed: int = 1) -> list[dict[str, Any]]:
                                     mbytes_per_s=mbit / 8, setup_seconds=0.004,
                                     handshake_seconds=0.0 if mode == "none" else 0.02,
                                     verified="yes", ok=True, security_profile=profile,
-                                    cipher=cipher, wan_profile="" if wan == "none" else wan,
+                                    cipher=cipher, **_wan(wan),
                                     esp_path="libipsec" if mode == "ipsec" else "",
                                     lab=f"syn-{fam}", git_revision="0" * 40)
                                 out.append(r)

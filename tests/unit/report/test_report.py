@@ -173,6 +173,13 @@ def test_intervals_and_tcp_bounds() -> None:
     custom = bounds.parse_preset("delay=40ms,rate=10mbit")
     assert custom is not None and custom.rtt == pytest.approx(0.08) and custom.rate == 10e6
     assert bounds.parse_preset("none") is None and bounds.parse_preset("lan-1g") is None
+    # rows carry the WAN's numbers as applied: the name is not needed (and not trusted)
+    row = {"wan_profile": "my-own", "wan_rtt_ms": "60.0", "wan_rate_mbit": "20.0",
+           "wan_loss_pct": "1.0"}
+    assert bounds.row_shape(row) == bounds.WanShape("my-own", 20e6, 0.06, 0.01)
+    assert bounds.row_shape({**row, "wan_rtt_ms": "0.0"}) is None
+    assert bounds.row_shape({"wan_profile": "dsl-20m-30ms", "wan_rtt_ms": ""}) == \
+        bounds.parse_preset("dsl-20m-30ms")
 
 
 def test_report_of_a_folder_without_results_says_what_to_do(tmp_path: Path) -> None:
@@ -197,3 +204,32 @@ def test_a_case_that_failed_before_measuring_has_one_row_with_its_error(tmp_path
     assert (rec["topology"], rec["case_wan"], rec["wan_profile"], rec["pdu"]) == (
         "ipv6", "dsl-20m-30ms", "dsl-20m-30ms", 16384)
     assert rec["seconds"] is None and rec["family"] == ""  # not measured, not zero
+
+
+def test_results_text_stays_text(tmp_path: Path) -> None:
+    """The templates autoescape: an error message with markup in it is shown, not obeyed."""
+    records = synthetic.failed_only()
+    records[0]["case_error"] = "<script>alert(1)</script> & <b>bold</b>"
+    _, text = _report(tmp_path, records)
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; &lt;b&gt;bold&lt;/b&gt;" in text
+    assert "<script>" not in text and "<b>bold</b>" not in text
+
+
+#: Strings of lab/report that look like markup but only read or anchor it (browser.py).
+_READ_ONLY_MARKUP = {r"<img\b[^>]*>", "</body>"}
+
+
+def test_no_html_is_assembled_in_python() -> None:
+    """The report's markup lives in lab/report/templates only: no string in lab/report's
+    Python holds an HTML tag (but the two that read Chromium's output)."""
+    import ast
+
+    tag = re.compile(r"</?(html|head|body|p|table|caption|thead|tbody|tr|td|th|figure|img|"
+                     r"figcaption|ul|li|h\d|span|div|script|style|b|a)\b", re.I)
+    found = []
+    for path in sorted((Path(render.__file__).parent).glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (isinstance(node, ast.Constant) and isinstance(node.value, str)
+                    and tag.search(node.value) and node.value not in _READ_ONLY_MARKUP):
+                found.append((path.name, node.lineno, node.value[:60]))
+    assert found == []

@@ -22,11 +22,12 @@ REPO = Path(__file__).resolve().parents[4]
 
 @pytest.fixture
 def tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A copy of what the builds read: images/, lab/ and pyproject.toml."""
+    """A copy of what the builds read: images/, lab/, pyproject.toml and requirements.lock."""
     shutil.copytree(REPO / "images", tmp_path / "images")
     shutil.copytree(REPO / "lab", tmp_path / "lab",
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     shutil.copy(REPO / "pyproject.toml", tmp_path / "pyproject.toml")
+    shutil.copy(REPO / "requirements.lock", tmp_path / "requirements.lock")
     monkeypatch.setattr(images, "REPO", tmp_path)
     monkeypatch.setattr(images, "IMAGES_DIR", tmp_path / "images")
     return tmp_path
@@ -55,13 +56,22 @@ def test_lab_code_changes_the_role_images_only(tree: Path) -> None:
     assert all(after[n] != before[n] for n in images.ROLE_IMAGES)
 
 
-def test_dependencies_change_the_runtime_and_so_everything(tree: Path) -> None:
+def test_the_lock_changes_the_runtime_and_so_everything(tree: Path) -> None:
+    """The images install requirements.lock: a new locked version is a new runtime image."""
     before = _digests()
-    text = (tree / "pyproject.toml").read_text().replace('"numpy>=1.26"', '"numpy>=2"')
-    (tree / "pyproject.toml").write_text(text)
+    lock = (tree / "requirements.lock").read_text()
+    pin = re.search(r"^numpy==[^ ]+", lock, re.M)
+    assert pin is not None
+    (tree / "requirements.lock").write_text(lock.replace(pin.group(0), "numpy==2.9.9", 1))
     after = _digests()
-    assert "numpy>=2" in images.requirements()
+    assert "numpy==2.9.9" in images.requirements() and "--hash=sha256:" in images.requirements()
     assert all(after[n] != before[n] for n in after)
+
+
+def test_without_a_lock_no_image_is_built(tree: Path) -> None:
+    (tree / "requirements.lock").unlink()
+    with pytest.raises(LabError, match=r"missing .*requirements\.lock"):
+        _digests()
 
 
 def test_a_dockerfile_changes_its_own_image(tree: Path) -> None:
