@@ -25,8 +25,8 @@ from lab.dicom.data.generate import generate_study
 from lab.model.dicom import TLS_PORT
 from lab.security.pki.authority import Credential, create_ca
 
+from ..conftest import REPO
 from . import test_dicom_interop as interop
-from .conftest import REPO
 from .test_dicom_interop import (
     MODALITY_IP,
     PACS_IP,
