@@ -6,22 +6,25 @@ every field by construction (shared/design.md, "Decisions made once, carried as 
     python -m lab.dicom.verify                     VerifyReport
     python -m lab.bench.tlsbulk serve              BulkListening, then BulkReport
 
-A program builds its report and prints :meth:`Report.line`; the orchestrator calls
-:func:`parse_report` (one line) or :func:`parse_output` (a program's whole stdout). Unknown
-fields are refused (``extra="forbid``), and so is a missing one: a report that failed carries
-``ok: false`` and ``error`` and may leave out the operation's own fields; any other report
-carries all of them. Only the fields a program set are printed, so a document has exactly the
-keys it had before these models existed: the TLS fields (``handshake_seconds``,
-``tls_version``, ``cipher``) are printed as null without TLS, an error report has no timings.
+The models are plain dataclasses, so that a node program pays nothing to import them (each
+C-STORE run starts one, and pydantic alone would add about 0.1 s to its start): a program builds
+its report with :meth:`Report.build` (an unknown field is an error there already) and prints
+:meth:`Report.line`. The orchestrator calls :func:`parse_report` (one line) or
+:func:`parse_output` (a program's whole stdout), which check every field with pydantic: unknown
+fields are refused, and so is a missing one (a report that failed carries ``ok: false`` and
+``error`` and may leave out the operation's own fields; any other report carries all of them),
+and each value must have its field's type. A line holds the fields that have a value; the TLS
+fields (``handshake_seconds``, ``tls_version``, ``cipher``) are printed as null without TLS, an
+error report has no timings.
 Times are seconds (``perf_counter``); ``setup_seconds`` is the A-ASSOCIATE exchange (PS3.8
 7.1) including the TCP connect and the TLS handshake (PS3.15 B.1).
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal, Self, overload
-
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+import json
+from dataclasses import asdict, dataclass, fields
+from typing import Any, ClassVar, Literal, Self, TypeVar, overload
 
 from lab.errors import LabError
 
@@ -44,37 +47,68 @@ __all__ = [
     "parse_report",
 ]
 
+R = TypeVar("R", bound="Report")
+
+
+def _compact(value: Any) -> Any:
+    """A nested value without its unset (None) fields, as programs write them."""
+    if isinstance(value, dict):
+        return {k: _compact(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_compact(v) for v in value]
+    return value
+
 
 class ReportError(LabError):
     """A program's output is not the report it should print (a bug, or the program died)."""
 
 
-class Report(BaseModel):
-    """Base of every program report: unknown fields refused; the fields of :data:`REQUIRED`
-    must be given unless ``error`` says why they could not be measured."""
+@dataclass(kw_only=True)
+class Report:
+    """Base of every program report: the fields of :data:`REQUIRED` must be given unless
+    ``error`` says why they could not be measured; :data:`PRINTED_NULL` are printed even when
+    they have no value (unless ``error``)."""
 
-    model_config = ConfigDict(extra="forbid")
-
+    #: pydantic's configuration when the orchestrator reads a report: unknown fields refused.
+    __pydantic_config__: ClassVar[dict[str, Any]] = {"extra": "forbid"}
     #: Fields a report must carry unless it has an ``error``.
     REQUIRED: ClassVar[tuple[str, ...]] = ()
+    #: Fields printed as null when they have no value (the TLS fields without TLS).
+    PRINTED_NULL: ClassVar[tuple[str, ...]] = ()
 
-    @model_validator(mode="after")
-    def _complete(self) -> Self:
-        if getattr(self, "error", None) is None:
-            missing = [f for f in self.REQUIRED if f not in self.model_fields_set]
-            if missing:
-                raise ValueError(f"missing field(s) {', '.join(missing)}: a report without "
-                                 "'error' carries them all")
-        return self
+    @classmethod
+    def build(cls, doc: dict[str, Any]) -> Self:
+        """The report of a program's result ``doc``; ReportError naming an unknown field."""
+        unknown = sorted(set(doc) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ReportError(f"{cls.__name__} has no field(s) {', '.join(unknown)}")
+        return cls(**doc)
+
+    def document(self) -> dict[str, Any]:
+        """The report as printed: the fields with a value (and those of PRINTED_NULL)."""
+        failed = getattr(self, "error", None) is not None
+        return {k: _compact(v) for k, v in asdict(self).items()
+                if v is not None or (k in self.PRINTED_NULL and not failed)}
 
     def line(self) -> str:
-        """The report as the program prints it: one line of JSON, only the fields it set."""
-        return self.model_dump_json(exclude_unset=True)
+        """The report as the program prints it: one line of JSON."""
+        return json.dumps(self.document(), separators=(",", ":"))
+
+    @classmethod
+    def missing_fields(cls, doc: dict[str, Any]) -> list[str]:
+        """What is missing from a document of this report (read by :func:`parse_report`)."""
+        if doc.get("error") is None:
+            missing = [f for f in cls.REQUIRED if f not in doc]
+            if missing:
+                return [f"missing field(s) {', '.join(missing)}: a report without 'error' "
+                        "carries them all"]
+        return []
 
 
 _TLS = ("handshake_seconds", "tls_version", "cipher")
 
 
+@dataclass(kw_only=True)
 class ScuReport(Report):
     """What every ``lab.dicom.scu`` operation reports first: which, to whom, and the outcome."""
 
@@ -84,10 +118,12 @@ class ScuReport(Report):
     error: str | None = None  # why the operation could not be carried out
 
 
+@dataclass(kw_only=True)
 class EchoReport(ScuReport):
     """C-ECHO (PS3.7 9.1.5): the response's status."""
 
     REQUIRED = ("status", "setup_seconds", "seconds", *_TLS)
+    PRINTED_NULL = _TLS
     operation: Literal["echo"]
     status: int | None = None
     setup_seconds: float | None = None
@@ -97,11 +133,13 @@ class EchoReport(ScuReport):
     cipher: str | None = None
 
 
+@dataclass(kw_only=True)
 class StoreReport(ScuReport):
     """C-STORE of a set of files on one association (PS3.4 B): how many statuses of each kind
     (``0x0000``, ..., ``none`` when no response came) and the files not stored."""
 
     REQUIRED = ("objects", "bytes", "setup_seconds", "seconds", "statuses", "failed", *_TLS)
+    PRINTED_NULL = _TLS
     operation: Literal["store"]
     objects: int | None = None
     bytes: int | None = None
@@ -114,10 +152,12 @@ class StoreReport(ScuReport):
     cipher: str | None = None
 
 
+@dataclass(kw_only=True)
 class FindReport(ScuReport):
     """C-FIND (PS3.4 C.4.1): the final status and each match's keywords and values."""
 
     REQUIRED = ("status", "matches", "setup_seconds", "seconds", *_TLS)
+    PRINTED_NULL = _TLS
     operation: Literal["find"]
     status: int | None = None
     matches: list[dict[str, str]] | None = None
@@ -128,20 +168,23 @@ class FindReport(ScuReport):
     cipher: str | None = None
 
 
-class MoveFailure(BaseModel):
+@dataclass(kw_only=True)
+class MoveFailure:
     """One failed C-MOVE of a ``--repeat`` run: its number, and its error or final status."""
 
-    model_config = ConfigDict(extra="forbid")
+    __pydantic_config__: ClassVar[dict[str, Any]] = {"extra": "forbid"}
     move: int
     error: str | None = None
     status: int | None = None
 
 
+@dataclass(kw_only=True)
 class MoveReport(ScuReport):
     """C-MOVE (PS3.4 C.4.2): the final status and sub-operation counts (PS3.7 9.1.4.1). With
     ``--repeat N`` the last move's fields, and also the four repeat fields."""
 
     REQUIRED = ("status", "completed", "failed", "warning", "setup_seconds", "seconds", *_TLS)
+    PRINTED_NULL = _TLS
     REPEAT: ClassVar[tuple[str, ...]] = ("repeat", "moves_failed", "completed_total",
                                          "failures")
     operation: Literal["move"]
@@ -159,27 +202,30 @@ class MoveReport(ScuReport):
     completed_total: int | None = None
     failures: list[MoveFailure] | None = None
 
-    @model_validator(mode="after")
-    def _repeat_fields(self) -> Self:
-        given = [f for f in self.REPEAT if f in self.model_fields_set]
-        if given and len(given) != len(self.REPEAT):
-            missing = [f for f in self.REPEAT if f not in given]
-            raise ValueError(f"missing field(s) {', '.join(missing)}: a repeated move "
-                             f"reports all of {', '.join(self.REPEAT)}")
-        return self
+    @classmethod
+    def missing_fields(cls, doc: dict[str, Any]) -> list[str]:
+        out = super().missing_fields(doc)
+        given = [f for f in cls.REPEAT if f in doc]
+        if given and len(given) != len(cls.REPEAT):
+            missing = [f for f in cls.REPEAT if f not in given]
+            out.append(f"missing field(s) {', '.join(missing)}: a repeated move reports all "
+                       f"of {', '.join(cls.REPEAT)}")
+        return out
 
 
-class Problem(BaseModel):
+@dataclass(kw_only=True)
+class Problem:
     """One thing that did not verify: an object (its UID, status, received file) or the
     manifest's signature (``status: signature``) or the check itself (``status: error``)."""
 
-    model_config = ConfigDict(extra="forbid")
+    __pydantic_config__: ClassVar[dict[str, Any]] = {"extra": "forbid"}
     sop_instance_uid: str | None = None
     status: str
     path: str | None = None
     detail: str
 
 
+@dataclass(kw_only=True)
 class VerifyReport(Report):
     """``lab.dicom.verify``: the signed manifest's signature (PS3.15-style integrity, checked
     against the lab CA) and every object's SHA-256 against it; every problem listed."""
@@ -194,16 +240,19 @@ class VerifyReport(Report):
     problems: list[Problem]
 
 
+@dataclass(kw_only=True)
 class BulkListening(Report):
     """``lab.bench.tlsbulk serve``'s first line: it listens on this port."""
 
     listening: int
 
 
+@dataclass(kw_only=True)
 class BulkReport(Report):
     """``lab.bench.tlsbulk serve``'s last line: what one connection carried, timed at the
     receiver from the first byte after the handshake to the last."""
 
+    PRINTED_NULL = _TLS
     bytes: int
     seconds: float
     mbit_per_s: float
@@ -243,11 +292,31 @@ def parse_report(kind: str, line: str) -> Report:
     model = REPORTS.get(kind)
     if model is None:
         raise ReportError(f"no report kind {kind!r} (known: {', '.join(REPORTS)})")
+    return _validated(model, kind, line)
+
+
+def _validated(model: type[R], kind: str, line: str) -> R:
+    """Every field checked by pydantic (imported here: the orchestrator reads reports, the node
+    programs only write them)."""
+    from pydantic import TypeAdapter, ValidationError
+
     try:
-        return model.model_validate_json(line)
+        doc = json.loads(line)
+    except ValueError as exc:
+        raise ReportError(f"not a valid {kind} report: not JSON ({exc})\n"
+                          f"{line.strip()[:1000]}") from None
+    if not isinstance(doc, dict):
+        raise ReportError(f"not a valid {kind} report: not a JSON object\n{line.strip()[:1000]}")
+    try:
+        report = TypeAdapter(model).validate_python(doc)
     except ValidationError as exc:
         raise ReportError(f"not a valid {kind} report: {_problems(exc)}\n"
                           f"{line.strip()[:1000]}") from None
+    missing = model.missing_fields(doc)
+    if missing:
+        raise ReportError(f"not a valid {kind} report: {'; '.join(missing)}\n"
+                          f"{line.strip()[:1000]}")
+    return report
 
 
 @overload
@@ -274,7 +343,7 @@ def parse_output(kind: str, stdout: str) -> Report:
     return parse_report(kind, lines[-1])
 
 
-def _problems(exc: ValidationError) -> str:
+def _problems(exc: Any) -> str:
     out = []
     for err in exc.errors():
         where = ".".join(str(p) for p in err["loc"])

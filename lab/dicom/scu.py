@@ -144,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = operations[args.operation](args)
     except (LabError, OSError, ValueError) as exc:
         result = {"ok": False, "error": str(exc)}
-    report = SCU_REPORTS[args.operation].model_validate(
+    report = SCU_REPORTS[args.operation].build(
         {"operation": args.operation, "peer": f"[{args.host}]:{args.port}", **result})
     print(report.line())
     return 0 if report.ok else 1

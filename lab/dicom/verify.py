@@ -56,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (LabError, OSError, ValueError) as exc:
         result = {"ok": False, "error": str(exc), "problems": [{"status": "error",
                                                                 "detail": str(exc)}]}
-    report = VerifyReport.model_validate(result)
+    report = VerifyReport.build(result)
     print(report.line())
     return 0 if report.ok else 1
 

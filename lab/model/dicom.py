@@ -3,6 +3,8 @@
 
 - :data:`TLS_PORT`: 2762, the port IANA registered for DICOM over TLS ("dicom-tls"), which
   PS3.15 B.1 recommends for the Secure Transport Connection profiles.
+- :data:`PACS_PORT` (11112, IANA's "dicom") and :data:`RECEIVER_PORT` (11113): a lab's
+  archive and its C-MOVE receivers in clear; with DICOM TLS every listener uses the TLS port.
 - :data:`IMPLEMENTATION_CLASS_UID` and :data:`IMPLEMENTATION_VERSION_NAME`: how the lab's own
   DICOM code identifies itself, in the A-ASSOCIATE user information (PS3.7 D.3.3.2 and
   D.3.3.2.3) of its requestor and acceptor alike, and in the File Meta Information (PS3.10
@@ -16,10 +18,12 @@ from __future__ import annotations
 
 import uuid
 
-__all__ = ["IMPLEMENTATION_CLASS_UID", "IMPLEMENTATION_VERSION_NAME", "TLS_PORT",
-           "UID_NAMESPACE", "name_uid"]
+__all__ = ["IMPLEMENTATION_CLASS_UID", "IMPLEMENTATION_VERSION_NAME", "PACS_PORT",
+           "RECEIVER_PORT", "TLS_PORT", "UID_NAMESPACE", "name_uid"]
 
 TLS_PORT = 2762
+PACS_PORT = 11112
+RECEIVER_PORT = 11113
 
 #: The namespace of every name-based UUID the lab turns into a UID.
 UID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:teleradlab:dicom")

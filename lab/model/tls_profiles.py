@@ -34,11 +34,7 @@ import ssl
 from dataclasses import dataclass
 
 from lab.errors import TlsError
-from lab.model.dicom import TLS_PORT
 
-#: The same number as :data:`lab.model.dicom.TLS_PORT` (where it is defined), under the name
-#: :mod:`lab.security.tls.contexts` re-exports.
-DICOM_TLS_PORT = TLS_PORT
 DEFAULT_PROFILE = "bcp195-rfc8996"
 
 V = ssl.TLSVersion

@@ -65,7 +65,7 @@ def test_repeated_moves_report_their_failures() -> None:
     assert isinstance(report, MoveReport)
     assert (report.repeat, report.moves_failed, report.completed_total) == (2, 2, 0)
     assert report.failures is not None and [f.move for f in report.failures] == [1, 2]
-    assert report.model_dump(exclude_unset=True) == _last(res.stdout)
+    assert report.document() == _last(res.stdout)
 
 
 def test_verify_reports_every_missing_object(tmp_path: Path) -> None:
@@ -84,7 +84,7 @@ def test_verify_reports_every_missing_object(tmp_path: Path) -> None:
     assert report.signature_ok is True and report.objects == 2 and not report.ok
     assert [p.status for p in report.problems] == ["missing", "missing"]
     assert all(p.sop_instance_uid and p.path is None for p in report.problems)
-    assert report.model_dump(exclude_unset=True) == _last(res.stdout)
+    assert report.document() == _last(res.stdout)
     res = _run("lab.dicom.verify", "--manifest=/nonexistent", f"--ca={ca.cert_path}",
                f"--store={tmp_path}", "--study=1.2.3")
     report = parse_output("verify", res.stdout)
@@ -98,7 +98,7 @@ def test_tlsbulk_reports_what_one_connection_carried() -> None:
                                f"--port={port}"], stdout=subprocess.PIPE, text=True)
     try:
         assert server.stdout is not None
-        assert parse_report("tlsbulk-listening", server.stdout.readline()).model_dump() == {
+        assert parse_report("tlsbulk-listening", server.stdout.readline()).document() == {
             "listening": port}
         sent = _run("lab.bench.tlsbulk", "send", f"--host={HOST}", f"--port={port}",
                     "--mbytes=2")
@@ -132,7 +132,7 @@ def test_a_complete_document_round_trips() -> None:
 @pytest.mark.parametrize(("doc", "kind", "message"), [
     (_without(GOOD_STORE, "seconds"), "store", "missing field(s) seconds"),
     (_without(GOOD_STORE, "cipher"), "store", "missing field(s) cipher"),
-    ({**GOOD_STORE, "sa_bytes": 5}, "store", "sa_bytes: Extra inputs are not permitted"),
+    ({**GOOD_STORE, "sa_bytes": 5}, "store", "sa_bytes: Unexpected keyword argument"),
     ({**GOOD_STORE, "objects": "many"}, "store", "objects: Input should be a valid integer"),
     (GOOD_STORE, "echo", "operation: Input should be 'echo'"),
     (_without(GOOD_STORE, "peer"), "store", "peer: Field required"),
@@ -151,7 +151,7 @@ def test_a_wrong_document_is_refused_naming_the_field(doc: dict[str, Any], kind:
 def test_not_a_report_at_all() -> None:
     with pytest.raises(ReportError, match="printed nothing"):
         parse_output("echo", "\n")
-    with pytest.raises(ReportError, match="Invalid JSON"):
+    with pytest.raises(ReportError, match="not JSON"):
         parse_output("echo", "Traceback (most recent call last):\n  boom\n")
     with pytest.raises(ReportError, match="no report kind 'ping'"):
         parse_report("ping", "{}")

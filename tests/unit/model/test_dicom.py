@@ -17,7 +17,7 @@ from lab.model.dicom import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAM
 LAB = Path(__file__).resolve().parents[3] / "lab"
 HOME = LAB / "model" / "dicom.py"
 NAMES = {"TLS_PORT", "DICOM_TLS_PORT", "IMPLEMENTATION_CLASS_UID", "IMPLEMENTATION_VERSION",
-         "IMPLEMENTATION_VERSION_NAME"}
+         "IMPLEMENTATION_VERSION_NAME", "PACS_PORT", "RECEIVER_PORT", "MODALITY_STORE_PORT"}
 
 
 def test_values_fit_their_value_representations() -> None:
@@ -55,4 +55,5 @@ def _definitions(path: Path) -> list[str]:
 def test_each_constant_is_defined_once() -> None:
     found = [d for p in sorted(LAB.rglob("*.py")) if p != HOME for d in _definitions(p)]
     assert not found, "define it in lab/model/dicom.py and import it:\n" + "\n".join(found)
-    assert len(_definitions(HOME)) == 3  # TLS_PORT, the literal, IMPLEMENTATION_VERSION_NAME
+    # TLS_PORT, its literal, PACS_PORT, RECEIVER_PORT, IMPLEMENTATION_VERSION_NAME
+    assert len(_definitions(HOME)) == 5
