@@ -10,7 +10,10 @@ then includes the TCP connect and the TLS handshake.
 
 ``echo`` and ``store`` run on the lab's lean Upper Layer (:mod:`lab.dicom.ul.requestor`): stored
 files are sent without being decoded, straight from the file to the socket, so each object
-needs an accepted presentation context with exactly its own transfer syntax. ``find`` and
+needs an accepted presentation context with exactly its own transfer syntax; ``store`` keeps
+up to ``--window`` requests outstanding when the peer grants an Asynchronous Operations Window
+(PS3.7 D.3.3.3; one at a time otherwise), so that the next object is on its way while the
+peer stores the last. ``find`` and
 ``move`` run on the same Upper Layer (:mod:`lab.dicom.qrscu`); ``move --repeat N`` makes N
 C-MOVEs in a row and reports the failed ones. ``--pdu`` sets the maximum PDU length this end
 accepts and caps the PDUs it sends (never above what the peer accepts).
