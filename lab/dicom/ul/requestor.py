@@ -291,12 +291,25 @@ def open_association(host: str, port: int, *, called: str, calling: str,
     try:
         if tls is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sock = tls.wrap_socket(sock, server_hostname=host)  # the handshake, now
+            known = _SESSIONS.get((id(tls), host, port))
+            sock = tls.wrap_socket(sock, server_hostname=host,  # the handshake, now
+                                   session=known[1] if known else None)
         tls_info = negotiated(sock)
         assoc = Requestor.connect(sock, called=called, calling=calling, contexts=contexts,
                                   max_pdu=max_pdu, timeout=timeout, window=window)
         assoc.tls = tls_info
+        if tls is not None and sock.session is not None:  # type: ignore[attr-defined]
+            # TLS 1.3 tickets come after the handshake; the A-ASSOCIATE-AC read them in.
+            _SESSIONS[(id(tls), host, port)] = (tls, sock.session)  # type: ignore[attr-defined]
     except BaseException:
         sock.close()
         raise
     return assoc, time.perf_counter() - start
+
+
+#: The last TLS session with each peer, by client context (kept alive beside its session, so
+#: its id stays its own): the next association of this process with that peer resumes it
+#: (RFC 8446 2.2, RFC 5077), skipping the certificate exchange and its signatures, as BCP 195
+#: (RFC 9325 3.4) allows. One association per study stores nothing here worth reusing; the
+#: repeated associations of ``move --repeat`` and the archive's C-MOVEs do.
+_SESSIONS: dict[tuple[int, str, int], tuple[ssl.SSLContext, ssl.SSLSession]] = {}
