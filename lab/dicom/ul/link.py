@@ -121,6 +121,7 @@ class Link:
 
     def _grow(self, size: int) -> None:
         """Make the buffer at least ``size`` bytes (at most BUFFER), keeping unread bytes."""
+        size = min(size, BUFFER)  # a dataset longer than BUFFER must not reallocate each time
         if len(self._buf) >= size:
             return
         left = self._end - self._start
