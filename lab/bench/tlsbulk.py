@@ -39,10 +39,11 @@ def serve(args: argparse.Namespace) -> int:
                 if not total:
                     start = time.perf_counter()
                 total += n
-        seconds = time.perf_counter() - start if total else 0.0
+            seconds = time.perf_counter() - start if total else 0.0
+            negotiated = tlsopts.negotiated(conn)  # while the connection is open
         report = BulkReport(bytes=total, seconds=seconds,
                             mbit_per_s=total * 8 / seconds / 1e6 if seconds else 0.0,
-                            **tlsopts.negotiated(conn))
+                            **negotiated)
         print(report.line(), flush=True)
     return 0
 
@@ -57,6 +58,12 @@ def send(args: argparse.Namespace) -> int:
             while remaining > 0:
                 conn.sendall(payload[:min(CHUNK, remaining)])
                 remaining -= CHUNK
+            # End with a FIN after the last byte and wait for the receiver's: closing at once
+            # with unread bytes (TLS 1.3 session tickets) would send a reset, and the receiver
+            # would lose the tail of the stream still in its buffers.
+            conn.shutdown(socket.SHUT_WR)  # on TLS: the TCP half-close, without close_notify
+            while conn.recv(CHUNK):
+                pass
     return 0
 
 

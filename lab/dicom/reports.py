@@ -131,6 +131,7 @@ class EchoReport(ScuReport):
     handshake_seconds: float | None = None
     tls_version: str | None = None
     cipher: str | None = None
+    tls_resumed: bool | None = None  # the handshake resumed an earlier session (RFC 8446 2.2)
 
 
 @dataclass(kw_only=True)
@@ -150,6 +151,7 @@ class StoreReport(ScuReport):
     handshake_seconds: float | None = None
     tls_version: str | None = None
     cipher: str | None = None
+    tls_resumed: bool | None = None  # the handshake resumed an earlier session (RFC 8446 2.2)
 
 
 @dataclass(kw_only=True)
@@ -166,6 +168,7 @@ class FindReport(ScuReport):
     handshake_seconds: float | None = None
     tls_version: str | None = None
     cipher: str | None = None
+    tls_resumed: bool | None = None  # the handshake resumed an earlier session (RFC 8446 2.2)
 
 
 @dataclass(kw_only=True)
@@ -197,6 +200,7 @@ class MoveReport(ScuReport):
     handshake_seconds: float | None = None
     tls_version: str | None = None
     cipher: str | None = None
+    tls_resumed: bool | None = None  # the handshake resumed an earlier session (RFC 8446 2.2)
     repeat: int | None = None
     moves_failed: int | None = None
     completed_total: int | None = None
@@ -259,6 +263,7 @@ class BulkReport(Report):
     handshake_seconds: float | None
     tls_version: str | None
     cipher: str | None
+    tls_resumed: bool | None = None
 
 
 #: The report of each operation of ``lab.dicom.scu``.
