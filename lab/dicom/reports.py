@@ -110,12 +110,21 @@ _TLS = ("handshake_seconds", "tls_version", "cipher")
 
 @dataclass(kw_only=True)
 class ScuReport(Report):
-    """What every ``lab.dicom.scu`` operation reports first: which, to whom, and the outcome."""
+    """What every ``lab.dicom.scu`` operation reports first: which, to whom, the outcome, its
+    times and what TLS negotiated."""
+
+    PRINTED_NULL = _TLS
 
     operation: str  # each operation's report narrows it to its own name
     peer: str  # [address]:port
     ok: bool
     error: str | None = None  # why the operation could not be carried out
+    setup_seconds: float | None = None
+    seconds: float | None = None
+    handshake_seconds: float | None = None
+    tls_version: str | None = None
+    cipher: str | None = None
+    tls_resumed: bool | None = None  # the handshake resumed an earlier session (RFC 8446 2.2)
 
 
 @dataclass(kw_only=True)
@@ -123,15 +132,8 @@ class EchoReport(ScuReport):
     """C-ECHO (PS3.7 9.1.5): the response's status."""
 
     REQUIRED = ("status", "setup_seconds", "seconds", *_TLS)
-    PRINTED_NULL = _TLS
     operation: Literal["echo"]
     status: int | None = None
-    setup_seconds: float | None = None
-    seconds: float | None = None
-    handshake_seconds: float | None = None
-    tls_version: str | None = None
-    cipher: str | None = None
-    tls_resumed: bool | None = None  # the handshake resumed an earlier session (RFC 8446 2.2)
 
 
 @dataclass(kw_only=True)
@@ -140,18 +142,11 @@ class StoreReport(ScuReport):
     (``0x0000``, ..., ``none`` when no response came) and the files not stored."""
 
     REQUIRED = ("objects", "bytes", "setup_seconds", "seconds", "statuses", "failed", *_TLS)
-    PRINTED_NULL = _TLS
     operation: Literal["store"]
     objects: int | None = None
     bytes: int | None = None
-    setup_seconds: float | None = None
-    seconds: float | None = None
     statuses: dict[str, int] | None = None
     failed: list[str] | None = None
-    handshake_seconds: float | None = None
-    tls_version: str | None = None
-    cipher: str | None = None
-    tls_resumed: bool | None = None  # the handshake resumed an earlier session (RFC 8446 2.2)
 
 
 @dataclass(kw_only=True)
@@ -159,16 +154,9 @@ class FindReport(ScuReport):
     """C-FIND (PS3.4 C.4.1): the final status and each match's keywords and values."""
 
     REQUIRED = ("status", "matches", "setup_seconds", "seconds", *_TLS)
-    PRINTED_NULL = _TLS
     operation: Literal["find"]
     status: int | None = None
     matches: list[dict[str, str]] | None = None
-    setup_seconds: float | None = None
-    seconds: float | None = None
-    handshake_seconds: float | None = None
-    tls_version: str | None = None
-    cipher: str | None = None
-    tls_resumed: bool | None = None  # the handshake resumed an earlier session (RFC 8446 2.2)
 
 
 @dataclass(kw_only=True)
@@ -187,7 +175,6 @@ class MoveReport(ScuReport):
     ``--repeat N`` the last move's fields, and also the four repeat fields."""
 
     REQUIRED = ("status", "completed", "failed", "warning", "setup_seconds", "seconds", *_TLS)
-    PRINTED_NULL = _TLS
     REPEAT: ClassVar[tuple[str, ...]] = ("repeat", "moves_failed", "completed_total",
                                          "failures")
     operation: Literal["move"]
@@ -195,12 +182,6 @@ class MoveReport(ScuReport):
     completed: int | None = None
     failed: int | None = None
     warning: int | None = None
-    setup_seconds: float | None = None
-    seconds: float | None = None
-    handshake_seconds: float | None = None
-    tls_version: str | None = None
-    cipher: str | None = None
-    tls_resumed: bool | None = None  # the handshake resumed an earlier session (RFC 8446 2.2)
     repeat: int | None = None
     moves_failed: int | None = None
     completed_total: int | None = None
@@ -273,22 +254,6 @@ SCU_REPORTS: dict[str, type[ScuReport]] = {
 REPORTS: dict[str, type[Report]] = {
     **SCU_REPORTS, "verify": VerifyReport, "tlsbulk-listening": BulkListening,
     "tlsbulk": BulkReport}
-
-
-@overload
-def parse_report(kind: Literal["echo"], line: str) -> EchoReport: ...
-@overload
-def parse_report(kind: Literal["store"], line: str) -> StoreReport: ...
-@overload
-def parse_report(kind: Literal["find"], line: str) -> FindReport: ...
-@overload
-def parse_report(kind: Literal["move"], line: str) -> MoveReport: ...
-@overload
-def parse_report(kind: Literal["verify"], line: str) -> VerifyReport: ...
-@overload
-def parse_report(kind: Literal["tlsbulk"], line: str) -> BulkReport: ...
-@overload
-def parse_report(kind: str, line: str) -> Report: ...
 
 
 def parse_report(kind: str, line: str) -> Report:

@@ -39,9 +39,8 @@ from lab.dicom.ul import command as cmd
 from lab.dicom.ul import pdu
 from lab.dicom.ul.incoming import Incoming, ScratchFile
 from lab.dicom.ul.link import Link, LinkClosed
-from lab.dicom.ul.negotiation import negotiate, rejection
+from lab.dicom.ul.negotiation import acceptance, negotiate, rejection
 from lab.dicom.ul.pdu import PduError
-from lab.model.dicom import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 
 log = logging.getLogger("lab.dicom.pacs")
 
@@ -55,8 +54,6 @@ MIN_RATE = 16 * 1024
 #: The longest command set (PS3.7 6.3: a few hundred bytes in practice) and A-ASSOCIATE-RQ
 #: (128 contexts with many transfer syntaxes fit); identifiers: incoming.IDENTIFIER_LIMIT.
 COMMAND_LIMIT, REQUEST_LIMIT = 1 << 16, 1 << 18
-#: Most requests a requestor may have outstanding (Asynchronous Operations Window granted).
-WINDOW = 16
 #: Stores a scratch file (path, transfer syntax, SOP class, SOP instance); returns the status.
 StoreFile = Callable[[Path, str, str, str], int]
 
@@ -117,18 +114,6 @@ class Slots(Protocol):
     def acquire(self, acceptor: Acceptor) -> bool: ...
 
     def release(self, acceptor: Acceptor) -> None: ...
-
-
-def _window_answer(rq: pdu.Associate) -> tuple[bytes, ...]:
-    """The Asynchronous Operations Window granted (PS3.7 D.3.3.3), if one was proposed: up to
-    WINDOW requests of the requestor outstanding (requests are still served one after the
-    other, each answered in order; the next ones wait in the socket meanwhile, so the
-    requestor sends while the archive stores), and none performed by it (this end invokes
-    nothing on the association)."""
-    proposed = pdu.window(rq)
-    if proposed is None:
-        return ()
-    return (pdu.window_item(min(proposed[0] or WINDOW, WINDOW), 1),)
 
 
 def _echo_status(fields: Mapping[int, bytes], abstract: str) -> int:
@@ -250,12 +235,8 @@ class Acceptor:
         self.contexts = {r.id: (abstract[r.id], r.transfer_syntax) for r in results
                          if r.result == pdu.ACCEPTANCE}
         self.peer_max = rq.max_length
-        ac = pdu.Associate(rq.called, rq.calling, results=tuple(results),
-                           max_length=self.config.max_pdu,
-                           implementation_class_uid=IMPLEMENTATION_CLASS_UID,
-                           implementation_version_name=IMPLEMENTATION_VERSION_NAME,
-                           other_user_items=_window_answer(rq))
-        self.link.send(pdu.encode_associate(pdu.A_ASSOCIATE_AC, ac))
+        self.link.send(pdu.encode_associate(pdu.A_ASSOCIATE_AC,
+                                            acceptance(rq, results, self.config.max_pdu)))
         log.info("association from %s: %d of %d contexts accepted", rq.calling,
                  len(self.contexts), len(results))
 

@@ -114,9 +114,10 @@ def test_tlsbulk_reports_what_one_connection_carried() -> None:
     assert report.seconds > 0 and report.mbit_per_s > 0 and report.cipher is None
 
 
-GOOD_STORE = {"operation": "store", "peer": "[198.18.2.10]:11112", "ok": True, "objects": 1,
-              "bytes": 10, "setup_seconds": 0.01, "seconds": 0.02, "statuses": {"0x0000": 1},
-              "failed": [], "handshake_seconds": None, "tls_version": None, "cipher": None}
+GOOD_STORE = {"operation": "store", "peer": "[198.18.2.10]:11112", "ok": True,
+              "setup_seconds": 0.01, "seconds": 0.02, "handshake_seconds": None,
+              "tls_version": None, "cipher": None, "objects": 1, "bytes": 10,
+              "statuses": {"0x0000": 1}, "failed": []}
 
 
 def _without(doc: dict[str, Any], key: str) -> dict[str, Any]:

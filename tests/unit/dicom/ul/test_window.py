@@ -20,8 +20,9 @@ from pynetdicom.sop_class import CTImageStorage  # type: ignore[attr-defined]
 from lab.dicom.archive.store import Store
 from lab.dicom.ul import command as cmd
 from lab.dicom.ul import pdu
-from lab.dicom.ul.acceptor import WINDOW, Config
+from lab.dicom.ul.acceptor import Config
 from lab.dicom.ul.link import Link
+from lab.dicom.ul.negotiation import WINDOW
 from lab.dicom.ul.requestor import open_association, read_part10
 
 from .test_acceptor import _file, make_config, serving
