@@ -97,3 +97,15 @@ class MissingProgramError(LabError):
         self.programs = tuple(programs)
         self.install = install
         super().__init__(message)
+
+
+class WaitTimeout(LabError):
+    """Something the lab waited for did not happen in time (:func:`lab.host.wait.until`).
+
+    ``what`` names it, ``timeout`` is the wait in seconds, ``detail`` what was seen last."""
+
+    def __init__(self, what: str, timeout: float, detail: str = "") -> None:
+        self.what = what
+        self.timeout = timeout
+        self.detail = detail
+        super().__init__(f"{what}: not within {timeout:g} s" + (f"\n{detail}" if detail else ""))

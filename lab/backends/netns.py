@@ -20,7 +20,6 @@ import os
 import shlex
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from lab.errors import LabError, LabNotFoundError
 from lab.host import shell
 from lab.host.mounts import bind_private_dir, global_lock, umount_detach
 from lab.host.processes import pids_in_netns, stop
+from lab.host.wait import until
 from lab.model.names import NETNS_DIR, PREFIX, RUN_ROOT, LabPaths, netns_name, split_netns_name
 from lab.model.topology import Family, Node, Topology, Wire
 
@@ -228,26 +228,24 @@ class NetnsBackend(Backend):
         A bridge's own carrier change reaches user space through the kernel's link watcher,
         which batches such events for up to a second."""
         waiting = list(topology.nodes)
-        deadline = time.monotonic() + LINKS_UP_TIMEOUT
-        while True:
-            not_up: list[str] = []
+        not_up: list[str] = []
+
+        def settled() -> bool:
+            nonlocal waiting
+            not_up.clear()
             for node in waiting:
                 with self._netlink(paths, node.name) as ipr:
-                    not_up += [
+                    not_up.extend(
                         f"{node.name}:{link.get('ifname')} ({link.get('operstate')})"
                         for link in ipr.get_links()
                         if link.get("ifname") != "lo"
-                        and link.get("operstate") not in ("UP", "UNKNOWN")
-                    ]
-            if not not_up:
-                return
-            if time.monotonic() > deadline:
-                raise LabError(
-                    f"links did not come up within {LINKS_UP_TIMEOUT:g} s: {', '.join(not_up)}"
-                )
+                        and link.get("operstate") not in ("UP", "UNKNOWN"))
             names = {entry.split(":", 1)[0] for entry in not_up}
             waiting = [n for n in waiting if n.name in names]
-            time.sleep(0.05)
+            return not not_up
+
+        until(settled, LINKS_UP_TIMEOUT, what="every link up",
+              detail=lambda: "still down: " + ", ".join(not_up))
 
     # --- working inside nodes -------------------------------------------------------------
 

@@ -11,8 +11,10 @@ ratio, never asserted in unit tests (these machines are noisy).
   which end costs what, and the lab's SCU to a second lab PACS run with ``--sync object``,
   which flushes every object before answering, as storescp and a lab's own PACS do not; see
   lab/bench/store.py).
-- security: per protection (plain, IPsec per ESP algorithm), TCP (iperf3) and C-STORE throughput
-  over the same path, their ratio and the cost against plain (see lab/bench/security.py).
+- security: per protection (plain, IPsec per ESP algorithm, TLS per profile), raw transport
+  (iperf3, or bulk TLS) and C-STORE throughput of a short and a long study over the same path,
+  their ratio and the cost against plain (see lab/bench/security.py); ``--case`` runs some
+  configurations only, ``--security-lab`` names the lab it builds.
 - sweep: the shipped quick sweep, total time and per-case overhead (lab.bench.sweep).
 - wan: WAN fidelity on the path in use and the userspace emulator's capacity (lab.bench.wan).
 """
@@ -30,7 +32,7 @@ from collections.abc import Sequence
 from types import FrameType
 
 from lab.bench.backends import print_backends
-from lab.bench.security import bench_security, print_security
+from lab.bench.security import LAB, bench_security, print_security, select_cases
 from lab.bench.store import bench_store, print_store
 from lab.bench.sweep import print_sweep
 from lab.bench.wan import print_wan
@@ -100,6 +102,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--only", choices=("lifecycle", "store", "security", "sweep", "wan",
                                            "docker"),
                         help="run one benchmark (default: all)")
+    parser.add_argument("--case", action="append", default=[], metavar="TEXT",
+                        help="security: run only the configurations whose label contains TEXT "
+                        "(repeatable), e.g. --case 'tls aes' --case aes128-sha256")
+    parser.add_argument("--security-lab", default=LAB, metavar="NAME",
+                        help=f"security: name of the lab it builds (default {LAB})")
     args = parser.parse_args(argv)
     if args.repeat is not None and args.repeat < 1:
         parser.error("--repeat must be at least 1")
@@ -114,7 +121,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print_store(results, size, repeat)
         if args.only in (None, "security"):
             repeat = args.repeat or 3
-            sec = bench_security(repeat, lambda msg: print(f"  … {msg}", file=sys.stderr))
+            sec = bench_security(repeat, lambda msg: print(f"  … {msg}", file=sys.stderr),
+                                 select_cases(args.case), args.security_lab)
             print_security(sec, repeat)
         if args.only in (None, "sweep"):
             print_sweep()

@@ -2,10 +2,13 @@
 
 For each configuration (plain, then IPsec per ESP algorithm, then DICOM TLS per profile and
 cipher) one IPv4 lab is built with that security, and over the same path from the modality
-to the PACS the benchmark measures raw TCP throughput (iperf3, server side) and DICOM C-STORE
-throughput (the lab's SCU to the lab's PACS). It prints, per configuration, C-STORE / TCP (the
-issue's target: at least 0.8, i.e. DICOM uses the protected path well) and protected / plain
-C-STORE throughput (the cost of the choice).
+to the PACS the benchmark measures the raw transport's throughput (iperf3 for TCP, server
+side; for TLS a bulk TLS stream with the same profile and cipher, lab.bench.tlsbulk) and
+DICOM C-STORE throughput (the lab's SCU to the lab's PACS) of two studies: a short one (40
+CT objects, 21 MB), where association setup and the first round trips weigh, and a long one
+(400 objects, 210 MB), the steady state. It prints one table per study with, per
+configuration, C-STORE / raw (the target: at least 0.8, i.e. DICOM uses the protected path
+well) and protected / plain C-STORE throughput (the cost of the choice).
 """
 
 from __future__ import annotations
@@ -34,7 +37,8 @@ from lab.topology import resolve_path
 
 LAB = "bench-sec"
 TOPOLOGY = "ipv4"
-OBJECTS = 40  # a 40-object CT study, about 21 MB
+OBJECTS = 40  # the short study: 40 CT objects, about 21 MB
+LONG_OBJECTS = 400  # the long study: 400 CT objects, about 210 MB
 IPERF_PORT = 5201
 IPERF_SECONDS = 3
 RATIO_TARGET = 0.8
@@ -57,9 +61,10 @@ CASES: tuple[tuple[str, str], ...] = (
 
 @dataclass(frozen=True)
 class Measure:
-    tcp_mbit: float  # iperf3, received at the server
-    store_mbit: float  # C-STORE bytes / transfer seconds
+    tcp_mbit: float  # raw transport: iperf3 or lab.bench.tlsbulk, received at the server
+    store_mbit: float  # C-STORE bytes / transfer seconds, short study
     path: str  # ESP path or "-"
+    long_mbit: float = 0.0  # the same, long study
 
 
 def _node(lab: Lab, role: Role) -> str:
@@ -67,13 +72,13 @@ def _node(lab: Lab, role: Role) -> str:
 
 
 @contextmanager
-def _lab(security: str) -> Iterator[Lab]:
+def _lab(security: str, name: str = LAB) -> Iterator[Lab]:
     overrides = {"security": topology_file.security_override(security)}
-    lab = lifecycle.up(resolve_path(TOPOLOGY), LAB, overrides=overrides)
+    lab = lifecycle.up(resolve_path(TOPOLOGY), name, overrides=overrides)
     try:
         yield lab
     finally:
-        lifecycle.down(LAB)
+        lifecycle.down(name)
 
 
 def iperf_mbit(lab: Lab, seconds: int = IPERF_SECONDS) -> float:
@@ -141,24 +146,44 @@ def store_mbit(lab: Lab, files: Sequence[Path], file_list: Path) -> float:
     return size * 8 / float(doc["seconds"]) / 1e6
 
 
+def select_cases(patterns: Sequence[str]) -> tuple[tuple[str, str], ...]:
+    """The cases whose label contains one of ``patterns`` (all of them without any); LabError
+    if a pattern matches none."""
+    if not patterns:
+        return CASES
+    for pattern in patterns:
+        if not any(pattern in label for label, _ in CASES):
+            raise LabError(f"no security case matches {pattern!r}; cases: "
+                           f"{', '.join(label for label, _ in CASES)}")
+    return tuple(c for c in CASES if any(p in c[0] for p in patterns))
+
+
+def _study(work: Path, name: str, objects: int) -> tuple[list[Path], Path]:
+    study = generate_study("CT", work / name, objects=objects)
+    file_list = work / f"{name}.txt"
+    file_list.write_text("\n".join(map(str, study.files)) + "\n")
+    return list(study.files), file_list
+
+
 def bench_security(repeat: int, progress: Callable[[str], None] = lambda _: None,
-                   cases: Sequence[tuple[str, str]] = CASES) -> dict[str, list[Measure]]:
+                   cases: Sequence[tuple[str, str]] = CASES, lab_name: str = LAB,
+                   ) -> dict[str, list[Measure]]:
     work = Path(tempfile.mkdtemp(prefix="teleradlab-bench-sec-", dir="/tmp"))
     try:
-        study = generate_study("CT", work / "study", objects=OBJECTS)
-        file_list = work / "files.txt"
-        file_list.write_text("\n".join(map(str, study.files)) + "\n")
+        short = _study(work, "short", OBJECTS)
+        long = _study(work, "long", LONG_OBJECTS)
         results: dict[str, list[Measure]] = {}
         for label, security in cases:
             progress(f"{label}: building the lab")
-            with _lab(security) as lab:
+            with _lab(security, lab_name) as lab:
                 path = lab.plan.ipsec.esp_path.value if lab.plan.ipsec else "-"
                 runs = []
                 for rep in range(1, repeat + 1):
-                    progress(f"{label}: iperf3 and C-STORE, repetition {rep}/{repeat}")
+                    progress(f"{label}: raw transport and C-STORE, repetition {rep}/{repeat}")
                     raw = (tls_bulk_mbit(lab) if lab.plan.tls is not None
                            else iperf_mbit(lab))
-                    runs.append(Measure(raw, store_mbit(lab, study.files, file_list), path))
+                    runs.append(Measure(raw, store_mbit(lab, *short), path,
+                                        store_mbit(lab, *long)))
                 results[label] = runs
         return results
     finally:
@@ -166,22 +191,32 @@ def bench_security(repeat: int, progress: Callable[[str], None] = lambda _: None
 
 
 def print_security(results: dict[str, list[Measure]], repeat: int) -> None:
-    print(f"Protection cost: {TOPOLOGY} lab, modality -> pacs, unimpaired, median of {repeat}; "
-          f"TCP = iperf3 {IPERF_SECONDS} s, C-STORE = {OBJECTS}-object CT study:")
-    print(f"  {'configuration':26} {'ESP path':9} {'TCP Mbit/s':>10} {'C-STORE Mbit/s':>14} "
-          f"{'C-STORE/TCP':>11} {'vs plain':>8}")
-    plain = statistics.median(m.store_mbit for m in results.get("plain", [])) \
-        if "plain" in results else 0.0
-    for label, runs in results.items():
-        tcp = statistics.median(m.tcp_mbit for m in runs)
-        store = statistics.median(m.store_mbit for m in runs)
-        ratio = store / tcp if tcp else 0.0
-        mark = "" if label == "plain" else ("  meets" if ratio >= RATIO_TARGET else "  MISSES")
-        versus = f"{store / plain:8.2f}" if plain else "       -"
-        print(f"  {label:26} {runs[0].path:9} {tcp:10.1f} {store:14.1f} {ratio:11.2f} "
-              f"{versus}{mark}")
-    print(f"  C-STORE/TCP target for protected paths: >= {RATIO_TARGET} (DICOM over the "
+    """Two tables, the short study's and the long study's (see the module's doc)."""
+    for long in (False, True):
+        study = (f"{LONG_OBJECTS}-object CT study (about 210 MB, the steady state)" if long
+                 else f"{OBJECTS}-object CT study (about 21 MB)")
+        print(f"Protection cost: {TOPOLOGY} lab, modality -> pacs, unimpaired, median of "
+              f"{repeat}; raw = iperf3 {IPERF_SECONDS} s (TCP) or lab.bench.tlsbulk 200 MB "
+              f"(TLS); C-STORE = {study}:")
+        _table(results, long)
+    print(f"  C-STORE/raw target for protected paths: >= {RATIO_TARGET} (DICOM over the "
           "protected path vs the raw transport over the same path: iperf3 TCP, and for TLS a bulk "
           "TLS stream\n  with the same profile and cipher, lab.bench.tlsbulk); 'vs plain': "
           "protected C-STORE throughput / plain C-STORE throughput (the cost of each choice).")
 
+
+def _table(results: dict[str, list[Measure]], long: bool) -> None:
+    def store(m: Measure) -> float:
+        return m.long_mbit if long else m.store_mbit
+
+    print(f"  {'configuration':28} {'ESP path':9} {'raw Mbit/s':>10} {'C-STORE Mbit/s':>14} "
+          f"{'C-STORE/raw':>11} {'vs plain':>8}")
+    plain = statistics.median(map(store, results["plain"])) if "plain" in results else 0.0
+    for label, runs in results.items():
+        tcp = statistics.median(m.tcp_mbit for m in runs)
+        mbit = statistics.median(map(store, runs))
+        ratio = mbit / tcp if tcp else 0.0
+        mark = "" if label == "plain" else ("  meets" if ratio >= RATIO_TARGET else "  MISSES")
+        versus = f"{mbit / plain:8.2f}" if plain else "       -"
+        print(f"  {label:28} {runs[0].path:9} {tcp:10.1f} {mbit:14.1f} {ratio:11.2f} "
+              f"{versus}{mark}")

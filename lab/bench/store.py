@@ -6,7 +6,6 @@ time / lab time (issue target: at least 0.5, judged on the PACS as a lab runs it
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -23,8 +22,10 @@ from pathlib import Path
 from lab.backends.base import Lab
 from lab.dicom import MODALITY_AE, PACS_AE, PACS_PORT
 from lab.dicom.data.generate import generate_study
+from lab.dicom.reports import ReportError, parse_output
 from lab.errors import LabError
 from lab.host import processes, programs
+from lab.host.wait import until
 from lab.model.topology import Family, Role
 from lab.runtime import lifecycle
 from lab.topology import resolve_path
@@ -124,13 +125,13 @@ class StoreBench:
                                f"--host={self.host}", f"--port={port}", f"--pdu={STORE_PDU}",
                                f"--file-list={self.file_list}"])
         try:
-            doc = json.loads(res.stdout.strip().splitlines()[-1])
-        except (ValueError, IndexError):
-            doc = {}
-        if not doc.get("ok"):
+            report = parse_output("store", res.stdout)
+        except ReportError:
+            report = None
+        if report is None or not report.ok or report.seconds is None:
             raise LabError(f"the lab's SCU failed (status {res.returncode}): "
                            f"{res.stdout.strip()[-1000:]}\n{res.stderr.strip()[-2000:]}")
-        return StoreTiming(wall, float(doc["setup_seconds"]), float(doc["seconds"]))
+        return StoreTiming(wall, report.setup_seconds or 0.0, report.seconds)
 
     def storescu(self, port: int) -> StoreTiming:
         argv = ["env", "TCP_NODELAY=1", self.storescu_path, "-lc", str(self.log_config),
@@ -202,14 +203,19 @@ def listener(lab: Lab, node: str, argv: Sequence[str], port: int,
     """``argv`` running in ``node`` once a TCP socket listens on ``port`` there (LabError with
     its log otherwise); stopped by process id afterwards."""
     proc = lab.spawn(node, list(argv), log_path=log)
+
+    def why() -> str:
+        return log.read_text(errors="replace")[-2000:] if log and log.exists() else ""
+
+    def listening() -> bool:
+        if lab.exec(node, ["ss", "-Hltn", f"sport = :{port}"], check=False).stdout.strip():
+            return True
+        if proc.poll() is not None:
+            raise LabError(f"{argv[0]} exited before listening on {port} in {node}: {why()}")
+        return False
+
     try:
-        deadline = time.monotonic() + 10
-        while not lab.exec(node, ["ss", "-Hltn", f"sport = :{port}"],
-                                   check=False).stdout.strip():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                why = log.read_text(errors="replace")[-2000:] if log and log.exists() else ""
-                raise LabError(f"{argv[0]} did not start listening on {port} in {node}: {why}")
-            time.sleep(0.05)
+        until(listening, 10.0, what=f"{argv[0]} listening on {port} in {node}", detail=why)
         yield proc
     finally:
         if proc.poll() is None:

@@ -7,18 +7,19 @@ plain TCP; it has no TLS, so this program measures both the same way.
     python -m lab.bench.tlsbulk send --host H --port P --mbytes N [--tls-...]
 
 The receiver times from the first byte after the handshake to the last, and prints
-``{"bytes": ..., "seconds": ..., "mbit_per_s": ...}``; it serves one connection, then exits.
+``{"bytes": ..., "seconds": ..., "mbit_per_s": ...}`` (:class:`lab.dicom.reports.BulkReport`);
+it serves one connection, then exits.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import socket
 import sys
 import time
 from collections.abc import Sequence
 
+from lab.dicom.reports import BulkListening, BulkReport
 from lab.dicom.ul import tlsopts
 
 CHUNK = 256 * 1024
@@ -27,7 +28,7 @@ CHUNK = 256 * 1024
 def serve(args: argparse.Namespace) -> int:
     ctx = tlsopts.server_context(args)
     with socket.create_server(("::", args.port), family=socket.AF_INET6, dualstack_ipv6=True) as s:
-        print(json.dumps({"listening": args.port}), flush=True)
+        print(BulkListening(listening=args.port).line(), flush=True)
         conn, _ = s.accept()
         if ctx is not None:
             conn = ctx.wrap_socket(conn, server_side=True)
@@ -38,10 +39,12 @@ def serve(args: argparse.Namespace) -> int:
                 if not total:
                     start = time.perf_counter()
                 total += n
-        seconds = time.perf_counter() - start if total else 0.0
-        print(json.dumps({"bytes": total, "seconds": seconds,
-                          "mbit_per_s": total * 8 / seconds / 1e6 if seconds else 0.0,
-                          **tlsopts.negotiated(conn)}), flush=True)
+            seconds = time.perf_counter() - start if total else 0.0
+            negotiated = tlsopts.negotiated(conn)  # while the connection is open
+        report = BulkReport(bytes=total, seconds=seconds,
+                            mbit_per_s=total * 8 / seconds / 1e6 if seconds else 0.0,
+                            **negotiated)
+        print(report.line(), flush=True)
     return 0
 
 
@@ -55,6 +58,12 @@ def send(args: argparse.Namespace) -> int:
             while remaining > 0:
                 conn.sendall(payload[:min(CHUNK, remaining)])
                 remaining -= CHUNK
+            # End with a FIN after the last byte and wait for the receiver's: closing at once
+            # with unread bytes (TLS 1.3 session tickets) would send a reset, and the receiver
+            # would lose the tail of the stream still in its buffers.
+            conn.shutdown(socket.SHUT_WR)  # on TLS: the TCP half-close, without close_notify
+            while conn.recv(CHUNK):
+                pass
     return 0
 
 

@@ -17,15 +17,14 @@
   secure files, :mod:`lab.dicom.data.media`) instead of the network; the import verifies and
   decrypts every file, then checks the objects against the sender's manifest.
 
-Each prints one JSON document (the times of each step, summed over the study's objects and
-including reading and writing the files, and every problem naming the object and the element or
-the reason); exit status 1 unless everything passed.
+Each prints one JSON document, its report of :mod:`lab.dicom.reports` (the times of each step,
+summed over the study's objects and including reading and writing the files, and every problem
+naming the object and the element or the reason); exit status 1 unless everything passed.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import Sequence
@@ -41,6 +40,7 @@ from lab.dicom.data import dsig
 from lab.dicom.data.deid import Deidentifier, deidentify, read, reidentify, write_atomic
 from lab.dicom.data.integrity import Status, check_objects, read_signed, verify_manifest
 from lab.dicom.data.media import MediaError, export_study, import_fileset
+from lab.dicom.reports import OBJSEC_REPORTS
 from lab.errors import LabError
 from lab.security.pki.authority import load_certificate, load_key_pair
 
@@ -150,7 +150,8 @@ def import_(root: Path, dest: Path, key: Path, cert: Path, ca: Path,
                 "problems": [{"status": "refused", "detail": line} for line in exc.refused]}
     seconds = time.perf_counter() - started
     problems = _manifest_problems(manifest, ca, list(imported.files), "imported")
-    return {"ok": not problems, "objects": len(imported.files), "signers": imported.signers,
+    return {"ok": not problems, "objects": len(imported.files),
+            "signers": list(imported.signers),
             "import_seconds": round(seconds, 6), "problems": problems}
 
 
@@ -249,9 +250,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (LabError, OSError, ValueError) as exc:
         result = {"ok": False, "error": str(exc),
                   "problems": [{"status": "error", "detail": str(exc)}]}
-    json.dump(result, sys.stdout, default=list)
-    sys.stdout.write("\n")
-    return 0 if result["ok"] else 1
+    report = OBJSEC_REPORTS[args.command].build(result)  # lab.dicom.reports: one model each
+    sys.stdout.write(report.line() + "\n")
+    return 0 if report.ok else 1
 
 
 if __name__ == "__main__":

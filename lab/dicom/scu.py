@@ -4,13 +4,17 @@ Operations (DICOM PS3.4): ``echo`` (Verification), ``store`` (Storage: one assoc
 study), ``find`` and ``move`` (Query/Retrieve, Patient or Study Root). Each prints one JSON
 document on stdout with what happened and how long it took, separating the association setup
 (A-ASSOCIATE, PS3.8) from the operation itself, so the orchestrator can time transfers without
-parsing logs. With ``--tls-profile`` (DICOM TLS, PS3.15 Annex B) the document adds
-``handshake_seconds``, ``tls_version`` and ``cipher`` (null without TLS); ``setup_seconds``
-then includes the TCP connect and the TLS handshake.
+parsing logs: the models of :mod:`lab.dicom.reports`, which the orchestrator parses. With
+``--tls-profile`` (DICOM TLS, PS3.15 Annex B) the document adds ``handshake_seconds``,
+``tls_version`` and ``cipher`` (null without TLS); ``setup_seconds`` then includes the TCP
+connect and the TLS handshake.
 
 ``echo`` and ``store`` run on the lab's lean Upper Layer (:mod:`lab.dicom.ul.requestor`): stored
 files are sent without being decoded, straight from the file to the socket, so each object
-needs an accepted presentation context with exactly its own transfer syntax. ``find`` and
+needs an accepted presentation context with exactly its own transfer syntax; ``store`` keeps
+up to ``--window`` requests outstanding when the peer grants an Asynchronous Operations Window
+(PS3.7 D.3.3.3; one at a time otherwise), so that the next object is on its way while the
+peer stores the last. ``find`` and
 ``move`` run on the same Upper Layer (:mod:`lab.dicom.qrscu`); ``move --repeat N`` makes N
 C-MOVEs in a row and reports the failed ones. ``--pdu`` sets the maximum PDU length this end
 accepts and caps the PDUs it sends (never above what the peer accepts).
@@ -19,7 +23,6 @@ accepts and caps the PDUs it sends (never above what the peer accepts).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections import Counter
@@ -28,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.dicom import MODALITY_AE, PACS_AE, PACS_PORT
+from lab.dicom.reports import SCU_REPORTS
 from lab.dicom.ul import tlsopts
 from lab.dicom.ul.requestor import (
     Part10,
@@ -38,6 +42,9 @@ from lab.dicom.ul.requestor import (
 from lab.errors import LabError
 
 VERIFICATION = "1.2.840.10008.1.1"
+#: Store requests outstanding proposed by default (a few objects cover the archive's time
+#: between receiving one and answering it).
+WINDOW = 4
 #: Transfer syntaxes proposed for Verification: Implicit and Explicit VR Little Endian.
 ECHO_SYNTAXES = ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1")
 
@@ -46,7 +53,8 @@ def _connect(args: argparse.Namespace, contexts: Sequence[tuple[str, Sequence[st
              ) -> tuple[Any, float]:
     tls = tlsopts.client_context(args)  # None without --tls-profile
     return open_association(args.host, args.port, called=args.called, calling=args.calling,
-                            contexts=contexts, max_pdu=args.pdu, timeout=args.timeout, tls=tls)
+                            contexts=contexts, max_pdu=args.pdu, timeout=args.timeout, tls=tls,
+                            window=getattr(args, "window", 1))
 
 
 def echo(args: argparse.Namespace) -> dict[str, Any]:
@@ -79,20 +87,16 @@ def store(args: argparse.Namespace) -> dict[str, Any]:
         raise ScuError(f"{len(pairs)} SOP class/transfer syntax pairs: one association "
                        "allows 128 presentation contexts (PS3.8 9.3.2.2)")
     assoc, setup = _connect(args, [(cls, [ts]) for cls, ts in pairs])
-    statuses: Counter[str] = Counter()
-    failed: list[str] = []
     try:
         start = time.perf_counter()
-        for msg_id, obj in enumerate(objects, start=1):
-            code = assoc.store_status(obj, (msg_id - 1) % 65535 + 1, args.pdu)
-            statuses[f"0x{code:04X}" if code >= 0 else "none"] += 1
-            if code != 0:
-                failed.append(str(obj.path))
+        codes = assoc.store_all(objects, args.pdu)
         seconds = time.perf_counter() - start
     except BaseException:
         assoc.abort()
         raise
     assoc.release()
+    statuses = Counter(f"0x{code:04X}" if code >= 0 else "none" for code in codes)
+    failed = [str(obj.path) for obj, code in zip(objects, codes, strict=True) if code != 0]
     return {"ok": not failed, "objects": len(objects), "bytes": sum(o.size for o in objects),
             "setup_seconds": setup, "seconds": seconds, "statuses": dict(statuses),
             "failed": failed, **assoc.tls}
@@ -124,6 +128,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--pdu", type=int, default=0, help="maximum PDU length (0 = unlimited)")
     p.add_argument("--timeout", type=float, default=60.0)
     p.add_argument("--file-list", help="a file naming the files to store, one per line")
+    p.add_argument("--window", type=int, default=WINDOW, metavar="N",
+                   help="store: propose an Asynchronous Operations Window of N requests "
+                   "outstanding (PS3.7 D.3.3.3), so the next object is sent while the peer "
+                   "stores the last; the peer may grant fewer, and a peer that does not "
+                   "answer the proposal gets one at a time (default %(default)s; 1 = propose "
+                   "nothing; 0 = no limit)")
     p.add_argument("--model", choices=("patient", "study"), default="study")
     p.add_argument("--level", default="STUDY", choices=("PATIENT", "STUDY", "SERIES", "IMAGE"))
     p.add_argument("--key", action="append", default=[], metavar="KEYWORD=VALUE",
@@ -143,10 +153,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = operations[args.operation](args)
     except (LabError, OSError, ValueError) as exc:
         result = {"ok": False, "error": str(exc)}
-    result = {"operation": args.operation, "peer": f"[{args.host}]:{args.port}", **result}
-    json.dump(result, sys.stdout)
-    sys.stdout.write("\n")
-    return 0 if result["ok"] else 1
+    report = SCU_REPORTS[args.operation].build(
+        {"operation": args.operation, "peer": f"[{args.host}]:{args.port}", **result})
+    print(report.line())
+    return 0 if report.ok else 1
 
 
 if __name__ == "__main__":

@@ -3,14 +3,13 @@
 
 Checks the sender's signature on the manifest against the lab CA, then recomputes the SHA-256
 digest of every object of the study in the receiver's store and compares it with the manifest.
-Every mismatch is reported per object (never summarised away). Prints one JSON document; exits
-1 unless everything verified.
+Every mismatch is reported per object (never summarised away). Prints one JSON document
+(:class:`lab.dicom.reports.VerifyReport`); exits 1 unless everything verified.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 
 from lab.dicom.archive.store import study_paths
 from lab.dicom.data.integrity import Status, check_objects, read_signed, summarize, verify_manifest
+from lab.dicom.reports import VerifyReport
 from lab.errors import LabError
 
 
@@ -56,9 +56,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (LabError, OSError, ValueError) as exc:
         result = {"ok": False, "error": str(exc), "problems": [{"status": "error",
                                                                 "detail": str(exc)}]}
-    json.dump(result, sys.stdout)
-    sys.stdout.write("\n")
-    return 0 if result["ok"] else 1
+    report = VerifyReport.build(result)
+    print(report.line())
+    return 0 if report.ok else 1
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from lab.host.wait import Deadline
+
 PROC = Path("/proc")
 
 
@@ -66,16 +68,20 @@ def stop(pids: list[int], grace: float = 3.0) -> list[int]:
     Returns the pids that had to be killed."""
     for pid in pids:
         _signal(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    remaining = [p for p in pids if _alive(p)]
-    while remaining and time.monotonic() < deadline:
-        time.sleep(0.02)
-        remaining = [p for p in remaining if _alive(p)]
+    remaining = _wait_gone(pids, grace)
     for pid in remaining:
         _signal(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 2.0
-    while any(_alive(p) for p in remaining) and time.monotonic() < deadline:
-        time.sleep(0.02)
+    _wait_gone(remaining, 2.0)
+    return remaining
+
+
+def _wait_gone(pids: list[int], seconds: float) -> list[int]:
+    """Those of ``pids`` still alive after at most ``seconds`` (sooner once all are gone)."""
+    deadline = Deadline(seconds)
+    remaining = [p for p in pids if _alive(p)]
+    while remaining and not deadline.expired:
+        time.sleep(min(0.02, deadline.remaining()))
+        remaining = [p for p in remaining if _alive(p)]
     return remaining
 
 

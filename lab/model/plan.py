@@ -13,14 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from lab.model.dicom import PACS_PORT, RECEIVER_PORT
 from lab.model.proposals import Proposal
 from lab.model.topology import Family, IPAddress, IPNetwork, IpsecAuth, IpsecScope, SecurityMode
-
-#: The DICOM ports of a lab in clear: the archive's, and the C-MOVE receivers'. With DICOM TLS
-#: every listener uses the TLS port instead (the topology's ``security.tls.port``, by default
-#: :data:`lab.model.tls_profiles.DICOM_TLS_PORT`).
-PACS_PORT = 11112
-RECEIVER_PORT = 11113
 
 
 class EspPath(StrEnum):

@@ -35,7 +35,6 @@ from dataclasses import dataclass
 
 from lab.errors import TlsError
 
-DICOM_TLS_PORT = 2762
 DEFAULT_PROFILE = "bcp195-rfc8996"
 
 V = ssl.TLSVersion

@@ -19,7 +19,8 @@ from ipaddress import (
     IPv6Network,
 )
 
-from lab.model.tls_profiles import DICOM_TLS_PORT
+from lab.model.dicom import TLS_PORT
+from lab.model.tls_profiles import DEFAULT_PROFILE
 
 IPNetwork = IPv4Network | IPv6Network
 IPInterface = IPv4Interface | IPv6Interface
@@ -196,8 +197,8 @@ class TlsSettings:
     """DICOM TLS (PS3.15 Annex B) profile and the port the TLS listeners use (2762: the
     registered port of DICOM over TLS, PS3.15 B.1)."""
 
-    profile: str = "bcp195-rfc8996"
-    port: int = DICOM_TLS_PORT
+    profile: str = DEFAULT_PROFILE
+    port: int = TLS_PORT
     cipher: str | None = None  # one TLS 1.2 suite of the profile (OpenSSL name): forces TLS 1.2
 
 

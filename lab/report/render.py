@@ -7,7 +7,6 @@ autoescaping on, so no text of the results (case errors, descriptions) can turn 
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Any
 
 from lab import topology as topology_file
 from lab.errors import LabError
+from lab.host import files
 from lab.report import data, figures, findings, objects, pages
 from lab.report.drawings import draw
 
@@ -93,7 +93,5 @@ def write_report(folder: Path) -> Path:
     meta = _meta(folder)
     drawings = topology_charts(folder, records, meta)
     path = folder / "report.html"
-    tmp = folder / ".report.html.tmp"
-    tmp.write_text(build_html(records, charts, meta, drawings), encoding="utf-8")
-    os.replace(tmp, path)
+    files.write_text(path, build_html(records, charts, meta, drawings))
     return path.absolute()

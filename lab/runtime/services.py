@@ -4,14 +4,16 @@ them and ``down``/``clean`` stop them by process id."""
 
 from __future__ import annotations
 
+import subprocess
 import sys
-import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from lab.backends.base import Lab
 from lab.dicom import MODALITY_AE, PACS_AE
 from lab.errors import LabError
+from lab.host.wait import Deadline, until
 from lab.model.plan import SecurityPlan
 from lab.model.topology import Family, Role, Topology
 from lab.security.pki.lab_pki import ensure_lab_pki
@@ -107,18 +109,26 @@ def dicom_services(lab: Lab) -> list[Service]:
 
 
 def start(lab: Lab, services: list[Service]) -> None:
-    """Start every service and return once each listens; LabError with its log otherwise."""
+    """Start every service and return once each listens (all within START_TIMEOUT); LabError
+    with its log otherwise."""
     procs = []
     for svc in services:
         svc.log.parent.mkdir(parents=True, exist_ok=True)
         procs.append((svc, lab.spawn(svc.node, list(svc.argv), log_path=svc.log)))
-    deadline = time.monotonic() + START_TIMEOUT
+    deadline = Deadline(START_TIMEOUT)
     for svc, proc in procs:
-        while not lab.backend.listening(lab.name, svc.node, proc.pid, svc.port):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                tail = svc.log.read_text(errors="replace")[-2000:] if svc.log.exists() else ""
-                why = "exited" if proc.poll() is not None else "did not start listening"
-                raise LabError(
-                    f"{svc.name} on {svc.node} {why} (port {svc.port}); its log {svc.log}:\n{tail}"
-                )
-            time.sleep(0.05)
+        until(partial(_listening, lab, svc, proc), deadline.remaining(),
+              what=f"{svc.name} on {svc.node} listening on port {svc.port}",
+              detail=partial(_log_tail, svc))
+
+
+def _listening(lab: Lab, svc: Service, proc: subprocess.Popen[bytes]) -> bool:
+    """Whether ``svc`` listens yet; LabError with its log if it has exited."""
+    if proc.poll() is not None:
+        raise LabError(f"{svc.name} on {svc.node} exited (port {svc.port}); {_log_tail(svc)}")
+    return lab.backend.listening(lab.name, svc.node, proc.pid, svc.port)
+
+
+def _log_tail(svc: Service) -> str:
+    tail = svc.log.read_text(errors="replace")[-2000:] if svc.log.exists() else ""
+    return f"its log {svc.log}:\n{tail}"

@@ -10,7 +10,6 @@ lab name atomically. The record is a convenience, never the only way to find wha
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from pathlib import Path
@@ -20,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lab import topology as topology_file
 from lab.errors import LabError, LabExistsError, LabNotFoundError
+from lab.host import files
 from lab.model.names import DATA_ROOT, RUN_ROOT, LabPaths
 from lab.model.plan import SecurityPlan
 from lab.model.topology import Topology
@@ -55,9 +55,7 @@ def claim(info: LabRecord, topology_text: str, root: Path = RUN_ROOT) -> None:
             f"'teleradlab down {info.name}' first"
         ) from None
     paths.topology_copy.write_text(topology_text, encoding="utf-8")
-    tmp = paths.info_file.with_suffix(".tmp")
-    tmp.write_text(info.model_dump_json(indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, paths.info_file)
+    files.write_json(paths.info_file, info)
 
 
 def read(lab: str, root: Path = RUN_ROOT) -> tuple[LabRecord, Topology]:

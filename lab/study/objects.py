@@ -71,7 +71,7 @@ def protect(r: Runner, study: StudyData, label: str) -> tuple[StudyData, dict[st
     out = r.paths.node_data(r.modality) / "sent" / label / study.modality
     args = ["protect", f"--mode={mode}", f"--out={out}", *_credential_args(r, sender),
             f"--recipient={r.pki.objects(receiver).cert_path}", *map(str, study.files)]
-    doc = r.program(r.modality, PROGRAM, args)
+    doc = r.program(r.modality, PROGRAM, "objsec-protect", args)
     if not doc.get("ok"):
         raise LabError(f"{mode} of the {study.modality} study at site {sender} failed: "
                        f"{doc.get('error')}")
@@ -95,7 +95,7 @@ def check(r: Runner, node: str, store: Path, study: StudyData) -> dict[str, Any]
         _, receiver = _sites(r)
         args += [*_credential_args(r, receiver), f"--originals={study.originals}",
                  f"--reid-out={r.paths.node_data(node) / 'reidentified' / study.study_uid}"]
-    return r.program(node, PROGRAM, args)
+    return r.program(node, PROGRAM, "objsec-check", args)
 
 
 def courier(r: Runner, rep: int, study: StudyData) -> Row:
@@ -105,13 +105,13 @@ def courier(r: Runner, rep: int, study: StudyData) -> Row:
     sender, receiver = _sites(r)
     medium = r.paths.node_data(r.modality) / "courier" / str(rep) / sent.study_uid  # the disc
     shutil.rmtree(medium, ignore_errors=True)  # a blank one: an earlier run on this lab wrote it
-    made = r.program(r.modality, PROGRAM, [
+    made = r.program(r.modality, PROGRAM, "objsec-export", [
         "export", f"--out={medium}", *_credential_args(r, sender),
         f"--recipient={r.pki.objects(receiver).cert_path}", *map(str, sent.files)])
     if not made.get("ok"):
         return r.row(None, rep, "courier", sent, made, "no", len(sent.files), costs=costs)
     dest = r.paths.node_data(r.pacs) / "courier" / str(rep) / sent.study_uid
-    got = r.program(r.pacs, PROGRAM, [
+    got = r.program(r.pacs, PROGRAM, "objsec-import", [
         "import", f"--fileset={medium}", f"--out={dest}", *_credential_args(r, receiver),
         f"--ca={r.pki.ca_cert}", f"--manifest={sent.manifest}"])
     costs |= {"export_seconds": float(made.get("export_seconds", 0.0)),

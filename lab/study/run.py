@@ -26,6 +26,7 @@ from lab.backends.base import Backend, Lab, Progress, no_progress
 from lab.dicom import MODALITY_AE
 from lab.dicom.data.generate import generate_study, load_folder
 from lab.dicom.data.integrity import build_manifest, sign_manifest, write_signed
+from lab.dicom.reports import ReportError, parse_output
 from lab.errors import LabError
 from lab.host import programs
 from lab.model.names import DATA_ROOT, RUN_ROOT
@@ -164,21 +165,22 @@ class Runner:
                                "(was it built by this version?)")
         self.wan: dict[str, Any] = {}  # the Row's wan_* columns
 
-    def program(self, node: str, module: str, args: Sequence[str]) -> dict[str, Any]:
+    def program(self, node: str, module: str, kind: str, args: Sequence[str]) -> dict[str, Any]:
+        """Run a node program and read its report (lab.dicom.reports: every field checked), as
+        the document it printed."""
         argv = [sys.executable, "-m", module, *args]
         res = self.lab.exec(node, argv, check=False, timeout=3600)
         try:
-            doc: dict[str, Any] = json.loads(res.stdout.strip().splitlines()[-1])
-        except (ValueError, IndexError):
+            return parse_output(kind, res.stdout).document()
+        except ReportError as exc:
             raise LabError(f"{module} in {node} failed (status {res.returncode}):\n"
-                           f"{res.stderr.strip()[-2000:]}") from None
-        return doc
+                           f"{res.stderr.strip()[-2000:]}\n({exc})") from None
 
     def scu(self, family: Family, operation: str, *args: str) -> dict[str, Any]:
         """Run the SCU in the modality; with IPsec, the ESP bytes the SA counted meanwhile."""
         host = self.topology.node(self.pacs).addresses(family)[0].ip
         before = sa_bytes(self.lab) if self.ipsec else 0
-        doc = self.program(self.modality, "lab.dicom.scu",
+        doc = self.program(self.modality, "lab.dicom.scu", operation,
                             [operation, f"--host={host}", f"--port={self.lab.plan.pacs_port}",
                              f"--pdu={self.opts.pdu}", *self.tls, *args])
         if self.ipsec:
@@ -200,7 +202,7 @@ class Runner:
         return out
 
     def verify(self, node: str, store: Path, study: StudyData) -> dict[str, Any]:
-        return self.program(node, "lab.dicom.verify",
+        return self.program(node, "lab.dicom.verify", "verify",
                              [f"--manifest={study.manifest}", f"--ca={self.pki.ca_cert}",
                               f"--store={store}", f"--study={study.study_uid}"])
 

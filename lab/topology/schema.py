@@ -12,7 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lab.errors import IpsecError
 from lab.model import proposals
-from lab.model.tls_profiles import DICOM_TLS_PORT, PROFILES
+from lab.model.dicom import TLS_PORT
+from lab.model.tls_profiles import DEFAULT_PROFILE, PROFILES
 from lab.model.topology import Family
 
 #: Linux limits interface names to 15 bytes (IFNAMSIZ - 1). Node names become interface names
@@ -84,8 +85,8 @@ class IpsecSpec(_Strict):
 
 
 class TlsSpec(_Strict):
-    profile: str = "bcp195-rfc8996"
-    port: int = Field(DICOM_TLS_PORT, ge=1, le=65535)
+    profile: str = DEFAULT_PROFILE
+    port: int = Field(TLS_PORT, ge=1, le=65535)
     cipher: str | None = None
 
 

@@ -11,35 +11,40 @@ opening it, and :func:`check` turns a dead emulator into an error.
 from __future__ import annotations
 
 import json
-import os
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
 from lab.backends.base import Lab
 from lab.errors import LabError
-from lab.host import programs, shell
+from lab.host import files, programs, shell
 from lab.host.processes import stop
 from lab.model.names import LabPaths
 from lab.model.topology import Topology, Wan
-from lab.model.wan import as_dict, describe, from_dict
+from lab.model.wan import describe
 from lab.wan import netem, userspace
 
 PathChoice = Literal["auto", "netem", "userspace"]
+#: The path that impairs the WAN ('' when nothing does).
+WanPath = Literal["", "netem", "userspace"]
 FORWARDING = ("/proc/sys/net/ipv4/ip_forward", "/proc/sys/net/ipv6/conf/all/forwarding")
 
 
-@dataclass(frozen=True)
-class WanState:
-    """What is applied: the profile, the path (netem | userspace | '' when unimpaired), the
-    emulator's pid, and the last fidelity measurement."""
+class WanState(BaseModel):
+    """What is applied, as ``wan.json`` holds it (written and read only through this model):
+    the profile, the path (netem | userspace | '' when unimpaired), the emulator's pid, why
+    this path was taken, and the last fidelity measurement (:func:`lab.wan.measure.fidelity`).
+    """
 
-    wan: Wan = field(default_factory=Wan)
-    path: str = ""
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    wan: Wan = Field(default_factory=Wan)
+    path: WanPath = ""
     pid: int = 0
-    why: str = ""  # why this path was taken
-    fidelity: dict[str, Any] = field(default_factory=dict)
+    why: str = ""
+    fidelity: dict[str, Any] = Field(default_factory=dict)
 
 
 def state_file(paths: LabPaths) -> Path:
@@ -52,21 +57,21 @@ def log_dir(paths: LabPaths) -> Path:
 
 
 def read_state(paths: LabPaths) -> WanState:
+    """The recorded state; the unimpaired one if nothing was recorded."""
+    path = state_file(paths)
     try:
-        doc = json.loads(state_file(paths).read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return WanState()
-    return WanState(from_dict(doc["wan"]), doc["path"], int(doc["pid"]), doc.get("why", ""),
-                    doc.get("fidelity", {}))
+    try:
+        return WanState.model_validate_json(text)
+    except ValidationError as exc:
+        raise LabError(f"{path} is not a WAN state this version understands: {exc}") from None
 
 
 def write_state(paths: LabPaths, state: WanState) -> None:
-    path = state_file(paths)
-    doc = {"wan": as_dict(state.wan), "path": state.path, "pid": state.pid, "why": state.why,
-           "fidelity": state.fidelity}
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    """Record ``state`` (atomically: a reader sees the old record or the new one)."""
+    files.write_json(state_file(paths), state)
 
 
 def router_links(topology: Topology) -> tuple[userspace.Link, userspace.Link]:
@@ -90,18 +95,18 @@ def apply(lab: Lab, wan: Wan, prefer: PathChoice = "auto") -> WanState:
     if not wan.impaired:
         return WanState()
     pid = 0
-    write_state(lab.paths, WanState(wan, path, 0, why))  # what reset must undo, should this fail
+    write_state(lab.paths, WanState(wan=wan, path=path, why=why))  # what reset must undo
     try:
         _offloads_off(lab)
         if helper is None:
             netem.apply(netns_path, {b.ifname: wan.forward, a.ifname: wan.reverse})
         else:
             pid = _start_emulator(lab, wan, helper)
-        state = WanState(wan, path, pid, why)
+        state = WanState(wan=wan, path=path, pid=pid, why=why)
         write_state(lab.paths, state)
     except BaseException:
         if pid:
-            write_state(lab.paths, WanState(wan, path, pid, why))  # so that reset stops it
+            write_state(lab.paths, WanState(wan=wan, path=path, pid=pid, why=why))  # for reset
         reset(lab)
         raise
     return state
@@ -116,7 +121,7 @@ def kernel_has_netem() -> bool:
     return shell.run(argv, check=False, timeout=10).ok
 
 
-def choose_path(netns_path: Path, ifname: str, prefer: PathChoice) -> tuple[str, str]:
+def choose_path(netns_path: Path, ifname: str, prefer: PathChoice) -> tuple[WanPath, str]:
     """(netem | userspace, why): netem where the kernel has it, unless told otherwise."""
     if prefer == "userspace":
         return "userspace", "asked for userspace"
@@ -198,6 +203,6 @@ def counters(paths: LabPaths) -> dict[str, Any]:
 
 
 def record_fidelity(paths: LabPaths, fidelity: dict[str, Any]) -> None:
-    state = read_state(paths)
-    write_state(paths, WanState(state.wan, state.path, state.pid, state.why, fidelity))
+    """Keep the last fidelity measurement beside the state it measured."""
+    write_state(paths, read_state(paths).model_copy(update={"fidelity": fidelity}))
 

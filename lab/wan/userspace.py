@@ -24,16 +24,15 @@ to its addresses) stay with the kernel.
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from lab.backends.base import Lab
-from lab.errors import LabError
-from lab.host import programs, shell
+from lab.errors import LabError, WaitTimeout
+from lab.host import files, programs, shell
 from lab.host.processes import describe, pids_in_netns, stop
+from lab.host.wait import until
 from lab.model.topology import WanProfile
 from lab.model.wan import queue_limit
 
@@ -64,9 +63,8 @@ def binary(cache: Path = CACHE) -> Path:
                        f"{programs.install_command([programs.BY_NAME['gcc']])} "
                        "(or use a kernel with sch_netem)")
     cache.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(f".tmp{os.getpid()}")
-    shell.run([gcc, "-O2", "-Wall", "-o", str(tmp), str(SOURCE)], timeout=120)
-    os.replace(tmp, out)
+    with files.replacing(out) as tmp:
+        shell.run([gcc, "-O2", "-Wall", "-o", str(tmp), str(SOURCE)], timeout=120)
     return out
 
 
@@ -76,9 +74,8 @@ def staged(helper: Path, lab_dir: Path) -> Path:
     target = lab_dir / helper.name
     if not target.is_file():
         lab_dir.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(f".tmp{os.getpid()}")
-        shutil.copy2(helper, tmp)
-        os.replace(tmp, target)
+        with files.replacing(target) as tmp:
+            shutil.copy2(helper, tmp)
     return target
 
 
@@ -116,13 +113,20 @@ def start(lab: Lab, node: str, args: list[str], stats: Path, log: Path) -> int:
     stats.unlink(missing_ok=True)
     log.parent.mkdir(parents=True, exist_ok=True)
     proc = lab.spawn(node, args, log_path=log)
-    deadline = time.monotonic() + READY_TIMEOUT
-    while not stats.exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            if proc.poll() is None:
-                stop([proc.pid])
+
+    def ready() -> bool:
+        if stats.exists():
+            return True
+        if proc.poll() is not None:
             raise LabError(f"the WAN emulator did not start in {node}:\n{tail(log)}")
-        time.sleep(0.02)
+        return False
+
+    try:
+        until(ready, READY_TIMEOUT, 0.02, what=f"the WAN emulator's sockets in {node}",
+              detail=lambda: tail(log))
+    except WaitTimeout:
+        stop([proc.pid])
+        raise
     return proc.pid
 
 

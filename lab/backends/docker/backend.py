@@ -27,7 +27,6 @@ import shutil
 import subprocess
 import sys
 import tarfile
-import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -41,6 +40,7 @@ from lab.backends.netns import hosts_file
 from lab.errors import LabError, LabNotFoundError
 from lab.host import shell
 from lab.host.shell import Result
+from lab.host.wait import until
 from lab.model.names import DATA_ROOT, RUN_ROOT, LabPaths, netns_name
 from lab.model.topology import IPNetwork, Topology
 
@@ -102,13 +102,9 @@ def _wait_gone(ports: list[Path]) -> None:
     """The kernel removes a container's veth pairs when it frees the container's network
     namespace, which it does in the background: wait for it, so that ``down`` returns with the
     host as it was."""
-    deadline = time.monotonic() + GONE_TIMEOUT
-    while any(p.exists() for p in ports):
-        if time.monotonic() > deadline:
-            left = ", ".join(p.name for p in ports if p.exists())
-            raise LabError(f"host interfaces still present {GONE_TIMEOUT:g} s after their "
-                           f"containers were removed: {left}")
-        time.sleep(0.05)
+    until(lambda: not any(p.exists() for p in ports), GONE_TIMEOUT,
+          what="host interfaces gone after their containers were removed",
+          detail=lambda: "still present: " + ", ".join(p.name for p in ports if p.exists()))
 
 
 class DockerBackend(Backend):
@@ -225,17 +221,23 @@ class DockerBackend(Backend):
         container's log if one stopped or took too long."""
         paths = self.paths(lab)
         waiting = [c.node for c in the_plan.containers]
-        deadline = time.monotonic() + READY_TIMEOUT
-        while waiting:
-            waiting = [n for n in waiting
-                       if not (paths.node_run(n) / plan.READY_FILE).exists()]
+
+        def log(node: str) -> str:
+            ctr = client.containers.get(netns_name(lab, node))
+            text: bytes = ctr.logs(tail=20)
+            return f"node {node} ({ctr.status}):\n" + text.decode(errors="replace")
+
+        def configured() -> bool:
+            waiting[:] = [n for n in waiting
+                          if not (paths.node_run(n) / plan.READY_FILE).exists()]
             for node in waiting:
-                ctr = client.containers.get(netns_name(lab, node))
-                if ctr.status not in ("created", "running") or time.monotonic() > deadline:
-                    log = ctr.logs(tail=20).decode(errors="replace")
-                    raise LabError(f"node {node} ({ctr.status}) was not configured:\n{log}")
-            if waiting:
-                time.sleep(0.05)
+                if client.containers.get(netns_name(lab, node)).status not in ("created",
+                                                                               "running"):
+                    raise LabError(f"a node stopped before it was configured: {log(node)}")
+            return not waiting
+
+        until(configured, READY_TIMEOUT, what="every node configured by its start script",
+              detail=lambda: "\n".join(map(log, waiting)))
 
     # --- working inside nodes -------------------------------------------------------------
 

@@ -55,8 +55,6 @@ from lab.dicom.archive.schema import (
 )
 from lab.dicom.archive.scratch import ScratchPool, is_pool_file
 from lab.dicom.data.encoded import (
-    IMPLEMENTATION_CLASS_UID,
-    IMPLEMENTATION_VERSION_NAME,
     UID_PATTERN,
     Parsed,
     StoreError,
@@ -66,9 +64,8 @@ from lab.dicom.data.encoded import (
 )
 
 #: The public interface, with what it re-exports from the modules it was split into.
-__all__ = ["ATTRIBUTES", "COMPUTED", "IMPLEMENTATION_CLASS_UID", "IMPLEMENTATION_VERSION_NAME",
-           "LEVELS", "SETTLE_BATCH", "UNIQUE_KEYS", "Level", "Recovery", "Store", "StoreError",
-           "StoredObject", "available", "study_paths"]
+__all__ = ["ATTRIBUTES", "COMPUTED", "LEVELS", "SETTLE_BATCH", "UNIQUE_KEYS", "Level", "Recovery",
+           "Store", "StoreError", "StoredObject", "available", "study_paths"]
 
 log = logging.getLogger(__name__)
 

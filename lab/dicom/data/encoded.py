@@ -16,7 +16,6 @@ import functools
 import mmap
 import struct
 import threading
-import uuid
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -36,11 +35,8 @@ from pydicom.uid import (
 
 from lab.dicom.data import vr as vrs
 from lab.errors import LabError
+from lab.model.dicom import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 
-#: Our implementation's identity in File Meta Information (PS3.10 7.1, PS3.7 D.3.3.2): a
-#: UUID-derived UID (PS3.5 B.2), so the lab needs no registered root.
-IMPLEMENTATION_CLASS_UID = f"2.25.{uuid.uuid5(uuid.NAMESPACE_URL, 'teleradlab:store').int}"
-IMPLEMENTATION_VERSION_NAME = "TELERADLAB_01"
 UID_PATTERN = vrs.UI  # PS3.5 9.1; also keeps file names safe
 #: Deflate, JPIP Referenced Deflate (1.2.840.10008.1.2.4.95, not named by pydicom 3.0), HTJ2K.
 _DEFLATED = frozenset({DeflatedExplicitVRLittleEndian, "1.2.840.10008.1.2.4.95",

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import struct
-import uuid
 import warnings
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -36,27 +35,17 @@ from pydicom.errors import BytesLengthException, InvalidDicomError
 
 from lab.dicom.data.iods import MODULES, PROFILES, WITH_FRAME_OF_REFERENCE, Profile
 from lab.errors import LabError
+from lab.model.dicom import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, name_uid
 
-__all__ = ["IMPLEMENTATION_CLASS_UID", "IMPLEMENTATION_VERSION", "MODALITIES", "PROFILES",
-           "Profile", "Study", "generate_study", "load_folder"]
+__all__ = ["MODALITIES", "PROFILES", "Profile", "Study", "generate_study", "load_folder"]
 
 MODALITIES: tuple[str, ...] = ("CT", "MR", "CR", "DX", "MG", "US", "NM")
 
-#: Name-based (SHA-1, version 5) UUIDs of the lab's names (ITU-T X.667), made into UIDs.
-_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:teleradlab:dicom")
-
-
 def _uid(*parts: object) -> uids.UID:
-    """A "2.25." UID (PS3.5 Annex B.2) from a name-based UUID of ``parts``: one per input,
+    """The lab's name-based UID of ``parts`` (:func:`lab.model.dicom.name_uid`, PS3.5 B.2):
     the same on every run. (pydicom's ``generate_uid(prefix=None)`` ignores its entropy and is
     random, so it cannot be used for repeatable UIDs.)"""
-    name = "\x1f".join(str(part) for part in parts)
-    return uids.UID(f"2.25.{uuid.uuid5(_NAMESPACE, name).int}")
-
-
-#: PS3.7 Annex D.3.3.2: the implementation identifies itself in the File Meta Information.
-IMPLEMENTATION_CLASS_UID = _uid("implementation")
-IMPLEMENTATION_VERSION = "TELERADLAB_1"
+    return uids.UID(name_uid(*parts))
 
 
 @dataclass(frozen=True)
@@ -222,8 +211,8 @@ def _write(ds: Dataset, path: Path) -> None:
     meta.MediaStorageSOPClassUID = ds.SOPClassUID
     meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     meta.TransferSyntaxUID = uids.ExplicitVRLittleEndian
-    meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
-    meta.ImplementationVersionName = IMPLEMENTATION_VERSION
+    meta.ImplementationClassUID = uids.UID(IMPLEMENTATION_CLASS_UID)  # PS3.10 7.1
+    meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
     ds.file_meta = meta
     dcmwrite(path, ds, enforce_file_format=True)
 

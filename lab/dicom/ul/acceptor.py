@@ -39,13 +39,11 @@ from lab.dicom.ul import command as cmd
 from lab.dicom.ul import pdu
 from lab.dicom.ul.incoming import Incoming, ScratchFile
 from lab.dicom.ul.link import Link, LinkClosed
-from lab.dicom.ul.negotiation import negotiate, rejection
+from lab.dicom.ul.negotiation import acceptance, negotiate, rejection
 from lab.dicom.ul.pdu import PduError
 
 log = logging.getLogger("lab.dicom.pacs")
 
-IMPLEMENTATION_CLASS_UID = "2.25.271818591651264108049536357787924617746"
-IMPLEMENTATION_VERSION_NAME = "TELERADLAB_SCP"
 #: Storage statuses used when the store cannot be asked (PS3.4 B.2.3, PS3.7 C).
 PROCESSING_FAILURE = 0x0110
 CANNOT_UNDERSTAND = 0xC000
@@ -237,11 +235,8 @@ class Acceptor:
         self.contexts = {r.id: (abstract[r.id], r.transfer_syntax) for r in results
                          if r.result == pdu.ACCEPTANCE}
         self.peer_max = rq.max_length
-        ac = pdu.Associate(rq.called, rq.calling, results=tuple(results),
-                           max_length=self.config.max_pdu,
-                           implementation_class_uid=IMPLEMENTATION_CLASS_UID,
-                           implementation_version_name=IMPLEMENTATION_VERSION_NAME)
-        self.link.send(pdu.encode_associate(pdu.A_ASSOCIATE_AC, ac))
+        self.link.send(pdu.encode_associate(pdu.A_ASSOCIATE_AC,
+                                            acceptance(rq, results, self.config.max_pdu)))
         log.info("association from %s: %d of %d contexts accepted", rq.calling,
                  len(self.contexts), len(results))
 

@@ -24,7 +24,7 @@ import struct
 import sys
 import time
 from collections.abc import Callable, Iterator
-from typing import BinaryIO
+from io import BufferedReader
 
 from lab.dicom.ul.pdu import HEADER, PDU_TYPES, PDV_HEADER, UNRECOGNIZED_PDU, PduError
 
@@ -33,6 +33,8 @@ BUFFER = 1 << 18
 #: The buffer a link starts with; it grows to BUFFER when a dataset is streamed, so an idle or
 #: half-open connection costs little memory.
 START_BUFFER = 1 << 14
+#: Bytes handed to the SSL object per write when a file is sent over TLS.
+SEND_CHUNK = 1 << 18
 #: Largest PDU body read whole (association PDUs, command fragments): anything bigger is refused.
 SMALL_LIMIT = 1 << 20
 
@@ -77,6 +79,7 @@ class Link:
         self._view = memoryview(self._buf)
         self._start, self._end = 0, len(replay)  # bytes already read, to be read again
         self._buf[: len(replay)] = replay
+        self._out: memoryview | None = None  # the TLS send buffer, made on first use
 
     def _arm(self, wait: float | None) -> None:
         """Bound the socket's next waits to ``wait`` seconds. A plain socket stays blocking,
@@ -118,6 +121,7 @@ class Link:
 
     def _grow(self, size: int) -> None:
         """Make the buffer at least ``size`` bytes (at most BUFFER), keeping unread bytes."""
+        size = min(size, BUFFER)  # a dataset longer than BUFFER must not reallocate each time
         if len(self._buf) >= size:
             return
         left = self._end - self._start
@@ -151,6 +155,27 @@ class Link:
         if not got:
             raise LinkClosed("connection closed by the peer")
         self._end = got
+
+    def _gather(self, want: int) -> None:
+        """Fill the empty buffer with ``want`` bytes from a TLS socket, whose receives return
+        a record each: a tight loop (the deadline checked per record, the socket armed once
+        per buffer), as this runs for every 16 KiB a dataset brings."""
+        self._before_receive()
+        view, recv_into, deadline, end = self._view, self.sock.recv_into, self._deadline, 0
+        try:
+            while end < want:
+                if deadline is not None and time.monotonic() > deadline:
+                    raise TimeoutError("the peer is too slow: the deadline passed")
+                got = recv_into(view[end:want])
+                if not got:
+                    raise LinkClosed("connection closed by the peer")
+                end += got
+        except (TimeoutError, LinkClosed):
+            raise
+        except OSError as exc:  # also ssl.SSLError
+            raise LinkClosed(f"connection broken: {exc}") from exc
+        finally:
+            self._end = end
 
     def read(self, n: int) -> bytes:
         """Exactly ``n`` bytes (n <= BUFFER)."""
@@ -193,7 +218,11 @@ class Link:
         return length - 2, context_id, control
 
     def stream(self, n: int, sink: Callable[[memoryview], object]) -> None:
-        """Hand the next ``n`` bytes to ``sink`` in pieces (a buffer full at most)."""
+        """Hand the next ``n`` bytes to ``sink`` in pieces of a buffer full (the last piece
+        may be shorter): on TLS, where a receive returns one record (16 KiB at most, RFC 8446
+        5.1), records are gathered first, so the sink (a file write) runs once per BUFFER
+        bytes rather than once per record. The ``n`` bytes are promised by the PDV's length,
+        so waiting for them never waits for more than the peer owes."""
         if n > len(self._buf):
             self._grow(n)
         while n:
@@ -202,7 +231,7 @@ class Link:
                 if self.plain:
                     self._recv_all(min(n, len(self._buf)))
                 else:
-                    self._recv()
+                    self._gather(min(n, len(self._buf)))
             take = min(n, self._end - self._start)
             sink(self._view[self._start:self._start + take])
             self._start += take
@@ -221,25 +250,44 @@ class Link:
             else:
                 self.sock.sendall(data)
 
-    def send_file(self, file: BinaryIO, offset: int, count: int) -> None:
-        """Send ``count`` bytes of ``file`` from ``offset``."""
+    def send_file(self, file: BufferedReader, offset: int, count: int, prefix: bytes = b"") -> None:
+        """Send ``prefix``, then ``count`` bytes of ``file`` from ``offset``. On a plain socket
+        the prefix is corked (MSG_MORE) in front of a ``sendfile(2)``; on TLS, where the bytes
+        must pass through the SSL object, the file is read into one reused buffer behind the
+        prefix and sent SEND_CHUNK bytes at a time: each SSL write makes full 16 KiB records
+        (RFC 8446 5.1) of one larger write, and no small record is spent on a PDU header."""
         if self._armed != self.timeout:
             self._arm(self.timeout)
         with _socket_errors("sending to the peer"):
             if self.plain:
+                if prefix:
+                    self.sock.sendall(prefix, socket.MSG_MORE if count else 0)
                 fd, out = file.fileno(), self.sock.fileno()
                 while count:
                     sent = self._sendfile(out, fd, offset, count)
                     offset += sent
                     count -= sent
                 return
-            file.seek(offset)
-            while count:
-                chunk = file.read(min(count, BUFFER))
-                if not chunk:
-                    raise PduError(f"{getattr(file, 'name', 'file')} is shorter than it was")
-                self.sock.sendall(chunk)
-                count -= len(chunk)
+            self._send_through(file, offset, count, prefix)
+
+    def _send_through(self, file: BufferedReader, offset: int, count: int, prefix: bytes) -> None:
+        """The TLS half of :meth:`send_file`."""
+        if self._out is None:
+            self._out = memoryview(bytearray(SEND_CHUNK))
+        out, head = self._out, len(prefix)
+        if head >= len(out) or not count:
+            self.sock.sendall(prefix)
+            head = 0
+        else:
+            out[:head] = prefix
+        file.seek(offset)
+        while count:
+            got = file.readinto(out[head:head + min(count, len(out) - head)])
+            if not got:
+                raise PduError(f"{getattr(file, 'name', 'file')} is shorter than it was")
+            self.sock.sendall(out[:head + got])
+            count -= got
+            head = 0
 
     def _sendfile(self, out: int, fd: int, offset: int, count: int) -> int:
         """One sendfile(2) on the (blocking) socket."""

@@ -1,14 +1,39 @@
 """The acceptor's answer to an A-ASSOCIATE-RQ (PS3.8 9.3.3, 9.3.4): which presentation contexts
-it accepts, with which transfer syntax, and when it rejects the association instead."""
+it accepts, with which transfer syntax, the Asynchronous Operations Window it grants, and when it
+rejects the association instead."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
 from lab.dicom.ul import pdu
+from lab.model.dicom import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 
 #: A peer announcing a Maximum Length below this would make every response many PDUs.
 SMALLEST_PEER_PDU = 1024
+#: Most requests a requestor may have outstanding (Asynchronous Operations Window granted).
+WINDOW = 16
+
+
+def acceptance(rq: pdu.Associate, results: list[pdu.Result], max_pdu: int) -> pdu.Associate:
+    """The A-ASSOCIATE-AC for ``rq``: the contexts' results, our Maximum Length, the lab's
+    implementation identity (PS3.7 D.3.3.2) and the window granted (:func:`window_answer`)."""
+    return pdu.Associate(rq.called, rq.calling, results=tuple(results), max_length=max_pdu,
+                         implementation_class_uid=IMPLEMENTATION_CLASS_UID,
+                         implementation_version_name=IMPLEMENTATION_VERSION_NAME,
+                         other_user_items=window_answer(rq))
+
+
+def window_answer(rq: pdu.Associate) -> tuple[bytes, ...]:
+    """The Asynchronous Operations Window granted (PS3.7 D.3.3.3), if one was proposed: up to
+    WINDOW requests of the requestor outstanding (requests are still served one after the
+    other, each answered in order; the next ones wait in the socket meanwhile, so the
+    requestor sends while the archive stores), and none performed by it (this end invokes
+    nothing on the association)."""
+    proposed = pdu.window(rq)
+    if proposed is None:
+        return ()
+    return (pdu.window_item(min(proposed[0] or WINDOW, WINDOW), 1),)
 
 
 def negotiate(rq: pdu.Associate, supported: Mapping[str, frozenset[str]]) -> list[pdu.Result]:

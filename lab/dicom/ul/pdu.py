@@ -5,6 +5,8 @@ Application Context, Presentation Context and User Information items (Maximum Le
 D.1; Implementation Class UID and Version Name, PS3.7 D.3.3.2); other user sub-items (role
 selection, asynchronous operations, extended negotiation, user identity) are kept as raw bytes
 and not answered, which PS3.7 D.3.3 allows (an acceptor that omits them takes the defaults).
+The Asynchronous Operations Window (PS3.7 D.3.3.3) is made and read by :func:`window_item`
+and :func:`window` for the callers that negotiate it.
 A-ASSOCIATE-RJ, A-RELEASE-RQ/RP and A-ABORT are fixed 4-byte bodies; P-DATA-TF carries PDV
 items (PS3.8 9.3.5), whose headers are made here and whose data are streamed by the callers.
 
@@ -87,6 +89,28 @@ def _item(kind: int, value: bytes) -> bytes:
     if len(value) > 0xFFFF:
         raise PduError(f"item 0x{kind:02X} of {len(value)} bytes does not fit (PS3.8 9.3.2)")
     return _ITEM.pack(kind, len(value)) + value
+
+
+#: User Information sub-item type of the Asynchronous Operations Window (PS3.7 D.3.3.3).
+ASYNC_WINDOW = 0x53
+
+
+def window_item(invoked: int, performed: int) -> bytes:
+    """An Asynchronous Operations Window sub-item (PS3.7 D.3.3.3, Table D.3-7/8): how many
+    operations the association-requestor may invoke, and perform, without waiting for their
+    responses (0 = unlimited). In an A-ASSOCIATE-AC the values are what the acceptor grants,
+    still counted from the requestor's side."""
+    return _item(ASYNC_WINDOW, struct.pack(">HH", invoked, performed))
+
+
+def window(assoc: Associate) -> tuple[int, int] | None:
+    """The (invoked, performed) of an A-ASSOCIATE's Asynchronous Operations Window sub-item,
+    None without one (both then default to 1: synchronous, PS3.7 D.3.3.3)."""
+    for raw in assoc.other_user_items:
+        if raw[0] == ASYNC_WINDOW and len(raw) == 8:
+            invoked, performed = struct.unpack_from(">HH", raw, 4)
+            return invoked, performed
+    return None
 
 
 def _ae(title: str) -> bytes:

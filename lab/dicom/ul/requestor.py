@@ -16,8 +16,9 @@ import socket
 import struct
 import time
 from collections.abc import Sequence
+from io import BufferedReader
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from lab.dicom.ul import command as cmd
 from lab.dicom.ul import pdu
@@ -25,12 +26,11 @@ from lab.dicom.ul.link import Link, LinkClosed
 from lab.dicom.ul.pdu import PduError
 from lab.dicom.ul.tlsopts import negotiated
 from lab.errors import LabError
+from lab.model.dicom import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 
 if TYPE_CHECKING:
     import ssl
 
-IMPLEMENTATION_CLASS_UID = "2.25.271818591651264108049536357787924617745"
-IMPLEMENTATION_VERSION_NAME = "TELERADLAB_SCU"
 _LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN",
                        b"UR", b"UT", b"UV"})
 _REJECT_REASONS = {(1, 1): "no reason given", (1, 2): "application context not supported",
@@ -88,8 +88,13 @@ def read_part10(path: Path) -> Part10:
 class Requestor:
     """One association requested by this end (the SCU), over a plain or TLS socket."""
 
-    def __init__(self, link: Link, ac: pdu.Associate, proposed: Sequence[pdu.Proposed]) -> None:
+    def __init__(self, link: Link, ac: pdu.Associate, proposed: Sequence[pdu.Proposed],
+                 window: int = 1) -> None:
         self.link = link
+        granted = pdu.window(ac)
+        #: Requests that may be outstanding at once (0: no limit): what the acceptor granted
+        #: of ``window``, 1 if it did not answer the sub-item (PS3.7 D.3.3.3).
+        self.window = 1 if granted is None else min(granted[0] or window, window or granted[0])
         self.peer_max = ac.max_length
         self.accepted = {r.id: r.transfer_syntax for r in ac.results if r.result == 0}
         self.abstract = {p.id: p.abstract_syntax for p in proposed}
@@ -100,16 +105,18 @@ class Requestor:
     @classmethod
     def connect(cls, sock: socket.socket, *, called: str, calling: str,
                 contexts: Sequence[tuple[str, Sequence[str]]], max_pdu: int,
-                timeout: float) -> Requestor:
+                timeout: float, window: int = 1) -> Requestor:
         """A-ASSOCIATE over a connected socket, proposing ``contexts`` (abstract syntax,
-        transfer syntaxes) as ids 1, 3, 5, ... (PS3.8 9.3.2.2)."""
+        transfer syntaxes) as ids 1, 3, 5, ... (PS3.8 9.3.2.2) and, unless ``window`` is 1,
+        an Asynchronous Operations Window of ``window`` operations invoked (PS3.7 D.3.3.3)."""
         if not 0 < len(contexts) <= 128:
             raise AssociationError(f"{len(contexts)} presentation contexts: one association "
                                    "allows 1 to 128 (PS3.8 9.3.2.2)")
         proposed = [pdu.Proposed(2 * i + 1, a, tuple(ts)) for i, (a, ts) in enumerate(contexts)]
         rq = pdu.Associate(called, calling, contexts=tuple(proposed), max_length=max_pdu,
                            implementation_class_uid=IMPLEMENTATION_CLASS_UID,
-                           implementation_version_name=IMPLEMENTATION_VERSION_NAME)
+                           implementation_version_name=IMPLEMENTATION_VERSION_NAME,
+                           other_user_items=() if window == 1 else (pdu.window_item(window, 1),))
         if sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         link = Link(sock, timeout)
@@ -123,7 +130,7 @@ class Requestor:
         if kind != pdu.A_ASSOCIATE_AC:
             link.close()
             raise AssociationError(f"association with {called} failed: PDU type 0x{kind:02X}")
-        return cls(link, pdu.decode_associate(kind, body), proposed)
+        return cls(link, pdu.decode_associate(kind, body), proposed, window)
 
     def context_for(self, abstract: str, transfer_syntax: str) -> int | None:
         """An accepted presentation context for this pair, if any."""
@@ -165,14 +172,7 @@ class Requestor:
 
     def store(self, obj: Part10, message_id: int, max_pdu: int) -> dict[int, bytes]:
         """C-STORE one file; the response's command set."""
-        cid = self.context_for(obj.sop_class, obj.transfer_syntax)
-        if cid is None:
-            raise AssociationError(f"{obj.path}: no accepted presentation context for "
-                                   f"{obj.sop_class} in {obj.transfer_syntax}")
-        command = cmd.store_rq(message_id, obj.sop_class, obj.sop_instance)
-        self._send_command(cid, command, max_pdu, more=True)
-        with open(obj.path, "rb") as f:
-            self._send_dataset(f, cid, obj.offset, obj.size - obj.offset, max_pdu)
+        self._send_store(obj, message_id, max_pdu)
         return self._response()
 
     def store_status(self, obj: Part10, message_id: int, max_pdu: int) -> int:
@@ -181,8 +181,50 @@ class Requestor:
             return -1
         return cmd.us(self.store(obj, message_id, max_pdu), cmd.STATUS)
 
-    def _send_dataset(self, f: BinaryIO, cid: int, offset: int, count: int,
-                      max_pdu: int) -> None:
+    def store_all(self, objects: Sequence[Part10], max_pdu: int) -> list[int]:
+        """C-STORE each file, with up to :attr:`window` requests outstanding (PS3.7 D.3.3.3):
+        the next object goes out while the archive stores the one before, so neither end
+        waits for the other between objects. The statuses in the order of ``objects`` (-1 for
+        a file no accepted context fits). Message IDs are 1, 2, ... (modulo 65535), each
+        response matched to its request by Message ID Being Responded To (PS3.7 9.3.1.2)."""
+        statuses = [-1] * len(objects)
+        outstanding: dict[int, int] = {}  # message id: index in objects
+        for index, obj in enumerate(objects):
+            if self.context_for(obj.sop_class, obj.transfer_syntax) is None:
+                continue
+            while self.window and len(outstanding) >= self.window:
+                self._collect(outstanding, statuses)
+            message_id = index % 65535 + 1
+            self._send_store(obj, message_id, max_pdu)
+            outstanding[message_id] = index
+        while outstanding:
+            self._collect(outstanding, statuses)
+        return statuses
+
+    def _collect(self, outstanding: dict[int, int], statuses: list[int]) -> None:
+        fields = self._response()
+        answered = cmd.us(fields, cmd.RESPONDED_TO)
+        if answered not in outstanding:
+            raise AssociationError(f"a response to message {answered}, which is not outstanding")
+        statuses[outstanding.pop(answered)] = cmd.us(fields, cmd.STATUS)
+
+    def _send_store(self, obj: Part10, message_id: int, max_pdu: int) -> None:
+        """A C-STORE-RQ and its dataset, straight from the file: the command's PDUs and the
+        first P-DATA-TF header ride in front of the dataset's first bytes (one TLS record and
+        system call, or one corked TCP segment, rather than one each)."""
+        cid = self.context_for(obj.sop_class, obj.transfer_syntax)
+        if cid is None:
+            raise AssociationError(f"{obj.path}: no accepted presentation context for "
+                                   f"{obj.sop_class} in {obj.transfer_syntax}")
+        command = b"".join(pdu.fragments(cid, True, cmd.store_rq(
+            message_id, obj.sop_class, obj.sop_instance), self._cap(max_pdu)))
+        with open(obj.path, "rb") as f:
+            self._send_dataset(f, cid, obj.offset, obj.size - obj.offset, max_pdu, command)
+
+    def _send_dataset(self, f: BufferedReader, cid: int, offset: int, count: int,
+                      max_pdu: int, prefix: bytes = b"") -> None:
+        """The dataset in P-DATA-TF PDUs of one PDV each (PS3.8 9.3.5), no longer than the
+        peer accepts; ``prefix`` (whole PDUs) is sent before the first."""
         cap = self._cap(max_pdu)
         room = cap - pdu.PDV_HEADER.size if cap else max(count, 1)
         if room <= 0:
@@ -193,9 +235,8 @@ class Requestor:
             last = sent + n >= count
             header = pdu.HEADER.pack(pdu.P_DATA_TF, n + pdu.PDV_HEADER.size)
             header += pdu.PDV_HEADER.pack(n + 2, cid, pdu.LAST if last else 0)
-            self.link.send(header, more=n > 0)
-            if n:
-                self.link.send_file(f, offset + sent, n)
+            self.link.send_file(f, offset + sent, n, prefix + header)
+            prefix = b""
             sent += n
             if last:
                 return
@@ -239,22 +280,35 @@ def _unexpected(kind: int) -> str:
 
 def open_association(host: str, port: int, *, called: str, calling: str,
                      contexts: Sequence[tuple[str, Sequence[str]]], max_pdu: int,
-                     timeout: float, tls: ssl.SSLContext | None = None,
+                     timeout: float, tls: ssl.SSLContext | None = None, window: int = 1,
                      ) -> tuple[Requestor, float]:
     """Connect (over TLS with ``tls``, checking that ``host`` is in the server's certificate)
-    and associate; the association and the seconds it took (TCP connect and TLS handshake
-    included)."""
+    and associate (``window``: see :meth:`Requestor.connect`); the association and the
+    seconds it took (TCP connect and TLS handshake included)."""
     start = time.perf_counter()
     sock = socket.create_connection((host, port), timeout=timeout)
     try:
         if tls is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sock = tls.wrap_socket(sock, server_hostname=host)  # the handshake, now
+            known = _SESSIONS.get((id(tls), host, port))
+            sock = tls.wrap_socket(sock, server_hostname=host,  # the handshake, now
+                                   session=known[1] if known else None)
         tls_info = negotiated(sock)
         assoc = Requestor.connect(sock, called=called, calling=calling, contexts=contexts,
-                                  max_pdu=max_pdu, timeout=timeout)
+                                  max_pdu=max_pdu, timeout=timeout, window=window)
         assoc.tls = tls_info
+        if tls is not None and sock.session is not None:  # type: ignore[attr-defined]
+            # TLS 1.3 tickets come after the handshake; the A-ASSOCIATE-AC read them in.
+            _SESSIONS[(id(tls), host, port)] = (tls, sock.session)  # type: ignore[attr-defined]
     except BaseException:
         sock.close()
         raise
     return assoc, time.perf_counter() - start
+
+
+#: The last TLS session with each peer, by client context (kept alive beside its session, so
+#: its id stays its own): the next association of this process with that peer resumes it
+#: (RFC 8446 2.2, RFC 5077), skipping the certificate exchange and its signatures, as BCP 195
+#: (RFC 9325 3.4) allows. One association per study stores nothing here worth reusing; the
+#: repeated associations of ``move --repeat`` and the archive's C-MOVEs do.
+_SESSIONS: dict[tuple[int, str, int], tuple[ssl.SSLContext, ssl.SSLSession]] = {}

@@ -108,20 +108,28 @@ def server_context(args: argparse.Namespace) -> ssl.SSLContext | None:
 
 
 def client_context(args: argparse.Namespace) -> ssl.SSLContext | None:
-    """The client context the options ask for (None without --tls-profile)."""
+    """The client context the options ask for (None without --tls-profile): one per set of
+    options in a process, so that its associations can resume one another's TLS sessions
+    (a session resumes only with the context that made it; lab.dicom.ul.requestor)."""
     if not _check(args, server=False):
         return None
     if (args.tls_cert is None) != (args.tls_key is None):
         raise LabError("--tls-cert and --tls-key go together")
+    return _client_context(args.tls_profile, args.tls_cert, args.tls_key, args.tls_ca,
+                           getattr(args, "tls_cipher", None))
+
+
+@functools.cache
+def _client_context(profile: str, cert: Path | None, key: Path | None, ca: Path,
+                    cipher: str | None) -> ssl.SSLContext:
     from lab.security.tls import contexts
 
     try:
-        ctx = contexts.client_context(args.tls_profile, args.tls_cert, args.tls_key, args.tls_ca)
+        ctx = contexts.client_context(profile, cert, key, ca)
     except OSError as exc:  # also ssl.SSLError
         raise LabError(f"cannot load the TLS credentials: {exc}") from exc
-    cipher = getattr(args, "tls_cipher", None)
     if cipher:
-        contexts.restrict_cipher(ctx, args.tls_profile, cipher)
+        contexts.restrict_cipher(ctx, profile, cipher)
     ctx.sslsocket_class = timed_socket_class()
     return ctx
 
@@ -135,10 +143,13 @@ def client_from_server(args: argparse.Namespace) -> ssl.SSLContext | None:
 
 
 def negotiated(sock: Any) -> dict[str, Any]:
-    """handshake_seconds, tls_version and cipher of a socket (all None if it is not TLS)."""
+    """handshake_seconds, tls_version, cipher and tls_resumed (the handshake resumed an
+    earlier session: RFC 8446 2.2) of a socket (all None if it is not TLS)."""
     ssl = sys.modules.get("ssl")
     if ssl is None or not isinstance(sock, ssl.SSLSocket):
-        return {"handshake_seconds": None, "tls_version": None, "cipher": None}
+        return {"handshake_seconds": None, "tls_version": None, "cipher": None,
+                "tls_resumed": None}
     cipher = sock.cipher()
     return {"handshake_seconds": getattr(sock, "handshake_seconds", None),
-            "tls_version": sock.version(), "cipher": cipher[0] if cipher else None}
+            "tls_version": sock.version(), "cipher": cipher[0] if cipher else None,
+            "tls_resumed": sock.session_reused}

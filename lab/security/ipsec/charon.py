@@ -12,7 +12,6 @@ from __future__ import annotations
 import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ import vici
 from lab.backends.base import Lab
 from lab.errors import IpsecError
 from lab.host import processes, programs, shell
+from lab.host.wait import until
 from lab.model.names import LabPaths
 from lab.model.plan import EspPath
 
@@ -146,21 +146,23 @@ class Charon:
         self.conf.write_text(config_text(self.esp_path, self.log), encoding="utf-8")
         argv = ["env", f"STRONGSWAN_CONF={self.conf}", str(charon_binary())]
         self.proc = self.lab.spawn(self.node, argv, log_path=self.log.with_suffix(".out"))
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            if self.proc.poll() is not None:
-                raise IpsecError(f"charon on {self.node} exited (status {self.proc.returncode}); "
-                                 f"its log {self.log}:\n{self.log_tail()}")
-            if self.vici_path.exists():
-                try:
-                    self.session().version()
-                    return
-                except (IpsecError, OSError):
-                    pass
-            if time.monotonic() > deadline:
-                raise IpsecError(f"charon on {self.node} did not open its VICI socket within "
-                                 f"{START_TIMEOUT_S:.0f} s; its log {self.log}:\n{self.log_tail()}")
-            time.sleep(0.02)
+        until(self._answers, START_TIMEOUT_S, 0.02,
+              what=f"charon on {self.node} opening its VICI socket",
+              detail=lambda: f"its log {self.log}:\n{self.log_tail()}")
+
+    def _answers(self) -> bool:
+        """Whether the daemon answers on its VICI socket yet; IpsecError if it has exited."""
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise IpsecError(f"charon on {self.node} exited (status {self.proc.returncode}); "
+                             f"its log {self.log}:\n{self.log_tail()}")
+        if not self.vici_path.exists():
+            return False
+        try:
+            self.session().version()
+        except (IpsecError, OSError):
+            return False
+        return True
 
     def session(self) -> Any:
         return connect(self.vici_path)
@@ -189,14 +191,17 @@ def _probe_daemon() -> Iterator[Any]:
                   f"exec {charon_binary()}")
         proc = shell.spawn(["unshare", "--mount", "--net", "--propagation", "private",
                             "sh", "-c", script], log_path=d / "charon.out")
+        log = d / "charon.log"
+
+        def ready() -> bool:
+            if proc.poll() is not None:
+                raise IpsecError("could not start a charon to ask for its algorithms: " + (
+                    log.read_text(errors="replace")[-1500:] if log.exists() else "no log"))
+            return sock.exists()
+
         try:
-            deadline = time.monotonic() + START_TIMEOUT_S
-            while not sock.exists():
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    log = (d / "charon.log")
-                    raise IpsecError("could not start a charon to ask for its algorithms: " + (
-                        log.read_text(errors="replace")[-1500:] if log.exists() else "no log"))
-                time.sleep(0.02)
+            until(ready, START_TIMEOUT_S, 0.02, what="a charon to ask for its algorithms",
+                  detail=lambda: log.read_text(errors="replace")[-1500:] if log.exists() else "")
             yield connect(sock)
         finally:
             if proc.poll() is None:

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from lab.backends import probes
 from lab.backends.base import Lab, Progress, no_progress
 from lab.errors import IpsecError, LabError
+from lab.host import files
 from lab.model.names import LabPaths
 from lab.model.plan import Endpoint, EspPath, IpsecPlan
 from lab.model.topology import IpsecAuth, IpsecScope, Probe, Topology
@@ -236,10 +237,7 @@ def sa_bytes(lab: Lab) -> int:
 
 
 def _write_state(paths: LabPaths, state: IpsecState) -> None:
-    target = paths.state_dir / STATE_FILE
-    tmp = target.with_suffix(".tmp")
-    tmp.write_text(state.model_dump_json(indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, target)
+    files.write_json(paths.state_dir / STATE_FILE, state)
 
 
 def read_state(paths: LabPaths) -> IpsecState | None:

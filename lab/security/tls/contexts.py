@@ -3,8 +3,8 @@ DICOM PS3.15 Annex B, with mutual authentication against the lab CA
 (:mod:`lab.security.pki.authority`).
 
 PS3.15 B.9-B.11 recommend the registered port 2762 ("dicom-tls") for the DICOM Upper Layer on
-TLS; :data:`DICOM_TLS_PORT` is that number. The profiles themselves (names, versions, suites,
-the PS3.15 sections they come from) are data in :mod:`lab.model.tls_profiles`.
+TLS; :data:`lab.model.dicom.TLS_PORT` is that number. The profiles themselves (names, versions,
+suites, the PS3.15 sections they come from) are data in :mod:`lab.model.tls_profiles`.
 
 Python's :mod:`ssl` cannot restrict the TLS 1.3 cipher suites (OpenSSL's
 ``SSL_CTX_set_ciphersuites`` is not exposed); :attr:`Profile.tls13_suites` is therefore
@@ -35,7 +35,6 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from lab.errors import TlsError
 from lab.model.tls_profiles import (
     DEFAULT_PROFILE,
-    DICOM_TLS_PORT,
     IANA_NAMES,
     PROFILES,
     Profile,
@@ -45,7 +44,6 @@ from lab.security.pki import authority
 
 __all__ = [
     "DEFAULT_PROFILE",
-    "DICOM_TLS_PORT",
     "IANA_NAMES",
     "PROFILES",
     "Profile",

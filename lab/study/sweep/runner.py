@@ -13,7 +13,6 @@ was running when the sweep stopped, from a clean case folder.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from collections.abc import Callable
@@ -23,7 +22,7 @@ from typing import Any
 
 from lab.backends.base import Lab
 from lab.errors import LabError
-from lab.host import programs
+from lab.host import files, programs
 from lab.runtime import lifecycle
 from lab.study.results import provenance
 from lab.study.sweep import seam, table
@@ -48,9 +47,7 @@ class SweepResult:
 
 
 def _write_json(path: Path, doc: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(doc, indent=2, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    files.write_json(path, doc, default=str)
 
 
 class State:

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from lab.host import files
 from lab.study.results import COLUMNS, Row, read_csv
 from lab.study.sweep.spec import Case
 
@@ -90,18 +90,15 @@ def write(out: Path, records: list[dict[str, Any]]) -> tuple[Path, Path]:
     import pyarrow.parquet as pq
 
     csv_path, pq_path = out / "results.csv", out / "results.parquet"
-    tmp = out / ".results.csv.tmp"
-    with tmp.open("w", newline="", encoding="utf-8") as f:
+    with files.open_atomic(csv_path, "w") as f:
         writer = csv.DictWriter(f, fieldnames=TABLE_COLUMNS)
         writer.writeheader()
         for rec in records:
             writer.writerow({c: "" if rec.get(c) is None else rec.get(c) for c in TABLE_COLUMNS})
-    os.replace(tmp, csv_path)
     arrow = {str: pa.string(), int: pa.int64(), float: pa.float64(), bool: pa.bool_()}
     schema = pa.schema([(c, arrow[t]) for c, t in TYPES.items()])
     table = pa.Table.from_pylist([{c: r.get(c) for c in TABLE_COLUMNS} for r in records],
                                  schema=schema)
-    tmp = out / ".results.parquet.tmp"
-    pq.write_table(table, tmp)
-    os.replace(tmp, pq_path)
+    with files.replacing(pq_path) as tmp:
+        pq.write_table(table, tmp)
     return csv_path, pq_path

@@ -13,6 +13,7 @@ from lab.dicom import objsec
 from lab.dicom.archive.store import Store
 from lab.dicom.data.generate import generate_study
 from lab.dicom.data.integrity import build_manifest, sign_manifest, write_signed
+from lab.dicom.reports import parse_output
 from lab.model.names import LabPaths
 from lab.security.pki.lab_pki import LabPki, ensure_lab_pki
 from lab.topology import load, resolve_path
@@ -115,3 +116,24 @@ def test_main_prints_one_json_document(pki: LabPki, tmp_path: Path,
                         "--ca", str(pki.ca_cert)]) == 1
     doc = json.loads(capsys.readouterr().out)
     assert doc["problems"][0]["status"] == "missing"
+
+
+def test_every_step_prints_its_checked_report(pki: LabPki, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    study = generate_study("CT", tmp_path / "orig", seed=5, objects=1)
+    a, b = pki.objects("a"), pki.objects("b")
+    keys = [f"--key={a.key_path}", f"--cert={a.cert_path}", f"--recipient={b.cert_path}"]
+    assert objsec.main(["protect", "--mode=sign+deid", f"--out={tmp_path / 'sent'}", *keys,
+                        str(study.files[0])]) == 0
+    protect = parse_output("objsec-protect", capsys.readouterr().out)
+    assert protect.ok and protect.objects == 1 and protect.study_uid
+    assert objsec.main(["export", f"--out={tmp_path / 'disc'}", *keys,
+                        *(protect.files or [])]) == 0
+    export = parse_output("objsec-export", capsys.readouterr().out)
+    assert export.ok and export.bytes and export.export_seconds
+    # a refused file-set: ok false, the reason, every problem, still a valid report
+    assert objsec.main(["import", f"--fileset={tmp_path / 'disc'}", f"--out={tmp_path / 'in'}",
+                        f"--key={a.key_path}", f"--cert={a.cert_path}", f"--ca={pki.ca_cert}",
+                        f"--manifest={tmp_path / 'none.json'}"]) == 1
+    refused = parse_output("objsec-import", capsys.readouterr().out)
+    assert not refused.ok and refused.error and refused.problems

@@ -25,7 +25,7 @@ DYNAMIC = {
     "lab/cli/labs.py::exec": "the user's command in a node (teleradlab exec)",
     "lab/runtime/services.py::start": "python3 -m lab.dicom.pacs (services.dicom_services)",
     "lab/wan/userspace.py::start": "the lab's own WAN emulator, compiled from wanemu.c",
-    "tests/integration/archive_attack.py::_dcmtk": "DCMTK's echoscu and findscu (registered)",
+    "tests/integration/dicom/archive_attack.py::_dcmtk": "DCMTK's echoscu and findscu (registered)",
     "tests/unit/wan/test_userspace.py::test_helper_builds_and_refuses_bad_arguments":
         "the lab's own WAN emulator",
 }

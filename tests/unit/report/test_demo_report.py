@@ -1,7 +1,7 @@
 """The demo (``scripts/demo``: topologies/sweeps/demo.yaml) gives a report with data in every
 figure and table: its matrix asks for what each figure needs (protections, an unimpaired and a
 delayed WAN, two PDU sizes), and a table shaped as its cases would write it, fed to the real
-report, leaves no figure saying "no data". (tests/integration/test_sweep.py checks the same on
+report, leaves no figure saying "no data". (tests/integration/study/test_sweep.py checks the same on
 the report of a real, reduced demo run.)"""
 
 from __future__ import annotations

@@ -8,10 +8,12 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from lab.backends.fake import FakeBackend
+from lab.dicom.reports import SCU_REPORTS, Report, VerifyReport
 from lab.errors import LabError
 from lab.host.shell import Result
 from lab.security.plan import FixedMachine
@@ -32,20 +34,30 @@ def programs(*, verify_ok: Callable[[str], bool] = lambda _node: True,
         if argv[0] == "ping":
             return Result(argv, 0, PING, "")
         module, op = argv[2], argv[3] if len(argv) > 3 else ""
-        doc: dict[str, object]
         if module == "lab.dicom.scu" and op == "move" and move_fails:
             return Result(argv, 1, "", "Traceback: the SCU crashed")
+        report: Report
         if module == "lab.dicom.scu":
             files = [a for a in argv[4:] if not a.startswith("--")]
-            doc = {"ok": True, "seconds": 0.25, "setup_seconds": 0.01,
-                   "status": "0x0000", "stored": len(files),
-                   "matches": [{"StudyInstanceUID": "1"}], "completed": 1}
+            common = {"operation": op, "peer": "[2001:db8:2::10]:11112", "ok": True,
+                      "setup_seconds": 0.01, "seconds": 0.25, "handshake_seconds": None,
+                      "tls_version": None, "cipher": None}
+            extra: dict[str, Any] = {
+                "echo": {"status": 0},
+                "store": {"objects": len(files), "bytes": 1000 * len(files),
+                          "statuses": {"0x0000": len(files)}, "failed": []},
+                "find": {"status": 0, "matches": [{"StudyInstanceUID": "1"}]},
+                "move": {"status": 0, "completed": 1, "failed": 0, "warning": 0}}[op]
+            report = SCU_REPORTS[op].build({**common, **extra})
         elif module == "lab.dicom.verify":
             ok = verify_ok(node)
-            doc = {"ok": ok, "problems": [] if ok else ["pixel data changed"]}
+            problems = [] if ok else [{"status": "mismatch", "detail": "pixel data changed"}]
+            report = VerifyReport.build({"ok": ok, "signature_ok": True, "signer": "site-a",
+                                         "objects": 1, "summary": "checked",
+                                         "problems": problems})
         else:
             return Result(argv, 2, "", f"unexpected program {argv}")
-        return Result(argv, 0, json.dumps(doc) + "\n", "")
+        return Result(argv, 0, report.line() + "\n", "")
 
     return answer
 

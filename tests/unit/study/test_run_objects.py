@@ -39,12 +39,13 @@ def objsec(pacs_check_ok: bool = True) -> Callable[[str, str, Sequence[str]], Re
         doc: dict[str, object] = {"ok": True}
         if op == "protect":
             uid = str(dcmread(files[0], stop_before_pixels=True).StudyInstanceUID)
-            doc |= {"files": files, "study_uid": uid, "sign_seconds": 0.03,
-                    "deid_seconds": 0.02}
+            doc |= {"objects": len(files), "files": files, "study_uid": uid,
+                    "sign_seconds": 0.03, "deid_seconds": 0.02}
         elif op == "check":
             ok = pacs_check_ok or node != "pacs"
-            doc |= {"ok": ok, "verify_seconds": 0.04, "problems": [] if ok else [BAD],
-                    **({"reid_seconds": 0.05} if any("--reid-out" in a for a in argv) else {})}
+            reid = any("--reid-out" in a for a in argv)
+            doc |= {"ok": ok, "objects": 1, "reidentified": int(reid), "verify_seconds": 0.04,
+                    "reid_seconds": 0.05 if reid else 0.0, "problems": [] if ok else [BAD]}
         elif op == "export":  # like the real one: into a new directory only
             medium = Path(next(a for a in argv if a.startswith("--out="))[6:])
             if medium.exists():
@@ -53,7 +54,8 @@ def objsec(pacs_check_ok: bool = True) -> Callable[[str, str, Sequence[str]], Re
                 medium.mkdir(parents=True)
                 doc |= {"export_seconds": 0.5, "bytes": 1234, "objects": len(files)}
         elif op == "import":
-            doc |= {"import_seconds": 0.7, "objects": 1, "problems": []}
+            doc |= {"import_seconds": 0.7, "objects": 1, "signers": ["CN=objects-a"],
+                    "problems": []}
         return Result(argv, 0 if doc["ok"] else 1, json.dumps(doc) + "\n", "")
 
     return answer

@@ -1,5 +1,5 @@
 """The userspace emulator's build and command line (running it needs root: see
-tests/integration/test_wan.py), the offload ioctl's request, and the doctor's path line."""
+tests/integration/wan/test_wan.py), the offload ioctl's request, and the doctor's path line."""
 
 from __future__ import annotations
 

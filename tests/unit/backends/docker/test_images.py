@@ -165,7 +165,7 @@ def test_every_program_the_code_runs_in_a_docker_node_is_in_an_image() -> None:
     labs only, and the other integration tests are netns tests: they run the host's programs."""
     def on_docker(site: str) -> bool:
         return (site.startswith("lab/") and not site.startswith("lab/bench")) or \
-            site.startswith("tests/integration/test_docker.py")
+            site.startswith("tests/integration/backends/test_docker.py")
 
     inside = {name for name, sites in scan_tree(str(REPO)).in_nodes.items()
               if any(on_docker(s) for s in sites)}

@@ -35,13 +35,12 @@ from pydicom.uid import (
 from pynetdicom.dsutils import create_file_meta
 
 from lab.dicom.archive.store import (
-    IMPLEMENTATION_CLASS_UID,
-    IMPLEMENTATION_VERSION_NAME,
     Recovery,
     Store,
     StoredObject,
     StoreError,
 )
+from lab.model.dicom import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 
 from ..conftest import SERIES, SOP, STUDY, encoded, make_dataset, put
 

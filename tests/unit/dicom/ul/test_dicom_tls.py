@@ -19,6 +19,7 @@ import pytest
 
 from lab.dicom.archive.store import study_paths
 from lab.dicom.data.generate import generate_study
+from lab.dicom.reports import parse_output
 from lab.security.pki.authority import Credential, create_ca
 
 PROFILE = "bcp195-rfc8996"
@@ -97,6 +98,8 @@ def scu(port: int, tls: list[str], operation: str, *args: str) -> dict[str, obje
                          capture_output=True, text=True, timeout=60, check=False)
     doc: dict[str, object] = json.loads(res.stdout.strip().splitlines()[-1])
     assert (res.returncode == 0) == doc["ok"], res.stderr
+    report = parse_output(operation, res.stdout)  # the orchestrator's reader takes it as it is
+    assert report.document() == doc
     return doc
 
 
@@ -207,3 +210,27 @@ def test_scu_cert_needs_its_key(certs: Pki) -> None:
     doc = scu(_port(), [f"--tls-profile={PROFILE}", f"--tls-ca={certs.ca}",
                         f"--tls-cert={certs.client.cert_path}"], "echo")
     assert not doc["ok"] and "--tls-cert and --tls-key go together" in str(doc["error"]), doc
+
+
+def test_later_associations_of_a_process_resume_the_tls_session(
+        certs: Pki, scps: tuple[Scp, Scp]) -> None:
+    """TLS 1.3 resumption (RFC 8446 2.2) between the associations one process opens with the
+    same options: the first makes a full handshake, the next resume (the archive still
+    requires, and has, the client's certificate: the associations are accepted)."""
+    import argparse
+
+    from lab.dicom.ul import tlsopts
+    from lab.dicom.ul.requestor import open_association
+
+    options = argparse.Namespace(tls_profile=PROFILE, tls_cert=certs.client.cert_path,
+                                 tls_key=certs.client.key_path, tls_ca=certs.ca)
+    resumed = []
+    for _ in range(3):
+        ctx = tlsopts.client_context(options)
+        assoc, _ = open_association(HOST, scps[0].port, called="PACS", calling="MODALITY",
+                                    contexts=[("1.2.840.10008.1.1", ["1.2.840.10008.1.2"])],
+                                    max_pdu=0, timeout=10, tls=ctx)
+        assert assoc.echo() == 0
+        assoc.release()
+        resumed.append(assoc.tls["tls_resumed"])
+    assert resumed == [False, True, True]

@@ -22,6 +22,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     StudyRootQueryRetrieveInformationModelMove,
 )
 
+from lab.dicom.reports import parse_output
 from lab.dicom.ul import qr_requestor as qr
 
 HOST = "127.0.0.1"
@@ -139,6 +140,8 @@ def scu(port: int, *args: str) -> dict[str, Any]:
                          capture_output=True, text=True, timeout=60, check=False)
     doc: dict[str, Any] = json.loads(res.stdout.strip().splitlines()[-1])
     assert (res.returncode == 0) == doc["ok"], res.stderr
+    report = parse_output(args[0], res.stdout)  # the orchestrator's reader takes it as it is
+    assert report.document() == doc
     return doc
 
 

@@ -149,7 +149,6 @@ def pinned(ctx: ssl.SSLContext, version: ssl.TLSVersion, ciphers: str | None = N
 
 def test_profiles_name_their_ps3_15_sections_and_the_default_is_current() -> None:
     assert contexts.DEFAULT_PROFILE == "bcp195-rfc8996"
-    assert contexts.DICOM_TLS_PORT == 2762
     assert {p.section for p in PROFILES.values()} == {
         "PS3.15 B.12",
         "PS3.15 B.10",

@@ -26,7 +26,7 @@ from lab.model.topology import Family
 from lab.study.results import read_csv
 from lab.topology import load
 
-from .conftest import REPO, TOPOLOGIES, leftovers, netns_names, teleradlab
+from ..conftest import REPO, TOPOLOGIES, leftovers, netns_names, teleradlab
 
 #: The columns the brief of results.csv promises (lab.study.results.Row has a few more).
 COLUMNS = ("topology", "family", "backend", "security", "operation", "modality", "pdu", "objects",

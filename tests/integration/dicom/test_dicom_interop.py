@@ -39,7 +39,7 @@ from lab.model.names import LabPaths
 from lab.model.topology import Family
 from lab.topology import load
 
-from .conftest import REPO, TOPOLOGIES, leftovers, teleradlab
+from ..conftest import REPO, TOPOLOGIES, leftovers, teleradlab
 
 TOPOLOGY = load(TOPOLOGIES / "ipv4.yaml")
 PACS_IP = str(TOPOLOGY.node("pacs").addresses(Family.IPV4)[0].ip)  # 198.18.2.10

@@ -24,8 +24,8 @@ import pytest
 
 from lab.dicom.data.generate import generate_study
 
-from .capture import tcp_streams
-from .conftest import REPO, teleradlab
+from ..capture import tcp_streams
+from ..conftest import REPO, teleradlab
 
 LAB = "pw-pdu"
 PORT = 11112

@@ -25,7 +25,7 @@ from lab.runtime import lifecycle
 from lab.topology import shipped
 from lab.wan import apply, measure
 
-from .conftest import TOPOLOGIES, teleradlab
+from ..conftest import TOPOLOGIES, teleradlab
 
 LAB = "wan-fid"
 
@@ -253,7 +253,7 @@ def test_up_removes_the_lab_when_the_wan_cannot_be_impaired(
     from lab.errors import LabError
     from lab.wan import userspace
 
-    from .conftest import netns_names
+    from ..conftest import netns_names
 
     monkeypatch.setattr(userspace, "binary", lambda cache=None: Path("/bin/false"))
     monkeypatch.setattr(apply, "choose_path", lambda *a: ("userspace", "test"))

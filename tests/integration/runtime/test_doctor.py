@@ -21,7 +21,7 @@ from lab.runtime import doctor
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 KEY16 = "0x0102030405060708090a0b0c0d0e0f10"
 KEY32 = "0x" + "0f" * 32
 QDISCS = {

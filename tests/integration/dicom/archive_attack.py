@@ -23,7 +23,7 @@ from pynetdicom import AE
 
 from .archive_wire import A_ABORT, ARCHIVE_AE, HOST, STUDY_FIND, VERIFICATION, Outcome
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 DCMTK = Path("/usr/bin")
 #: The contract: the archive's memory stays under this whatever the peers send.
 MEMORY_LIMIT_KB = 300 * 1024

@@ -23,7 +23,7 @@ import pytest
 from lab.report import browser
 from lab.study.results import read_csv
 
-from .conftest import REPO, leftovers, teleradlab
+from ..conftest import REPO, leftovers, teleradlab
 
 SWEEP_TIMEOUT = 900
 OTHERS = ("ipv6-vs-ipv4", "ipv6-ipsec-algorithms", "ipv4-tls-profiles", "ipsec-vs-tls-wan",

@@ -34,7 +34,7 @@ from lab.security.pki.lab_pki import ensure_lab_pki
 from lab.study.results import read_csv
 from lab.topology import load
 
-from .conftest import TOPOLOGIES, leftovers, teleradlab
+from ..conftest import TOPOLOGIES, leftovers, teleradlab
 
 LAB = "rb-dicom"
 TOPOLOGY = load(TOPOLOGIES / "ipv4.yaml")

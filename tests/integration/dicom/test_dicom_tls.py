@@ -19,13 +19,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab.dicom import MODALITY_AE, PACS_AE, TLS_PORT
+from lab.dicom import MODALITY_AE, PACS_AE
 from lab.dicom.archive.store import study_paths
 from lab.dicom.data.generate import generate_study
+from lab.model.dicom import TLS_PORT
 from lab.security.pki.authority import Credential, create_ca
 
+from ..conftest import REPO
 from . import test_dicom_interop as interop
-from .conftest import REPO
 from .test_dicom_interop import (
     MODALITY_IP,
     PACS_IP,

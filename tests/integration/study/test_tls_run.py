@@ -14,8 +14,8 @@ from lab.dicom.data.generate import generate_study
 from lab.model.names import LabPaths
 from lab.study.results import read_csv
 
-from .capture import PATIENT, capture, contains, frames, tcp_streams, tls_records
-from .conftest import teleradlab
+from ..capture import PATIENT, capture, contains, frames, tcp_streams, tls_records
+from ..conftest import teleradlab
 
 
 @pytest.mark.parametrize("topology", topology_file.shipped())

@@ -16,7 +16,7 @@ from lab.model.routing import probes
 from lab.model.topology import Family
 from lab.topology import load
 
-from .conftest import REPO, TOPOLOGIES, leftovers, netns_names, teleradlab
+from ..conftest import REPO, TOPOLOGIES, leftovers, netns_names, teleradlab
 
 SHIPPED = sorted(TOPOLOGIES.glob("*.yaml"))
 

@@ -38,7 +38,7 @@ from lab.study.results import read_csv
 from lab.topology import shipped
 from tests.unit.test_lock import LOCK, parse_lock
 
-from .conftest import TOPOLOGIES, host_links, teleradlab
+from ..conftest import TOPOLOGIES, host_links, teleradlab
 
 
 @pytest.fixture(scope="module")

@@ -23,8 +23,8 @@ from lab.security.pki.authority import create_ca
 from lab.security.pki.lab_pki import ensure_lab_pki
 from lab.study.results import read_csv
 
-from .capture import PATIENT, capture, contains, frames
-from .conftest import teleradlab
+from ..capture import PATIENT, capture, contains, frames
+from ..conftest import teleradlab
 
 
 @pytest.mark.parametrize("topology", topology_file.shipped())
