@@ -128,28 +128,52 @@ class _Walker:
 
     def dataset(self, pos: int, implicit: bool, depth: int = 0) -> int:
         """Walk one dataset: the top level runs to the end of the buffer, a nested one (an item
-        of undefined length) to its Item Delimitation Item. Returns the position after it."""
+        of undefined length) to its Item Delimitation Item. Returns the position after it.
+
+        The common element (a short explicit VR one, or an implicit one, of defined length) is
+        read inline rather than through :meth:`header`: this loop runs for every element of
+        every object the archive receives."""
         if depth > _MAX_DEPTH:
             self.fail(pos, "sequences nested too deep")
-        last = -1
-        while pos < self.end:
+        last, end, buf, top = -1, self.end, self.buf, not depth
+        short = self.implicit if implicit else self.explicit
+        long_vrs, vrs_known, sizes = _LONG_VRS, _VRS, vrs.FIXED_SIZES
+        wanted, found, last_wanted = self.wanted, self.found, self.last_wanted
+        while pos < end:
             at = pos
-            tag, vr, length, pos = self.header(pos, implicit)
-            if tag == _ITEM_END and depth:
-                return pos
-            if tag >> 16 == 0xFFFE:
+            if pos + 8 > end:
+                self.fail(pos, "truncated element header")
+            if implicit:
+                group, element, length = short.unpack_from(buf, pos)
+                vr, pos = b"", pos + 8
+            else:
+                group, element, vr, length = short.unpack_from(buf, pos)
+                if group == 0xFFFE or vr in long_vrs or vr not in vrs_known:
+                    _, vr, length, pos = self.header(pos, False)
+                else:
+                    size = sizes.get(vr)
+                    if size is not None and length % size:
+                        self.header(pos, False)  # raises: not a multiple of the VR's size
+                    pos += 8
+            tag = group << 16 | element
+            if group == 0xFFFE:
+                if tag == _ITEM_END and depth:
+                    return pos
                 self.fail(at, f"unexpected item or delimiter {_tag(tag)}")
             if tag <= last:
                 self.fail(at, f"{_tag(tag)} after {_tag(last)}: tags must ascend (PS3.5 7.1)")
-            if not depth and tag >> 16 == 0x0002:
-                self.fail(at, "File Meta Information (group 0002) inside the dataset")
-            if not depth and tag > self.last_wanted and self.index_end is None:
-                self.index_end = at
-            if not depth and tag in self.wanted and length != _UNDEFINED:
-                self.found[tag] = (vr, pos, length)
             last = tag
+            if top:
+                if group == 0x0002:
+                    self.fail(at, "File Meta Information (group 0002) inside the dataset")
+                if tag > last_wanted and self.index_end is None:
+                    self.index_end = at
+                if tag in wanted and length != _UNDEFINED:
+                    found[tag] = (vr, pos, length)
             if length != _UNDEFINED:
-                pos = self.skip(at, tag, pos, length)
+                if pos + length > end:
+                    self.skip(at, tag, pos, length)  # raises: truncated
+                pos += length
             elif implicit or vr in (b"SQ", b"UN", b"OB", b"OW"):
                 pos = self.items(pos, implicit or vr == b"UN", depth)  # UN: PS3.5 6.2.2
             else:
