@@ -12,6 +12,7 @@ before they are written leaves files without rows, which the store indexes when 
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import threading
 from collections.abc import Collection, Iterator, Mapping
@@ -95,9 +96,11 @@ class Index:
     # --- writing ---------------------------------------------------------------------------
 
     def add(self, path: Path, values: Mapping[str, str], ts: str, *,
-            defer: bool = False) -> StoredObject:
-        """Add (or replace) the row of a file in place: now, or at the next settle()."""
-        stat = path.stat()
+            defer: bool = False, stat: os.stat_result | None = None) -> StoredObject:
+        """Add (or replace) the row of a file in place: now, or at the next settle().
+        ``stat``: the file's, if the caller has it (spares a path lookup)."""
+        if stat is None:
+            stat = path.stat()
         row = {**values, "TransferSyntaxUID": ts, "path": path.relative_to(self.root).as_posix(),
                "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
         with self._lock:

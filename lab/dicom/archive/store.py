@@ -128,6 +128,7 @@ class Store:
         self.sync = sync
         self.objects_dir = root / "objects"
         self.tmp_dir = root / "tmp"
+        self._tmp_str = str(self.tmp_dir)
         self.recovery = Recovery()
         #: Scratch files to receive datasets into (see lab.dicom.archive.scratch).
         self.scratch = ScratchPool(self.tmp_dir, sync)
@@ -211,11 +212,16 @@ class Store:
 
     def _store_file(self, source: Path, ts: str, sop_class: str, sop: str,
                     defer_index: bool) -> StoredObject:
-        in_tmp = source.absolute().parent == self.tmp_dir
-        pool = in_tmp and is_pool_file(source)
-        with source.open("rb") as src:
-            fd = src.fileno()
-            if os.fstat(fd).st_size == 0:
+        """Store a file: one descriptor serves the check (a read-only map), the flush and the
+        size and time the index records, so a received object costs no path lookup but its
+        open and its rename (this runs for every object an association brings)."""
+        where, name = os.path.split(os.path.abspath(source))
+        in_tmp = where == self._tmp_str
+        pool = in_tmp and is_pool_file(Path(name))
+        fd = os.open(source, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            stat = os.fstat(fd)
+            if stat.st_size == 0:
                 raise StoreError("empty dataset")
             if pool and self.sync:
                 _start_writeback(fd)  # the disk works while the dataset is checked
@@ -224,13 +230,17 @@ class Store:
             if parsed.has_meta and in_tmp:
                 if not pool:
                     self._fsync(fd)
-                    return self._commit(source, parsed.values, ts, defer_index=defer_index)
+                    return self._commit(source, parsed.values, ts, defer_index=defer_index,
+                                        stat=stat)
                 if self.sync:  # its name is on disk already: one flush makes it durable
                     os.fdatasync(fd)
                 return self._commit(source, parsed.values, ts, name_durable=True,
-                                    defer_index=defer_index)
-            src.seek(parsed.offset)
-            tmp = self._write_temp(file_meta(ts, sop_class, sop), src)
+                                    defer_index=defer_index, stat=stat)
+            with os.fdopen(fd, "rb", closefd=False) as src:
+                src.seek(parsed.offset)
+                tmp = self._write_temp(file_meta(ts, sop_class, sop), src)
+        finally:
+            os.close(fd)
         return self._commit(tmp, parsed.values, ts, defer_index=defer_index)
 
     def _write_temp(self, header: bytes, body: memoryview | BinaryIO) -> Path:
@@ -263,14 +273,16 @@ class Store:
         return self.objects_dir / fan / f"{sop}.dcm"
 
     def _commit(self, tmp: Path, values: dict[str, str], ts: str, *,
-                name_durable: bool = False, defer_index: bool = False) -> StoredObject:
+                name_durable: bool = False, defer_index: bool = False,
+                stat: os.stat_result | None = None) -> StoredObject:
         """Rename a complete, flushed file into place, then index it: this order is what keeps
         the index from ever describing a missing or partial file. The new name is flushed
         unless the old one was durable (a pool file: recovery finishes the move). An object a
         pool file replaces is unlinked first rather than renamed over: ext4 (auto_da_alloc)
         writes out the data of a file renamed over another there and then, milliseconds per
         object; a crash between the two leaves the new object to recovery, and a C-MOVE of
-        that very instance at that very moment finds no file."""
+        that very instance at that very moment finds no file. ``stat``: the file's, if the
+        caller has it (a rename keeps the size and modification time the index records)."""
         final = self._final_path(values["SOPInstanceUID"])
         with self._lock:
             try:
@@ -289,7 +301,7 @@ class Store:
                 raise
             if not name_durable:
                 self._fsync_dir(final.parent)
-            return self.index.add(final, values, ts, defer=defer_index)
+            return self.index.add(final, values, ts, defer=defer_index, stat=stat)
 
     def settle(self, final: bool = True) -> None:
         """Write the index rows that stores with ``defer_index`` left (see Index.settle)."""

@@ -6,8 +6,8 @@ one.
   which proves the dataset complete and well formed; only the leading attributes an index needs
   are then decoded (:func:`parse`).
 - A Part-10 header, when present, is split off and its File Meta Information read (PS3.10 7.1:
-  :func:`split_part10`); the store writes its own with :func:`file_meta`, the only thing it
-  encodes.
+  :func:`split_part10`); the store writes its own with :func:`file_meta`
+  (:mod:`lab.dicom.data.filemeta`), the only thing it encodes.
 """
 
 from __future__ import annotations
@@ -34,8 +34,9 @@ from pydicom.uid import (
 )
 
 from lab.dicom.data import vr as vrs
+from lab.dicom.data.filemeta import LONG_VRS as _LONG_VRS
+from lab.dicom.data.filemeta import file_meta as file_meta
 from lab.errors import LabError
-from lab.model.dicom import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 
 UID_PATTERN = vrs.UI  # PS3.5 9.1; also keeps file names safe
 #: Deflate, JPIP Referenced Deflate (1.2.840.10008.1.2.4.95, not named by pydicom 3.0), HTJ2K.
@@ -52,9 +53,6 @@ class StoreError(LabError):
 
 _ITEM, _ITEM_END, _SEQ_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 _UNDEFINED = 0xFFFFFFFF
-_LONG_VRS = frozenset(
-    {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
-)
 #: Every VR of PS3.5 6.2 (2023): any other in an explicit VR dataset is malformed.
 _VRS = _LONG_VRS | frozenset(
     {b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FD", b"FL", b"IS", b"LO", b"LT", b"PN",
@@ -128,28 +126,52 @@ class _Walker:
 
     def dataset(self, pos: int, implicit: bool, depth: int = 0) -> int:
         """Walk one dataset: the top level runs to the end of the buffer, a nested one (an item
-        of undefined length) to its Item Delimitation Item. Returns the position after it."""
+        of undefined length) to its Item Delimitation Item. Returns the position after it.
+
+        The common element (a short explicit VR one, or an implicit one, of defined length) is
+        read inline rather than through :meth:`header`: this loop runs for every element of
+        every object the archive receives."""
         if depth > _MAX_DEPTH:
             self.fail(pos, "sequences nested too deep")
-        last = -1
-        while pos < self.end:
+        last, end, buf, top = -1, self.end, self.buf, not depth
+        short = self.implicit if implicit else self.explicit
+        long_vrs, vrs_known, sizes = _LONG_VRS, _VRS, vrs.FIXED_SIZES
+        wanted, found, last_wanted = self.wanted, self.found, self.last_wanted
+        while pos < end:
             at = pos
-            tag, vr, length, pos = self.header(pos, implicit)
-            if tag == _ITEM_END and depth:
-                return pos
-            if tag >> 16 == 0xFFFE:
+            if pos + 8 > end:
+                self.fail(pos, "truncated element header")
+            if implicit:
+                group, element, length = short.unpack_from(buf, pos)
+                vr, pos = b"", pos + 8
+            else:
+                group, element, vr, length = short.unpack_from(buf, pos)
+                if group == 0xFFFE or vr in long_vrs or vr not in vrs_known:
+                    _, vr, length, pos = self.header(pos, False)
+                else:
+                    size = sizes.get(vr)
+                    if size is not None and length % size:
+                        self.header(pos, False)  # raises: not a multiple of the VR's size
+                    pos += 8
+            tag = group << 16 | element
+            if group == 0xFFFE:
+                if tag == _ITEM_END and depth:
+                    return pos
                 self.fail(at, f"unexpected item or delimiter {_tag(tag)}")
             if tag <= last:
                 self.fail(at, f"{_tag(tag)} after {_tag(last)}: tags must ascend (PS3.5 7.1)")
-            if not depth and tag >> 16 == 0x0002:
-                self.fail(at, "File Meta Information (group 0002) inside the dataset")
-            if not depth and tag > self.last_wanted and self.index_end is None:
-                self.index_end = at
-            if not depth and tag in self.wanted and length != _UNDEFINED:
-                self.found[tag] = (vr, pos, length)
             last = tag
+            if top:
+                if group == 0x0002:
+                    self.fail(at, "File Meta Information (group 0002) inside the dataset")
+                if tag > last_wanted and self.index_end is None:
+                    self.index_end = at
+                if tag in wanted and length != _UNDEFINED:
+                    found[tag] = (vr, pos, length)
             if length != _UNDEFINED:
-                pos = self.skip(at, tag, pos, length)
+                if pos + length > end:
+                    self.skip(at, tag, pos, length)  # raises: truncated
+                pos += length
             elif implicit or vr in (b"SQ", b"UN", b"OB", b"OW"):
                 pos = self.items(pos, implicit or vr == b"UN", depth)  # UN: PS3.5 6.2.2
             else:
@@ -281,19 +303,21 @@ def _fast_values(data: Buffer, walker: _Walker, wanted: Mapping[str, int],
     if codec is None:
         return None
     values = {}
+    found = walker.found
     for keyword, tag in wanted.items():
-        if tag not in walker.found:
+        where = found.get(tag)
+        if where is None:
             values[keyword] = ""
             continue
-        vr, pos, length = walker.found[tag]
-        raw = bytes(data[pos : pos + length])
-        expected = _dictionary_vr(tag)
+        vr, pos, length = where
+        expected = _dictionary_vr_bytes(tag)
         if expected is None:
             return None
-        if vr and vr != b"UN" and vr.decode() != expected:
+        if vr and vr != expected and vr != b"UN":
             raise StoreError(f"{keyword} {_tag(tag)} is encoded as {vr.decode()}, not "
-                             f"{expected} (PS3.6): refused rather than misfiled")
-        if expected in ("PN", "LO", "SH"):
+                             f"{expected.decode()} (PS3.6): refused rather than misfiled")
+        raw = bytes(data[pos : pos + length])
+        if expected in (b"PN", b"LO", b"SH"):
             if b"\\" in raw or b"\x1b" in raw:
                 return None
             try:
@@ -303,6 +327,12 @@ def _fast_values(data: Buffer, walker: _Walker, wanted: Mapping[str, int],
         else:
             values[keyword] = raw.decode("ascii", "replace").strip(" \x00")
     return values
+
+
+@functools.cache
+def _dictionary_vr_bytes(tag: int) -> bytes | None:
+    vr = _dictionary_vr(tag)
+    return None if vr is None else vr.encode()
 
 
 def _pydicom_values(data: Buffer, start: int, walker: _Walker, implicit: bool, little: bool,
@@ -363,28 +393,3 @@ def _parse(data: Buffer, start: int, implicit: bool, little: bool, sop_class: st
             raise StoreError(f"dataset {keyword} {values[keyword]!r} {why} (PS3.5 6.2): "
                              "refused rather than indexed")
     return Parsed(offset, has_meta, values)
-
-
-def _meta_element(element: int, vr: bytes, value: bytes, pad: bytes = b"\0") -> bytes:
-    """One File Meta element, explicit VR little endian, padded to even length (PS3.5 7.1.2)."""
-    value += pad * (len(value) % 2)
-    if vr in _LONG_VRS:
-        return struct.pack("<HH2s2xL", 0x0002, element, vr, len(value)) + value
-    return struct.pack("<HH2sH", 0x0002, element, vr, len(value)) + value
-
-
-def file_meta(ts: str, sop_class: str, sop_instance: str) -> bytes:
-    """Preamble, 'DICM' and the File Meta Information (PS3.10 7.1), encoded here: it is the
-    only thing the store encodes, and pydicom's writer would cost more than the rest of a
-    store."""
-    body = b"".join((
-        _meta_element(0x0001, b"OB", b"\0\1"),  # File Meta Information Version
-        _meta_element(0x0002, b"UI", sop_class.encode()),
-        _meta_element(0x0003, b"UI", sop_instance.encode()),
-        _meta_element(0x0010, b"UI", ts.encode()),
-        _meta_element(0x0012, b"UI", IMPLEMENTATION_CLASS_UID.encode()),
-        _meta_element(0x0013, b"SH", IMPLEMENTATION_VERSION_NAME.encode(), b" "),
-    ))
-    length = _meta_element(0x0000, b"UL", struct.pack("<L", len(body)))
-    return b"\0" * 128 + b"DICM" + length + body
-

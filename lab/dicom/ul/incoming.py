@@ -30,20 +30,37 @@ class Incoming:
         self.sop_instance = cmd.uid(fields, cmd.AFFECTED_SOP_INSTANCE) or ""
         self.buffer = bytearray() if collect else None
         self.fd, self.path = -1, Path()
+        #: The File Meta Information, written together with the first piece of the dataset.
+        self._head = b""
         if take is not None:
             self.fd, self.path = take()
-            self.write(memoryview(file_meta(ts, self.sop_class, self.sop_instance)))
+            self._head = file_meta(ts, self.sop_class, self.sop_instance)
 
     def write(self, data: memoryview) -> None:
         if self.buffer is not None:
             if len(self.buffer) + len(data) > IDENTIFIER_LIMIT:
                 raise PduError(f"identifier longer than {IDENTIFIER_LIMIT} bytes")
             self.buffer += data
-        while self.fd >= 0 and data:
+        if self.fd < 0:
+            return
+        if self._head:  # one writev(2) for the header and the first piece
+            head, self._head = self._head, b""
+            done = os.writev(self.fd, (head, data))
+            if done < len(head):
+                self._write_all(memoryview(head)[done:])
+                done = len(head)
+            data = data[done - len(head):]
+        self._write_all(data)
+
+    def _write_all(self, data: memoryview) -> None:
+        while data:
             data = data[os.write(self.fd, data):]
 
     def close(self) -> None:
         if self.fd >= 0:
+            if self._head:  # an empty dataset: the file still gets its header
+                self._write_all(memoryview(self._head))
+                self._head = b""
             os.close(self.fd)
             self.fd = -1
 
