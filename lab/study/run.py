@@ -57,6 +57,8 @@ class RunOptions:
     root: Path = RUN_ROOT  # where lab records live (tests use their own)
     data_root: Path = DATA_ROOT
     machine: Machine | None = None  # what the security plan may use (default: this machine)
+    window: int = 4  # C-STORE requests outstanding proposed (lab.dicom.scu --window)
+    associations: int = 1  # associations a C-STORE spreads the study over
 
 
 @dataclass(frozen=True)
@@ -212,6 +214,7 @@ class Runner:
             mbytes_per_s=round(size / seconds / 1e6, 3) if seconds > 0 and size else 0.0,
             setup_seconds=round(float(doc.get("setup_seconds", 0.0)), 6), verified=verified,
             ok=bool(doc.get("ok")) and verified != "no", detail=str(detail),
+            window=int(doc.get("window", 1)), associations=int(doc.get("associations", 1)),
             **self.wan, **self.protection(doc),
         )
 
@@ -224,7 +227,8 @@ def run_study(r: Runner, family: Family, rep: int, study: StudyData) -> list[Row
     """C-STORE the study, verify at the PACS, C-FIND it, C-MOVE it back, verify at the modality."""
     size = sum(f.stat().st_size for f in study.files)
     rows = []
-    doc = r.scu(family, "store", *map(str, study.files))
+    doc = r.scu(family, "store", f"--window={r.opts.window}",
+                f"--associations={r.opts.associations}", *map(str, study.files))
     check = r.verify(r.pacs, r.paths.node_data(r.pacs) / "store", study)
     doc = {**doc, "problems": check.get("problems", [])}
     rows.append(r.row(family, rep, "store", study, doc, _verified(check), len(study.files), size))

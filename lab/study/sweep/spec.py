@@ -13,6 +13,7 @@ profiles it did not try::
       pdu: [0, 16384]                         # maximum PDU length (0 = unlimited), PS3.8 9.3
       modality: [CT, MR]
       wan: [none, dsl-20m-30ms]               # a WAN preset name; none = unimpaired
+      associations: [1, 4]                    # associations a C-STORE spreads a study over
     repetitions: 3                            # of every case (run --repeat)
     objects: 4                                # objects per study (default: realistic sizes)
     seed: 0
@@ -43,6 +44,8 @@ from lab.topology.schema import (
     security_problems,
 )
 
+#: Most associations a case may spread a C-STORE over (the archive serves 64 at once).
+MAX_ASSOCIATIONS = 32
 WAN_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9.-]*$")
 
 
@@ -56,6 +59,15 @@ class MatrixSpec(_Strict):
     pdu: list[int] = Field(default=[0], min_length=1)
     modality: list[str] = Field(default=["CT"], min_length=1)
     wan: list[str] = Field(default=["none"], min_length=1)
+    associations: list[int] = Field(default=[1], min_length=1)
+
+    @field_validator("associations")
+    @classmethod
+    def _associations(cls, v: list[int]) -> list[int]:
+        bad = [n for n in v if not 1 <= n <= MAX_ASSOCIATIONS]
+        if bad:
+            raise ValueError(f"associations are 1 to {MAX_ASSOCIATIONS}, got {bad}")
+        return v
 
     @field_validator("pdu")
     @classmethod
@@ -93,7 +105,8 @@ class SweepSpec(_Strict):
 @dataclass(frozen=True)
 class Case:
     """One cell of the matrix. ``lab_key`` is what needs a lab of its own: cases sharing it run
-    on one lab, the others (PDU, modality, repetitions) are parameters of a run."""
+    on one lab, the others (PDU, modality, associations, repetitions) are parameters of a
+    run."""
 
     index: int
     topology: Path
@@ -101,6 +114,7 @@ class Case:
     wan: str
     pdu: int
     modality: str
+    associations: int = 1
 
     @property
     def security_section(self) -> dict[str, Any]:
@@ -132,10 +146,12 @@ class Case:
 
     @property
     def case_id(self) -> str:
-        """Stable across edits of the file (resuming matches cases by it), readable, and short."""
+        """Stable across edits of the file (resuming matches cases by it), readable, and short;
+        one association leaves the id it had before that axis existed."""
+        more = () if self.associations == 1 else (f"assoc{self.associations}",)
         text = "_".join((self.topology.stem, self.security_label, self.wan, f"pdu{self.pdu}",
-                         self.modality))
-        digest = hashlib.sha256("|".join((*self.lab_key, str(self.pdu), self.modality))
+                         self.modality, *more))
+        digest = hashlib.sha256("|".join((*self.lab_key, str(self.pdu), self.modality, *more))
                                 .encode()).hexdigest()[:6]
         return re.sub(r"[^A-Za-z0-9_.-]+", "-", text)[:90] + f"_{digest}"
 
@@ -202,15 +218,16 @@ def parse(text: str, source: str = "<string>") -> Sweep:
     base = Path(source).parent
     topologies = [_topology(t, base, f"matrix.topology[{i}]", problems)
                   for i, t in enumerate(spec.matrix.topology)]
-    for axis in ("topology", "pdu", "modality", "wan"):
+    for axis in ("topology", "pdu", "modality", "wan", "associations"):
         values = getattr(spec.matrix, axis)
         if len(set(values)) != len(values):
             problems.append(f"matrix.{axis}: repeated values {values!r}")
     if problems:
         raise SweepError(source, problems)
     m = spec.matrix
-    cells = product([t for t in topologies if t], m.security, m.wan, m.pdu, m.modality)
-    cases = tuple(Case(i, t, s, w, p, mod) for i, (t, s, w, p, mod) in enumerate(cells))
+    cells = product([t for t in topologies if t], m.security, m.wan, m.pdu, m.modality,
+                    m.associations)
+    cases = tuple(Case(i, t, s, w, p, mod, n) for i, (t, s, w, p, mod, n) in enumerate(cells))
     return Sweep(Path(source).stem, source, spec, cases)
 
 
