@@ -26,6 +26,7 @@ from lab.cli.output import (
     topology_table,
 )
 from lab.cli.wan import wan_option
+from lab.dicom import scu
 from lab.dicom.data.generate import MODALITIES
 from lab.errors import LabError, LabExistsError
 from lab.host import shell
@@ -182,7 +183,7 @@ def doctor(as_json: bool) -> None:
               help="Maximum PDU length, 16384 and up, or 0 for unlimited.")
 @click.option("--repeat", type=click.IntRange(min=1), default=1, show_default=True,
               help="Repetitions of the whole echo/store/find/move sequence.")
-@click.option("--window", type=click.IntRange(min=0), default=4, show_default=True,
+@click.option("--window", type=click.IntRange(min=0), default=scu.WINDOW, show_default=True,
               help="C-STORE requests outstanding proposed per association (Asynchronous "
               "Operations Window, PS3.7 D.3.3.3; 1 = one at a time, 0 = the peer's limit).")
 @click.option("--associations", type=click.IntRange(min=1, max=64), default=1,

@@ -20,7 +20,7 @@ from typing import Any
 
 from lab import topology as topology_file
 from lab.backends.base import Backend, Lab, Progress, no_progress
-from lab.dicom import MODALITY_AE
+from lab.dicom import MODALITY_AE, scu
 from lab.dicom.data.generate import generate_study, load_folder
 from lab.dicom.data.integrity import build_manifest, sign_manifest, write_signed
 from lab.dicom.reports import ReportError, parse_output
@@ -57,7 +57,7 @@ class RunOptions:
     root: Path = RUN_ROOT  # where lab records live (tests use their own)
     data_root: Path = DATA_ROOT
     machine: Machine | None = None  # what the security plan may use (default: this machine)
-    window: int = 4  # C-STORE requests outstanding proposed (lab.dicom.scu --window)
+    window: int = scu.WINDOW  # C-STORE requests outstanding proposed (lab.dicom.scu --window)
     associations: int = 1  # associations a C-STORE spreads the study over
 
 
