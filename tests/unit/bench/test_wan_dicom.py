@@ -30,3 +30,8 @@ def test_every_preset_has_a_bound_and_an_unimpaired_path_none() -> None:
     assert all(bound_seconds(p, 1) > 0 for p in PRESETS)
     with pytest.raises(LabError):
         bound_seconds("none", 1)
+
+
+def test_without_mathis_the_lossy_preset_is_bound_by_its_rate() -> None:
+    assert bound_seconds("lossy-4g-20m-50ms-1pct", 1_000_000, loss=False) == pytest.approx(
+        8e6 / 20e6 + SETUP_RTTS * 0.1)
