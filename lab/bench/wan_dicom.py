@@ -32,6 +32,7 @@ from pathlib import Path
 
 from lab.bench.store import PAIRS, STORE_PDU, StoreBench, _check_storescp, _storescp, cli_lab
 from lab.dicom import MODALITY_AE, PACS_PORT
+from lab.dicom.archive.qrscp import MOVE_WINDOW
 from lab.dicom.data.generate import generate_study
 from lab.dicom.reports import ReportError, parse_output
 from lab.errors import LabError
@@ -124,7 +125,7 @@ class WanDicomBench:
         if doc.get("completed") != len(self.bench.files):
             raise LabError(f"C-MOVE completed {doc.get('completed')} of "
                            f"{len(self.bench.files)}: {doc}")
-        return Measured("lab C-MOVE back (archive window 8)", _seconds(doc), wall)
+        return Measured(f"lab C-MOVE back (archive window {MOVE_WINDOW})", _seconds(doc), wall)
 
     def dcmtk(self) -> Measured:
         t = self.bench.storescu(PAIRS[1].port)

@@ -43,9 +43,11 @@ from lab.dicom.ul.requestor import (
 from lab.errors import LabError
 
 VERIFICATION = "1.2.840.10008.1.1"
-#: Store requests outstanding proposed by default (a few objects cover the archive's time
-#: between receiving one and answering it).
-WINDOW = 4
+#: Store requests outstanding proposed by default: 16, what the lab's archive grants at most.
+#: A few objects cover the archive's time between receiving one and answering it; on a long
+#: path more keep TCP's window full (scripts/bench --only wan-dicom, a 100-object CT study on
+#: transcontinental-100m-80ms: window 4 6.6 s, window 16 5.9 s, bound 4.7 s).
+WINDOW = 16
 #: Transfer syntaxes proposed for Verification: Implicit and Explicit VR Little Endian.
 ECHO_SYNTAXES = ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1")
 

@@ -71,7 +71,7 @@ _DECODE_ERRORS = (ValueError, TypeError, KeyError, IndexError, NotImplementedErr
 #: C-STORE sub-operations outstanding proposed to a Move Destination (PS3.7 D.3.3.3): the next
 #: file is on its way while the destination stores the last; a destination that grants no
 #: window gets them one at a time.
-MOVE_WINDOW = 8
+MOVE_WINDOW = 16
 #: What a sub-association may fail with: refused, broken, timed out, TLS refused.
 _LINK_ERRORS = (PduError, OSError, TimeoutError)
 

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from lab.backends.fake import FakeBackend
+from lab.dicom import scu
 from lab.dicom.reports import SCU_REPORTS, Report, VerifyReport
 from lab.errors import LabError
 from lab.host.shell import Result
@@ -110,12 +111,12 @@ def test_a_run_builds_its_lab_runs_each_operation_in_order_and_takes_it_down(
 
 
 def test_rows_carry_the_window_granted_and_the_associations(tmp_path: Path) -> None:
-    """run proposes its window (default 4) and associations to each C-STORE; the store rows
+    """run proposes its window (the SCU's default) and associations to each C-STORE; the store rows
     carry what the SCU reports (the window the peer granted), the others 1 and 1."""
     backend = FakeBackend(responder=programs())
     rows = run.execute(options(tmp_path, backend, associations=5)).rows
     stores = [c for c in scu_calls(backend) if "store" in c]
-    assert stores and all("--window=4" in c and "--associations=5" in c for c in stores)
+    assert stores and all(f"--window={scu.WINDOW}" in c and "--associations=5" in c for c in stores)
     assert {(r.operation, r.window, r.associations) for r in rows} == {
         ("echo", 1, 1), ("store", 3, 5), ("find", 1, 1), ("move", 1, 1)}
     csv_rows = read_csv(tmp_path / "out" / "results.csv")

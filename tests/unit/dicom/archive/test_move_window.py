@@ -17,6 +17,7 @@ import pytest
 from pydicom.dataset import Dataset
 from pynetdicom.sop_class import CTImageStorage  # type: ignore[attr-defined]
 
+from lab.dicom.archive.qrscp import MOVE_WINDOW
 from lab.dicom.archive.store import Store
 from lab.dicom.ul import command as cmd
 from lab.dicom.ul import pdu
@@ -91,7 +92,7 @@ def _destination(listener: socket.socket, grant: int, total: int, seen: Seen) ->
     link.close()
 
 
-@pytest.mark.parametrize("grant", [1, 4, 8])
+@pytest.mark.parametrize("grant", [1, 4, 8, MOVE_WINDOW])
 def test_move_keeps_the_granted_window_full_and_delivers_each_object_once(
         tmp_path: Path, grant: int) -> None:
     seen = Seen()
@@ -114,7 +115,7 @@ def test_move_keeps_the_granted_window_full_and_delivers_each_object_once(
             part = read_part10(obj.path)
             body = obj.path.read_bytes()[part.offset:]
             expected[obj.sop_instance_uid] = [hashlib.sha256(body).hexdigest()]
-    assert seen.proposed == (8, 1)  # the archive's MOVE_WINDOW
+    assert seen.proposed == (MOVE_WINDOW, 1)
     full, rest = divmod(OBJECTS, grant)
     assert seen.outstanding == [grant] * full + ([rest] if rest else [])
     assert seen.digests == expected  # each object once, bit for bit as stored
