@@ -34,6 +34,7 @@ from lab.model.topology import Wan
 from lab.runtime import cleanup, lifecycle
 from lab.runtime import doctor as doc
 from lab.runtime.status import status_document
+from lab.study.objects import MODES as OBJECT_SECURITY
 from lab.study.run import RunOptions, execute
 
 
@@ -196,12 +197,21 @@ def doctor(as_json: bool) -> None:
               "'ipsec,esp=aes128gcm16,auth=cert' or 'ipsec,scope=host-to-host' or "
               "'tls,profile=extended'. Unsupported algorithms are refused before anything starts "
               "('teleradlab doctor' lists them).")
+@click.option("--object-security", type=click.Choice(OBJECT_SECURITY), default="none",
+              show_default=True, help="Protect the objects themselves (PS3.15), beside the "
+              "channel: sign (Digital Signatures, Base RSA, verified after C-STORE and C-MOVE), "
+              "deid (de-identified for the PACS's site, re-identified there and compared with "
+              "the originals), or sign+deid. Keys: each site's RSA credential from the lab CA.")
+@click.option("--courier", is_flag=True, help="Also carry each study on secure media (a DICOMDIR "
+              "of CMS-protected files, PS3.15 Annex D) from the modality's site to the PACS's: "
+              "export, import, verify, timed as a 'courier' row.")
 @wan_option()
 @_backend_option(default="netns", show_default=True, help="Backend of the lab built from "
                  "TOPOLOGY (a lab given with --lab keeps its own).")
 def run(topology: str | None, lab_name: str | None, modalities: str, objects: int | None,
         input_dir: Path | None, pdu: int, repeat: int, window: int, associations: int,
-        seed: int, out: Path | None, security: str | None, wan: Wan | None,
+        seed: int, out: Path | None, security: str | None, object_security: str,
+        courier: bool, wan: Wan | None,
         backend: str) -> None:
     """Run echo -> store -> find -> move between the sites, timed and verified.
 
@@ -224,7 +234,9 @@ def run(topology: str | None, lab_name: str | None, modalities: str, objects: in
     opts = RunOptions(topology=path, lab=lab_name, modalities=wanted, pdu=pdu,
                                  repeat=repeat, out=out, input_dir=input_dir, objects=objects,
                                  seed=seed, overrides=_overrides(security), wan=wan,
-                                 backend=backend, window=window, associations=associations)
+                                 backend=backend, object_security=object_security,
+                                 courier=courier, window=window,
+                                 associations=associations)
     with progress_of() as progress:
         try:
             result = execute(opts, progress)

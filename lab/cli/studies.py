@@ -51,11 +51,12 @@ def sweep(sweep_file: str, out_dir: Path | None, resume: bool, retry_failed: boo
     """Run every case of the sweep FILE (a YAML matrix, or a shipped name such as quick).
 
     One lab is built per topology, security and WAN profile and reused by every case that
-    differs only in PDU size or modality. Writes OUT/results.csv and OUT/results.parquet (one
-    table, with provenance columns) after every case, and OUT/state.json for --resume. A failing
-    case is recorded with its error and the sweep goes on; the exit status is 0 once every case
-    has been tried. Shipped: ipv6-vs-ipv4, ipv6-ipsec-algorithms, ipv4-tls-profiles,
-    ipsec-vs-tls-wan, quick, demo (what scripts/demo runs).
+    differs only in PDU size, modality or object security. Writes OUT/results.csv and
+    OUT/results.parquet (one table, with provenance columns) after every case, and
+    OUT/state.json for --resume. A failing case is recorded with its error and the sweep goes
+    on; the exit status is 0 once every case has been tried. Shipped: ipv6-vs-ipv4,
+    ipv6-ipsec-algorithms, ipv4-tls-profiles, ipsec-vs-tls-wan, quick, demo (what scripts/demo
+    runs), object-security.
     """
     if not list_only:
         lifecycle.require_root()  # before the file, as for up

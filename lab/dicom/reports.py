@@ -4,6 +4,9 @@ every field by construction (shared/design.md, "Decisions made once, carried as 
 
     python -m lab.dicom.scu echo|store|find|move   EchoReport, StoreReport, FindReport, MoveReport
     python -m lab.dicom.verify                     VerifyReport
+    python -m lab.dicom.objsec protect|check|export|import
+                                                   ProtectReport, CheckReport, ExportReport,
+                                                   ImportReport
     python -m lab.bench.tlsbulk serve              BulkListening, then BulkReport
 
 The models are plain dataclasses, so that a node program pays nothing to import them (each
@@ -23,21 +26,27 @@ Times are seconds (``perf_counter``); ``setup_seconds`` is the A-ASSOCIATE excha
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar, Literal, Self, TypeVar, overload
 
 from lab.errors import LabError
 
 __all__ = [
+    "OBJSEC_REPORTS",
     "REPORTS",
     "SCU_REPORTS",
     "BulkListening",
     "BulkReport",
+    "CheckReport",
     "EchoReport",
+    "ExportReport",
     "FindReport",
+    "ImportReport",
     "MoveFailure",
     "MoveReport",
+    "ObjectProblem",
     "Problem",
+    "ProtectReport",
     "Report",
     "ReportError",
     "ScuReport",
@@ -230,6 +239,69 @@ class VerifyReport(Report):
 
 
 @dataclass(kw_only=True)
+class ObjectProblem(Problem):
+    """A problem of object security: also the signed elements found missing, by name."""
+
+    elements: list[str] | None = None
+
+
+@dataclass(kw_only=True)
+class ObjsecReport(Report):
+    """What every ``lab.dicom.objsec`` step reports: the outcome and every problem (the object
+    and the element or the reason). Times are seconds summed over the study's objects."""
+
+    ok: bool
+    error: str | None = None
+    objects: int | None = None
+    problems: list[ObjectProblem] = field(default_factory=list)
+
+
+@dataclass(kw_only=True)
+class ProtectReport(ObjsecReport):
+    """``objsec protect``: the protected copies, their study's UID (new when de-identified)."""
+
+    REQUIRED = ("objects", "files", "study_uid", "sign_seconds", "deid_seconds")
+    files: list[str] | None = None
+    study_uid: str | None = None
+    sign_seconds: float | None = None
+    deid_seconds: float | None = None
+
+
+@dataclass(kw_only=True)
+class CheckReport(ObjsecReport):
+    """``objsec check``: signatures verified, objects re-identified and compared."""
+
+    REQUIRED = ("objects", "reidentified", "verify_seconds", "reid_seconds")
+    reidentified: int | None = None
+    verify_seconds: float | None = None
+    reid_seconds: float | None = None
+
+
+@dataclass(kw_only=True)
+class ExportReport(ObjsecReport):
+    """``objsec export``: the secure file-set written (its bytes, DICOMDIR included)."""
+
+    REQUIRED = ("objects", "bytes", "export_seconds")
+    bytes: int | None = None
+    export_seconds: float | None = None
+
+
+@dataclass(kw_only=True)
+class ImportReport(ObjsecReport):
+    """``objsec import``: the objects imported, who signed them, checked against the manifest."""
+
+    REQUIRED = ("objects", "signers", "import_seconds")
+    signers: list[str] | None = None
+    import_seconds: float | None = None
+
+
+#: The report of each step of ``lab.dicom.objsec``.
+OBJSEC_REPORTS: dict[str, type[ObjsecReport]] = {
+    "protect": ProtectReport, "check": CheckReport, "export": ExportReport,
+    "import": ImportReport}
+
+
+@dataclass(kw_only=True)
 class BulkListening(Report):
     """``lab.bench.tlsbulk serve``'s first line: it listens on this port."""
 
@@ -257,7 +329,7 @@ SCU_REPORTS: dict[str, type[ScuReport]] = {
 #: The report model of each program (or operation), by the name parse_report takes.
 REPORTS: dict[str, type[Report]] = {
     **SCU_REPORTS, "verify": VerifyReport, "tlsbulk-listening": BulkListening,
-    "tlsbulk": BulkReport}
+    "tlsbulk": BulkReport, **{f"objsec-{k}": v for k, v in OBJSEC_REPORTS.items()}}
 
 
 def parse_report(kind: str, line: str) -> Report:

@@ -25,10 +25,10 @@ class Row:
     """One timed DICOM operation."""
 
     topology: str
-    family: str  # ipv4 | ipv6
+    family: str  # ipv4 | ipv6 ('' for the courier: no network)
     backend: str  # netns | docker
     security: str  # none | ipsec | tls
-    operation: str  # echo | store | find | move
+    operation: str  # echo | store | find | move | courier (secure media, no network)
     modality: str  # CT, MR, ... ('' for echo)
     pdu: int  # maximum PDU length asked for (0 = unlimited)
     repetition: int
@@ -59,6 +59,15 @@ class Row:
     wan_jitter_ms: float = 0.0
     wan_loss_pct: float = 0.0
     wan_rate_mbit: float = 0.0  # bottleneck rate (0 = none)
+    # Object security (PS3.15 Annexes C, E) and secure media (Annex D), lab.study.objects; each
+    # time summed over the study's objects, reading and writing the files included (0 = not done):
+    object_security: str = "none"  # none | sign | deid | sign+deid
+    sign_seconds: float = 0.0  # sending site: sign every object (store and courier rows)
+    deid_seconds: float = 0.0  # sending site: de-identify every object (store and courier rows)
+    verify_seconds: float = 0.0  # receiving site: verify every signature (store and move rows)
+    reid_seconds: float = 0.0  # PACS's site: re-identify every object (store rows)
+    export_seconds: float = 0.0  # courier: write the secure file-set at the modality's site
+    import_seconds: float = 0.0  # courier: verify, decrypt and import it at the PACS's site
 
 
 COLUMNS = tuple(f.name for f in fields(Row))

@@ -5,7 +5,10 @@ The DICOM programs run inside the nodes (``python -m lab.dicom.scu`` on the moda
 verifier on the receiving node); the orchestrator only starts them and collects their JSON.
 Integrity and authenticity follow the paper's first measure: the sending site signs a manifest of
 SHA-256 digests with its key from the lab CA; the receiving site recomputes the digests and checks
-the signature, after C-STORE at the PACS and after C-MOVE back at the modality.
+the signature, after C-STORE at the PACS and after C-MOVE back at the modality. With
+``--object-security`` the objects themselves are signed and/or de-identified at the sending site
+and verified and re-identified at the receiving sites (PS3.15 Annexes C and E), and with
+``--courier`` carried on secure media too (Annex D): :mod:`lab.study.objects`.
 """
 
 from __future__ import annotations
@@ -35,7 +38,9 @@ from lab.runtime.services import tls_arguments
 from lab.security.ipsec.tunnel import IpsecState, read_state, sa_bytes, tunnel_probes
 from lab.security.pki.lab_pki import LabPki, ensure_lab_pki
 from lab.security.plan import Machine
-from lab.study.results import Row, provenance, wan_columns, write_csv, write_json
+from lab.study import objects
+from lab.study.record import write_record
+from lab.study.results import Row, wan_columns
 from lab.wan import apply as wan_apply
 from lab.wan import measure, userspace
 
@@ -59,6 +64,8 @@ class RunOptions:
     machine: Machine | None = None  # what the security plan may use (default: this machine)
     window: int = scu.WINDOW  # C-STORE requests outstanding proposed (lab.dicom.scu --window)
     associations: int = 1  # associations a C-STORE spreads the study over
+    object_security: str = "none"  # none | sign | deid | sign+deid (lab.study.objects)
+    courier: bool = False  # also carry each study on secure media (a 'courier' row)
 
 
 @dataclass(frozen=True)
@@ -66,7 +73,8 @@ class StudyData:
     modality: str
     study_uid: str
     files: tuple[Path, ...]
-    manifest: Path
+    manifest: Path  # the sender's signed manifest of these files, as they travel
+    originals: Path | None = None  # of the originals, when object security changed them
 
 
 @dataclass
@@ -159,7 +167,7 @@ class Runner:
                                "(was it built by this version?)")
         self.wan: dict[str, Any] = {}  # the Row's wan_* columns
 
-    def _program(self, node: str, module: str, kind: str, args: Sequence[str]) -> dict[str, Any]:
+    def program(self, node: str, module: str, kind: str, args: Sequence[str]) -> dict[str, Any]:
         """Run a node program and read its report (lab.dicom.reports: every field checked), as
         the document it printed."""
         argv = [sys.executable, "-m", module, *args]
@@ -174,7 +182,7 @@ class Runner:
         """Run the SCU in the modality; with IPsec, the ESP bytes the SA counted meanwhile."""
         host = self.topology.node(self.pacs).addresses(family)[0].ip
         before = sa_bytes(self.lab) if self.ipsec else 0
-        doc = self._program(self.modality, "lab.dicom.scu", operation,
+        doc = self.program(self.modality, "lab.dicom.scu", operation,
                             [operation, f"--host={host}", f"--port={self.lab.plan.pacs_port}",
                              f"--pdu={self.opts.pdu}", *self.tls, *args])
         if self.ipsec:
@@ -196,18 +204,21 @@ class Runner:
         return out
 
     def verify(self, node: str, store: Path, study: StudyData) -> dict[str, Any]:
-        return self._program(node, "lab.dicom.verify", "verify",
+        return self.program(node, "lab.dicom.verify", "verify",
                              [f"--manifest={study.manifest}", f"--ca={self.pki.ca_cert}",
                               f"--store={store}", f"--study={study.study_uid}"])
 
-    def row(self, family: Family, rep: int, op: str, study: StudyData | None,
-            doc: dict[str, Any], verified: str = "", objects: int = 0, size: int = 0) -> Row:
+    def row(self, family: Family | None, rep: int, op: str, study: StudyData | None,
+            doc: dict[str, Any], verified: str = "", objects: int = 0, size: int = 0,
+            costs: Mapping[str, float] | None = None) -> Row:
+        """One row; ``family`` None for the courier; ``costs`` the object-security columns."""
         seconds = float(doc.get("seconds", 0.0))
         detail = doc.get("error") or json.dumps(
             {k: v for k, v in doc.items() if k in ("status", "statuses", "failed", "completed",
                                                    "warning", "matches_found", "problems")})
         return Row(
-            topology=self.topology.name, family=family.value, backend=self.lab.backend.name,
+            topology=self.topology.name, family=family.value if family else "",
+            backend=self.lab.backend.name, object_security=self.opts.object_security,
             security=self.lab.plan.mode.value, operation=op,
             modality=study.modality if study else "", pdu=self.opts.pdu, repetition=rep,
             objects=objects, bytes=size, seconds=round(seconds, 6),
@@ -216,22 +227,34 @@ class Runner:
             ok=bool(doc.get("ok")) and verified != "no", detail=str(detail),
             window=int(doc.get("window", 1)), associations=int(doc.get("associations", 1)),
             **self.wan, **self.protection(doc),
+            **{k: round(v, 6) for k, v in (costs or {}).items()},  # type: ignore[arg-type]
         )
 
 
-def _verified(doc: dict[str, Any]) -> str:
-    return "yes" if doc.get("ok") else "no"
+def _checked(r: Runner, node: str, store: Path, study: StudyData,
+             doc: dict[str, Any]) -> tuple[dict[str, Any], str, dict[str, float]]:
+    """The transport check (signed manifest) and the object-security check of what ``node``
+    received: the row's document with every problem, its verdict, and the receiver's costs."""
+    check = r.verify(node, store, study)
+    objsec = objects.check(r, node, store, study)
+    problems = [*check.get("problems", []), *objsec.get("problems", [])]
+    ok = bool(check.get("ok")) and bool(objsec.get("ok", True))
+    costs: dict[str, float] = {k: float(objsec[k]) for k in ("verify_seconds", "reid_seconds")
+                               if k in objsec}
+    return {**doc, "problems": problems}, "yes" if ok else "no", costs
 
 
-def run_study(r: Runner, family: Family, rep: int, study: StudyData) -> list[Row]:
-    """C-STORE the study, verify at the PACS, C-FIND it, C-MOVE it back, verify at the modality."""
+def run_study(r: Runner, family: Family, rep: int, original: StudyData) -> list[Row]:
+    """Protect the study (object security), C-STORE it, verify at the PACS, C-FIND it, C-MOVE
+    it back, verify at the modality."""
+    study, costs = objects.protect(r, original, f"{rep}-{family.value}")
     size = sum(f.stat().st_size for f in study.files)
     rows = []
     doc = r.scu(family, "store", f"--window={r.opts.window}",
                 f"--associations={r.opts.associations}", *map(str, study.files))
-    check = r.verify(r.pacs, r.paths.node_data(r.pacs) / "store", study)
-    doc = {**doc, "problems": check.get("problems", [])}
-    rows.append(r.row(family, rep, "store", study, doc, _verified(check), len(study.files), size))
+    doc, verified, received = _checked(r, r.pacs, r.paths.node_data(r.pacs) / "store", study, doc)
+    rows.append(r.row(family, rep, "store", study, doc, verified, len(study.files), size,
+                      costs | received))
     doc = r.scu(family, "find", "--level=STUDY", f"--key=StudyInstanceUID={study.study_uid}",
                 "--key=PatientName=", "--key=NumberOfStudyRelatedInstances=")
     found = len(doc.get("matches", []))
@@ -240,10 +263,10 @@ def run_study(r: Runner, family: Family, rep: int, study: StudyData) -> list[Row
     dest = f"{MODALITY_AE}-V{family.version}"
     doc = r.scu(family, "move", "--level=STUDY", f"--key=StudyInstanceUID={study.study_uid}",
                 f"--dest={dest}")
-    check = r.verify(r.modality, r.paths.node_data(r.modality) / "received", study)
-    doc = {**doc, "problems": check.get("problems", [])}
-    rows.append(r.row(family, rep, "move", study, doc, _verified(check),
-                      int(doc.get("completed", 0)), size))
+    doc, verified, received = _checked(r, r.modality, r.paths.node_data(r.modality) / "received",
+                                       study, doc)
+    rows.append(r.row(family, rep, "move", study, doc, verified, int(doc.get("completed", 0)),
+                      size, received))
     return rows
 
 
@@ -252,6 +275,7 @@ def execute(opts: RunOptions, progress: Progress = no_progress,
     """Bring the lab up (or use ``opts.lab``), run, verify, write results, stop what we started."""
     if opts.topology is None and opts.lab is None:
         raise LabError("name a topology, or a running lab with --lab")
+    objects.steps(opts.object_security)  # a bad value fails before any lab comes up
     opts = replace(opts, out=opts.out.absolute())  # nodes get absolute paths
     own = opts.lab is None
     started = time.time()
@@ -284,6 +308,9 @@ def execute(opts: RunOptions, progress: Progress = no_progress,
                              f"({len(study.files)} objects)")
                     new += run_study(runner, family, rep, study)
                     _wan_alive(lab, runner)
+                if opts.courier and family is families[-1]:
+                    progress(f"repetition {rep}/{opts.repeat}: the courier (secure media)")
+                    new += [objects.courier(runner, rep, study) for study in studies]
                 for row in new:
                     if on_row:
                         on_row(row)
@@ -293,19 +320,11 @@ def execute(opts: RunOptions, progress: Progress = no_progress,
         raise
     finally:
         if opts.out.is_dir():
-            _write(opts, lab, result, started, error)
+            write_record(opts, lab, result, started, error)
         if own:
             progress("taking the lab down")
             lifecycle.down(lab.name, lab.paths.root, lab.backend, lab.paths.data_root)
     return result
-
-
-#: How the lab's DICOM stores keep what they receive, by the topology's archive.sync.
-STORE_PATHS = {
-    "none": "written to the page cache, no fsync (archive.sync none: safe from a crash of the "
-            "archive program, not from a power cut)",
-    "object": "fdatasync of every object before its C-STORE is answered (archive.sync object)",
-}
 
 
 def _attach(opts: RunOptions) -> Lab:
@@ -320,34 +339,6 @@ def _attach(opts: RunOptions) -> Lab:
 
 def _site_of(topology: Topology, role: Role) -> str:
     return str(topology.node(_node(topology, role)).site)
-
-
-def _write(opts: RunOptions, lab: Lab, result: RunResult, started: float,
-           error: str) -> None:
-    """Results so far (all of them, or those before a failure) and provenance, with the error."""
-    write_csv(opts.out / "results.csv", result.rows)
-    write_json(opts.out / "run.json", provenance({
-        "topology": lab.topology.name, "topology_file": lab.topology.source, "lab": lab.name,
-        "backend": lab.backend.name, "started": started, "finished": time.time(),
-        "data_paths": {"esp": _esp_description(lab),
-                       "wan": result.wan.get("path") or "unimpaired veth",
-                       "store": STORE_PATHS[lab.topology.archive_sync]},
-        "security": lab.plan.label, "wan": result.wan, "notes": result.notes,
-        "options": {k: str(v) for k, v in vars(opts).items()},
-        "skipped_inputs": [{"file": str(p), "reason": why} for p, why in result.skipped],
-        "rows": len(result.rows), "all_ok": result.ok and not error, "error": error,
-    }))
-
-
-def _esp_description(lab: Lab) -> Any:
-    ipsec = lab.plan.ipsec
-    state = read_state(lab.paths) if ipsec is not None else None
-    if ipsec is None or state is None:
-        return "none (DICOM TLS end to end)" if lab.plan.tls else "none (no IPsec)"
-    return {"path": ipsec.esp_path.value, "ike": state.ike_algorithms,
-            "esp": state.esp_algorithms, "ike_setup_seconds": state.setup_seconds,
-            "scope": ipsec.scope.value, "auth": ipsec.auth.value,
-            "carries_tls": ipsec.carries_tls}
 
 
 def _same_security(lab: Lab, opts: RunOptions) -> None:

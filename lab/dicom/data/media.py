@@ -13,8 +13,11 @@ The DICOMDIR (PS3.10 8.6, PS3.3 F) is made by pydicom's :class:`~pydicom.fileset
 the plain objects and then points at their secure files under the same File IDs. It stays in
 the clear — it is how a reader finds the files — so it shows the directory records' keys
 (Patient ID and Name, Study Date and ID, the UIDs); de-identify first
-(:mod:`lab.dicom.data.deid`) where even those must not travel. The plain objects exist only in
-a private temporary directory while the file-set is made.
+(:mod:`lab.dicom.data.deid`) where even those must not travel. A de-identified object leaves
+empty some keys its directory records need (Type 1 in PS3.3 F.5: Patient ID, Study Date, Study
+Time, Study ID; Table E.1-1 empties them): the records then hold the placeholders of
+:data:`RECORD_PLACEHOLDERS`, never the object, which goes on the medium byte for byte as given.
+The plain objects exist only in a private temporary directory while the file-set is made.
 
 :func:`import_fileset` reads the DICOMDIR's records and opens, verifies and decrypts every file
 they reference before writing anything: a file that is changed, signed outside the trusted CA,
@@ -42,6 +45,9 @@ from lab.dicom.data.cms import CmsError, envelope, open_envelope, sign_data, ver
 from lab.errors import LabError
 
 DICOMDIR = "DICOMDIR"
+#: What a directory record holds for a Type 1 key (PS3.3 F.5) the object leaves empty.
+RECORD_PLACEHOLDERS = {"PatientID": "DEIDENTIFIED", "StudyDate": "19000101",
+                       "StudyTime": "000000", "StudyID": "0"}
 
 
 class MediaError(LabError):
@@ -83,10 +89,16 @@ def export_study(sources: Iterable[Path], root: Path, *, key: rsa.RSAPrivateKey,
         raise MediaError(f"{root} is not empty: a file-set is written into a new directory")
     fileset = FileSet()
     fileset.ID = label[:16]
+    by_uid: dict[str, Path] = {}
     for path in paths:
         try:
-            fileset.add(dcmread(path))
-        except (OSError, InvalidDicomError, ValueError) as exc:
+            keys = dcmread(path)  # what the records are made from (placeholders filled in)
+            for keyword, placeholder in RECORD_PLACEHOLDERS.items():
+                if not keys.get(keyword):
+                    setattr(keys, keyword, placeholder)
+            by_uid[str(keys.SOPInstanceUID)] = path
+            fileset.add(keys)
+        except (OSError, InvalidDicomError, ValueError, AttributeError) as exc:
             raise MediaError(f"{path}: cannot be put on the medium: {exc}") from None
     root.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".fileset-", dir=root.parent))
@@ -97,7 +109,8 @@ def export_study(sources: Iterable[Path], root: Path, *, key: rsa.RSAPrivateKey,
             files = []
             for instance in FileSet(plain / DICOMDIR):
                 relative = Path(instance.path).relative_to(plain)
-                signed = sign_data(Path(instance.path).read_bytes(), key, certificate, digest)
+                source = by_uid[str(instance.SOPInstanceUID)]  # the object as given
+                signed = sign_data(source.read_bytes(), key, certificate, digest)
                 target = staging / relative
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(envelope(signed, recipients, cipher, inner="signed_data"))

@@ -178,11 +178,12 @@ class CA:
             .not_valid_after(min(not_after, ca_cert.not_valid_after_utc))
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(key_usage(usages, key), critical=True)
-            .add_extension(x509.ExtendedKeyUsage(ekus(usages)), critical=False)
             .add_extension(x509.SubjectAlternativeName(san(name, dns, ips)), critical=False)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
             .add_extension(aki(ca_cert, ca_key), critical=False)
         )
+        if ekus(usages):  # encipherment alone has none (an empty EKU is invalid, RFC 5280)
+            builder = builder.add_extension(x509.ExtendedKeyUsage(ekus(usages)), critical=False)
         cert = builder.sign(ca_key, hashes.SHA256())
         where = out_dir if out_dir is not None else self.dir
         cred = Credential(name, where / f"{name}.key", where / f"{name}.crt")

@@ -1,6 +1,6 @@
 """A lab's own PKI, made once per lab in its state directory: a CA, and per site a signing
-certificate (the key that signs the site's integrity manifests). Later users (IKE, DICOM TLS)
-add their certificates to the same CA."""
+certificate (the key that signs the site's integrity manifests). Later users (IKE, DICOM TLS,
+the PS3.15 object security of runs) add their certificates to the same CA."""
 
 from __future__ import annotations
 
@@ -34,6 +34,18 @@ class LabPki:
         return self.ca.issue(name, dns=[node.name], ips=[str(a.ip) for a in node.addresses()],
                              usages={"server", "client"},
                              key_type="rsa-2048" if rsa else "ecdsa-p256")
+
+
+    def objects(self, site: str) -> Credential:
+        """The RSA-2048 object credential of ``site`` (made on first use): it signs objects
+        (PS3.15 Annex C Base/Creator/Authorization RSA profiles) and receives what other sites
+        encrypt to it (Annex E Encrypted Attributes, Annex D secure media: RSA key transport),
+        hence digitalSignature, contentCommitment and keyEncipherment."""
+        name = f"objects-{site}"
+        d = self.ca.dir
+        if (d / f"{name}.key").exists() and (d / f"{name}.crt").exists():
+            return Credential(name, d / f"{name}.key", d / f"{name}.crt")
+        return self.ca.issue(name, usages={"signing", "encipherment"}, key_type="rsa-2048")
 
 
 def ensure_lab_pki(paths: LabPaths, topology: Topology) -> LabPki:

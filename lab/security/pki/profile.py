@@ -5,7 +5,10 @@
 - ``server`` / ``client``: serverAuth / clientAuth (RFC 5280 4.2.1.12), plus keyEncipherment for
   RSA keys (TLS 1.2 RSA key transport, RFC 5246 7.4.2);
 - ``ipsec``: digitalSignature and id-kp-ipsecIKE (RFC 4945 5.1.3.2, 5.1.3.12), plus serverAuth,
-  which strongSwan (and Windows peers) accept.
+  which strongSwan (and Windows peers) accept;
+- ``encipherment``: keyEncipherment, for an RSA key that CMS EnvelopedData encrypts content keys
+  to (RFC 3370 4.2.1, RFC 5280 4.2.1.3): a site's PS3.15 object credential, to which senders
+  de-identify (Annex E) and write secure media (Annex D). No extended key usage of its own.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from lab.errors import PkiError
 
 KeyType = Literal["ecdsa-p256", "rsa-2048", "rsa-3072"]
-Usage = Literal["server", "client", "ipsec", "signing"]
+Usage = Literal["server", "client", "ipsec", "signing", "encipherment"]
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 
 #: id-kp-documentSigning (RFC 9336 3.1); not among cryptography's named OIDs.
@@ -47,6 +50,7 @@ EKUS: dict[str, tuple[x509.ObjectIdentifier, ...]] = {
     "client": (ExtendedKeyUsageOID.CLIENT_AUTH,),
     "ipsec": (ExtendedKeyUsageOID.IPSEC_IKE, ExtendedKeyUsageOID.SERVER_AUTH),
     "signing": (DOCUMENT_SIGNING,),
+    "encipherment": (),
 }
 
 
@@ -86,8 +90,10 @@ def key_usage(usages: AbstractSet[Usage], key: PrivateKey) -> x509.KeyUsage:
     flags = ["digital_signature"]
     if "signing" in usages:
         flags.append("content_commitment")
-    if usages & {"server", "client"} and isinstance(key, rsa.RSAPrivateKey):
-        # TLS 1.2 RSA key transport (RFC 5246 7.4.2) encrypts to the certificate's RSA key.
+    if (usages & {"server", "client"} or "encipherment" in usages) and isinstance(
+            key, rsa.RSAPrivateKey):
+        # TLS 1.2 RSA key transport (RFC 5246 7.4.2) and CMS key transport (RFC 3370 4.2.1)
+        # encrypt to the certificate's RSA key.
         flags.append("key_encipherment")
     return key_usage_of(*flags)
 

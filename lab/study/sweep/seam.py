@@ -38,7 +38,9 @@ def up_options(case: Case) -> dict[str, Any]:
 def run_params(case: Case, spec: SweepSpec) -> dict[str, Any]:
     """Parameters of one ``teleradlab run`` on an existing lab (run.RunOptions fields)."""
     return {"modalities": (case.modality,), "pdu": case.pdu, "repeat": spec.repetitions,
-            "objects": spec.objects, "seed": spec.seed, "associations": case.associations}
+            "objects": spec.objects, "seed": spec.seed,
+            "object_security": case.object_security, "courier": spec.courier,
+            "associations": case.associations}
 
 
 def _wan_up_options(wan: str | None) -> dict[str, Any]:

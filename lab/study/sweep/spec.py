@@ -13,7 +13,10 @@ profiles it did not try::
       pdu: [0, 16384]                         # maximum PDU length (0 = unlimited), PS3.8 9.3
       modality: [CT, MR]
       wan: [none, dsl-20m-30ms]               # a WAN preset name; none = unimpaired
+      object_security: [none, sign, deid, sign+deid]   # PS3.15 on the objects (run
+                                              # --object-security); no lab of its own
       associations: [1, 4]                    # associations a C-STORE spreads a study over
+    courier: false                            # also carry every study on secure media
     repetitions: 3                            # of every case (run --repeat)
     objects: 4                                # objects per study (default: realistic sizes)
     seed: 0
@@ -36,6 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from lab import topology as topology_file
 from lab.dicom.data.generate import MODALITIES
+from lab.dicom.objsec import MODES as OBJECT_SECURITY
 from lab.errors import LabError, SweepError
 from lab.topology.schema import (
     SecuritySpec,
@@ -69,6 +73,16 @@ class MatrixSpec(_Strict):
             raise ValueError(f"associations are 1 to {MAX_ASSOCIATIONS}, got {bad}")
         return v
 
+    object_security: list[str] = Field(default=["none"], min_length=1)
+
+    @field_validator("object_security")
+    @classmethod
+    def _object_security(cls, v: list[str]) -> list[str]:
+        bad = [m for m in v if m not in OBJECT_SECURITY]
+        if bad:
+            raise ValueError(f"object security is one of {', '.join(OBJECT_SECURITY)}, got {bad}")
+        return v
+
     @field_validator("pdu")
     @classmethod
     def _pdu(cls, v: list[int]) -> list[int]:
@@ -100,13 +114,14 @@ class SweepSpec(_Strict):
     repetitions: int = Field(1, ge=1, le=1000)
     objects: int | None = Field(None, ge=1)
     seed: int = 0
+    courier: bool = False
 
 
 @dataclass(frozen=True)
 class Case:
     """One cell of the matrix. ``lab_key`` is what needs a lab of its own: cases sharing it run
-    on one lab, the others (PDU, modality, associations, repetitions) are parameters of a
-    run."""
+    on one lab, the others (PDU, modality, object security, associations, repetitions) are
+    parameters of a run."""
 
     index: int
     topology: Path
@@ -114,6 +129,7 @@ class Case:
     wan: str
     pdu: int
     modality: str
+    object_security: str = "none"
     associations: int = 1
 
     @property
@@ -146,12 +162,14 @@ class Case:
 
     @property
     def case_id(self) -> str:
-        """Stable across edits of the file (resuming matches cases by it), readable, and short;
-        one association leaves the id it had before that axis existed."""
-        more = () if self.associations == 1 else (f"assoc{self.associations}",)
+        """Stable across edits of the file (resuming matches cases by it), readable, and short."""
+        # object security 'none' and one association add nothing, so the cases of older sweeps
+        # keep their ids
+        extra = (() if self.object_security == "none" else (self.object_security,)) + (
+            () if self.associations == 1 else (f"assoc{self.associations}",))
         text = "_".join((self.topology.stem, self.security_label, self.wan, f"pdu{self.pdu}",
-                         self.modality, *more))
-        digest = hashlib.sha256("|".join((*self.lab_key, str(self.pdu), self.modality, *more))
+                         self.modality, *extra))
+        digest = hashlib.sha256("|".join((*self.lab_key, str(self.pdu), self.modality, *extra))
                                 .encode()).hexdigest()[:6]
         return re.sub(r"[^A-Za-z0-9_.-]+", "-", text)[:90] + f"_{digest}"
 
@@ -218,7 +236,7 @@ def parse(text: str, source: str = "<string>") -> Sweep:
     base = Path(source).parent
     topologies = [_topology(t, base, f"matrix.topology[{i}]", problems)
                   for i, t in enumerate(spec.matrix.topology)]
-    for axis in ("topology", "pdu", "modality", "wan", "associations"):
+    for axis in ("topology", "pdu", "modality", "wan", "object_security", "associations"):
         values = getattr(spec.matrix, axis)
         if len(set(values)) != len(values):
             problems.append(f"matrix.{axis}: repeated values {values!r}")
@@ -226,8 +244,8 @@ def parse(text: str, source: str = "<string>") -> Sweep:
         raise SweepError(source, problems)
     m = spec.matrix
     cells = product([t for t in topologies if t], m.security, m.wan, m.pdu, m.modality,
-                    m.associations)
-    cases = tuple(Case(i, t, s, w, p, mod, n) for i, (t, s, w, p, mod, n) in enumerate(cells))
+                    m.object_security, m.associations)
+    cases = tuple(Case(i, *cell) for i, cell in enumerate(cells))
     return Sweep(Path(source).stem, source, spec, cases)
 
 

@@ -12,6 +12,7 @@ from pydicom import dcmread
 from pydicom.fileset import FileSet
 
 from lab.dicom.data.cms import envelope, sign_data
+from lab.dicom.data.deid import Deidentifier, deidentify_file
 from lab.dicom.data.generate import generate_study
 from lab.dicom.data.media import Exported, MediaError, export_study, import_fileset
 
@@ -122,3 +123,22 @@ def _uid(exported: Exported, index: int) -> str:
     records = list(FileSet(exported.root / "DICOMDIR"))
     by_path = {Path(r.path).relative_to(exported.root.resolve()): r for r in records}
     return str(by_path[exported.files[index]].SOPInstanceUID)
+
+
+def test_a_de_identified_study_goes_on_media_byte_for_byte(tmp_path: Path, modality_a: Site,
+                                                          pacs_b: Site) -> None:
+    """Table E.1-1 empties Type 1 keys of the directory records (Study Date, Time, ID): the
+    records get placeholders, the objects travel unchanged."""
+    study = generate_study("CT", tmp_path / "study", objects=2)
+    session = Deidentifier((pacs_b.cert,))
+    deid = [tmp_path / "deid" / f.name for f in study.files]
+    for src, dst in zip(study.files, deid, strict=True):
+        deidentify_file(src, dst, session)
+    assert not dcmread(deid[0]).get("StudyID") and not dcmread(deid[0]).get("StudyDate")
+    exported = export_study(deid, tmp_path / "fs", key=modality_a.key,
+                            certificate=modality_a.cert, recipients=[pacs_b.cert])
+    [record] = [r for r in dcmread(exported.root / "DICOMDIR").DirectoryRecordSequence
+                if r.DirectoryRecordType == "STUDY"]
+    assert (record.StudyDate, record.StudyTime, record.StudyID) == ("19000101", "000000", "0")
+    imported = _import(exported.root, tmp_path / "in", pacs_b, modality_a)
+    assert sorted(p.read_bytes() for p in imported) == sorted(p.read_bytes() for p in deid)

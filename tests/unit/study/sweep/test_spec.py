@@ -15,7 +15,7 @@ from lab.study.sweep import seam, spec
 from lab.study.sweep.runner import groups
 
 SHIPPED = {"quick", "ipv6-vs-ipv4", "ipv6-ipsec-algorithms", "ipv4-tls-profiles",
-           "ipsec-vs-tls-wan", "demo"}
+           "ipsec-vs-tls-wan", "demo", "object-security"}
 
 
 def _doc(**matrix: Any) -> dict[str, Any]:
@@ -36,9 +36,11 @@ def test_every_shipped_sweep_expands_into_its_matrix() -> None:
         sw = spec.load(spec.resolve_path(name))
         m = sw.spec.matrix
         assert len(sw.cases) == (len(m.topology) * len(m.security) * len(m.pdu)
-                                 * len(m.modality) * len(m.wan) * len(m.associations))
+                                 * len(m.modality) * len(m.wan) * len(m.object_security)
+                                 * len(m.associations))
         assert len({c.case_id for c in sw.cases}) == len(sw.cases), name
-        # One lab per (topology, security, WAN): PDU and modality never force a rebuild.
+        # One lab per (topology, security, WAN): PDU, modality and object security never force
+        # a rebuild.
         assert len(groups(sw.cases)) == len(m.topology) * len(m.security) * len(m.wan)
 
 
@@ -86,6 +88,11 @@ def test_case_ids_are_stable_and_groups_keep_matrix_order() -> None:
     (_doc(associations=[0]), "matrix.associations"),
     (_doc(associations=[1, 1]), "matrix.associations: repeated values"),
     (_doc(associations=["2"]), "matrix.associations"),
+    (_doc(object_security=["encrypt"]), "matrix.object_security: Value error, object security "
+     "is one of none, sign, deid, sign+deid, got ['encrypt']"),
+    (_doc(object_security=["sign", "sign"]), "matrix.object_security: repeated values"),
+    (_doc(object_security="sign"), "matrix.object_security"),
+    ({**_doc(), "courier": "yes"}, "courier"),
     ({**_doc(), "repetitions": 0}, "repetitions"),
     ({"description": "no matrix"}, "matrix: required key is missing"),
 ])
@@ -115,7 +122,22 @@ def test_the_seam_splits_up_and_run_options() -> None:
     assert up["security"] == {"mode": "ipsec", "ipsec": {"esp": "aes128gcm16-ecp256"}}
     assert up["wan"] == "dsl-20m-30ms" and up["topology"].name == "ipv4.yaml"
     assert seam.run_params(case, sw.spec) == {"modalities": ("MR",), "pdu": 16384, "repeat": 2,
-                                              "objects": None, "seed": 0, "associations": 1}
+                                              "objects": None, "seed": 0,
+                                              "object_security": "none", "courier": False,
+                                              "associations": 1}
+
+
+def test_object_security_is_an_axis_of_runs_on_one_lab() -> None:
+    sw = _parse({**_doc(object_security=["none", "sign", "deid", "sign+deid"],
+                        security=[{"mode": "none"}, {"mode": "tls"}]), "courier": True})
+    assert [c.object_security for c in sw.cases[:4]] == ["none", "sign", "deid", "sign+deid"]
+    assert [len(g) for g in groups(sw.cases)] == [4, 4]
+    assert len({c.case_id for c in sw.cases}) == 8
+    assert seam.run_params(sw.cases[3], sw.spec)["object_security"] == "sign+deid"
+    assert seam.run_params(sw.cases[3], sw.spec)["courier"] is True
+    # a case without object security keeps the id it had before the axis existed
+    assert not sw.cases[0].case_id.split("_")[-2].endswith("none")
+    assert "sign-deid" in sw.cases[3].case_id
 
 
 def test_associations_are_a_run_parameter_sharing_the_lab() -> None:
