@@ -17,6 +17,10 @@ ratio, never asserted in unit tests (these machines are noisy).
   configurations only, ``--security-lab`` names the lab it builds.
 - sweep: the shipped quick sweep, total time and per-case overhead (lab.bench.sweep).
 - wan: WAN fidelity on the path in use and the userspace emulator's capacity (lab.bench.wan).
+- wan-dicom: a 100-object CT study across each WAN preset, DCMTK against the lab with and
+  without a window and with parallel associations, each against the path's bound, and the
+  lab's C-MOVE against its C-STORE (lab.bench.wan_dicom); ``--wan-preset`` and ``--objects``
+  narrow it, ``--wan-dicom-lab`` names its lab. Not in the default set (it takes minutes).
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ from lab.bench.security import LAB, bench_security, print_security, select_cases
 from lab.bench.store import bench_store, print_store
 from lab.bench.sweep import print_sweep
 from lab.bench.wan import print_wan
+from lab.bench.wan_dicom import LAB as WAN_DICOM_LAB
+from lab.bench.wan_dicom import OBJECTS, PRESETS, bench_wan_dicom, print_heading, print_preset
 from lab.errors import LabError
 from lab.runtime import lifecycle
 from lab.topology import resolve_path
@@ -100,13 +106,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--topology", default="ipv6",
                         help="two-site lab of the lifecycle benchmark (ipv6)")
     parser.add_argument("--only", choices=("lifecycle", "store", "security", "sweep", "wan",
-                                           "docker"),
+                                           "docker", "wan-dicom"),
                         help="run one benchmark (default: all)")
     parser.add_argument("--case", action="append", default=[], metavar="TEXT",
                         help="security: run only the configurations whose label contains TEXT "
                         "(repeatable), e.g. --case 'tls aes' --case aes128-sha256")
     parser.add_argument("--security-lab", default=LAB, metavar="NAME",
                         help=f"security: name of the lab it builds (default {LAB})")
+    parser.add_argument("--wan-preset", action="append", choices=PRESETS, default=[],
+                        help="wan-dicom: this preset only (repeatable; default all)")
+    parser.add_argument("--objects", type=int, default=OBJECTS,
+                        help="wan-dicom: objects of the CT study (default %(default)s)")
+    parser.add_argument("--wan-dicom-lab", default=WAN_DICOM_LAB, metavar="NAME",
+                        help=f"wan-dicom: name of the lab it builds (default {WAN_DICOM_LAB})")
     args = parser.parse_args(argv)
     if args.repeat is not None and args.repeat < 1:
         parser.error("--repeat must be at least 1")
@@ -130,6 +142,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             print_wan(lambda msg: print(f"  … {msg}", file=sys.stderr))
         if args.only in (None, "docker"):
             print_backends(args.topology, args.repeat or 3)
+        if args.only == "wan-dicom":
+            print_heading(args.objects)
+            bench_wan_dicom(args.wan_preset or PRESETS, args.objects, args.wan_dicom_lab,
+                            lambda msg: print(f"  … {msg}", file=sys.stderr, flush=True),
+                            print_preset)
     except LabError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

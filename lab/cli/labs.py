@@ -26,6 +26,7 @@ from lab.cli.output import (
     topology_table,
 )
 from lab.cli.wan import wan_option
+from lab.dicom import scu
 from lab.dicom.data.generate import MODALITIES
 from lab.errors import LabError, LabExistsError
 from lab.host import shell
@@ -183,6 +184,11 @@ def doctor(as_json: bool) -> None:
               help="Maximum PDU length, 16384 and up, or 0 for unlimited.")
 @click.option("--repeat", type=click.IntRange(min=1), default=1, show_default=True,
               help="Repetitions of the whole echo/store/find/move sequence.")
+@click.option("--window", type=click.IntRange(min=0), default=scu.WINDOW, show_default=True,
+              help="C-STORE requests outstanding proposed per association (Asynchronous "
+              "Operations Window, PS3.7 D.3.3.3; 1 = one at a time, 0 = the peer's limit).")
+@click.option("--associations", type=click.IntRange(min=1, max=64), default=1,
+              show_default=True, help="Associations each study's C-STORE is spread over.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the generator.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Results folder (default: results/<topology>-<time>).")
@@ -203,8 +209,9 @@ def doctor(as_json: bool) -> None:
 @_backend_option(default="netns", show_default=True, help="Backend of the lab built from "
                  "TOPOLOGY (a lab given with --lab keeps its own).")
 def run(topology: str | None, lab_name: str | None, modalities: str, objects: int | None,
-        input_dir: Path | None, pdu: int, repeat: int, seed: int, out: Path | None,
-        security: str | None, object_security: str, courier: bool, wan: Wan | None,
+        input_dir: Path | None, pdu: int, repeat: int, window: int, associations: int,
+        seed: int, out: Path | None, security: str | None, object_security: str,
+        courier: bool, wan: Wan | None,
         backend: str) -> None:
     """Run echo -> store -> find -> move between the sites, timed and verified.
 
@@ -228,7 +235,8 @@ def run(topology: str | None, lab_name: str | None, modalities: str, objects: in
                                  repeat=repeat, out=out, input_dir=input_dir, objects=objects,
                                  seed=seed, overrides=_overrides(security), wan=wan,
                                  backend=backend, object_security=object_security,
-                                 courier=courier)
+                                 courier=courier, window=window,
+                                 associations=associations)
     with progress_of() as progress:
         try:
             result = execute(opts, progress)

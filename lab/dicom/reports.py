@@ -147,8 +147,10 @@ class EchoReport(ScuReport):
 
 @dataclass(kw_only=True)
 class StoreReport(ScuReport):
-    """C-STORE of a set of files on one association (PS3.4 B): how many statuses of each kind
-    (``0x0000``, ..., ``none`` when no response came) and the files not stored."""
+    """C-STORE of a set of files (PS3.4 B) over ``associations`` associations at once: how
+    many statuses of each kind (``0x0000``, ..., ``none`` when no response came), the files not
+    stored, and the Asynchronous Operations Window the peer granted (PS3.7 D.3.3.3: requests
+    outstanding per association, the smallest over them; 1 = one at a time, 0 = no limit)."""
 
     REQUIRED = ("objects", "bytes", "setup_seconds", "seconds", "statuses", "failed", *_TLS)
     operation: Literal["store"]
@@ -156,6 +158,8 @@ class StoreReport(ScuReport):
     bytes: int | None = None
     statuses: dict[str, int] | None = None
     failed: list[str] | None = None
+    window: int | None = None
+    associations: int | None = None
 
 
 @dataclass(kw_only=True)

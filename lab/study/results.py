@@ -40,6 +40,9 @@ class Row:
     verified: str  # 'yes' | 'no' | '' (not applicable); integrity + authenticity at the receiver
     ok: bool
     detail: str  # status codes, mismatches or the error
+    # How the C-STORE used the path (store rows; 1 and 1 for the other operations):
+    window: int = 1  # requests outstanding granted per association (PS3.7 D.3.3.3; 0 = no limit)
+    associations: int = 1  # associations the study was spread over at once
     # What protected and shaped the path (filled in by the security and WAN layers):
     security_profile: str = ""  # TLS profile name, or the IPsec proposal (e.g. aes256gcm16-...)
     esp_path: str = ""  # kernel | libipsec ('' without IPsec)

@@ -23,7 +23,7 @@ from typing import Any
 
 from lab import topology as topology_file
 from lab.backends.base import Backend, Lab, Progress, no_progress
-from lab.dicom import MODALITY_AE
+from lab.dicom import MODALITY_AE, scu
 from lab.dicom.data.generate import generate_study, load_folder
 from lab.dicom.data.integrity import build_manifest, sign_manifest, write_signed
 from lab.dicom.reports import ReportError, parse_output
@@ -62,6 +62,8 @@ class RunOptions:
     root: Path = RUN_ROOT  # where lab records live (tests use their own)
     data_root: Path = DATA_ROOT
     machine: Machine | None = None  # what the security plan may use (default: this machine)
+    window: int = scu.WINDOW  # C-STORE requests outstanding proposed (lab.dicom.scu --window)
+    associations: int = 1  # associations a C-STORE spreads the study over
     object_security: str = "none"  # none | sign | deid | sign+deid (lab.study.objects)
     courier: bool = False  # also carry each study on secure media (a 'courier' row)
 
@@ -223,6 +225,7 @@ class Runner:
             mbytes_per_s=round(size / seconds / 1e6, 3) if seconds > 0 and size else 0.0,
             setup_seconds=round(float(doc.get("setup_seconds", 0.0)), 6), verified=verified,
             ok=bool(doc.get("ok")) and verified != "no", detail=str(detail),
+            window=int(doc.get("window", 1)), associations=int(doc.get("associations", 1)),
             **self.wan, **self.protection(doc),
             **{k: round(v, 6) for k, v in (costs or {}).items()},  # type: ignore[arg-type]
         )
@@ -247,7 +250,8 @@ def run_study(r: Runner, family: Family, rep: int, original: StudyData) -> list[
     study, costs = objects.protect(r, original, f"{rep}-{family.value}")
     size = sum(f.stat().st_size for f in study.files)
     rows = []
-    doc = r.scu(family, "store", *map(str, study.files))
+    doc = r.scu(family, "store", f"--window={r.opts.window}",
+                f"--associations={r.opts.associations}", *map(str, study.files))
     doc, verified, received = _checked(r, r.pacs, r.paths.node_data(r.pacs) / "store", study, doc)
     rows.append(r.row(family, rep, "store", study, doc, verified, len(study.files), size,
                       costs | received))

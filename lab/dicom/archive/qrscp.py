@@ -9,7 +9,9 @@ cannot be decoded or matched is answered with a failure status (PS3.4 C.4.1.1.4,
 never with an exception. C-MOVE sub-operations are C-STOREs of the stored files as they are
 (bit for bit, never decoded or re-encoded), over one association to the Move Destination
 opened with the lab's requestor (:mod:`lab.dicom.ul.requestor`), over TLS when the archive serves
-TLS (PS3.15 Annex B). A pending response reports the counts after every sub-operation.
+TLS (PS3.15 Annex B), with up to :data:`MOVE_WINDOW` of them outstanding when the destination
+grants an Asynchronous Operations Window (PS3.7 D.3.3.3). A pending response reports the counts
+after every sub-operation.
 """
 
 from __future__ import annotations
@@ -66,6 +68,10 @@ UNABLE_TO_PERFORM_SUBOPS = 0xA702
 #: What pydicom may raise on a hostile identifier, as it decodes lazily.
 _DECODE_ERRORS = (ValueError, TypeError, KeyError, IndexError, NotImplementedError,
                   OverflowError, AttributeError, EOFError, struct.error, zlib.error)
+#: C-STORE sub-operations outstanding proposed to a Move Destination (PS3.7 D.3.3.3): the next
+#: file is on its way while the destination stores the last; a destination that grants no
+#: window gets them one at a time.
+MOVE_WINDOW = 16
 #: What a sub-association may fail with: refused, broken, timed out, TLS refused.
 _LINK_ERRORS = (PduError, OSError, TimeoutError)
 
@@ -114,8 +120,9 @@ class QueryService:
 
     def __init__(self, store: Store, destinations: Mapping[str, tuple[str, int]], *,
                  ae_title: str, tls_client: ssl.SSLContext | None = None,
-                 timeout: float = 60.0, max_pdu: int = 0) -> None:
+                 timeout: float = 60.0, max_pdu: int = 0, window: int = MOVE_WINDOW) -> None:
         self.store = store
+        self.window = window
         self.destinations = dict(destinations)
         self.ae_title = ae_title
         self.tls_client = tls_client
@@ -205,7 +212,8 @@ class _Move:
         assoc, _ = open_association(
             self.dest[0], self.dest[1], called=self.rq.move_destination,
             calling=service.ae_title, contexts=[(c, [t]) for c, t in contexts],
-            max_pdu=service.max_pdu, timeout=service.timeout, tls=service.tls_client)
+            max_pdu=service.max_pdu, timeout=service.timeout, tls=service.tls_client,
+            window=service.window)
         return assoc
 
     def run(self) -> Iterator[Reply]:
@@ -221,38 +229,48 @@ class _Move:
                 self.failed += [o.sop_instance_uid for o in batch + todo]
                 break
             try:
-                for n, obj in enumerate(batch):
-                    if not self._store(assoc, obj):
-                        self.failed += [o.sop_instance_uid for o in batch[n:] + todo]
-                        todo = []
-                        break
+                for _ in self._stores(assoc, batch):
                     yield Reply(PENDING, counts=self.counts(
                         len(self.objects) - self.completed - self.warning - len(self.failed)))
+            except _LINK_ERRORS as exc:
+                log.warning("C-MOVE: sub-association broke: %s", exc)
+                self.failed += [o.sop_instance_uid for o in todo]
+                todo = []
             finally:
                 with contextlib.suppress(*_LINK_ERRORS):
                     assoc.release()
         yield self._final()
 
-    def _store(self, assoc: Requestor, obj: StoredObject) -> bool:
-        """One sub-operation, counted; False if the sub-association broke (the object is
-        then not counted: the caller counts it failed with the rest)."""
-        message_id = 1 + self.completed + self.warning + len(self.failed)
+    def _stores(self, assoc: Requestor, batch: list[StoredObject]) -> Iterator[None]:
+        """The batch's sub-operations, up to the window granted outstanding (PS3.7 D.3.3.3),
+        each file sent as stored; yields as each one is counted. If the sub-association
+        breaks, the objects not answered yet are counted failed and the error raised."""
+        files, sent = [], []
+        for obj in batch:
+            try:
+                files.append(read_part10(obj.path))
+                sent.append(obj)
+            except ValueError as exc:  # the file went away or is not Part 10 any more
+                log.warning("C-MOVE: cannot send %s: %s", obj.sop_instance_uid, exc)
+                self.failed.append(obj.sop_instance_uid)
+                yield None
+        answered: set[int] = set()
         try:
-            status = assoc.store_status(read_part10(obj.path), message_id & 0xFFFF,
-                                        self.service.max_pdu)
-        except ValueError as exc:  # the file went away or is not Part 10 any more
-            log.warning("C-MOVE: cannot send %s: %s", obj.sop_instance_uid, exc)
-            status = -1
-        except _LINK_ERRORS as exc:
-            log.warning("C-MOVE: sub-association broke: %s", exc)
-            return False
+            for index, status in assoc.store_each(files, self.service.max_pdu):
+                answered.add(index)
+                self._count(sent[index], status)
+                yield None
+        except _LINK_ERRORS:
+            self.failed += [o.sop_instance_uid for n, o in enumerate(sent) if n not in answered]
+            raise
+
+    def _count(self, obj: StoredObject, status: int) -> None:
         if status == SUCCESS:
             self.completed += 1
         elif status >> 12 == 0xB:
             self.warning += 1
         else:
             self.failed.append(obj.sop_instance_uid)
-        return True
 
     def _final(self) -> Reply:
         """The final response (PS3.4 C.4.2.1.5, C.4.2.3.1): success, a warning when some

@@ -15,7 +15,7 @@ import contextlib
 import socket
 import struct
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from io import BufferedReader
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
@@ -182,31 +182,40 @@ class Requestor:
         return cmd.us(self.store(obj, message_id, max_pdu), cmd.STATUS)
 
     def store_all(self, objects: Sequence[Part10], max_pdu: int) -> list[int]:
-        """C-STORE each file, with up to :attr:`window` requests outstanding (PS3.7 D.3.3.3):
-        the next object goes out while the archive stores the one before, so neither end
-        waits for the other between objects. The statuses in the order of ``objects`` (-1 for
-        a file no accepted context fits). Message IDs are 1, 2, ... (modulo 65535), each
-        response matched to its request by Message ID Being Responded To (PS3.7 9.3.1.2)."""
+        """C-STORE each file (:meth:`store_each`); the statuses in the order of ``objects``
+        (-1 for a file no accepted context fits)."""
         statuses = [-1] * len(objects)
+        for index, status in self.store_each(objects, max_pdu):
+            statuses[index] = status
+        return statuses
+
+    def store_each(self, objects: Sequence[Part10], max_pdu: int,
+                   ) -> Iterator[tuple[int, int]]:
+        """C-STORE each file, with up to :attr:`window` requests outstanding (PS3.7 D.3.3.3):
+        the next object goes out while the peer stores the one before, so neither end waits
+        for the other between objects. Yields (index in ``objects``, status) as each response
+        arrives (-1 at once for a file no accepted context fits). Message IDs are 1, 2, ...
+        (modulo 65535), each response matched to its request by Message ID Being Responded To
+        (PS3.7 9.3.1.2)."""
         outstanding: dict[int, int] = {}  # message id: index in objects
         for index, obj in enumerate(objects):
             if self.context_for(obj.sop_class, obj.transfer_syntax) is None:
+                yield index, -1
                 continue
             while self.window and len(outstanding) >= self.window:
-                self._collect(outstanding, statuses)
+                yield self._collect(outstanding)
             message_id = index % 65535 + 1
             self._send_store(obj, message_id, max_pdu)
             outstanding[message_id] = index
         while outstanding:
-            self._collect(outstanding, statuses)
-        return statuses
+            yield self._collect(outstanding)
 
-    def _collect(self, outstanding: dict[int, int], statuses: list[int]) -> None:
+    def _collect(self, outstanding: dict[int, int]) -> tuple[int, int]:
         fields = self._response()
         answered = cmd.us(fields, cmd.RESPONDED_TO)
         if answered not in outstanding:
             raise AssociationError(f"a response to message {answered}, which is not outstanding")
-        statuses[outstanding.pop(answered)] = cmd.us(fields, cmd.STATUS)
+        return outstanding.pop(answered), cmd.us(fields, cmd.STATUS)
 
     def _send_store(self, obj: Part10, message_id: int, max_pdu: int) -> None:
         """A C-STORE-RQ and its dataset, straight from the file: the command's PDUs and the

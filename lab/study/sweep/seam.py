@@ -2,9 +2,9 @@
 
 A case becomes two plain dicts: ``up`` (what needs a lab of its own: topology, its security
 section in the topology's own shape, WAN profile) and ``run`` (parameters of ``teleradlab run`` on
-that lab: PDU, modality,
-repetitions...). :func:`build_lab` and :func:`run_case` are the only places that turn them into
-calls, so wiring in a new feature of ``up`` or ``run`` means editing this module alone.
+that lab: PDU, modality, associations, repetitions...). :func:`build_lab` and :func:`run_case`
+are the only places that turn them into calls, so wiring in a new feature of ``up`` or ``run``
+means editing this module alone.
 
 A case whose choices this machine cannot do (a malformed proposal, a TLS profile the local
 OpenSSL lacks) fails here, before anything is created, with the schema's or ``up``'s own words;
@@ -39,7 +39,8 @@ def run_params(case: Case, spec: SweepSpec) -> dict[str, Any]:
     """Parameters of one ``teleradlab run`` on an existing lab (run.RunOptions fields)."""
     return {"modalities": (case.modality,), "pdu": case.pdu, "repeat": spec.repetitions,
             "objects": spec.objects, "seed": spec.seed,
-            "object_security": case.object_security, "courier": spec.courier}
+            "object_security": case.object_security, "courier": spec.courier,
+            "associations": case.associations}
 
 
 def _wan_up_options(wan: str | None) -> dict[str, Any]:

@@ -15,6 +15,7 @@ profiles it did not try::
       wan: [none, dsl-20m-30ms]               # a WAN preset name; none = unimpaired
       object_security: [none, sign, deid, sign+deid]   # PS3.15 on the objects (run
                                               # --object-security); no lab of its own
+      associations: [1, 4]                    # associations a C-STORE spreads a study over
     courier: false                            # also carry every study on secure media
     repetitions: 3                            # of every case (run --repeat)
     objects: 4                                # objects per study (default: realistic sizes)
@@ -47,6 +48,8 @@ from lab.topology.schema import (
     security_problems,
 )
 
+#: Most associations a case may spread a C-STORE over (the archive serves 64 at once).
+MAX_ASSOCIATIONS = 32
 WAN_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9.-]*$")
 
 
@@ -60,6 +63,16 @@ class MatrixSpec(_Strict):
     pdu: list[int] = Field(default=[0], min_length=1)
     modality: list[str] = Field(default=["CT"], min_length=1)
     wan: list[str] = Field(default=["none"], min_length=1)
+    associations: list[int] = Field(default=[1], min_length=1)
+
+    @field_validator("associations")
+    @classmethod
+    def _associations(cls, v: list[int]) -> list[int]:
+        bad = [n for n in v if not 1 <= n <= MAX_ASSOCIATIONS]
+        if bad:
+            raise ValueError(f"associations are 1 to {MAX_ASSOCIATIONS}, got {bad}")
+        return v
+
     object_security: list[str] = Field(default=["none"], min_length=1)
 
     @field_validator("object_security")
@@ -107,8 +120,8 @@ class SweepSpec(_Strict):
 @dataclass(frozen=True)
 class Case:
     """One cell of the matrix. ``lab_key`` is what needs a lab of its own: cases sharing it run
-    on one lab, the others (PDU, modality, object security, repetitions) are parameters of a
-    run."""
+    on one lab, the others (PDU, modality, object security, associations, repetitions) are
+    parameters of a run."""
 
     index: int
     topology: Path
@@ -117,6 +130,7 @@ class Case:
     pdu: int
     modality: str
     object_security: str = "none"
+    associations: int = 1
 
     @property
     def security_section(self) -> dict[str, Any]:
@@ -149,8 +163,10 @@ class Case:
     @property
     def case_id(self) -> str:
         """Stable across edits of the file (resuming matches cases by it), readable, and short."""
-        # object security 'none' adds nothing, so the cases of older sweeps keep their ids
-        extra = () if self.object_security == "none" else (self.object_security,)
+        # object security 'none' and one association add nothing, so the cases of older sweeps
+        # keep their ids
+        extra = (() if self.object_security == "none" else (self.object_security,)) + (
+            () if self.associations == 1 else (f"assoc{self.associations}",))
         text = "_".join((self.topology.stem, self.security_label, self.wan, f"pdu{self.pdu}",
                          self.modality, *extra))
         digest = hashlib.sha256("|".join((*self.lab_key, str(self.pdu), self.modality, *extra))
@@ -220,7 +236,7 @@ def parse(text: str, source: str = "<string>") -> Sweep:
     base = Path(source).parent
     topologies = [_topology(t, base, f"matrix.topology[{i}]", problems)
                   for i, t in enumerate(spec.matrix.topology)]
-    for axis in ("topology", "pdu", "modality", "wan", "object_security"):
+    for axis in ("topology", "pdu", "modality", "wan", "object_security", "associations"):
         values = getattr(spec.matrix, axis)
         if len(set(values)) != len(values):
             problems.append(f"matrix.{axis}: repeated values {values!r}")
@@ -228,7 +244,7 @@ def parse(text: str, source: str = "<string>") -> Sweep:
         raise SweepError(source, problems)
     m = spec.matrix
     cells = product([t for t in topologies if t], m.security, m.wan, m.pdu, m.modality,
-                    m.object_security)
+                    m.object_security, m.associations)
     cases = tuple(Case(i, *cell) for i, cell in enumerate(cells))
     return Sweep(Path(source).stem, source, spec, cases)
 

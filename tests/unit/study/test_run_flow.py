@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from lab.backends.fake import FakeBackend
+from lab.dicom import scu
 from lab.dicom.reports import SCU_REPORTS, Report, VerifyReport
 from lab.errors import LabError
 from lab.host.shell import Result
@@ -45,7 +46,9 @@ def programs(*, verify_ok: Callable[[str], bool] = lambda _node: True,
             extra: dict[str, Any] = {
                 "echo": {"status": 0},
                 "store": {"objects": len(files), "bytes": 1000 * len(files),
-                          "statuses": {"0x0000": len(files)}, "failed": []},
+                          "statuses": {"0x0000": len(files)}, "failed": [],
+                          **_asked(argv, "window", lambda w: min(w, 3)),
+                          **_asked(argv, "associations", lambda n: n)},
                 "find": {"status": 0, "matches": [{"StudyInstanceUID": "1"}]},
                 "move": {"status": 0, "completed": 1, "failed": 0, "warning": 0}}[op]
             report = SCU_REPORTS[op].build({**common, **extra})
@@ -60,6 +63,12 @@ def programs(*, verify_ok: Callable[[str], bool] = lambda _node: True,
         return Result(argv, 0, report.line() + "\n", "")
 
     return answer
+
+
+def _asked(argv: Sequence[str], option: str, answer: Callable[[int], int]) -> dict[str, int]:
+    """The report field of ``--option=N`` in ``argv`` (a peer granting a window of 3 at most)."""
+    given = [int(a.split("=", 1)[1]) for a in argv if a.startswith(f"--{option}=")]
+    return {option: answer(given[-1])} if given else {}
 
 
 def options(tmp_path: Path, backend: FakeBackend, **extra: object) -> run.RunOptions:
@@ -99,6 +108,20 @@ def test_a_run_builds_its_lab_runs_each_operation_in_order_and_takes_it_down(
     assert doc["all_ok"] and doc["rows"] == 8 and doc["security"] == "none"
     assert backend.labs == {} and not any(s.proc.poll() is None for s in backend.spawned)
     assert not (tmp_path / "run" / "labs").exists()
+
+
+def test_rows_carry_the_window_granted_and_the_associations(tmp_path: Path) -> None:
+    """run proposes its window (the SCU's default) and associations to each C-STORE; the store rows
+    carry what the SCU reports (the window the peer granted), the others 1 and 1."""
+    backend = FakeBackend(responder=programs())
+    rows = run.execute(options(tmp_path, backend, associations=5)).rows
+    stores = [c for c in scu_calls(backend) if "store" in c]
+    assert stores and all(f"--window={scu.WINDOW}" in c and "--associations=5" in c for c in stores)
+    assert {(r.operation, r.window, r.associations) for r in rows} == {
+        ("echo", 1, 1), ("store", 3, 5), ("find", 1, 1), ("move", 1, 1)}
+    csv_rows = read_csv(tmp_path / "out" / "results.csv")
+    assert {(r["operation"], r["window"], r["associations"]) for r in csv_rows} >= {
+        ("store", "3", "5")}
 
 
 def test_an_object_that_fails_verification_fails_its_row_not_the_run(tmp_path: Path) -> None:

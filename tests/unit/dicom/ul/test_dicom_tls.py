@@ -234,3 +234,19 @@ def test_later_associations_of_a_process_resume_the_tls_session(
         assoc.release()
         resumed.append(assoc.tls["tls_resumed"])
     assert resumed == [False, True, True]
+
+
+def test_store_spread_over_associations_with_a_window(certs: Pki, scps: tuple[Scp, Scp],
+                                                      tmp_path: Path) -> None:
+    """``store --associations 3``: three TLS associations at once, each granted the window
+    proposed; every object stored once."""
+    pacs, _ = scps
+    before = pacs.log.read_text().count("TLS from 127.0.0.1")
+    study = generate_study("CT", tmp_path / "ct", objects=7, seed=43)
+    stored = scu(pacs.port, _tls(certs.client, certs.ca), "store", "--associations=3",
+                 "--window=3", *map(str, study.files))
+    assert stored["ok"] and stored["objects"] == 7, stored
+    assert stored["associations"] == 3 and stored["window"] == 3, stored
+    assert stored["statuses"] == {"0x0000": 7}, stored
+    assert pacs.log.read_text().count("TLS from 127.0.0.1") - before == 3
+    assert len(study_paths(pacs.root, study.study_instance_uid)) == 7

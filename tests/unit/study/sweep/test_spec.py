@@ -36,7 +36,8 @@ def test_every_shipped_sweep_expands_into_its_matrix() -> None:
         sw = spec.load(spec.resolve_path(name))
         m = sw.spec.matrix
         assert len(sw.cases) == (len(m.topology) * len(m.security) * len(m.pdu)
-                                 * len(m.modality) * len(m.wan) * len(m.object_security))
+                                 * len(m.modality) * len(m.wan) * len(m.object_security)
+                                 * len(m.associations))
         assert len({c.case_id for c in sw.cases}) == len(sw.cases), name
         # One lab per (topology, security, WAN): PDU, modality and object security never force
         # a rebuild.
@@ -84,6 +85,9 @@ def test_case_ids_are_stable_and_groups_keep_matrix_order() -> None:
     (_doc(topology=["nosuch"]), "matrix.topology[0]: no topology file or shipped topology"),
     (_doc(wan=["DSL 20"]), "matrix.wan"),
     (_doc(modality=["CT", "CT"]), "matrix.modality: repeated values"),
+    (_doc(associations=[0]), "matrix.associations"),
+    (_doc(associations=[1, 1]), "matrix.associations: repeated values"),
+    (_doc(associations=["2"]), "matrix.associations"),
     (_doc(object_security=["encrypt"]), "matrix.object_security: Value error, object security "
      "is one of none, sign, deid, sign+deid, got ['encrypt']"),
     (_doc(object_security=["sign", "sign"]), "matrix.object_security: repeated values"),
@@ -119,7 +123,8 @@ def test_the_seam_splits_up_and_run_options() -> None:
     assert up["wan"] == "dsl-20m-30ms" and up["topology"].name == "ipv4.yaml"
     assert seam.run_params(case, sw.spec) == {"modalities": ("MR",), "pdu": 16384, "repeat": 2,
                                               "objects": None, "seed": 0,
-                                              "object_security": "none", "courier": False}
+                                              "object_security": "none", "courier": False,
+                                              "associations": 1}
 
 
 def test_object_security_is_an_axis_of_runs_on_one_lab() -> None:
@@ -133,6 +138,18 @@ def test_object_security_is_an_axis_of_runs_on_one_lab() -> None:
     # a case without object security keeps the id it had before the axis existed
     assert not sw.cases[0].case_id.split("_")[-2].endswith("none")
     assert "sign-deid" in sw.cases[3].case_id
+
+
+def test_associations_are_a_run_parameter_sharing_the_lab() -> None:
+    """Cases differing only in associations run on one lab; one association keeps the case id
+    it had before the axis existed (resumed sweeps still match)."""
+    single = _parse(_doc())
+    sw = _parse(_doc(associations=[1, 4]))
+    assert [c.associations for c in sw.cases] == [1, 4]
+    assert len(groups(sw.cases)) == 1
+    assert sw.cases[0].case_id == single.cases[0].case_id
+    assert "assoc4" in sw.cases[1].case_id and sw.cases[1].case_id != sw.cases[0].case_id
+    assert seam.run_params(sw.cases[1], sw.spec)["associations"] == 4
 
 
 def test_an_impossible_security_choice_fails_before_anything_is_made(tmp_path: Path) -> None:
