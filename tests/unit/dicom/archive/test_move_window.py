@@ -21,11 +21,11 @@ from lab.dicom.archive.qrscp import MOVE_WINDOW
 from lab.dicom.archive.store import Store
 from lab.dicom.ul import command as cmd
 from lab.dicom.ul import pdu
-from lab.dicom.ul.link import Link
 from lab.dicom.ul.requestor import read_part10
 
 from ..conftest import STUDY, make_dataset, put
 from ..ul.test_acceptor import serving
+from ..window_peer import accept_granting, read_request, release
 from .test_qrscp import MOVE, _scu, qr_config
 
 OBJECTS = 11
@@ -40,42 +40,16 @@ class Seen:
     proposed: tuple[int, int] | None = None
 
 
-def _request(link: Link) -> tuple[dict[int, bytes], bytes]:
-    """One C-STORE-RQ: its command set and dataset."""
-    command, data = bytearray(), bytearray()
-    while True:
-        kind, length = link.header()
-        assert kind == pdu.P_DATA_TF
-        while length:
-            n, _, control = link.pdv_header()
-            chunk = link.body(n, 1 << 24)
-            length -= n + pdu.PDV_HEADER.size
-            if control & pdu.COMMAND:
-                command += chunk
-            else:
-                data += chunk
-                if control & pdu.LAST:
-                    return cmd.decode(command), bytes(data)
-
-
 def _destination(listener: socket.socket, grant: int, total: int, seen: Seen) -> None:
     """One association granting ``grant`` requests outstanding; answers nothing until
     ``grant`` requests (or all ``total``) are in, then answers them all."""
-    conn, _ = listener.accept()
-    link = Link(conn, 20)
-    kind, length = link.header()
-    rq = pdu.decode_associate(kind, link.body(length))
+    link, rq = accept_granting(listener, grant, 20)
     seen.proposed = pdu.window(rq)
-    results = tuple(pdu.Result(cx.id, pdu.ACCEPTANCE, cx.transfer_syntaxes[0])
-                    for cx in rq.contexts)
-    link.send(pdu.encode_associate(pdu.A_ASSOCIATE_AC, pdu.Associate(
-        rq.called, rq.calling, results=results, max_length=0,
-        other_user_items=(pdu.window_item(grant, 1),))))
     received = 0
     while received < total:
         pending = []
         while len(pending) < grant and received < total:
-            fields, data = _request(link)
+            fields, data = read_request(link)
             pending.append(fields)
             received += 1
             uid = cmd.uid(fields, cmd.AFFECTED_SOP_INSTANCE) or ""
@@ -86,10 +60,7 @@ def _destination(listener: socket.socket, grant: int, total: int, seen: Seen) ->
                                cmd.uid(fields, cmd.AFFECTED_SOP_INSTANCE) or "")
             for piece in pdu.fragments(1, True, rsp, 0):
                 link.send(piece)
-    kind, length = link.header()
-    link.body(length)
-    link.send(pdu.RELEASE_RP)
-    link.close()
+    release(link)
 
 
 @pytest.mark.parametrize("grant", [1, 4, 8, MOVE_WINDOW])

@@ -21,10 +21,10 @@ from lab.dicom.archive.store import Store
 from lab.dicom.ul import command as cmd
 from lab.dicom.ul import pdu
 from lab.dicom.ul.acceptor import Config
-from lab.dicom.ul.link import Link
 from lab.dicom.ul.negotiation import WINDOW
 from lab.dicom.ul.requestor import open_association, read_part10
 
+from ..window_peer import accept_granting, read_request, release
 from .test_acceptor import _file, make_config, serving
 
 CONTEXTS = [(CTImageStorage, [ExplicitVRLittleEndian])]
@@ -42,29 +42,8 @@ def test_window_sub_item_round_trip() -> None:
 def _window_peer(listener: socket.socket, grant: int, seen: list[int]) -> None:
     """Accept one association granting ``grant`` outstanding requests; read ``grant`` whole
     C-STORE requests before answering any, then answer them last first."""
-    conn, _ = listener.accept()
-    link = Link(conn, 10)
-    kind, length = link.header()
-    rq = pdu.decode_associate(kind, link.body(length))
-    results = tuple(pdu.Result(cx.id, pdu.ACCEPTANCE, cx.transfer_syntaxes[0])
-                    for cx in rq.contexts)
-    link.send(pdu.encode_associate(pdu.A_ASSOCIATE_AC, pdu.Associate(
-        rq.called, rq.calling, results=results, max_length=0,
-        other_user_items=(pdu.window_item(grant, 1),))))
-    pending: list[dict[int, bytes]] = []
-    command = bytearray()
-    while len(pending) < grant:
-        kind, length = link.header()
-        assert kind == pdu.P_DATA_TF
-        while length:
-            n, _, control = link.pdv_header()
-            data = link.body(n, 1 << 24)
-            length -= n + pdu.PDV_HEADER.size
-            if control & pdu.COMMAND:
-                command += data
-            elif control & pdu.LAST:
-                pending.append(cmd.decode(command))
-                command = bytearray()
+    link, _ = accept_granting(listener, grant, 10)
+    pending = [read_request(link)[0] for _ in range(grant)]
     seen.append(len(pending))
     for fields in reversed(pending):
         rsp = cmd.response(cmd.C_STORE_RQ, cmd.us(fields, cmd.MESSAGE_ID), 0xB000 + cmd.us(
@@ -72,10 +51,7 @@ def _window_peer(listener: socket.socket, grant: int, seen: list[int]) -> None:
             or "")
         for piece in pdu.fragments(1, True, rsp, 0):
             link.send(piece)
-    kind, length = link.header()
-    link.body(length)
-    link.send(pdu.RELEASE_RP)
-    link.close()
+    release(link)
 
 
 def test_requestor_keeps_the_window_full(tmp_path: Path) -> None:
