@@ -16,26 +16,38 @@
 
 from __future__ import annotations
 
-import uuid
+from functools import cache
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import uuid
 
 __all__ = ["IMPLEMENTATION_CLASS_UID", "IMPLEMENTATION_VERSION_NAME", "PACS_PORT",
-           "RECEIVER_PORT", "TLS_PORT", "UID_NAMESPACE", "name_uid"]
+           "RECEIVER_PORT", "TLS_PORT", "name_uid", "uid_namespace"]
 
 TLS_PORT = 2762
 PACS_PORT = 11112
 RECEIVER_PORT = 11113
 
-#: The namespace of every name-based UUID the lab turns into a UID.
-UID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:teleradlab:dicom")
+@cache
+def uid_namespace() -> uuid.UUID:
+    """The namespace of every name-based UUID the lab turns into a UID."""
+    import uuid  # here: the node programs, which import this module, need no UUID
+
+    return uuid.uuid5(uuid.NAMESPACE_URL, "urn:teleradlab:dicom")
 
 
 def name_uid(*parts: object) -> str:
     """A "2.25." UID (PS3.5 B.2) from a name-based UUID of ``parts``: one per input, the same
     on every run (at most 2 + 1 + 39 = 42 characters, within the 64 of the UI VR)."""
     name = "\x1f".join(str(part) for part in parts)
-    return f"2.25.{uuid.uuid5(UID_NAMESPACE, name).int}"
+    import uuid
+
+    return f"2.25.{uuid.uuid5(uid_namespace(), name).int}"
 
 
-IMPLEMENTATION_CLASS_UID = name_uid("implementation")
+#: name_uid("implementation"), written out so that a node program need not hash it at every
+#: start (a test checks the two agree).
+IMPLEMENTATION_CLASS_UID = "2.25.179935265063050312162165063334441128613"
 #: SH, at most 16 characters (PS3.7 D.3.3.2.3).
 IMPLEMENTATION_VERSION_NAME = "TELERADLAB_1"

@@ -27,6 +27,10 @@ def test_values_fit_their_value_representations() -> None:
     assert re.fullmatch(r"[ -~]{1,16}", IMPLEMENTATION_VERSION_NAME)  # SH (PS3.7 D.3.3.2.3)
 
 
+def test_the_implementation_uid_is_the_lab_s_name_uid() -> None:
+    assert dicom.name_uid("implementation") == IMPLEMENTATION_CLASS_UID
+
+
 def test_name_uids_are_repeatable_and_distinct() -> None:
     assert dicom.name_uid("study", 1) == dicom.name_uid("study", 1)
     assert dicom.name_uid("study", 1) != dicom.name_uid("study", 2)
@@ -55,5 +59,5 @@ def _definitions(path: Path) -> list[str]:
 def test_each_constant_is_defined_once() -> None:
     found = [d for p in sorted(LAB.rglob("*.py")) if p != HOME for d in _definitions(p)]
     assert not found, "define it in lab/model/dicom.py and import it:\n" + "\n".join(found)
-    # TLS_PORT, its literal, PACS_PORT, RECEIVER_PORT, IMPLEMENTATION_VERSION_NAME
-    assert len(_definitions(HOME)) == 5
+    # TLS_PORT, its literal, PACS_PORT, RECEIVER_PORT, IMPLEMENTATION_CLASS_UID and _VERSION_NAME
+    assert len(_definitions(HOME)) == 6
