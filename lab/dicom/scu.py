@@ -26,10 +26,10 @@ import argparse
 import sys
 import time
 from collections import Counter
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from lab.dicom import MODALITY_AE, PACS_AE, PACS_PORT
 from lab.dicom.reports import SCU_REPORTS
@@ -42,6 +42,7 @@ from lab.dicom.ul.requestor import (
 )
 from lab.errors import LabError
 
+T = TypeVar("T")
 VERIFICATION = "1.2.840.10008.1.1"
 #: Store requests outstanding proposed by default: 16, what the lab's archive grants at most.
 #: A few objects cover the archive's time between receiving one and answering it; on a long
@@ -83,6 +84,21 @@ def _objects(args: argparse.Namespace) -> list[Part10]:
     return [read_part10(f) for f in files]
 
 
+def _each(calls: list[Callable[[], T]]) -> list[T | BaseException]:
+    """Each call's result (or the exception it raised), all calls at once on threads of their
+    own; one call runs on this thread (the usual single association starts no thread pool)."""
+    if len(calls) == 1:
+        try:
+            return [calls[0]()]
+        except BaseException as exc:
+            return [exc]
+    from concurrent.futures import ThreadPoolExecutor  # only for parallel associations
+
+    with ThreadPoolExecutor(len(calls)) as pool:
+        futures = [pool.submit(call) for call in calls]
+    return [f.exception() or f.result() for f in futures]
+
+
 def store(args: argparse.Namespace) -> dict[str, Any]:
     """C-STORE the files over ``--associations`` associations at once, each taking a
     contiguous share of the objects (Maani et al. 2012: parallel associations fill a long
@@ -98,26 +114,28 @@ def store(args: argparse.Namespace) -> dict[str, Any]:
     shares = [objects[i * len(objects) // count:(i + 1) * len(objects) // count]
               for i in range(count)]
     contexts = [(cls, [ts]) for cls, ts in pairs]
-    with ThreadPoolExecutor(count) as pool:
+    start = time.perf_counter()
+    opened = _each([partial(_connect, args, contexts) for _ in shares])
+    assocs = [result[0] for result in opened if not isinstance(result, BaseException)]
+    try:
+        failed_open = [r for r in opened if isinstance(r, BaseException)]
+        if failed_open:
+            raise failed_open[0]
+        setup = time.perf_counter() - start
         start = time.perf_counter()
-        opened = [pool.submit(_connect, args, contexts) for _ in shares]
-        assocs = []
-        try:
-            for future in opened:
-                assocs.append(future.result()[0])
-            setup = time.perf_counter() - start
-            start = time.perf_counter()
-            done = [pool.submit(a.store_all, share, args.pdu)
-                    for a, share in zip(assocs, shares, strict=True)]
-            codes = [code for future in done for code in future.result()]
-            seconds = time.perf_counter() - start
-        except BaseException:
-            for future in opened:  # every association that came up, whichever failed
-                if not future.cancel() and future.exception() is None:
-                    future.result()[0].abort()
-            raise
-        for assoc in assocs:
-            assoc.release()
+        stored = _each([partial(a.store_all, share, args.pdu)
+                        for a, share in zip(assocs, shares, strict=True)])
+        for result in stored:
+            if isinstance(result, BaseException):
+                raise result
+        codes = [code for result in stored for code in result]  # type: ignore[union-attr]
+        seconds = time.perf_counter() - start
+    except BaseException:
+        for assoc in assocs:  # every association that came up, whichever failed
+            assoc.abort()
+        raise
+    for assoc in assocs:
+        assoc.release()
     statuses = Counter(f"0x{code:04X}" if code >= 0 else "none" for code in codes)
     failed = [str(obj.path) for obj, code in zip(objects, codes, strict=True) if code != 0]
     return {"ok": not failed, "objects": len(objects), "bytes": sum(o.size for o in objects),
