@@ -59,19 +59,20 @@ def encoder(level: str, requested: Sequence[_Element], transfer_syntax: str,
     if any(tag in (_CHARSET, _LEVEL) for tag, _, _ in requested):
         return None
     explicit = transfer_syntax == ExplicitVRLittleEndian
-    keys = sorted(requested)
-    level_element = _element(_LEVEL, "CS", level.encode("ascii"), explicit)
+    # the elements in tag order, worked out once: QueryRetrieveLevel among the keys, and where
+    # Specific Character Set goes when a record needs it
+    items = sorted([(int(tag), vr, keyword) for tag, vr, keyword in requested]
+                   + [(_LEVEL, "CS", "")])
+    cut = sum(1 for tag, _, _ in items if tag < _CHARSET)
+    charset = _element(_CHARSET, "CS", b"ISO_IR 192", explicit)
 
     def encode(record: Mapping[str, Any]) -> bytes:
-        texts = [(tag, vr, _text(record.get(keyword))) for tag, vr, keyword in keys]
-        ascii_only = all(t.isascii() for _, _, t in texts)
-        codec = "ascii" if ascii_only else "utf-8"
-        head = [] if ascii_only else [(_CHARSET, _element(_CHARSET, "CS", b"ISO_IR 192",
-                                                          explicit))]
-        parts = [*head, (_LEVEL, level_element),
-                 *((tag, _element(tag, vr, text.encode(codec), explicit))
-                   for tag, vr, text in texts)]
-        parts.sort(key=lambda p: p[0])
-        return b"".join(p[1] for p in parts)
+        texts = [_text(record.get(keyword)) if keyword else level for _, _, keyword in items]
+        utf8 = not all(t.isascii() for t in texts)
+        parts = [_element(tag, vr, text.encode("utf-8" if utf8 else "ascii"), explicit)
+                 for (tag, vr, _), text in zip(items, texts, strict=True)]
+        if utf8:
+            parts.insert(cut, charset)
+        return b"".join(parts)
 
     return encode

@@ -95,7 +95,9 @@ def find_records(store: Store, model: Model, level: Level, query: Dataset,
             conditions.append((elem.keyword, match))
         if elem.keyword == UNIQUE_KEYS[level] and (exact := _exact(vr, text)):
             restrict[elem.keyword] = exact
-    records = [r for r in store.records(level, restrict) if all(m(r[k]) for k, m in conditions)]
+    keys = {keyword for _, _, keyword in requested}  # the index reads only these columns
+    records = [r for r in store.records(level, restrict, keys)
+               if all(m(r[k]) for k, m in conditions)]
     return requested, records
 
 
