@@ -279,6 +279,9 @@ def _verdicts(res: PresetResult, dcmtk: float) -> None:
               f"the bound, target <= {BOUND_TARGET} ({verdict(ratio <= BOUND_TARGET)}); "
               f"{dcmtk / best.seconds:.2f} x faster than DCMTK, target >= "
               f"{DCMTK_SPEEDUP_TARGET} ({verdict(dcmtk / best.seconds >= DCMTK_SPEEDUP_TARGET)})")
+        if dcmtk / res.bound < DCMTK_SPEEDUP_TARGET:
+            print(f"    (no transfer can be {DCMTK_SPEEDUP_TARGET} x faster than DCMTK here: "
+                  f"DCMTK itself takes {dcmtk / res.bound:.2f} x the bound)")
     else:
         print(f"    best window {best.label.split()[-1]}: DCMTK / lab time "
               f"{dcmtk / best.seconds:.2f} (connect to last response; the whole commands' "

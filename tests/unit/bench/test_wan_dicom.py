@@ -65,6 +65,7 @@ def test_the_verdicts_read_the_rows(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert "best window 16 (granted 16): 1.11 x the bound, target <= 1.3 (meets)" in out
     assert "4.00 x faster than DCMTK, target >= 4.0 (meets)" in out
+    assert "no transfer can be" not in out
     assert "C-MOVE / C-STORE at the same window (16): 1.10, target <= 1.2 (meets)" in out
     assert "movescu<-dcmqrscp / lab C-MOVE: 4.55, target >= 1 (meets)" in out
     assert "dcmqrscp / lab  2.00, target >= 1 (meets)" in out
@@ -78,3 +79,10 @@ def test_the_unimpaired_path_has_no_bound_and_says_what_misses(
     assert "C-MOVE / C-STORE at the same window (16): 1.30, target <= 1.2 (MISSES)" in out
     assert "movescu<-dcmqrscp / lab C-MOVE: 0.92, target >= 1 (MISSES)" in out
     assert out.count("dcmqrscp / lab  0.50, target >= 1 (MISSES)") == 2
+
+
+def test_a_path_where_dcmtk_is_near_the_bound_says_the_speed_up_cannot_be_had(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    print_preset(_result("satellite-10m-300ms", 10.0, 5.5, 25.0, (0.001, 0.002)))
+    out = capsys.readouterr().out
+    assert "(no transfer can be 4.0 x faster than DCMTK here: DCMTK itself takes 2.00 x" in out
