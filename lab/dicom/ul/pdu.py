@@ -113,6 +113,17 @@ def window(assoc: Associate) -> tuple[int, int] | None:
     return None
 
 
+#: User Information sub-item type of SCP/SCU Role Selection (PS3.7 D.3.3.4).
+ROLE_SELECTION = 0x54
+
+
+def role_item(sop_class: str, scu: bool, scp: bool) -> bytes:
+    """An SCP/SCU Role Selection sub-item (PS3.7 D.3.3.4, Table D.3-9): whether the
+    association-requestor takes the SCU and the SCP role for ``sop_class``."""
+    uid = sop_class.encode("ascii")
+    return _item(ROLE_SELECTION, struct.pack(">H", len(uid)) + uid + bytes((scu, scp)))
+
+
 def _ae(title: str) -> bytes:
     raw = title.encode("ascii")
     if not 0 < len(raw.strip()) <= 16:
