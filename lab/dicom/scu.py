@@ -133,9 +133,9 @@ def store(args: argparse.Namespace) -> dict[str, Any]:
         window = min(s.assoc.window for s in senders if s.assoc is not None)
         tls = next(s.assoc.tls for s in senders if s.assoc is not None)
         start = time.perf_counter()
-        _all(_each([s.send for s in senders]))
+        gave_up = _gave_up(_each([s.send for s in senders]))
         seconds = time.perf_counter() - start
-        commitment = _commit(args, senders[0], objects)
+        commitment = {} if gave_up else _commit(args, senders[0], objects)
     except BaseException:
         for sender in senders:  # every association that came up, whichever failed
             sender.abort()
@@ -154,7 +154,8 @@ def store(args: argparse.Namespace) -> dict[str, Any]:
             "retries": sum(s.retries for s in senders),
             "recover_seconds": max(recoveries) if recoveries else None,
             "faults": [e for s in senders for e in s.errors] or None,
-            "complete": not failed, **commitment, **tls}
+            "complete": not failed, **commitment, **tls,
+            **({"error": gave_up} if gave_up else {})}
 
 
 def _all(results: list[T | BaseException]) -> list[T]:
@@ -163,6 +164,18 @@ def _all(results: list[T | BaseException]) -> list[T]:
         if isinstance(result, BaseException):
             raise result
     return results  # type: ignore[return-value]
+
+
+def _gave_up(results: list[BaseException | None]) -> str:
+    """Why an association gave up after its retries ('' if none did): the study is then
+    reported as far as it went; any other exception is raised."""
+    why = ""
+    for result in results:
+        if isinstance(result, RetriesExhausted):
+            why = why or str(result)
+        elif isinstance(result, BaseException):
+            raise result
+    return why
 
 
 def _commit(args: argparse.Namespace, sender: Sender, objects: list[Part10],
@@ -221,7 +234,7 @@ def parser() -> argparse.ArgumentParser:
                    "its own window (default %(default)s)")
     p.add_argument("--retries", type=int, default=0, metavar="N",
                    help="store: when an association breaks, send the objects not yet answered "
-                   "again on a new one, at most N times in all (default %(default)s)")
+                   "again on a new one, at most N times per association (default %(default)s)")
     p.add_argument("--retry-backoff", type=float, default=0.5, metavar="S",
                    help="store: seconds to wait before the first retry, doubled for each "
                    "further one (default %(default)s)")

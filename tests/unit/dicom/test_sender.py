@@ -219,3 +219,28 @@ def test_scu_parser_knows_the_options() -> None:
     args = scu.parser().parse_args(["store", "--host=::1", "--commit", "--retries=3",
                                     "--retry-backoff=0.25"])
     assert (args.commit, args.retries, args.retry_backoff) == (True, 3, 0.25)
+
+
+def test_a_study_given_up_reports_how_far_it_went(tmp_path: Path) -> None:
+    """The archive is killed mid-study and stays down: after one retry the report says why,
+    and which objects were stored before (complete false, the rest without a status)."""
+    files = _files(tmp_path, 40, size=400_000)
+    root, port = tmp_path / "archive", _free_port()
+    with _running(root, port) as procs:
+        scu_proc = subprocess.Popen(
+            [sys.executable, "-m", "lab.dicom.scu", "store", "--host=127.0.0.1",
+             f"--port={port}", "--timeout=10", "--window=1", "--retries=1",
+             "--retry-backoff=0.1", *map(str, files)], stdout=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while len(_stored(root)) < 5:
+            assert time.monotonic() < deadline and scu_proc.poll() is None
+            time.sleep(0.005)
+        os.kill(procs[0].pid, signal.SIGKILL)
+        out, _ = scu_proc.communicate(timeout=60)
+    report = parse_output("store", out)
+    assert not report.ok and report.complete is False and report.retries == 1
+    assert "gave up after 1 retries" in (report.error or "")
+    statuses = report.statuses or {}
+    assert statuses.get("0x0000", 0) >= 5 and statuses.get("none", 0) >= 1
+    assert statuses["0x0000"] + statuses["none"] == len(files)
+    assert len(report.failed or []) == statuses["none"]
