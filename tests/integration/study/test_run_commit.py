@@ -9,6 +9,7 @@ from pathlib import Path
 
 from lab.study.results import read_csv
 
+from ..conftest import teleradlab
 from .test_run import own_lab_named, run
 
 
@@ -30,3 +31,20 @@ def test_run_commits_every_stored_object(tmp_path: Path) -> None:
     for row in rows:
         if row["operation"] == "move":
             assert row["complete"] == "True", row
+
+
+def test_run_commits_over_dicom_tls(tmp_path: Path) -> None:
+    """The commitment rides the same TLS association as the C-STOREs (PS3.15 Annex B)."""
+    lab = "i17a-commit-tls"
+    teleradlab("down", lab, check=False)  # left by an interrupted earlier run
+    teleradlab("up", "ipv4", "--name", lab, "--security", "tls")
+    try:
+        out = tmp_path / "out"
+        run("--lab", lab, "--objects", "4", "--out", str(out))
+        rows = read_csv(out / "results.csv")
+    finally:
+        teleradlab("down", lab)
+    (store,) = [r for r in rows if r["operation"] == "store"]
+    assert store["security"] == "tls" and store["tls_version"] == "TLSv1.3", store
+    assert store["ok"] == "True" and int(store["committed"]) == int(store["objects"]) == 4
+    assert store["complete"] == "True", store
