@@ -153,7 +153,7 @@ class StoreReport(ScuReport):
     outstanding per association, the smallest over them; 1 = one at a time, 0 = no limit).
     Resuming (lab.dicom.sender): the associations that broke and were made again
     (``retries``), the longest time from a break to the next acknowledged object
-    (``recover_seconds``, absent without a break), what broke (``faults``), and whether
+    (``recover_seconds``, absent without a break), what broke them (``breaks``), and whether
     every object was stored (``complete``). With ``--commit`` (PS3.4 Annex J): the objects
     committed, each SOP Instance UID's answer (``committed``, ``failed 0xNNNN (reason)``,
     ``no answer``), the commitment's time and why it could not be asked, if so."""
@@ -169,7 +169,7 @@ class StoreReport(ScuReport):
     associations: int | None = None
     retries: int | None = None
     recover_seconds: float | None = None
-    faults: list[str] | None = None
+    breaks: list[str] | None = None
     complete: bool | None = None
     committed: int | None = None
     commitment: dict[str, str] | None = None

@@ -142,20 +142,25 @@ def store(args: argparse.Namespace) -> dict[str, Any]:
         raise
     for sender in senders:
         sender.release()
+    out = _outcome(objects, senders)
+    all_committed = commitment.get("committed", len(objects)) == len(objects)
+    return {**out, "ok": out["complete"] and all_committed, "setup_seconds": setup,
+            "seconds": seconds, "window": window, "associations": count, **commitment, **tls,
+            **({"error": gave_up} if gave_up else {})}
+
+
+def _outcome(objects: list[Part10], senders: list[Sender]) -> dict[str, Any]:
+    """What the senders achieved, as report fields: statuses, failures, retries, recovery."""
     codes = [code for s in senders for code in s.statuses]
     statuses = Counter(f"0x{code:04X}" if code is not None and code >= 0 else "none"
                        for code in codes)
     failed = [str(obj.path) for obj, code in zip(objects, codes, strict=True) if code != 0]
     recoveries = [r for s in senders for r in s.recoveries]
-    return {"ok": not failed and commitment.get("committed", len(objects)) == len(objects),
-            "objects": len(objects), "bytes": sum(o.size for o in objects),
-            "setup_seconds": setup, "seconds": seconds, "statuses": dict(statuses),
-            "failed": failed, "window": window, "associations": count,
+    return {"objects": len(objects), "bytes": sum(o.size for o in objects),
+            "statuses": dict(statuses), "failed": failed,
             "retries": sum(s.retries for s in senders),
             "recover_seconds": max(recoveries) if recoveries else None,
-            "faults": [e for s in senders for e in s.errors] or None,
-            "complete": not failed, **commitment, **tls,
-            **({"error": gave_up} if gave_up else {})}
+            "breaks": [e for s in senders for e in s.errors] or None, "complete": not failed}
 
 
 def _all(results: list[T | BaseException]) -> list[T]:

@@ -221,7 +221,7 @@ class Runner:
         detail = doc.get("error") or json.dumps(
             {k: v for k, v in doc.items() if k in ("status", "statuses", "failed", "completed",
                                                    "warning", "matches_found", "problems",
-                                                   "commit_error", "faults")})
+                                                   "commit_error", "breaks")})
         return Row(
             topology=self.topology.name, family=family.value if family else "",
             backend=self.lab.backend.name, object_security=self.opts.object_security,

@@ -202,7 +202,7 @@ def test_study_survives_the_archive_killed_mid_study(tmp_path: Path) -> None:
     assert len(stored) == len(files)  # each object exactly once
     assert sorted(map(_dataset_digest, stored)) == sorted(map(_dataset_digest, files))
     print(json.dumps({"retries": report.retries, "recover_seconds": report.recover_seconds,
-                      "killed_with": killed_with, "faults": report.faults}))
+                      "killed_with": killed_with, "breaks": report.breaks}))
 
 
 def test_retries_are_bounded(tmp_path: Path) -> None:
