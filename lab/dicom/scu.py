@@ -261,7 +261,11 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_intermixed_args(argv)
+    cli = parser()
+    args = cli.parse_intermixed_args(argv)
+    if args.retries < 0 or args.retry_backoff < 0 or args.commit_timeout <= 0:
+        cli.error(f"--retries {args.retries}, --retry-backoff {args.retry_backoff}: at least "
+                  f"0; --commit-timeout {args.commit_timeout}: above 0")
     operations = {"echo": echo, "store": store, "find": find, "move": move}
     try:
         result = operations[args.operation](args)

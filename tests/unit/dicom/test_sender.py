@@ -244,3 +244,10 @@ def test_a_study_given_up_reports_how_far_it_went(tmp_path: Path) -> None:
     assert statuses.get("0x0000", 0) >= 5 and statuses.get("none", 0) >= 1
     assert statuses["0x0000"] + statuses["none"] == len(files)
     assert len(report.failed or []) == statuses["none"]
+
+
+@pytest.mark.parametrize("bad", ["--retries=-1", "--retry-backoff=-0.5", "--commit-timeout=0"])
+def test_bad_retry_options_are_refused(bad: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        scu.main(["store", "--host=::1", bad, "x.dcm"])
+    assert bad.split("=")[0] in capsys.readouterr().err
