@@ -113,10 +113,13 @@ def test_all_committed_is_event_type_1(store: Store) -> None:
     assert len(ds.ReferencedSOPSequence) == 3
 
 
-def test_result_goes_over_a_new_association_when_the_first_is_gone(store: Store) -> None:
-    """The SCU aborts as soon as the N-ACTION is answered: the archive opens an association to
-    the SCU's AE title (its known peer), proposing the SCP role, and pynetdicom receives the
-    result there."""
+@pytest.mark.parametrize("ending", ["abort", "release"])
+def test_result_goes_over_a_new_association_when_the_first_is_gone(store: Store,
+                                                                   ending: str) -> None:
+    """The SCU aborts, or releases, as soon as the N-ACTION is answered, without taking the
+    result there (pynetdicom refuses an N-EVENT-REPORT it has no handler for): the archive
+    opens an association to the SCU's AE title (its known peer), proposing the SCP role, and
+    pynetdicom receives the result there."""
     reports: queue.Queue[Any] = queue.Queue()
     roles: list[tuple[bool, bool]] = []
 
@@ -137,7 +140,7 @@ def test_result_goes_over_a_new_association_when_the_first_is_gone(store: Store)
             assoc = _scu(server.port, None, ImplicitVRLittleEndian)
             asked = [(CTImageStorage, SOPS[0]), (CTImageStorage, UNKNOWN)]
             status, _ = assoc.send_n_action(_request(asked), 1, sc.SOP_CLASS, sc.INSTANCE)
-            assoc.abort()
+            getattr(assoc, ending)()
             event_type, ds = reports.get(timeout=10)
             for thread in service.threads:
                 thread.join(5)
