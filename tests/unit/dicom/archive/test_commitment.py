@@ -113,6 +113,9 @@ def test_all_committed_is_event_type_1(store: Store) -> None:
     assert len(ds.ReferencedSOPSequence) == 3
 
 
+# pynetdicom's state machine may raise in its own thread when our N-EVENT-REPORT arrives just
+# after its A-ABORT (PS3.8 Sta13 would ignore it): that is the peer's thread, not ours.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 @pytest.mark.parametrize("ending", ["abort", "release"])
 def test_result_goes_over_a_new_association_when_the_first_is_gone(store: Store,
                                                                    ending: str) -> None:
