@@ -60,7 +60,9 @@ def _request(uids: list[tuple[str, str]], transaction: str = "1.2.3.4.5") -> Dat
     return ds
 
 
-def _scu(port: int, reports: queue.Queue[Any] | None, ts: str) -> Any:
+def _scu(port: int, reports: queue.Queue[Any] | None, ts: str, answer: int = 0) -> Any:
+    """pynetdicom associated with the archive; ``reports`` gets each N-EVENT-REPORT it
+    receives there (answered with ``answer``), none bound without it."""
     ae = AE(ae_title="MODALITY")
     ae.add_requested_context(sc.SOP_CLASS, ts)
     ae.add_requested_context(Verification)
@@ -68,7 +70,7 @@ def _scu(port: int, reports: queue.Queue[Any] | None, ts: str) -> Any:
     if reports is not None:
         def on_report(event: Any) -> tuple[int, None]:
             reports.put((event.event_type, event.event_information))
-            return 0, None
+            return answer, None
         handlers = [(evt.EVT_N_EVENT_REPORT, on_report)]
     assoc = ae.associate("127.0.0.1", port, ae_title="PACS", evt_handlers=handlers)
     assert assoc.is_established
@@ -116,13 +118,12 @@ def test_all_committed_is_event_type_1(store: Store) -> None:
 # pynetdicom's state machine may raise in its own thread when our N-EVENT-REPORT arrives just
 # after its A-ABORT (PS3.8 Sta13 would ignore it): that is the peer's thread, not ours.
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
-@pytest.mark.parametrize("ending", ["abort", "release"])
+@pytest.mark.parametrize("ending", ["abort", "refuse"])
 def test_result_goes_over_a_new_association_when_the_first_is_gone(store: Store,
                                                                    ending: str) -> None:
-    """The SCU aborts, or releases, as soon as the N-ACTION is answered, without taking the
-    result there (pynetdicom refuses an N-EVENT-REPORT it has no handler for): the archive
-    opens an association to the SCU's AE title (its known peer), proposing the SCP role, and
-    pynetdicom receives the result there."""
+    """The SCU aborts as soon as the N-ACTION is answered, or refuses the result there
+    (status 0x0110): the archive opens an association to the SCU's AE title (its known peer),
+    proposing the SCP role, and pynetdicom receives the result there."""
     reports: queue.Queue[Any] = queue.Queue()
     roles: list[tuple[bool, bool]] = []
 
@@ -140,11 +141,17 @@ def test_result_goes_over_a_new_association_when_the_first_is_gone(store: Store,
     try:
         config, service = commit_config(store, {"MODALITY": listener.server_address[:2]})
         with serving(config) as server:
-            assoc = _scu(server.port, None, ImplicitVRLittleEndian)
+            refused: queue.Queue[Any] = queue.Queue()
+            assoc = _scu(server.port, refused if ending == "refuse" else None,
+                         ImplicitVRLittleEndian, answer=0x0110)
             asked = [(CTImageStorage, SOPS[0]), (CTImageStorage, UNKNOWN)]
             status, _ = assoc.send_n_action(_request(asked), 1, sc.SOP_CLASS, sc.INSTANCE)
-            getattr(assoc, ending)()
+            if ending == "abort":
+                assoc.abort()
             event_type, ds = reports.get(timeout=10)
+            if ending == "refuse":
+                assert refused.get(timeout=1)[0] == 2  # it came there first
+                assoc.release()
             for thread in service.threads:
                 thread.join(5)
     finally:
