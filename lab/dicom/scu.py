@@ -27,10 +27,12 @@ length this end accepts and caps the PDUs it sends (never above what the peer ac
 from __future__ import annotations
 
 import argparse
+import contextlib
+import socket
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -171,6 +173,22 @@ def _all(results: list[T | BaseException]) -> list[T]:
     return results  # type: ignore[return-value]
 
 
+@contextlib.contextmanager
+def _listening(port: int) -> Iterator[socket.socket | None]:
+    """With ``--commit-port``: a socket where the archive may open an association to bring
+    the commitment result (PS3.4 J.3.3), on every address (IPv6 and IPv4)."""
+    if not port:
+        yield None
+        return
+    try:
+        listener = socket.create_server(("::", port), family=socket.AF_INET6,
+                                        dualstack_ipv6=True)
+    except OSError as exc:
+        raise ScuError(f"--commit-port {port}: cannot listen: {exc}") from None
+    with listener:
+        yield listener
+
+
 def _gave_up(results: list[BaseException | None]) -> str:
     """Why an association gave up after its retries ('' if none did): the study is then
     reported as far as it went; any other exception is raised."""
@@ -190,13 +208,11 @@ def _commit(args: argparse.Namespace, sender: Sender, objects: list[Part10],
         return {}
     start = time.perf_counter()
     try:
-        answers = sender.commit(objects, args.commit_timeout)
+        with _listening(args.commit_port) as listener:
+            answers = sender.commit(objects, args.commit_timeout, listener, args.calling)
         error = None
     except (CommitmentError, RetriesExhausted) as exc:
         answers, error = {o.sop_instance: "no answer" for o in objects}, str(exc)
-    except TimeoutError:
-        answers = {o.sop_instance: "no answer" for o in objects}
-        error = f"no commitment result within {args.commit_timeout} s"
     return {"committed": sum(a == "committed" for a in answers.values()),
             "commitment": answers, "commit_seconds": time.perf_counter() - start,
             "commit_error": error}
@@ -248,6 +264,10 @@ def parser() -> argparse.ArgumentParser:
                    "Push Model, PS3.4 Annex J) and report its answer per object")
     p.add_argument("--commit-timeout", type=float, default=60.0, metavar="S",
                    help="store: longest wait for the commitment result (default %(default)s)")
+    p.add_argument("--commit-port", type=int, default=0, metavar="PORT",
+                   help="store --commit: also take the result on an association the peer "
+                   "opens to this port (it calls our --calling AE title); 0 = only on the "
+                   "association that asked (default)")
     p.add_argument("--model", choices=("patient", "study"), default="study")
     p.add_argument("--level", default="STUDY", choices=("PATIENT", "STUDY", "SERIES", "IMAGE"))
     p.add_argument("--key", action="append", default=[], metavar="KEYWORD=VALUE",
@@ -266,6 +286,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.retries < 0 or args.retry_backoff < 0 or args.commit_timeout <= 0:
         cli.error(f"--retries {args.retries}, --retry-backoff {args.retry_backoff}: at least "
                   f"0; --commit-timeout {args.commit_timeout}: above 0")
+    if not 0 <= args.commit_port <= 65535:
+        cli.error(f"--commit-port {args.commit_port}: 0 to 65535")
     operations = {"echo": echo, "store": store, "find": find, "move": move}
     try:
         result = operations[args.operation](args)

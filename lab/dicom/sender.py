@@ -21,6 +21,7 @@ Imports the standard library and the lab's Upper Layer only (the SCU's lean path
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Callable, Sequence
 from typing import TypeVar
@@ -102,9 +103,12 @@ class Sender:
         self.retries += 1
         self.retries_left -= 1
 
-    def commit(self, objects: Sequence[Part10], wait: float) -> dict[str, str]:
+    def commit(self, objects: Sequence[Part10], wait: float,
+               listener: socket.socket | None = None, ae_title: str = "") -> dict[str, str]:
         """Storage Commitment of ``objects`` on this sender's association (a new one if it
-        broke, retried): each SOP Instance UID's answer (:func:`answers`)."""
+        broke, retried), the result taken there or, with ``listener``, also on an association
+        the archive opens to ``ae_title``: each SOP Instance UID's answer (:func:`answers`).
+        No result within ``wait`` seconds is a CommitmentError (not retried)."""
         import uuid  # a new Transaction UID (PS3.5 B.2): only a committing run pays the import
 
         refs = [sc.Reference(o.sop_class, o.sop_instance) for o in objects]
@@ -112,8 +116,13 @@ class Sender:
         def ask() -> sc.Result:
             self._open()
             assert self.assoc is not None
-            return commit_scu.request(self.assoc, f"2.25.{uuid.uuid4().int}", refs,
-                                      message_id=65535, wait=wait, max_pdu=self.max_pdu)
+            try:
+                return commit_scu.request(self.assoc, f"2.25.{uuid.uuid4().int}", refs,
+                                          message_id=65535, wait=wait, max_pdu=self.max_pdu,
+                                          listener=listener, ae_title=ae_title)
+            except TimeoutError:
+                self.abort()  # its state is unknown once a wait ran out
+                raise sc.CommitmentError(f"no commitment result within {wait} s") from None
 
         return answers(objects, self._with_retries(ask))
 

@@ -43,6 +43,10 @@ class AssociationError(PduError):
     """The association could not be established, or broke."""
 
 
+class PeerReleased(AssociationError):
+    """The peer asked to release the association (A-RELEASE-RQ) where a message was awaited."""
+
+
 class ScuError(LabError):
     """The operation could not be carried out (the SCU reports it as JSON with ok=false)."""
 
@@ -270,7 +274,8 @@ class Requestor:
             kind, length = self.link.header()
             if kind != pdu.P_DATA_TF:
                 self.link.body(length)
-                raise AssociationError(_unexpected(kind))
+                broken = PeerReleased if kind == pdu.A_RELEASE_RQ else AssociationError
+                raise broken(_unexpected(kind))
             while length:
                 n, cid, control = self.link.pdv_header()
                 length -= n + pdu.PDV_HEADER.size

@@ -23,7 +23,7 @@ import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
-from pynetdicom import AE, evt
+from pynetdicom import AE, build_role, evt
 from pynetdicom.sop_class import CTImageStorage  # type: ignore[attr-defined]
 
 from lab.dicom import scu
@@ -59,11 +59,26 @@ def _item(ref: Any, reason: int | None = None) -> Dataset:
     return item
 
 
+def _report_on_new_association(result: Dataset, port: int) -> None:
+    """pynetdicom, as the SCP, opening an association to the SCU in the SCP role (PS3.7
+    D.3.3.4) to deliver the result."""
+    ae = AE(ae_title="PACS")
+    ae.add_requested_context(COMMITMENT, ImplicitVRLittleEndian)
+    assoc = ae.associate("127.0.0.1", port, ae_title="MODALITY",
+                         ext_neg=[build_role(COMMITMENT, scu_role=False, scp_role=True)])
+    assert assoc.is_established
+    status, _ = assoc.send_n_event_report(result, 2, COMMITMENT, "1.2.840.10008.1.20.1.1")
+    assert status.Status == 0
+    assoc.release()
+
+
 @pytest.fixture
-def commitment_scp() -> Iterator[tuple[int, list[Dataset]]]:
+def commitment_scp(request: pytest.FixtureRequest) -> Iterator[tuple[int, list[Dataset]]]:
     """pynetdicom storing and answering Storage Commitment: the N-ACTION-RSP, then (from a
     thread of its own, as an SCP does its check later) the N-EVENT-REPORT on the same
-    association, every object committed but NOT_KEPT (0x0112)."""
+    association, or on a new one to the port ``request.param`` names, every object committed
+    but NOT_KEPT (0x0112)."""
+    report_port: int = getattr(request, "param", 0)
     asked: list[Dataset] = []
 
     def on_action(event: Any) -> tuple[int, None]:
@@ -76,8 +91,11 @@ def commitment_scp() -> Iterator[tuple[int, list[Dataset]]]:
             [_item(r) for r in refs if r.ReferencedSOPInstanceUID != NOT_KEPT])
         result.FailedSOPSequence = Sequence(
             [_item(r, 0x0112) for r in refs if r.ReferencedSOPInstanceUID == NOT_KEPT])
-        threading.Timer(0.2, event.assoc.send_n_event_report,
-                        (result, 2, COMMITMENT, "1.2.840.10008.1.20.1.1")).start()
+        if report_port:
+            threading.Timer(0.2, _report_on_new_association, (result, report_port)).start()
+        else:
+            threading.Timer(0.2, event.assoc.send_n_event_report,
+                            (result, 2, COMMITMENT, "1.2.840.10008.1.20.1.1")).start()
         return 0, None
 
     ae = AE(ae_title="PACS")
@@ -113,6 +131,33 @@ def test_scu_asks_pynetdicom_for_commitment_and_records_each_answer(
     assert [r.ReferencedSOPInstanceUID for r in request.ReferencedSOPSequence] == \
         [f"1.2.826.0.1.3680043.10.1.1.1.{n}" for n in (1, 2, 3)]
     assert {r.ReferencedSOPClassUID for r in request.ReferencedSOPSequence} == {CTImageStorage}
+
+
+LISTEN_PORT = 0  # set at import below: one free port for the parametrized fixture
+
+
+def _a_free_port() -> int:
+    with socket.socket(socket.AF_INET6) as s:
+        s.bind(("::", 0))
+        return int(s.getsockname()[1])
+
+
+LISTEN_PORT = _a_free_port()
+
+
+@pytest.mark.parametrize("commitment_scp", [LISTEN_PORT], indirect=True)
+def test_scu_takes_the_result_on_a_new_association(
+        commitment_scp: tuple[int, list[Dataset]], tmp_path: Path) -> None:
+    """pynetdicom opens an association to the SCU's --commit-port to report, while the SCU
+    still holds its own: the SCU accepts it (the SCP role) and records each answer."""
+    port, asked = commitment_scp
+    files = _files(tmp_path, 3)
+    res = _store(port, files, "--commit", "--commit-timeout=10",
+                 f"--commit-port={LISTEN_PORT}")
+    report = parse_output("store", res.stdout)
+    assert report.committed == 2 and len(asked) == 1, res.stdout
+    assert report.commitment is not None and report.commitment[NOT_KEPT].startswith(
+        "failed 0x0112")
 
 
 def test_resent_identical_object_is_one_copy_and_success(tmp_path: Path) -> None:
