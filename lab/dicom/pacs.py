@@ -11,9 +11,14 @@ Serves, per DICOM PS3.4, on the lab's own Upper Layer (lab.dicom.ul.server, lab.
   this program in that mode). A C-MOVE sends the stored files as they are: every element is kept
   (PS3.4 B.4.1, level 2 storage), and Digital Signatures inside the objects (PS3.15 Annex C,
   lab.dicom.data.dsig) reach the destination bit for bit and still verify there; the archive
-  preserves them but does not check them itself.
+  preserves them but does not check them itself;
+- Storage Commitment Push Model (N-ACTION, N-EVENT-REPORT, Annex J,
+  lab.dicom.archive.commitment): an object is committed only if the store holds it intact, the
+  result goes back over the requestor's association, or over a new one to a known peer
+  (``--destination``) when that association has ended.
 
-Move destinations (AE title -> host, port) are given with ``--destination AE=HOST:PORT``; an
+Move destinations (AE title -> host, port) are given with ``--destination AE=HOST:PORT``; they
+are also the peers a commitment result may be delivered to over a new association. An
 unknown destination gets the standard failure status 0xA801 (Move Destination unknown).
 An A-ASSOCIATE-RQ for another called AE title is rejected (PS3.8 9.3.4). ``--tls-*`` serves
 DICOM TLS (PS3.15 Annex B; see lab.dicom.ul.tlsopts), and makes C-MOVE sub-operations use TLS
@@ -39,9 +44,10 @@ from pathlib import Path
 from pynetdicom import ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts
 
 from lab.dicom import PACS_AE, PACS_PORT
+from lab.dicom.archive.commitment import CommitmentService
 from lab.dicom.archive.qrscp import FIND_MODELS, MOVE_MODELS, TRANSFER_SYNTAXES, QueryService
 from lab.dicom.archive.store import Store
-from lab.dicom.ul import tlsopts
+from lab.dicom.ul import commitment, tlsopts
 from lab.dicom.ul.acceptor import Config
 from lab.dicom.ul.server import (
     BACKLOG,
@@ -99,8 +105,10 @@ class Archive:
 def supported_contexts(storage_only: bool) -> dict[str, frozenset[str]]:
     """Abstract syntax -> transfer syntaxes served: Verification (Implicit VR Little Endian,
     PS3.5 10.1), every storage SOP class in every transfer syntax pynetdicom knows (the dataset
-    is stored as received), and the Q/R models in the uncompressed syntaxes and Deflate."""
+    is stored as received), Storage Commitment (Implicit and Explicit VR Little Endian), and
+    the Q/R models in the uncompressed syntaxes and Deflate."""
     table = {"1.2.840.10008.1.1": frozenset({"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"})}
+    table[commitment.SOP_CLASS] = frozenset(commitment.SYNTAXES)
     every = frozenset(map(str, ALL_TRANSFER_SYNTAXES))
     for cx in AllStoragePresentationContexts:
         table[str(cx.abstract_syntax)] = every
@@ -110,7 +118,8 @@ def supported_contexts(storage_only: bool) -> dict[str, frozenset[str]]:
     return table
 
 
-def make_config(args: argparse.Namespace, store: Store, query: QueryService | None) -> Config:
+def make_config(args: argparse.Namespace, store: Store, query: QueryService | None,
+                commit: CommitmentService | None = None) -> Config:
     """The acceptor's configuration from the command line. The lab names a receiver of C-MOVE
     results also AE-V4 / AE-V6, to pick the address family of a move
     (lab.runtime.services.move_destinations); any other called AE title is rejected."""
@@ -120,7 +129,7 @@ def make_config(args: argparse.Namespace, store: Store, query: QueryService | No
                   functools.partial(archive.store_file, defer_index=True), args.idle_timeout,
                   store.settle, args.artim, query,
                   frozenset() if query is None else frozenset(FIND_MODELS),
-                  frozenset() if query is None else frozenset(MOVE_MODELS))
+                  frozenset() if query is None else frozenset(MOVE_MODELS), commit)
 
 
 def _positive(kind: type[int] | type[float]) -> functools.partial[int | float]:
@@ -191,11 +200,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     query = None if args.storage_only else QueryService(
         store, destinations, ae_title=args.ae, tls_client=tls_client,
         timeout=args.idle_timeout, max_pdu=args.pdu)
+    commit = CommitmentService(store, destinations, ae_title=args.ae, tls_client=tls_client,
+                               timeout=args.idle_timeout, max_pdu=args.pdu)
     try:
         listener = listen(args.bind, args.port, args.backlog)
     except OSError as exc:
         cli.error(f"cannot listen on [{args.bind}]:{args.port}: {exc}")
-    server = AssociationServer(make_config(args, store, query), listener, tls=tls_server,
+    server = AssociationServer(make_config(args, store, query, commit), listener, tls=tls_server,
                                max_associations=args.max_associations)
     threading.Thread(target=server.serve_forever, name="pacs-server", daemon=True).start()
     print(f"{args.ae} listening on [{args.bind}]:{args.port}"

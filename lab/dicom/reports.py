@@ -150,9 +150,16 @@ class StoreReport(ScuReport):
     """C-STORE of a set of files (PS3.4 B) over ``associations`` associations at once: how
     many statuses of each kind (``0x0000``, ..., ``none`` when no response came), the files not
     stored, and the Asynchronous Operations Window the peer granted (PS3.7 D.3.3.3: requests
-    outstanding per association, the smallest over them; 1 = one at a time, 0 = no limit)."""
+    outstanding per association, the smallest over them; 1 = one at a time, 0 = no limit).
+    Resuming (lab.dicom.sender): the associations that broke and were made again
+    (``retries``), the longest time from a break to the next acknowledged object
+    (``recover_seconds``, absent without a break), what broke them (``breaks``), and whether
+    every object was stored (``complete``). With ``--commit`` (PS3.4 Annex J): the objects
+    committed, each SOP Instance UID's answer (``committed``, ``failed 0xNNNN (reason)``,
+    ``no answer``), the commitment's time and why it could not be asked, if so."""
 
-    REQUIRED = ("objects", "bytes", "setup_seconds", "seconds", "statuses", "failed", *_TLS)
+    REQUIRED = ("objects", "bytes", "setup_seconds", "seconds", "statuses", "failed",
+                "retries", "complete", *_TLS)
     operation: Literal["store"]
     objects: int | None = None
     bytes: int | None = None
@@ -160,6 +167,14 @@ class StoreReport(ScuReport):
     failed: list[str] | None = None
     window: int | None = None
     associations: int | None = None
+    retries: int | None = None
+    recover_seconds: float | None = None
+    breaks: list[str] | None = None
+    complete: bool | None = None
+    committed: int | None = None
+    commitment: dict[str, str] | None = None
+    commit_seconds: float | None = None
+    commit_error: str | None = None
 
 
 @dataclass(kw_only=True)

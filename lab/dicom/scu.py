@@ -15,6 +15,10 @@ needs an accepted presentation context with exactly its own transfer syntax; ``s
 up to ``--window`` requests outstanding when the peer grants an Asynchronous Operations Window
 (PS3.7 D.3.3.3; one at a time otherwise), so that the next object is on its way while the
 peer stores the last, and spreads the study over ``--associations`` associations at once.
+When an association breaks, ``store --retries N`` sends the objects not yet answered again on
+a new one, with a back-off doubling from ``--retry-backoff`` (lab.dicom.sender), and reports
+the retries and the time to recover; ``store --commit`` then asks for Storage Commitment of the
+whole study (PS3.4 Annex J) and reports the archive's answer per object.
 ``find`` and ``move`` run on the same Upper Layer (:mod:`lab.dicom.qrscu`); ``move --repeat
 N`` makes N C-MOVEs in a row and reports the failed ones. ``--pdu`` sets the maximum PDU
 length this end accepts and caps the PDUs it sends (never above what the peer accepts).
@@ -23,17 +27,21 @@ length this end accepts and caps the PDUs it sends (never above what the peer ac
 from __future__ import annotations
 
 import argparse
+import contextlib
+import socket
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
 from lab.dicom import MODALITY_AE, PACS_AE, PACS_PORT
 from lab.dicom.reports import SCU_REPORTS
-from lab.dicom.ul import tlsopts
+from lab.dicom.sender import RetriesExhausted, Sender
+from lab.dicom.ul import commit_scu, tlsopts
+from lab.dicom.ul.commitment import CommitmentError
 from lab.dicom.ul.requestor import (
     Part10,
     ScuError,
@@ -102,46 +110,112 @@ def _each(calls: list[Callable[[], T]]) -> list[T | BaseException]:
 def store(args: argparse.Namespace) -> dict[str, Any]:
     """C-STORE the files over ``--associations`` associations at once, each taking a
     contiguous share of the objects (Maani et al. 2012: parallel associations fill a long
-    path for peers without an Asynchronous Operations Window). ``setup_seconds`` is the time
-    until every association is up, ``seconds`` the time from then until every object is
-    answered."""
+    path for peers without an Asynchronous Operations Window), each resumed on a new
+    association if it breaks (``--retries``, lab.dicom.sender); then, with ``--commit``, a
+    Storage Commitment of the whole study. ``setup_seconds`` is the time until every
+    association is up, ``seconds`` the time from then until every object is answered."""
     objects = _objects(args)
     pairs = sorted({(o.sop_class, o.transfer_syntax) for o in objects})
-    if len(pairs) > 128:
+    if len(pairs) > 127:
         raise ScuError(f"{len(pairs)} SOP class/transfer syntax pairs: one association "
-                       "allows 128 presentation contexts (PS3.8 9.3.2.2)")
+                       "allows 128 presentation contexts (PS3.8 9.3.2.2), one of them for "
+                       "Storage Commitment")
     count = max(1, min(args.associations, len(objects)))
-    shares = [objects[i * len(objects) // count:(i + 1) * len(objects) // count]
-              for i in range(count)]
-    contexts = [(cls, [ts]) for cls, ts in pairs]
-    start = time.perf_counter()
-    opened = _each([partial(_connect, args, contexts) for _ in shares])
-    assocs = [result[0] for result in opened if not isinstance(result, BaseException)]
+    contexts: list[tuple[str, Sequence[str]]] = [(cls, [ts]) for cls, ts in pairs]
+    if args.commit:
+        contexts.append(commit_scu.CONTEXT)
+    senders = [Sender(partial(_connect, args, contexts),
+                      objects[i * len(objects) // count:(i + 1) * len(objects) // count],
+                      max_pdu=args.pdu, retries=args.retries, backoff=args.retry_backoff)
+               for i in range(count)]
     try:
-        failed_open = [r for r in opened if isinstance(r, BaseException)]
-        if failed_open:
-            raise failed_open[0]
-        setup = time.perf_counter() - start
         start = time.perf_counter()
-        stored = _each([partial(a.store_all, share, args.pdu)
-                        for a, share in zip(assocs, shares, strict=True)])
-        for result in stored:
-            if isinstance(result, BaseException):
-                raise result
-        codes = [code for result in stored for code in result]  # type: ignore[union-attr]
+        _all(_each([s.open for s in senders]))
+        setup = time.perf_counter() - start
+        window = min(s.assoc.window for s in senders if s.assoc is not None)
+        tls = next(s.assoc.tls for s in senders if s.assoc is not None)
+        start = time.perf_counter()
+        gave_up = _gave_up(_each([s.send for s in senders]))
         seconds = time.perf_counter() - start
+        commitment = {} if gave_up else _commit(args, senders[0], objects)
     except BaseException:
-        for assoc in assocs:  # every association that came up, whichever failed
-            assoc.abort()
+        for sender in senders:  # every association that came up, whichever failed
+            sender.abort()
         raise
-    for assoc in assocs:
-        assoc.release()
-    statuses = Counter(f"0x{code:04X}" if code >= 0 else "none" for code in codes)
+    for sender in senders:
+        sender.release()
+    out = _outcome(objects, senders)
+    all_committed = commitment.get("committed", len(objects)) == len(objects)
+    return {**out, "ok": out["complete"] and all_committed, "setup_seconds": setup,
+            "seconds": seconds, "window": window, "associations": count, **commitment, **tls,
+            **({"error": gave_up} if gave_up else {})}
+
+
+def _outcome(objects: list[Part10], senders: list[Sender]) -> dict[str, Any]:
+    """What the senders achieved, as report fields: statuses, failures, retries, recovery."""
+    codes = [code for s in senders for code in s.statuses]
+    statuses = Counter(f"0x{code:04X}" if code is not None and code >= 0 else "none"
+                       for code in codes)
     failed = [str(obj.path) for obj, code in zip(objects, codes, strict=True) if code != 0]
-    return {"ok": not failed, "objects": len(objects), "bytes": sum(o.size for o in objects),
-            "setup_seconds": setup, "seconds": seconds, "statuses": dict(statuses),
-            "failed": failed, "window": min(a.window for a in assocs),
-            "associations": count, **assocs[0].tls}
+    recoveries = [r for s in senders for r in s.recoveries]
+    return {"objects": len(objects), "bytes": sum(o.size for o in objects),
+            "statuses": dict(statuses), "failed": failed,
+            "retries": sum(s.retries for s in senders),
+            "recover_seconds": max(recoveries) if recoveries else None,
+            "breaks": [e for s in senders for e in s.errors] or None, "complete": not failed}
+
+
+def _all(results: list[T | BaseException]) -> list[T]:
+    """The results, or the first exception among them raised."""
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return results  # type: ignore[return-value]
+
+
+@contextlib.contextmanager
+def _listening(port: int) -> Iterator[socket.socket | None]:
+    """With ``--commit-port``: a socket where the archive may open an association to bring
+    the commitment result (PS3.4 J.3.3), on every address (IPv6 and IPv4)."""
+    if not port:
+        yield None
+        return
+    try:
+        listener = socket.create_server(("::", port), family=socket.AF_INET6,
+                                        dualstack_ipv6=True)
+    except OSError as exc:
+        raise ScuError(f"--commit-port {port}: cannot listen: {exc}") from None
+    with listener:
+        yield listener
+
+
+def _gave_up(results: list[BaseException | None]) -> str:
+    """Why an association gave up after its retries ('' if none did): the study is then
+    reported as far as it went; any other exception is raised."""
+    why = ""
+    for result in results:
+        if isinstance(result, RetriesExhausted):
+            why = why or str(result)
+        elif isinstance(result, BaseException):
+            raise result
+    return why
+
+
+def _commit(args: argparse.Namespace, sender: Sender, objects: list[Part10],
+            ) -> dict[str, Any]:
+    """With ``--commit``: the Storage Commitment of every object, as report fields."""
+    if not args.commit:
+        return {}
+    start = time.perf_counter()
+    try:
+        with _listening(args.commit_port) as listener:
+            answers = sender.commit(objects, args.commit_timeout, listener, args.calling)
+        error = None
+    except (CommitmentError, RetriesExhausted) as exc:
+        answers, error = {o.sop_instance: "no answer" for o in objects}, str(exc)
+    return {"committed": sum(a == "committed" for a in answers.values()),
+            "commitment": answers, "commit_seconds": time.perf_counter() - start,
+            "commit_error": error}
 
 
 def find(args: argparse.Namespace) -> dict[str, Any]:
@@ -179,6 +253,21 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--associations", type=int, default=1, metavar="N",
                    help="store: spread the objects over N associations at once, each with "
                    "its own window (default %(default)s)")
+    p.add_argument("--retries", type=int, default=0, metavar="N",
+                   help="store: when an association breaks, send the objects not yet answered "
+                   "again on a new one, at most N times per association (default %(default)s)")
+    p.add_argument("--retry-backoff", type=float, default=0.5, metavar="S",
+                   help="store: seconds to wait before the first retry, doubled for each "
+                   "further one (default %(default)s)")
+    p.add_argument("--commit", action="store_true",
+                   help="store: then ask the peer to commit every object (Storage Commitment "
+                   "Push Model, PS3.4 Annex J) and report its answer per object")
+    p.add_argument("--commit-timeout", type=float, default=60.0, metavar="S",
+                   help="store: longest wait for the commitment result (default %(default)s)")
+    p.add_argument("--commit-port", type=int, default=0, metavar="PORT",
+                   help="store --commit: also take the result on an association the peer "
+                   "opens to this port (it calls our --calling AE title); 0 = only on the "
+                   "association that asked (default)")
     p.add_argument("--model", choices=("patient", "study"), default="study")
     p.add_argument("--level", default="STUDY", choices=("PATIENT", "STUDY", "SERIES", "IMAGE"))
     p.add_argument("--key", action="append", default=[], metavar="KEYWORD=VALUE",
@@ -192,7 +281,13 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_intermixed_args(argv)
+    cli = parser()
+    args = cli.parse_intermixed_args(argv)
+    if args.retries < 0 or args.retry_backoff < 0 or args.commit_timeout <= 0:
+        cli.error(f"--retries {args.retries}, --retry-backoff {args.retry_backoff}: at least "
+                  f"0; --commit-timeout {args.commit_timeout}: above 0")
+    if not 0 <= args.commit_port <= 65535:
+        cli.error(f"--commit-port {args.commit_port}: 0 to 65535")
     operations = {"echo": echo, "store": store, "find": find, "move": move}
     try:
         result = operations[args.operation](args)

@@ -43,6 +43,11 @@ class Row:
     # How the C-STORE used the path (store rows; 1 and 1 for the other operations):
     window: int = 1  # requests outstanding granted per association (PS3.7 D.3.3.3; 0 = no limit)
     associations: int = 1  # associations the study was spread over at once
+    # Resume and Storage Commitment (lab.dicom.sender, PS3.4 Annex J), store rows:
+    retries: int = 0  # associations made again after one broke
+    recover_seconds: float = 0.0  # longest time from a break to the next acknowledged object
+    committed: int = 0  # objects the archive committed (0 when commitment was not asked)
+    complete: bool = False  # store: every object acknowledged; move: every object moved
     # What protected and shaped the path (filled in by the security and WAN layers):
     security_profile: str = ""  # TLS profile name, or the IPsec proposal (e.g. aes256gcm16-...)
     esp_path: str = ""  # kernel | libipsec ('' without IPsec)

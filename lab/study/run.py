@@ -64,6 +64,11 @@ class RunOptions:
     machine: Machine | None = None  # what the security plan may use (default: this machine)
     window: int = scu.WINDOW  # C-STORE requests outstanding proposed (lab.dicom.scu --window)
     associations: int = 1  # associations a C-STORE spreads the study over
+    #: Storage Commitment after each C-STORE (PS3.4 Annex J): on by default, since both ends
+    #: are lab programs; and the retries of a broken association (lab.dicom.sender).
+    commit: bool = True
+    retries: int = 3
+    retry_backoff: float = 0.5
     object_security: str = "none"  # none | sign | deid | sign+deid (lab.study.objects)
     courier: bool = False  # also carry each study on secure media (a 'courier' row)
 
@@ -215,7 +220,8 @@ class Runner:
         seconds = float(doc.get("seconds", 0.0))
         detail = doc.get("error") or json.dumps(
             {k: v for k, v in doc.items() if k in ("status", "statuses", "failed", "completed",
-                                                   "warning", "matches_found", "problems")})
+                                                   "warning", "matches_found", "problems",
+                                                   "commit_error", "breaks")})
         return Row(
             topology=self.topology.name, family=family.value if family else "",
             backend=self.lab.backend.name, object_security=self.opts.object_security,
@@ -226,6 +232,9 @@ class Runner:
             setup_seconds=round(float(doc.get("setup_seconds", 0.0)), 6), verified=verified,
             ok=bool(doc.get("ok")) and verified != "no", detail=str(detail),
             window=int(doc.get("window", 1)), associations=int(doc.get("associations", 1)),
+            retries=int(doc.get("retries", 0)),
+            recover_seconds=round(float(doc.get("recover_seconds") or 0.0), 6),
+            committed=int(doc.get("committed", 0)), complete=bool(doc.get("complete")),
             **self.wan, **self.protection(doc),
             **{k: round(v, 6) for k, v in (costs or {}).items()},  # type: ignore[arg-type]
         )
@@ -251,7 +260,9 @@ def run_study(r: Runner, family: Family, rep: int, original: StudyData) -> list[
     size = sum(f.stat().st_size for f in study.files)
     rows = []
     doc = r.scu(family, "store", f"--window={r.opts.window}",
-                f"--associations={r.opts.associations}", *map(str, study.files))
+                f"--associations={r.opts.associations}", f"--retries={r.opts.retries}",
+                f"--retry-backoff={r.opts.retry_backoff}",
+                *(["--commit"] if r.opts.commit else []), *map(str, study.files))
     doc, verified, received = _checked(r, r.pacs, r.paths.node_data(r.pacs) / "store", study, doc)
     rows.append(r.row(family, rep, "store", study, doc, verified, len(study.files), size,
                       costs | received))
@@ -265,6 +276,7 @@ def run_study(r: Runner, family: Family, rep: int, original: StudyData) -> list[
                 f"--dest={dest}")
     doc, verified, received = _checked(r, r.modality, r.paths.node_data(r.modality) / "received",
                                        study, doc)
+    doc["complete"] = doc.get("completed") == len(study.files) and doc.get("failed") == 0
     rows.append(r.row(family, rep, "move", study, doc, verified, int(doc.get("completed", 0)),
                       size, received))
     return rows

@@ -43,9 +43,9 @@ from lab.dicom.archive.store import Store
 from lab.dicom.ul import command as cmd
 from lab.dicom.ul.incoming import IDENTIFIER_LIMIT
 from lab.dicom.ul.pdu import PduError
-from lab.dicom.ul.queries import QueryReply as Reply
-from lab.dicom.ul.queries import QueryRequest as Request
 from lab.dicom.ul.requestor import Requestor, open_association, read_part10
+from lab.dicom.ul.services import QueryReply as Reply
+from lab.dicom.ul.services import QueryRequest as Request
 
 log = logging.getLogger("lab.dicom.pacs")
 _T = TypeVar("_T")

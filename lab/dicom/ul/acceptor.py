@@ -14,8 +14,12 @@ supported, PS3.8 9.3.3.2), then takes requests until A-RELEASE or A-ABORT:
   A request whose UIDs are not valid UIDs is refused with a failure status (its dataset read and
   dropped); a dataset cut off by an abort or a dropped connection is discarded;
 - a C-FIND or C-MOVE identifier is read into a bounded buffer and handed to the query service
-  (:mod:`lab.dicom.archive.qrscp`), whose replies are sent as they come (C-FIND's, all at hand
+  (:mod:`lab.dicom.archive.qrscp`), whose replies are sent as they come (C-FIND's, at hand
   at once, gathered into large writes);
+- an N-ACTION of Storage Commitment (PS3.4 J.3.2) is read into a bounded buffer and handed to
+  the commitment service; its N-ACTION-RSP is followed by the result in an N-EVENT-REPORT-RQ on
+  this association (PS3.4 J.3.3), and a result the association ends without confirming (released
+  or aborted first, or refused) goes back to the service to be sent over a new association;
 - any other request gets a response with status 0x0211 (Unrecognized operation, PS3.7 C).
 
 The peer is untrusted. Every wait is bounded (ARTIM for the request, the idle timeout between
@@ -32,60 +36,32 @@ import logging
 import socket
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol
 
 from lab.dicom.ul import command as cmd
+from lab.dicom.ul import commitment as sc
 from lab.dicom.ul import pdu
-from lab.dicom.ul.incoming import Incoming, ScratchFile
+from lab.dicom.ul.commitment import Result
+from lab.dicom.ul.incoming import Incoming
 from lab.dicom.ul.link import Link, LinkClosed
 from lab.dicom.ul.negotiation import acceptance, negotiate, rejection
 from lab.dicom.ul.pdu import PduError
-from lab.dicom.ul.queries import QueryHandler, QueryRequest
+from lab.dicom.ul.services import ActionRequest, Config, QueryReply, QueryRequest
+
+__all__ = ["Acceptor", "Config", "QueryReply", "QueryRequest", "Slots"]
 
 log = logging.getLogger("lab.dicom.pacs")
 
 #: Storage statuses used when the store cannot be asked (PS3.4 B.2.3, PS3.7 C).
 PROCESSING_FAILURE = 0x0110
 CANNOT_UNDERSTAND = 0xC000
-SOP_CLASS_NOT_SUPPORTED = 0x0122
+SOP_CLASS_NOT_SUPPORTED = cmd.SOP_CLASS_NOT_SUPPORTED
 #: The slowest a PDU may arrive (bytes a second) once its header is in: a PDU of L bytes gets
 #: max(idle timeout, L / MIN_RATE) seconds (128 kbit/s: slower than any WAN the lab emulates).
 MIN_RATE = 16 * 1024
-#: C-FIND responses are sent gathered into writes of about this many bytes.
-FIND_BATCH = 256 * 1024
 #: The longest command set (PS3.7 6.3: a few hundred bytes in practice) and A-ASSOCIATE-RQ
 #: (128 contexts with many transfer syntaxes fit); identifiers: incoming.IDENTIFIER_LIMIT.
 COMMAND_LIMIT, REQUEST_LIMIT = 1 << 16, 1 << 18
-#: Stores a scratch file (path, transfer syntax, SOP class, SOP instance); returns the status.
-StoreFile = Callable[[Path, str, str, str], int]
-
-
-
-
-@dataclass(frozen=True)
-class Config:
-    """What the acceptor serves: the AE titles it answers to, the Maximum Length it announces
-    and enforces for P-DATA-TF bodies (0 = unlimited), the supported abstract syntaxes with
-    their transfer syntaxes, where datasets are received, what stores one, the idle timeout,
-    what to do once a C-STORE is answered, ARTIM, and the Query/Retrieve service."""
-
-    ae_titles: frozenset[str]
-    max_pdu: int
-    supported: Mapping[str, frozenset[str]]
-    scratch: ScratchFile
-    store_file: StoreFile
-    timeout: float = 60.0
-    #: Work the store leaves until answers are on their way (the index rows of
-    #: lab.dicom.archive.store.Store.store_encoded's ``defer_index``): called with False after each
-    #: C-STORE-RSP is sent, with True when the association ends.
-    settle: Callable[[bool], None] = lambda final: None
-    artim: float = 10.0
-    query: QueryHandler | None = None
-    #: Abstract syntaxes answered by ``query``: C-FIND ones and C-MOVE ones.
-    find_classes: frozenset[str] = frozenset()
-    move_classes: frozenset[str] = frozenset()
 
 
 class Slots(Protocol):
@@ -95,17 +71,6 @@ class Slots(Protocol):
     def acquire(self, acceptor: Acceptor) -> bool: ...
 
     def release(self, acceptor: Acceptor) -> None: ...
-
-
-def _echo_status(fields: Mapping[int, bytes], abstract: str) -> int:
-    """The status of a C-ECHO (PS3.7 9.3.5.2, C): success, or a mistyped argument when its
-    Affected SOP Class UID is not a UID, or SOP class not supported when it is another one."""
-    if cmd.AFFECTED_SOP_CLASS not in fields:
-        return 0x0000
-    sop_class = cmd.uid(fields, cmd.AFFECTED_SOP_CLASS)
-    if sop_class is None:
-        return cmd.MISTYPED_ARGUMENT
-    return 0x0000 if sop_class == cmd.VERIFICATION == abstract else SOP_CLASS_NOT_SUPPORTED
 
 
 class Acceptor:
@@ -129,6 +94,9 @@ class Acceptor:
         self.incoming: Incoming | None = None
         self.command = bytearray()
         self.command_cid = 0
+        #: Storage Commitment results sent, by Message ID, not yet confirmed by the peer.
+        self.reports: dict[int, Result] = {}
+        self.message_id = 0
 
     def serve(self) -> None:
         """The whole association. A peer's error ends it with an A-ABORT; so does a fault of
@@ -160,6 +128,9 @@ class Acceptor:
                                 "association")
                 self.incoming.discard()
             self.link.close()
+            if self.reports and self.config.action is not None:
+                for report in self.reports.values():  # the peer never confirmed them
+                    self.config.action.undelivered(self.calling, report)
             if slot:
                 self.config.settle(True)
                 if self.slots is not None:
@@ -285,17 +256,21 @@ class Acceptor:
         """Dispatch a complete command set (PS3.7 9.3): answered now, or once its dataset is in.
         """
         field = cmd.us(fields, cmd.COMMAND_FIELD)
+        if field & cmd.RESPONSE:
+            self._answered(fields, field)
+            return
         cmd.us(fields, cmd.MESSAGE_ID)  # every request has one (PS3.7 9.3): abort if not
         abstract, ts = self.contexts[cid]
         data = cmd.has_data_set(fields)
-        if field & cmd.RESPONSE:
-            raise PduError(f"a response (0x{field:04X}) where only requests are expected")
         if field == cmd.C_ECHO_RQ and not data:
-            self._reply(cid, fields, _echo_status(fields, abstract))
+            self._reply(cid, fields, cmd.echo_status(fields, abstract))
         elif field == cmd.C_CANCEL_RQ:
             pass  # nothing is pending by the time a C-CANCEL is read (PS3.7 9.3.2.3)
         elif field == cmd.C_STORE_RQ and data and abstract in self.config.supported:
             self.incoming = self._store_request(fields, cid, abstract, ts)
+        elif (field == cmd.N_ACTION_RQ and data and abstract == sc.SOP_CLASS
+              and self.config.action is not None):
+            self.incoming = Incoming(fields, cid, ts, collect=True, limit=sc.DATASET_LIMIT)
         elif data and self._is_query(field, abstract):
             self.incoming = Incoming(fields, cid, ts, collect=True)
         elif data:  # read and drop the dataset, then say what was wrong
@@ -319,7 +294,8 @@ class Acceptor:
             log.warning("C-STORE from %s refused: its SOP Class or Instance UID is not a UID",
                         self.calling)
             return Incoming(fields, cid, ts, refusal=CANNOT_UNDERSTAND)
-        if sop_class != abstract or abstract in (cmd.VERIFICATION, *self.config.find_classes,
+        if sop_class != abstract or abstract in (cmd.VERIFICATION, sc.SOP_CLASS,
+                                                 *self.config.find_classes,
                                                  *self.config.move_classes):
             log.warning("C-STORE of %s refused on a context of %s", sop_class, abstract)
             return Incoming(fields, cid, ts, refusal=SOP_CLASS_NOT_SUPPORTED)
@@ -330,6 +306,9 @@ class Acceptor:
         incoming.close()
         if incoming.refusal:
             self._reply(incoming.cid, incoming.fields, incoming.refusal)
+        elif incoming.buffer is not None and cmd.us(incoming.fields, cmd.COMMAND_FIELD) \
+                == cmd.N_ACTION_RQ:
+            self._action(incoming)
         elif incoming.buffer is not None:
             self._query(incoming)
         else:
@@ -354,22 +333,54 @@ class Acceptor:
         request = QueryRequest(field, self.contexts[incoming.cid][0], incoming.ts,
                                bytes(incoming.buffer), destination)
         replies = self.config.query(request)
-        if field != cmd.C_FIND_RQ:  # C-MOVE: each response when its sub-operation is done
-            for reply in replies:
-                self._reply(incoming.cid, incoming.fields, reply.status, reply.identifier,
-                            reply.counts)
+        if field == cmd.C_FIND_RQ:  # all at hand: gathered into large writes (pdu.gathered)
+            for chunk in pdu.gathered(self._reply(incoming.cid, incoming.fields, r.status,
+                                                  r.identifier, send=False) for r in replies):
+                self.link.send(chunk)
             return
-        # C-FIND: the matches are at hand, so their responses go out gathered into large
-        # writes (one system call, or one TLS record, per FIND_BATCH bytes, not two per match)
-        for chunk in pdu.gathered((self._response(incoming.cid, incoming.fields, r.status,
-                                                  r.identifier) for r in replies), FIND_BATCH):
-            self.link.send(chunk)
+        for reply in replies:  # C-MOVE: each response when its sub-operation is done
+            self._reply(incoming.cid, incoming.fields, reply.status, reply.identifier,
+                        reply.counts)
 
-    def _response(self, cid: int, fields: Mapping[int, bytes], status: int,
-                  identifier: bytes | None = None, counts: Mapping[str, int] | None = None,
-                  ) -> list[bytes]:
-        """The PDUs of a response to the request ``fields`` (its SOP class and instance echoed
-        when they are valid UIDs), then of its identifier if any."""
+    def _action(self, incoming: Incoming) -> None:
+        """An N-ACTION (PS3.4 J.3.2) answered, then its result reported at once on this
+        association, which the requestor still holds (PS3.4 J.3.3)."""
+        assert self.config.action is not None and incoming.buffer is not None
+        fields = incoming.fields
+        action_type = cmd.us(fields, cmd.ACTION_TYPE_ID, -1)
+        reply = self.config.action(ActionRequest(
+            self.calling, cmd.uid(fields, cmd.REQUESTED_SOP_CLASS),
+            cmd.uid(fields, cmd.REQUESTED_SOP_INSTANCE), None if action_type < 0 else action_type,
+            incoming.ts, bytes(incoming.buffer)))
+        self._send(incoming.cid, True, sc.action_rsp(cmd.us(fields, cmd.MESSAGE_ID),
+                                                     reply.status, reply.action_type), False)
+        if reply.report is not None:
+            self.message_id = self.message_id % 65535 + 1
+            self.reports[self.message_id] = reply.report
+            self._send(incoming.cid, True,
+                       sc.event_report_rq(self.message_id, reply.report.event_type), True)
+            self._send(incoming.cid, False, sc.encode_result(reply.report, incoming.ts), False)
+
+    def _answered(self, fields: Mapping[int, bytes], field: int) -> None:
+        """A response from the requestor: only to an N-EVENT-REPORT of ours, and without a
+        dataset (PS3.4 J.3.3); a result it refused goes back to the commitment service."""
+        answered = cmd.us(fields, cmd.RESPONDED_TO)
+        if (field != cmd.N_EVENT_REPORT_RSP or answered not in self.reports
+                or cmd.has_data_set(fields)):
+            raise PduError(f"a response (0x{field:04X}) to no request of ours",
+                           pdu.UNEXPECTED_PDU)
+        report = self.reports.pop(answered)
+        status = cmd.us(fields, cmd.STATUS)
+        if status != 0 and self.config.action is not None:
+            log.warning("%s answered a commitment result with status 0x%04X", self.calling,
+                        status)
+            self.config.action.undelivered(self.calling, report)
+
+    def _reply(self, cid: int, fields: Mapping[int, bytes], status: int,
+               identifier: bytes | None = None, counts: Mapping[str, int] | None = None,
+               send: bool = True) -> list[bytes]:
+        """A response to the request ``fields`` (its SOP class and instance echoed when they
+        are valid UIDs), then its identifier if any: sent, or its PDUs returned (``send``)."""
         field = cmd.us(fields, cmd.COMMAND_FIELD)
         instance = cmd.uid(fields, cmd.AFFECTED_SOP_INSTANCE) if field == cmd.C_STORE_RQ else ""
         command = cmd.response(field, cmd.us(fields, cmd.MESSAGE_ID), status,
@@ -378,13 +389,11 @@ class Acceptor:
         out = list(pdu.fragments(cid, True, command, self.peer_max))
         if identifier is not None:
             out += pdu.fragments(cid, False, identifier, self.peer_max)
+        for n, piece in enumerate(out if send else ()):
+            self.link.send(piece, more=n + 1 < len(out))
         return out
 
-    def _reply(self, cid: int, fields: Mapping[int, bytes], status: int,
-               identifier: bytes | None = None, counts: Mapping[str, int] | None = None,
-               ) -> None:
-        """A response (:meth:`_response`) sent at once."""
-        pieces = self._response(cid, fields, status, identifier, counts)
+    def _send(self, cid: int, command: bool, data: bytes, more: bool) -> None:
+        pieces = list(pdu.fragments(cid, command, data, self.peer_max))
         for n, piece in enumerate(pieces):
-            self.link.send(piece, more=n + 1 < len(pieces))
-
+            self.link.send(piece, more=more or n + 1 < len(pieces))

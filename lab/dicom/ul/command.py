@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from lab.dicom.ul.pdu import PduError
 
 AFFECTED_SOP_CLASS = 0x0002
+REQUESTED_SOP_CLASS = 0x0003
 COMMAND_FIELD = 0x0100
 MESSAGE_ID = 0x0110
 RESPONDED_TO = 0x0120  # Message ID Being Responded To
@@ -22,6 +23,8 @@ DATA_SET_TYPE = 0x0800
 STATUS = 0x0900
 ERROR_COMMENT = 0x0902
 AFFECTED_SOP_INSTANCE = 0x1000
+REQUESTED_SOP_INSTANCE = 0x1001
+EVENT_TYPE_ID, ACTION_TYPE_ID = 0x1002, 0x1008
 REMAINING, COMPLETED, FAILED, WARNING = 0x1020, 0x1021, 0x1022, 0x1023  # sub-operations
 MOVE_ORIGINATOR_AE = 0x1030
 MOVE_ORIGINATOR_ID = 0x1031
@@ -31,12 +34,15 @@ C_FIND_RQ, C_FIND_RSP = 0x0020, 0x8020
 C_MOVE_RQ, C_MOVE_RSP = 0x0021, 0x8021
 C_ECHO_RQ, C_ECHO_RSP = 0x0030, 0x8030
 C_CANCEL_RQ = 0x0FFF
+N_EVENT_REPORT_RQ, N_EVENT_REPORT_RSP = 0x0100, 0x8100
+N_ACTION_RQ, N_ACTION_RSP = 0x0130, 0x8130
 #: A response's Command Field is its request's with bit 15 set (PS3.7 E.1).
 RESPONSE = 0x8000
 #: General statuses (PS3.7 C): the request is one this end does not perform; a request it
 #: cannot process (here: refused UIDs).
 UNRECOGNIZED_OPERATION = 0x0211
 MISTYPED_ARGUMENT = 0x0212
+SOP_CLASS_NOT_SUPPORTED = 0x0122
 PROCESSING_FAILURE = 0x0110
 NO_DATA_SET = 0x0101  # Command Data Set Type: no dataset follows (PS3.7 E.1)
 VERIFICATION = "1.2.840.10008.1.1"
@@ -175,3 +181,14 @@ def echo_rsp(message_id: int, status: int = 0) -> bytes:
     """C-ECHO-RSP (PS3.7 9.3.5.2)."""
     return encode({AFFECTED_SOP_CLASS: VERIFICATION, COMMAND_FIELD: C_ECHO_RSP,
                    RESPONDED_TO: message_id, DATA_SET_TYPE: NO_DATA_SET, STATUS: status})
+
+
+def echo_status(fields: Mapping[int, bytes], abstract: str) -> int:
+    """The status of a C-ECHO (PS3.7 9.3.5.2, C): success, or a mistyped argument when its
+    Affected SOP Class UID is not a UID, or SOP class not supported when it is another one."""
+    if AFFECTED_SOP_CLASS not in fields:
+        return 0x0000
+    sop_class = uid(fields, AFFECTED_SOP_CLASS)
+    if sop_class is None:
+        return MISTYPED_ARGUMENT
+    return 0x0000 if sop_class == VERIFICATION == abstract else SOP_CLASS_NOT_SUPPORTED

@@ -1,6 +1,6 @@
 """A dataset the archive's acceptor is receiving (lab.dicom.ul.acceptor): a C-STORE dataset streamed
 into a scratch file behind its File Meta Information (PS3.10 7.1), a C-FIND/C-MOVE identifier
-into a bounded buffer, or a refused request's dataset read and dropped."""
+(or an N-ACTION dataset) into a bounded buffer, or a refused request's dataset read and dropped."""
 
 from __future__ import annotations
 
@@ -24,11 +24,12 @@ class Incoming:
 
     def __init__(self, fields: Mapping[int, bytes], cid: int, ts: str, *,
                  take: ScratchFile | None = None, collect: bool = False,
-                 refusal: int = 0) -> None:
+                 refusal: int = 0, limit: int = IDENTIFIER_LIMIT) -> None:
         self.fields, self.cid, self.ts, self.refusal = fields, cid, ts, refusal
         self.sop_class = cmd.uid(fields, cmd.AFFECTED_SOP_CLASS) or ""
         self.sop_instance = cmd.uid(fields, cmd.AFFECTED_SOP_INSTANCE) or ""
         self.buffer = bytearray() if collect else None
+        self.limit = limit  # of what is collected
         self.fd, self.path = -1, Path()
         #: The File Meta Information, written together with the first piece of the dataset.
         self._head = b""
@@ -38,8 +39,8 @@ class Incoming:
 
     def write(self, data: memoryview) -> None:
         if self.buffer is not None:
-            if len(self.buffer) + len(data) > IDENTIFIER_LIMIT:
-                raise PduError(f"identifier longer than {IDENTIFIER_LIMIT} bytes")
+            if len(self.buffer) + len(data) > self.limit:
+                raise PduError(f"dataset longer than {self.limit} bytes")
             self.buffer += data
         if self.fd < 0:
             return

@@ -193,6 +193,12 @@ class Link:
             self._start = self._end = 0
         return data
 
+    def buffered(self) -> bool:
+        """Whether bytes already received wait to be read (in this buffer, or decrypted inside
+        a TLS socket): a caller that waits on the socket with select(2) must read them first."""
+        pending = getattr(self.sock, "pending", None)
+        return self._end > self._start or (pending is not None and pending() > 0)
+
     def header(self) -> tuple[int, int]:
         """The next PDU's type and length; LinkClosed at a clean end of stream."""
         kind, length = HEADER.unpack(self.read(HEADER.size))

@@ -28,8 +28,8 @@ def window_answer(rq: pdu.Associate) -> tuple[bytes, ...]:
     """The Asynchronous Operations Window granted (PS3.7 D.3.3.3), if one was proposed: up to
     WINDOW requests of the requestor outstanding (requests are still served one after the
     other, each answered in order; the next ones wait in the socket meanwhile, so the
-    requestor sends while the archive stores), and none performed by it (this end invokes
-    nothing on the association)."""
+    requestor sends while the archive stores), and one performed by it (the only operation
+    this end invokes is the N-EVENT-REPORT of a Storage Commitment result, PS3.4 J.3.3)."""
     proposed = pdu.window(rq)
     if proposed is None:
         return ()

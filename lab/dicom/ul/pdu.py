@@ -113,6 +113,17 @@ def window(assoc: Associate) -> tuple[int, int] | None:
     return None
 
 
+#: User Information sub-item type of SCP/SCU Role Selection (PS3.7 D.3.3.4).
+ROLE_SELECTION = 0x54
+
+
+def role_item(sop_class: str, scu: bool, scp: bool) -> bytes:
+    """An SCP/SCU Role Selection sub-item (PS3.7 D.3.3.4, Table D.3-9): whether the
+    association-requestor takes the SCU and the SCP role for ``sop_class``."""
+    uid = sop_class.encode("ascii")
+    return _item(ROLE_SELECTION, struct.pack(">H", len(uid)) + uid + bytes((scu, scp)))
+
+
 def _ae(title: str) -> bytes:
     raw = title.encode("ascii")
     if not 0 < len(raw.strip()) <= 16:
@@ -271,7 +282,11 @@ def fragments(context_id: int, command: bool, data: bytes, max_length: int) -> I
         yield pdu(P_DATA_TF, pdv(context_id, base | last, chunk))
 
 
-def gathered(messages: Iterable[Sequence[bytes]], size: int) -> Iterator[bytes]:
+#: How many bytes :func:`gathered` joins into one write.
+GATHER = 256 * 1024
+
+
+def gathered(messages: Iterable[Sequence[bytes]], size: int = GATHER) -> Iterator[bytes]:
     """The PDUs of ``messages`` (each a sequence of PDUs) joined into writes of at least
     ``size`` bytes (the last may be shorter), each message whole: for responses that are all
     at hand, so that the stream carries them in a few large writes instead of two per message."""

@@ -43,6 +43,10 @@ class AssociationError(PduError):
     """The association could not be established, or broke."""
 
 
+class PeerReleased(AssociationError):
+    """The peer asked to release the association (A-RELEASE-RQ) where a message was awaited."""
+
+
 class ScuError(LabError):
     """The operation could not be carried out (the SCU reports it as JSON with ok=false)."""
 
@@ -105,10 +109,11 @@ class Requestor:
     @classmethod
     def connect(cls, sock: socket.socket, *, called: str, calling: str,
                 contexts: Sequence[tuple[str, Sequence[str]]], max_pdu: int,
-                timeout: float, window: int = 1) -> Requestor:
+                timeout: float, window: int = 1, items: tuple[bytes, ...] = ()) -> Requestor:
         """A-ASSOCIATE over a connected socket, proposing ``contexts`` (abstract syntax,
         transfer syntaxes) as ids 1, 3, 5, ... (PS3.8 9.3.2.2) and, unless ``window`` is 1,
-        an Asynchronous Operations Window of ``window`` operations invoked (PS3.7 D.3.3.3)."""
+        an Asynchronous Operations Window of ``window`` operations invoked (PS3.7 D.3.3.3);
+        ``items``: further user information sub-items (role selection, PS3.7 D.3.3.4)."""
         if not 0 < len(contexts) <= 128:
             raise AssociationError(f"{len(contexts)} presentation contexts: one association "
                                    "allows 1 to 128 (PS3.8 9.3.2.2)")
@@ -116,7 +121,8 @@ class Requestor:
         rq = pdu.Associate(called, calling, contexts=tuple(proposed), max_length=max_pdu,
                            implementation_class_uid=IMPLEMENTATION_CLASS_UID,
                            implementation_version_name=IMPLEMENTATION_VERSION_NAME,
-                           other_user_items=() if window == 1 else (pdu.window_item(window, 1),))
+                           other_user_items=items + (() if window == 1 else
+                                                     (pdu.window_item(window, 1),)))
         if sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         link = Link(sock, timeout)
@@ -250,6 +256,45 @@ class Requestor:
             if last:
                 return
 
+    def send_message(self, cid: int, command: bytes, dataset: bytes | None,
+                     max_pdu: int = 0) -> None:
+        """A DIMSE message: its command set, then its dataset if any (PS3.7 6.3, PS3.8 9.3.5)."""
+        self._send_command(cid, command, max_pdu, more=dataset is not None)
+        if dataset is not None:
+            for piece in pdu.fragments(cid, False, dataset, self._cap(max_pdu)):
+                self.link.send(piece)
+
+    def message(self, limit: int) -> tuple[int, dict[int, bytes], bytes | None]:
+        """The next DIMSE message from the peer, request or response: its presentation
+        context, command set and dataset (None without one; AssociationError above ``limit``
+        bytes)."""
+        command, data = bytearray(), bytearray()
+        fields: dict[int, bytes] | None = None
+        while True:
+            kind, length = self.link.header()
+            if kind != pdu.P_DATA_TF:
+                self.link.body(length)
+                broken = PeerReleased if kind == pdu.A_RELEASE_RQ else AssociationError
+                raise broken(_unexpected(kind))
+            while length:
+                n, cid, control = self.link.pdv_header()
+                length -= n + pdu.PDV_HEADER.size
+                if len(command) + len(data) + n > limit + (1 << 16):
+                    raise AssociationError(f"a message longer than {limit} bytes")
+                chunk = self.link.body(n, limit + (1 << 16))
+                if control & pdu.COMMAND:
+                    command += chunk
+                    if control & pdu.LAST:
+                        fields = cmd.decode(command)
+                        if not cmd.has_data_set(fields):
+                            return cid, fields, None
+                elif fields is None:
+                    raise AssociationError("a dataset without its command")
+                else:
+                    data += chunk
+                    if control & pdu.LAST:
+                        return cid, fields, bytes(data)
+
     def echo(self, message_id: int = 1) -> int:
         """C-ECHO; the response's status."""
         cid = next((c for c, a in self.abstract.items()
@@ -290,7 +335,7 @@ def _unexpected(kind: int) -> str:
 def open_association(host: str, port: int, *, called: str, calling: str,
                      contexts: Sequence[tuple[str, Sequence[str]]], max_pdu: int,
                      timeout: float, tls: ssl.SSLContext | None = None, window: int = 1,
-                     ) -> tuple[Requestor, float]:
+                     items: tuple[bytes, ...] = ()) -> tuple[Requestor, float]:
     """Connect (over TLS with ``tls``, checking that ``host`` is in the server's certificate)
     and associate (``window``: see :meth:`Requestor.connect`); the association and the
     seconds it took (TCP connect and TLS handshake included)."""
@@ -304,7 +349,8 @@ def open_association(host: str, port: int, *, called: str, calling: str,
                                    session=known[1] if known else None)
         tls_info = negotiated(sock)
         assoc = Requestor.connect(sock, called=called, calling=calling, contexts=contexts,
-                                  max_pdu=max_pdu, timeout=timeout, window=window)
+                                  max_pdu=max_pdu, timeout=timeout, window=window,
+                                  items=items)
         assoc.tls = tls_info
         if tls is not None and sock.session is not None:  # type: ignore[attr-defined]
             # TLS 1.3 tickets come after the handshake; the A-ASSOCIATE-AC read them in.

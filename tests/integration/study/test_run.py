@@ -44,6 +44,13 @@ def _exists(lab: str) -> bool:
 def own_lab(name: str, topology: str) -> Iterator[str]:
     """Our own lab ``name`` (rb-...) for the duration; removed after, leaving nothing."""
     assert name.startswith("rb-")
+    with own_lab_named(name, topology) as lab:
+        yield lab
+
+
+@contextmanager
+def own_lab_named(name: str, topology: str) -> Iterator[str]:
+    """A lab ``name`` of the caller's own for the duration; removed after, leaving nothing."""
     if _exists(name):
         teleradlab("down", name, check=False)  # left by an interrupted earlier run of these tests
     teleradlab("up", topology, "--name", name)

@@ -117,7 +117,7 @@ def test_tlsbulk_reports_what_one_connection_carried() -> None:
 GOOD_STORE = {"operation": "store", "peer": "[198.18.2.10]:11112", "ok": True,
               "setup_seconds": 0.01, "seconds": 0.02, "handshake_seconds": None,
               "tls_version": None, "cipher": None, "objects": 1, "bytes": 10,
-              "statuses": {"0x0000": 1}, "failed": []}
+              "statuses": {"0x0000": 1}, "failed": [], "retries": 0, "complete": True}
 
 
 def _without(doc: dict[str, Any], key: str) -> dict[str, Any]:
