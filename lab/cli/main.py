@@ -15,6 +15,7 @@ import click
 from rich.markup import escape
 
 from lab import __version__
+from lab.cli.capture import capture
 from lab.cli.labs import clean, doctor, down, exec, run, status, up
 from lab.cli.objects import OBJECT_COMMANDS
 from lab.cli.output import err
@@ -80,5 +81,6 @@ def main(verbose: bool) -> None:
 
 for command in (up, status, exec, down, clean, doctor, run,  # labs
                 sweep, report, graph, compose,  # studies
-                wan_group, *OBJECT_COMMANDS):  # objects: sign, verify, deid, reid, media
+                wan_group, *OBJECT_COMMANDS,  # objects: sign, verify, deid, reid, media
+                capture):  # teaching
     main.add_command(command)
