@@ -21,6 +21,7 @@ from lab.cli.objects import OBJECT_COMMANDS
 from lab.cli.output import err
 from lab.cli.studies import compose, graph, report, sweep
 from lab.cli.wan import wan_group
+from lab.cli.watch import watch
 from lab.errors import LabError
 
 _MAIN_PID = os.getpid()
@@ -82,5 +83,5 @@ def main(verbose: bool) -> None:
 for command in (up, status, exec, down, clean, doctor, run,  # labs
                 sweep, report, graph, compose,  # studies
                 wan_group, *OBJECT_COMMANDS,  # objects: sign, verify, deid, reid, media
-                capture):  # teaching
+                capture, watch):  # teaching
     main.add_command(command)
