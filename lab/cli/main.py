@@ -17,6 +17,7 @@ from rich.markup import escape
 from lab import __version__
 from lab.cli.capture import capture
 from lab.cli.labs import clean, doctor, down, exec, run, status, up
+from lab.cli.lesson import lesson
 from lab.cli.objects import OBJECT_COMMANDS
 from lab.cli.output import err
 from lab.cli.studies import compose, graph, report, sweep
@@ -83,5 +84,5 @@ def main(verbose: bool) -> None:
 for command in (up, status, exec, down, clean, doctor, run,  # labs
                 sweep, report, graph, compose,  # studies
                 wan_group, *OBJECT_COMMANDS,  # objects: sign, verify, deid, reid, media
-                capture, watch):  # teaching
+                capture, watch, lesson):  # teaching
     main.add_command(command)

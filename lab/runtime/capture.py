@@ -20,6 +20,8 @@ inside the node, with what Wireshark needs to decrypt it embedded in the file.
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import signal
 import subprocess
 import time
@@ -72,6 +74,8 @@ class CaptureResult:
     """What a capture wrote: a pcapng per node, and whether TLS secrets were embedded."""
 
     files: dict[str, Path] = field(default_factory=dict)
+    #: with secrets embedded: each file as the wire saw it, without them (``NAME-wire.pcapng``)
+    wire: dict[str, Path] = field(default_factory=dict)
     keylog: Path | None = None
     secrets_embedded: bool = False
     notes: list[str] = field(default_factory=list)
@@ -219,7 +223,9 @@ def capturing(lab: Lab, targets: Sequence[Target], out: Path,
     for target, path, _ in started:
         result.files[target.node] = path
     if result.keylog.is_file() and result.keylog.stat().st_size > 0:
-        for path in result.files.values():
+        for node, path in result.files.items():
+            result.wire[node] = path.with_name(f"{path.stem}-wire.pcapng")
+            shutil.copyfile(path, result.wire[node])
             embed_secrets(path, result.keylog)
         result.secrets_embedded = True
     if lab.plan.tls is not None:
@@ -263,3 +269,42 @@ def embed_secrets(pcap: Path, keylog: Path) -> None:
         tmp.replace(pcap)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class Summary:
+    """What tshark sees in a capture: frames in all, frames carrying each protocol of
+    interest, DICOM P-DATA-TF PDUs (PS3.8 9.3.5), and the patient names (0010,0010) the DICOM
+    dissector shows."""
+
+    frames: int
+    esp: int
+    tls: int
+    dicom: int
+    p_data: int
+    patient_names: tuple[str, ...]
+
+    @property
+    def readable(self) -> bool:
+        return bool(self.patient_names)
+
+
+_PATIENT_NAME = re.compile(r"\(0010,0010\)\s+\d+ Patient's Name\s+\[PN\] (.+?)\s*$", re.M)
+
+
+def summarize(pcap: Path, options: Sequence[str], timeout: float = 120) -> Summary:
+    """Read ``pcap`` with tshark and ``options`` (:func:`tshark_options`): two passes, one for
+    the protocols of every frame, one for the DICOM elements of the DICOM frames."""
+    base = ["tshark", "-r", str(pcap), *options]
+    rows = shell.run([*base, "-T", "fields", "-E", "separator=|", "-e", "frame.protocols",
+                      "-e", "dicom.pdu.type"], timeout=timeout).stdout.splitlines()
+    stacks = [r.split("|", 1) for r in rows if r]
+
+    def count(proto: str) -> int:
+        return sum(1 for s in stacks if proto in s[0].split(":"))
+
+    p_data = sum(s[1].split(",").count("0x04") for s in stacks if len(s) > 1)
+    detail = shell.run([*base, "-Y", "dicom", "-V"], timeout=timeout).stdout
+    names = sorted({m.strip() for m in _PATIENT_NAME.findall(detail)} - {"<Empty>"})
+    return Summary(len(stacks), count("esp"), count("tls"), count("dicom"), p_data,
+                   tuple(names))
