@@ -72,6 +72,9 @@ def main(verbose: bool) -> None:
       teleradlab down                     remove it
       teleradlab sweep quick --out r/q    the paper's matrix, small; then: teleradlab report r/q
       teleradlab clean                    remove anything any lab left behind
+      teleradlab capture --lab ipv6 --run  a pcapng of the WAN (TLS secrets embedded)
+      teleradlab watch ipv6               live counters: links, SAs, DICOM associations
+      teleradlab lesson                   a guided lesson run here, as an HTML handout
     """
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.WARNING,

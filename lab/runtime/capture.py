@@ -192,7 +192,13 @@ def capturing(lab: Lab, targets: Sequence[Target], out: Path,
               seconds: int = MAX_SECONDS) -> Iterator[CaptureResult]:
     """Capture on ``targets`` while the body runs, with :data:`KEYLOG_ENV` set in this process
     (so node programs started meanwhile log their TLS secrets); on exit stop every dumpcap by
-    its process id, then embed the secrets. Nothing is left running on failure."""
+    its process id, then embed the secrets. Nothing is left running on failure.
+
+    Network-namespace labs only: a docker node has no dumpcap, and ``docker exec`` would not
+    pass the key-log variable to the programs in it."""
+    if lab.backend.name == "docker":
+        raise LabError(f"lab {lab.name} runs on docker: teleradlab capture works on netns labs "
+                       "(the docker WAN router has tcpdump, to capture by hand)")
     out = out.absolute()
     out.mkdir(parents=True, exist_ok=True)
     result = CaptureResult(keylog=out / "tls-keys.log", notes=notes(lab),

@@ -127,3 +127,13 @@ def test_a_dumpcap_that_fails_stops_the_capture_with_its_log(tmp_path: Path) -> 
                        "dumpcap"), cap.capturing(lab, cap.default_targets(lab), tmp_path):
         pass
     assert KEYLOG_ENV not in os.environ
+
+
+def test_docker_labs_are_refused_before_anything_starts(tmp_path: Path) -> None:
+    backend = FakeBackend()
+    backend.name = "docker"
+    lab = fake_lab(shipped("ipv4"), tmp_path, backend=backend)
+    with pytest.raises(LabError, match="runs on docker"), cap.capturing(
+            lab, cap.default_targets(lab), tmp_path / "cap"):
+        pass
+    assert backend.spawned == [] and not (tmp_path / "cap").exists()
