@@ -280,11 +280,12 @@ def embed_secrets(pcap: Path, keylog: Path) -> None:
 @dataclass(frozen=True)
 class Summary:
     """What tshark sees in a capture: frames in all, frames carrying each protocol of
-    interest, DICOM P-DATA-TF PDUs (PS3.8 9.3.5), and the patient names (0010,0010) the DICOM
-    dissector shows."""
+    interest, IP frames outside IPsec (neither ESP nor IKE), DICOM P-DATA-TF PDUs (PS3.8
+    9.3.5), and the patient names (0010,0010) the DICOM dissector shows."""
 
     frames: int
     esp: int
+    outside_ipsec: int
     tls: int
     dicom: int
     p_data: int
@@ -309,8 +310,11 @@ def summarize(pcap: Path, options: Sequence[str], timeout: float = 120) -> Summa
     def count(proto: str) -> int:
         return sum(1 for s in stacks if proto in s[0].split(":"))
 
+    layers = [set(s[0].split(":")) for s in stacks]
+    outside = sum(1 for x in layers if x & {"ip", "ipv6"} and not x & {"esp", "isakmp"})
+
     p_data = sum(s[1].split(",").count("0x04") for s in stacks if len(s) > 1)
     detail = shell.run([*base, "-Y", "dicom", "-V"], timeout=timeout).stdout
     names = sorted({m.strip() for m in _PATIENT_NAME.findall(detail)} - {"<Empty>"})
-    return Summary(len(stacks), count("esp"), count("tls"), count("dicom"), p_data,
+    return Summary(len(stacks), count("esp"), outside, count("tls"), count("dicom"), p_data,
                    tuple(names))

@@ -119,8 +119,15 @@ def _seen(summary: capture.Summary) -> list[tuple[str, str]]:
             ("patient names readable", ", ".join(summary.patient_names) or "none")]
 
 
-def _open(s: Settings, path: Path, cap: capture.CaptureResult) -> str:
-    return f"tshark -r {_rel(s, path)} {shlex.join(cap.tshark)} -Y dicom"
+def _open(s: Settings, path: Path, cap: capture.CaptureResult, *view: str) -> str:
+    """The tshark command that shows ``path`` (by default its DICOM frames), with the paths
+    relative to the lesson's folder, as the handout's reader finds them."""
+    options = [o.replace(f"{s.out.absolute()}/", "") for o in cap.tshark]
+    return shlex.join(["tshark", "-r", _rel(s, path), *options, *(view or ("-Y", "dicom"))])
+
+
+def _capture_cmd(s: Settings, lab: Lab, folder: str) -> str:
+    return f"teleradlab capture --lab {lab.name} --run --objects {s.objects} --out {folder}"
 
 
 def clear_steps(s: Settings, progress: Progress) -> list[Step]:
@@ -150,8 +157,7 @@ def clear_steps(s: Settings, progress: Progress) -> list[Step]:
         steps.append(Step("Store a study in clear and read it on the wire",
                           "Wireshark's DICOM dissector shows every PDU and every attribute, "
                           "the patient's name included.",
-                          [f"teleradlab capture --lab {name} --run --objects {s.objects}",
-                           _open(s, pcap, cap)],
+                          [_capture_cmd(s, lab, "3-clear"), _open(s, pcap, cap)],
                           [("C-STORE", _rate(_store(result))),
                            *_seen(capture.summarize(pcap, cap.tshark))], [_rel(s, pcap)],
                           "Who between the two sites can read this study, and what would "
@@ -196,7 +202,8 @@ def wan_steps(s: Settings, lab: Lab, progress: Progress) -> list[Step]:
                  "D.3.3.3) keeps several C-STOREs in flight on one association; parallel "
                  "associations do it with several connections.",
                  [f"{run} --wan delay={half:g}ms --window 16",
-                  f"{run} --wan delay={half:g}ms --window 1 --associations 4"],
+                  f"{run} --wan delay={half:g}ms --window 1 --associations 4",
+                  f"teleradlab down {name}"],
                  [("one at a time", _rate(slow)), ("window of 16", _rate(windowed)),
                   ("4 associations", _rate(parallel))], [],
                  "Why does the PACS have to agree to the window, and what does it risk by "
@@ -210,13 +217,16 @@ def ipsec_step(s: Settings, progress: Progress) -> Step:
         progress("step 4: a study through IPsec, captured on the WAN")
         result, cap = _captured_run(s, lab, "4-ipsec", progress)
         pcap, row = cap.files["wan"], _store(result)
+        summary = capture.summarize(pcap, cap.tshark)
         return Step("Protect the WAN with IPsec", "The gateways wrap every packet between the "
                     "sites in ESP: on the WAN only the gateways' addresses and ESP remain.",
                     [f"teleradlab up {TOPOLOGY} --name {lab.name} --security ipsec",
-                     f"teleradlab capture --lab {lab.name} --run --objects {s.objects}",
-                     _open(s, pcap, cap)],
+                     _capture_cmd(s, lab, "4-ipsec"), _open(s, pcap, cap, "-q", "-z", "io,phs"),
+                     _open(s, pcap, cap), f"teleradlab down {lab.name}"],
                     [("C-STORE", _rate(row)), ("ESP", f"{row.cipher} ({row.esp_path})"),
-                     *_seen(capture.summarize(pcap, cap.tshark))], [_rel(s, pcap)],
+                     *_seen(summary),
+                     ("IP frames outside IPsec (neither ESP nor IKE)", str(summary.outside_ipsec))],
+                    [_rel(s, pcap)],
                     "What can someone on the WAN still learn about the two hospitals from "
                     "this capture?")
 
@@ -230,12 +240,12 @@ def tls_steps(s: Settings, progress: Progress) -> list[Step]:
     if not cap.secrets_embedded:
         raise LabError("the TLS run logged no TLS secrets: the decryption step cannot be shown")
     pcap, wire = cap.files["wan"], cap.wire["wan"]
-    capture_cmd = f"teleradlab capture --lab {lab.name} --run --objects {s.objects}"
+    capture_cmd = _capture_cmd(s, lab, "5-tls")
     step5 = Step("Protect the association with DICOM TLS", "The DICOM programs speak TLS "
                  "end to end (PS3.15 Annex B, port 2762): the WAN sees TCP and TLS records, "
                  "the addresses of the modality and the PACS, and nothing of the DICOM.",
                  [f"teleradlab up {TOPOLOGY} --name {lab.name} --security tls", capture_cmd,
-                  _open(s, wire, cap)],
+                  _open(s, wire, cap, "-Y", "tls"), _open(s, wire, cap)],
                  [("C-STORE", _rate(row)), ("TLS", f"{row.tls_version} {row.cipher}"),
                   *_seen(capture.summarize(wire, cap.tshark))], [_rel(s, wire)],
                  "IPsec or TLS: which one hides more from the WAN, and which one protects "
@@ -243,7 +253,7 @@ def tls_steps(s: Settings, progress: Progress) -> list[Step]:
     step6 = Step("Decrypt with the keys", "The SCU wrote its TLS secrets (NSS key log) while "
                  "the capture ran, and the capture embedded them in the file: whoever holds "
                  "the keys reads everything again.",
-                 [capture_cmd, _open(s, pcap, cap)],
+                 [_open(s, pcap, cap), f"teleradlab down {lab.name}"],
                  _seen(capture.summarize(pcap, cap.tshark)), [_rel(s, pcap)],
                  "Who holds these keys in a real deployment, and what must never leave "
                  "them?")
