@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import shlex
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from lab.dicom.data.generate import generate_study
+
 from ..capture import PATIENT
-from ..conftest import teleradlab
+from ..conftest import REPO, teleradlab
 
 NAME = b"TELERAD^SYNTH0"  # the generated study's PatientName (seed 0)
 
@@ -65,10 +68,12 @@ def tshark(pcap: Path, options: list[str], *args: str) -> str:
                           text=True, check=True, timeout=120).stdout
 
 
-def dicom_view(pcap: Path, options: list[str]) -> tuple[list[str], str]:
-    """The DICOM PDU types tshark dissects, and its detailed view of them."""
-    types = tshark(pcap, options, "-Y", "dicom", "-T", "fields", "-e", "dicom.pdu.type").split()
-    return types, tshark(pcap, options, "-Y", "dicom", "-V")
+def dicom_view(pcap: Path, options: list[str], where: str = "") -> tuple[list[str], str]:
+    """The DICOM PDU types tshark dissects (in the frames ``where`` selects), and its detailed
+    view of them."""
+    display = f"dicom && {where}" if where else "dicom"
+    types = tshark(pcap, options, "-Y", display, "-T", "fields", "-e", "dicom.pdu.type").split()
+    return types, tshark(pcap, options, "-Y", display, "-V")
 
 
 def protocols(pcap: Path, options: list[str]) -> set[str]:
@@ -122,3 +127,32 @@ def test_esp_null_shows_dicom_inside_esp(lab_named: str, tmp_path: Path) -> None
     assert all(":esp" in p or "isakmp" in p or ":arp" in p for p in stacks), stacks
     types, detail = dicom_view(pcap, options)
     assert "0x04" in types and NAME.decode() in detail
+
+
+def test_named_interfaces_for_some_seconds_show_both_sides_of_the_tunnel(
+        lab_named: str, tmp_path: Path) -> None:
+    """gw-a's tunnel device carries the DICOM in clear, its WAN interface only ESP: one file,
+    two interfaces, captured for --seconds while a store runs in another process."""
+    teleradlab("up", "ipv4", "--name", lab_named, "--no-check", "--security", "ipsec")
+    out = tmp_path / "cap"
+    proc = subprocess.Popen([sys.executable, "-m", "lab", "capture", "--lab", lab_named,
+                             "--node", "gw-a:ipsec0,wan", "--seconds", "6", "--out", str(out)],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        assert "capturing on gw-a:ipsec0,wan" in proc.stderr.readline()
+        study = generate_study("CT", tmp_path / "ct", objects=2)
+        teleradlab("exec", "--lab", lab_named, "modality", "--", sys.executable, "-m",
+                   "lab.dicom.scu", "store", "--host=198.18.2.10", "--port=11112",
+                   *map(str, study.files), timeout=120)
+        stdout, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0 and "gw-a:" in stdout
+    pcap = out / f"{lab_named}-gw-a.pcapng"
+    options = ["-d", "tcp.port==11112,dicom"]
+    inside = dicom_view(pcap, options, 'frame.interface_name == "ipsec0"')
+    assert "0x04" in inside[0] and NAME.decode() in inside[1]
+    wan = protocols(pcap, ["-Y", 'frame.interface_name == "wan" && ip'])
+    assert wan and all(":esp" in p or "isakmp" in p for p in wan), wan
