@@ -19,8 +19,11 @@ NAME = "TELERAD^SYNTH0"
 
 
 def _typed(command: str, folder: Path) -> str:
-    """What ``command`` prints, run as a reader of the handout would (in its folder)."""
-    return subprocess.run(shlex.split(command), cwd=folder, capture_output=True, text=True,
+    """What the tshark ``command`` prints, run as a reader of the handout would (in its
+    folder)."""
+    program, *args = shlex.split(command)
+    assert program == "tshark", command
+    return subprocess.run(["tshark", *args], cwd=folder, capture_output=True, text=True,
                           check=True, timeout=120).stdout
 
 
