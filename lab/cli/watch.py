@@ -99,12 +99,14 @@ def view(doc: dict[str, Any], all_links: bool = False) -> RenderableType:
                         _bytes(sa["bytes_in"]), _bytes(sa["bytes_out"]))
         parts.append(sas)
     dicom = Table(title="DICOM", title_justify="left")
-    for col in ("service", "AE", "port", "associations open", "associations", "objects stored",
-                "stored"):
+    for col in ("service", "AE", "port", "associations open", "their objects", "associations",
+                "objects stored", "stored"):
         dicom.add_column(col, justify="left" if col in ("service", "AE") else "right")
     for svc in doc["services"]:
         dicom.add_row(f"{svc['service']} on {svc['node']}", svc["ae"], str(svc["port"]),
-                      str(svc["associations_open"]), str(svc["associations_total"]),
+                      str(svc["associations_open"]),
+                      str(svc["objects_in_open"]) if svc["associations_open"] else "-",
+                      str(svc["associations_total"]),
                       str(svc["objects_stored"]), _bytes(svc["bytes_stored"]),
                       style="bold green" if svc["associations_open"] else "")
     parts.append(dicom)

@@ -81,6 +81,10 @@ class ServiceSample:
     associations_total: int  # accepted since the service started (its log)
     objects_stored: int  # since the service started (its log)
     bytes_stored: int
+    #: stored since the oldest of the open associations was accepted (the log names no
+    #: association in its "stored" lines: exact for one association open, and for several
+    #: opened together)
+    objects_in_open: int = 0
 
 
 @dataclass(frozen=True)
@@ -188,21 +192,31 @@ def established(pid: int, port: int) -> list[str]:
     return peers
 
 
-def read_service(lab: Lab, svc: Service) -> ServiceSample:
-    """The open associations of ``svc`` (if its process is found) and what its log says."""
-    pid = _service_pid(lab, svc)
-    peers = established(pid, svc.port) if pid else []
-    objects = size = associations = 0
-    text = svc.log.read_text(errors="replace") if svc.log.is_file() else ""
+def log_counts(text: str, open_now: int) -> tuple[int, int, int, int]:
+    """From a service's log: associations accepted, objects stored, their bytes, and the
+    objects stored since the ``open_now``-th last association was accepted (0 if none is
+    open)."""
+    objects = size = 0
+    started: list[int] = []  # objects stored before each association was accepted
     for line in text.splitlines():
         stored = _STORED.search(line)
         if stored:
             objects += 1
             size += int(stored.group(1))
         elif _ASSOCIATION.search(line):
-            associations += 1
+            started.append(objects)
+    in_open = objects - started[-open_now] if 0 < open_now <= len(started) else 0
+    return len(started), objects, size, in_open
+
+
+def read_service(lab: Lab, svc: Service) -> ServiceSample:
+    """The open associations of ``svc`` (if its process is found) and what its log says."""
+    pid = _service_pid(lab, svc)
+    peers = established(pid, svc.port) if pid else []
+    text = svc.log.read_text(errors="replace") if svc.log.is_file() else ""
+    associations, objects, size, in_open = log_counts(text, len(peers))
     return ServiceSample(svc.node, svc.name, svc.ae, svc.port, len(peers), tuple(peers),
-                         associations, objects, size)
+                         associations, objects, size, in_open)
 
 
 def read_clients(lab: Lab, node: str) -> list[ClientSample]:

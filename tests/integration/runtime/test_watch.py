@@ -6,6 +6,7 @@ VICI and the PACS's log, none of which the SCU writes)."""
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 
 from lab.dicom.data.generate import generate_study
 
-from ..conftest import teleradlab
+from ..conftest import REPO, teleradlab
 
 LAB = "i19-watch"
 
@@ -70,9 +71,40 @@ def test_watch_once_json_counts_what_echo_and_store_sent(lab: str, tmp_path: Pat
     assert pacs["associations_total"] - pacs_was["associations_total"] == 2
     assert pacs["objects_stored"] - pacs_was["objects_stored"] == 3
     assert pacs["bytes_stored"] - pacs_was["bytes_stored"] == size
-    assert pacs["associations_open"] == 0 and after["clients"] == []
+    assert pacs["associations_open"] == 0 and pacs["objects_in_open"] == 0
+    assert after["clients"] == []
 
 
 def test_watch_text_view_names_the_lab(lab: str) -> None:
     text = teleradlab("watch", lab, "--once", "--interval", "0.2").stdout
     assert f"lab {LAB}" in text and "IPsec SAs" in text and "pacs on pacs" in text
+
+
+def test_watch_sees_an_association_in_progress(lab: str, tmp_path: Path) -> None:
+    """Over 80 ms of round trip, one C-STORE at a time: while the store runs, the watch shows
+    the SCU running, one association open at the PACS and its objects growing, and the WAN
+    profile applied."""
+    teleradlab("wan", "set", "--lab", lab, "delay=40ms", timeout=120)
+    study = generate_study("CT", tmp_path / "ct", objects=40, seed=8)
+    argv = [sys.executable, "-m", "lab", "exec", "--lab", lab, "modality", "--",
+            sys.executable, "-m", "lab.dicom.scu", "store", "--host=198.18.2.10",
+            "--port=11112", "--window=1", *map(str, study.files)]
+    store = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    seen: list[tuple[int, int, list[str]]] = []
+    try:
+        while store.poll() is None and len(seen) < 6:
+            doc = snapshot(lab)
+            pacs = _pacs(doc)
+            if pacs["associations_open"]:
+                seen.append((pacs["associations_open"], pacs["objects_in_open"],
+                             [c["operation"] for c in doc["clients"]]))
+        assert store.wait(timeout=120) == 0
+    finally:
+        if store.poll() is None:
+            store.kill()
+        teleradlab("wan", "reset", "--lab", lab, timeout=120)
+    assert len(seen) >= 2, seen
+    assert all(open_ == 1 and ops == ["store"] for open_, _, ops in seen), seen
+    assert seen[-1][1] > seen[0][1], seen  # its objects done grow
+    assert doc["wan"]["forward"]["delay_ms"] == 40.0 and doc["wan"]["path"] != "unimpaired"

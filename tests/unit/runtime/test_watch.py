@@ -100,3 +100,17 @@ def test_proc_net_tcp_endpoints_decoded() -> None:
     assert watch._endpoint("0A0112C6:DE54") == "198.18.1.10 56916"
     assert watch._endpoint("0000000000000000FFFF00000A0112C6:2B68") == "198.18.1.10 11112"
     assert watch._endpoint("B80D0120000000000000000002000000:0050") == "2001:db8::2 80"
+
+
+def test_objects_of_the_open_associations_counted_from_the_log() -> None:
+    log = "\n".join(["x association from MODALITY: 1 of 1 contexts accepted",
+                     "x stored 2.25.1 (10 bytes)",
+                     "x association from MODALITY: 1 of 1 contexts accepted",
+                     "x stored 2.25.2 (20 bytes)",
+                     "x association from MODALITY: 1 of 1 contexts accepted",
+                     "x stored 2.25.3 (30 bytes)", "x stored 2.25.4 (40 bytes)"])
+    assert watch.log_counts(log, 0) == (3, 4, 100, 0)
+    assert watch.log_counts(log, 1) == (3, 4, 100, 2)  # since the last association
+    assert watch.log_counts(log, 2) == (3, 4, 100, 3)
+    assert watch.log_counts(log, 5) == (3, 4, 100, 0)  # more open than the log knows: none
+    assert watch.log_counts("", 0) == (0, 0, 0, 0)
