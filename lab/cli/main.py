@@ -15,11 +15,14 @@ import click
 from rich.markup import escape
 
 from lab import __version__
+from lab.cli.capture import capture
 from lab.cli.labs import clean, doctor, down, exec, run, status, up
+from lab.cli.lesson import lesson
 from lab.cli.objects import OBJECT_COMMANDS
 from lab.cli.output import err
 from lab.cli.studies import compose, graph, report, sweep
 from lab.cli.wan import wan_group
+from lab.cli.watch import watch
 from lab.errors import LabError
 
 _MAIN_PID = os.getpid()
@@ -69,6 +72,9 @@ def main(verbose: bool) -> None:
       teleradlab down                     remove it
       teleradlab sweep quick --out r/q    the paper's matrix, small; then: teleradlab report r/q
       teleradlab clean                    remove anything any lab left behind
+      teleradlab capture --lab ipv6 --run  a pcapng of the WAN (TLS secrets embedded)
+      teleradlab watch ipv6               live counters: links, SAs, DICOM associations
+      teleradlab lesson                   a guided lesson run here, as an HTML handout
     """
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.WARNING,
@@ -80,5 +86,6 @@ def main(verbose: bool) -> None:
 
 for command in (up, status, exec, down, clean, doctor, run,  # labs
                 sweep, report, graph, compose,  # studies
-                wan_group, *OBJECT_COMMANDS):  # objects: sign, verify, deid, reid, media
+                wan_group, *OBJECT_COMMANDS,  # objects: sign, verify, deid, reid, media
+                capture, watch, lesson):  # teaching
     main.add_command(command)

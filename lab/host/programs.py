@@ -78,7 +78,8 @@ FEATURES: dict[str, Feature] = {f.name: f for f in (
     Feature("interop-tests", "independent peers the tests and the store benchmark check the lab "
             "against: DCMTK's DICOM programs, GDCM's gdcmanon, openssl on the lab's "
             "certificates and secure files"),
-    Feature("capture", "packet captures that prove what crossed the wire (tests)"),
+    Feature("capture", "packet captures that prove what crossed the wire (tests, teleradlab "
+            "capture and lesson)"),
     Feature("report-render", "the report's figures loaded in a headless browser (test)"),
     Feature("bench", "scripts/bench: listeners found by ss, DCMTK and iperf3 beside the lab"),
     Feature("docker", "the docker backend: the engine and its client, the base image made "
@@ -160,6 +161,8 @@ PROGRAMS: tuple[Program, ...] = (
             "(PS3.15 E.1.1 de-identify, E.1.2 re-identify)"),
     Program("tshark", "tshark", ("capture",), "captures decoded (ESP, TLS, DICOM PDUs)"),
     Program("dumpcap", "wireshark-common", ("capture",), "what tshark captures with"),
+    Program("editcap", "wireshark-common", ("capture",), "embeds TLS secrets in a capture "
+            "(teleradlab capture)"),
     Program("tcpdump", "tcpdump", ("capture",), "captures in the docker WAN router (its image "
             "has it; on the host it captures by hand)"),
     Program("chromium", "chromium", ("report-render",), "loads the report's figures",

@@ -54,6 +54,9 @@ def _table() -> dict[str, Algorithm]:
         note="retired (RFC 8221), for the paper's comparison")
     add(Transform.ENCRYPTION, "BLOWFISH_CBC", "blowfish", "blowfish128", "blowfish256",
         note="not in RFC 8221, for the paper's comparison")
+    add(Transform.ENCRYPTION, "NULL", "null",
+        note="no encryption (RFC 2410): ESP with integrity only, for teaching (the payload "
+        "stays readable in a capture)")
     add(Transform.INTEGRITY, "HMAC_MD5_96", "md5", note="retired (RFC 8221)")
     add(Transform.INTEGRITY, "HMAC_SHA1_96", "sha1")
     add(Transform.INTEGRITY, "HMAC_SHA2_256_128", "sha256")

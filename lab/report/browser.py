@@ -38,8 +38,9 @@ def chromium() -> str | None:
     return programs.locate(programs.BY_NAME["chromium"])
 
 
-def render_images(html_file: Path, timeout: float = 120) -> list[Rendered]:
-    """Every image of ``html_file`` as Chromium loaded it (natural width and height)."""
+def render_dom(html_file: Path, timeout: float = 120) -> str:
+    """The DOM of ``html_file`` once Chromium has loaded it, each image marked with its
+    natural size (``data-natural="WxH"``)."""
     exe = chromium()
     if exe is None:
         raise LabError("Chromium is not installed "
@@ -56,8 +57,13 @@ def render_images(html_file: Path, timeout: float = 120) -> list[Rendered]:
     if 'data-checked="yes"' not in res.stdout:
         raise LabError(f"Chromium did not finish loading {html_file} (status {res.returncode}):"
                        f"\n{res.stderr[-2000:]}")
+    return res.stdout
+
+
+def render_images(html_file: Path, timeout: float = 120) -> list[Rendered]:
+    """Every image of ``html_file`` as Chromium loaded it (natural width and height)."""
     out = []
-    for tag in _IMG.findall(res.stdout):
+    for tag in _IMG.findall(render_dom(html_file, timeout)):
         size = _NATURAL.search(tag)
         alt = _ALT.search(tag)
         out.append(Rendered(alt.group(1) if alt else "", int(size.group(1)) if size else 0,

@@ -9,6 +9,8 @@ Options, the same on the PACS (and C-MOVE receiver) and on the SCU::
     --tls-cert FILE      our certificate (PEM); required on a server, optional on a client
     --tls-key FILE       its private key (PEM)
     --tls-ca FILE        the CA certificate peers must be issued by (the only trust anchor)
+    --tls-keylog FILE    append the TLS secrets to FILE in the NSS key-log format, for a
+                         capture to be decrypted (default: $TELERADLAB_TLS_KEYLOG, else none)
 
 A client checks that the address it dialled is in the server's SubjectAlternativeName (RFC
 6125); a server requires a client certificate from the CA. Handshakes are timed by the socket
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import os
 import sys
 import time
 from pathlib import Path
@@ -33,6 +36,9 @@ if TYPE_CHECKING:
 #: Profile names (lab.model.tls_profiles.PROFILES, checked there when used): listed here so that the
 #: options cost no ssl import in a program run without TLS.
 PROFILE_NAMES = ("bcp195-rfc8996", "non-downgrading", "extended", "aes", "basic")
+#: The environment variable `teleradlab capture` sets while it captures, so that the programs a
+#: run starts in the nodes write their TLS secrets where the capture embeds them.
+KEYLOG_ENV = "TELERADLAB_TLS_KEYLOG"
 
 
 @functools.cache
@@ -65,6 +71,11 @@ def add_arguments(parser: argparse.ArgumentParser, *, server: bool) -> None:
     group.add_argument("--tls-ca", type=Path, metavar="FILE",
                        help="CA certificate that must have issued the peer's (required with "
                        "--tls-profile)")
+    group.add_argument("--tls-keylog", type=Path, metavar="FILE",
+                       default=os.environ.get(KEYLOG_ENV) or None,
+                       help="append the TLS secrets to FILE (NSS key-log format) so that a "
+                       f"capture can be decrypted; default: ${KEYLOG_ENV} if set, else none. "
+                       "Anyone with FILE reads the traffic: for teaching only")
     if not server:
         group.add_argument("--tls-cipher", metavar="SUITE",
                            help="offer only this TLS 1.2 cipher suite of the profile (OpenSSL "
@@ -104,7 +115,20 @@ def server_context(args: argparse.Namespace) -> ssl.SSLContext | None:
         raise LabError(f"cannot load the TLS credentials {args.tls_cert}, {args.tls_key}, "
                        f"{args.tls_ca}: {exc}") from exc
     ctx.sslsocket_class = timed_socket_class()
+    _keylog(ctx, getattr(args, "tls_keylog", None))
     return ctx
+
+
+def _keylog(ctx: ssl.SSLContext, path: Path | None) -> None:
+    """Have ``ctx`` append its secrets to ``path`` in the NSS key-log format (the format
+    Wireshark's TLS dissector and ``editcap --inject-secrets tls`` read); nothing if None."""
+    if path is None:
+        return
+    try:
+        path.touch(mode=0o600)
+    except OSError as exc:
+        raise LabError(f"--tls-keylog {path}: cannot write it ({exc.strerror})") from exc
+    ctx.keylog_filename = str(path)
 
 
 def client_context(args: argparse.Namespace) -> ssl.SSLContext | None:
@@ -116,12 +140,12 @@ def client_context(args: argparse.Namespace) -> ssl.SSLContext | None:
     if (args.tls_cert is None) != (args.tls_key is None):
         raise LabError("--tls-cert and --tls-key go together")
     return _client_context(args.tls_profile, args.tls_cert, args.tls_key, args.tls_ca,
-                           getattr(args, "tls_cipher", None))
+                           getattr(args, "tls_cipher", None), getattr(args, "tls_keylog", None))
 
 
 @functools.cache
 def _client_context(profile: str, cert: Path | None, key: Path | None, ca: Path,
-                    cipher: str | None) -> ssl.SSLContext:
+                    cipher: str | None, keylog: Path | None = None) -> ssl.SSLContext:
     from lab.security.tls import contexts
 
     try:
@@ -131,6 +155,7 @@ def _client_context(profile: str, cert: Path | None, key: Path | None, ca: Path,
     if cipher:
         contexts.restrict_cipher(ctx, profile, cipher)
     ctx.sslsocket_class = timed_socket_class()
+    _keylog(ctx, keylog)
     return ctx
 
 

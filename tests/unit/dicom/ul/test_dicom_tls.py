@@ -6,6 +6,7 @@ serving. Certificates come from a throwaway lab CA (lab.security.pki.authority).
 from __future__ import annotations
 
 import json
+import os
 import socket
 import ssl
 import subprocess
@@ -20,6 +21,7 @@ import pytest
 from lab.dicom.archive.store import study_paths
 from lab.dicom.data.generate import generate_study
 from lab.dicom.reports import parse_output
+from lab.dicom.ul.tlsopts import KEYLOG_ENV
 from lab.security.pki.authority import Credential, create_ca
 
 PROFILE = "bcp195-rfc8996"
@@ -250,3 +252,29 @@ def test_store_spread_over_associations_with_a_window(certs: Pki, scps: tuple[Sc
     assert stored["statuses"] == {"0x0000": 7}, stored
     assert pacs.log.read_text().count("TLS from 127.0.0.1") - before == 3
     assert len(study_paths(pacs.root, study.study_instance_uid)) == 7
+
+
+@pytest.mark.parametrize("how", ["option", "environment"])
+def test_scu_writes_its_tls_secrets_when_asked(certs: Pki, scps: tuple[Scp, Scp],
+                                               tmp_path: Path, how: str) -> None:
+    """--tls-keylog FILE, or TELERADLAB_TLS_KEYLOG (what `teleradlab capture` sets): the TLS 1.3
+    secrets in the NSS key-log format, one line per secret of the handshake."""
+    keylog = tmp_path / "keys.log"
+    pacs, _ = scps
+    argv = [sys.executable, "-m", "lab.dicom.scu", "echo", f"--host={HOST}",
+            f"--port={pacs.port}", "--timeout=10", *_tls(certs.client, certs.ca)]
+    env = dict(os.environ)
+    env.pop(KEYLOG_ENV, None)
+    if how == "option":
+        argv.append(f"--tls-keylog={keylog}")
+    else:
+        env[KEYLOG_ENV] = str(keylog)
+    res = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=env, check=False)
+    assert res.returncode == 0, res.stderr
+    lines = [ln.split() for ln in keylog.read_text().splitlines() if not ln.startswith("#")]
+    labels = {ln[0] for ln in lines}
+    assert {"CLIENT_HANDSHAKE_TRAFFIC_SECRET", "SERVER_HANDSHAKE_TRAFFIC_SECRET",
+            "CLIENT_TRAFFIC_SECRET_0", "SERVER_TRAFFIC_SECRET_0"} <= labels, labels
+    assert all(len(ln) == 3 and len(ln[1]) == 64 for ln in lines)  # label, client random, secret
+    assert len({ln[1] for ln in lines}) == 1  # one handshake
+
