@@ -1,6 +1,6 @@
 """The ``teleradlab`` command line: the root group (logging, SIGTERM, errors printed once) and
-the registration of every command group: labs (:mod:`.labs`), studies (:mod:`.studies`) and
-the WAN (:mod:`.wan`)."""
+the registration of every command group: labs (:mod:`.labs`), studies (:mod:`.studies`),
+the WAN (:mod:`.wan`) and the probe of a real peer (:mod:`.probe`)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from lab import __version__
 from lab.cli.labs import clean, doctor, down, exec, run, status, up
 from lab.cli.objects import OBJECT_COMMANDS
 from lab.cli.output import err
+from lab.cli.probe import probe
 from lab.cli.studies import compose, graph, report, sweep
 from lab.cli.wan import wan_group
 from lab.errors import LabError
@@ -69,6 +70,7 @@ def main(verbose: bool) -> None:
       teleradlab down                     remove it
       teleradlab sweep quick --out r/q    the paper's matrix, small; then: teleradlab report r/q
       teleradlab clean                    remove anything any lab left behind
+      teleradlab probe 198.51.100.7 11112 --called PACS --json probe.json   validate a real peer
     """
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.WARNING,
@@ -80,5 +82,6 @@ def main(verbose: bool) -> None:
 
 for command in (up, status, exec, down, clean, doctor, run,  # labs
                 sweep, report, graph, compose,  # studies
-                wan_group, *OBJECT_COMMANDS):  # objects: sign, verify, deid, reid, media
+                wan_group, probe,  # the WAN; validating a real peer
+                *OBJECT_COMMANDS):  # objects: sign, verify, deid, reid, media
     main.add_command(command)
