@@ -70,7 +70,7 @@ def main(verbose: bool) -> None:
       teleradlab down                     remove it
       teleradlab sweep quick --out r/q    the paper's matrix, small; then: teleradlab report r/q
       teleradlab clean                    remove anything any lab left behind
-      teleradlab probe 198.51.100.7 11112 --called PACS --json probe.json   validate a real peer
+      teleradlab probe pacs.example.org 11112 --called PACS --json probe.json  check a real peer
     """
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.WARNING,

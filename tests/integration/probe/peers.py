@@ -25,13 +25,14 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 PROBER, SITE = "198.18.0.1", "198.18.0.2"
+PROBER6, SITE6 = "2001:db8::1", "2001:db8::2"
 STORESCP, DCMQRSCP = "/usr/bin/storescp", "/usr/bin/dcmqrscp"
 #: Ports of the site: what listens there.
 PLAIN, TLS_GOOD, TLS_EXPIRED, TLS_RETIRED = 11112, 2762, 2763, 2764
 QR, SILENT, CLOSED, NOT_DICOM = 11113, 11199, 11198, 8022
 #: pynetdicom's Q/R SCP: knows only FRIEND as a move destination, accepts only FRIEND as caller
 #: on the second port.
-PY_QR, PY_PICKY = 11114, 11115
+PY_QR, PY_PICKY, PY_QR6 = 11114, 11115, 11116
 
 _BANNER = """
 import socket, sys
@@ -169,8 +170,9 @@ class Site:
         sh("ip", "netns", "add", self.prober)
         sh("ip", "-n", self.prober, "link", "add", "eth0", "type", "veth", "peer", "name",
            "eth0", "netns", self.site)
-        for ns, addr in ((self.prober, PROBER), (self.site, SITE)):
+        for ns, addr, addr6 in ((self.prober, PROBER, PROBER6), (self.site, SITE, SITE6)):
             sh("ip", "-n", ns, "addr", "add", f"{addr}/24", "dev", "eth0")
+            sh("ip", "-n", ns, "addr", "add", f"{addr6}/64", "dev", "eth0", "nodad")
             sh("ip", "-n", ns, "link", "set", "eth0", "up")
             sh("ip", "-n", ns, "link", "set", "lo", "up")
         rules = self.work / "drop.nft"
@@ -222,6 +224,7 @@ class Site:
         self.start([sys.executable, "-c", _PY_QR, SITE, str(PY_QR)], "py-qr", PY_QR)
         self.start([sys.executable, "-c", _PY_QR, SITE, str(PY_PICKY), "picky"], "py-picky",
                    PY_PICKY)
+        self.start([sys.executable, "-c", _PY_QR, SITE6, str(PY_QR6)], "py-qr6", PY_QR6)
         self.start([sys.executable, "-c", _BANNER, SITE, str(NOT_DICOM)], "banner", NOT_DICOM)
 
     def close(self) -> None:

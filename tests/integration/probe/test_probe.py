@@ -6,6 +6,7 @@ namespace, and its JSON is read back."""
 
 from __future__ import annotations
 
+import csv
 import json
 import subprocess
 import sys
@@ -16,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import REPO
+from tests.integration.conftest import REPO, teleradlab
 from tests.integration.probe import peers
 from tests.integration.probe.peers import Cred, Site
 
@@ -36,12 +37,13 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
 
 
 def probe(site: Site, port: int, called: str, *extra: str, tls: str | None = None,
-          client: bool = True) -> tuple[dict[str, Any], dict[str, str], int, float]:
+          client: bool = True, host: str = peers.SITE,
+          ) -> tuple[dict[str, Any], dict[str, str], int, float]:
     """Run the probe in the prober's namespace; (its JSON, verdict status by requirement,
     its exit status, seconds)."""
     out = site.work / f"probe-{port}-{called}-{time.monotonic_ns()}.json"
     argv = ["ip", "netns", "exec", site.prober, sys.executable, "-m", "lab", "probe",
-            peers.SITE, str(port), "--called", called, "--timeout", "2", "--connects", "3",
+            host, str(port), "--called", called, "--timeout", "2", "--connects", "3",
             "--json", str(out), "--html", str(out.with_suffix(".html")), *extra]
     if tls:
         c = site.pki["client"]
@@ -150,6 +152,13 @@ def test_move_destinations_pynetdicom(site: Site) -> None:
     assert v["storage contexts"] == "fail"  # a Q/R SCP that stores nothing
 
 
+def test_ipv6_peer(site: Site) -> None:
+    """Over IPv6 (pynetdicom listens on it; DCMTK 3.6.7 does not): path, MTU, association."""
+    doc, v, _, _ = probe(site, peers.PY_QR6, "PYQR", host=peers.SITE6)
+    assert v["TCP connection"] == v["DICOM association"] == v["C-FIND (study level)"] == "pass"
+    assert doc["mtu"] == 1500 and doc["host"] == peers.SITE6, doc
+
+
 def test_silent_peer(site: Site) -> None:
     doc, v, rc, took = probe(site, peers.SILENT, "ANY")
     assert v["TCP connection"] == "fail" and "no answer" in reason(doc, "TCP connection")
@@ -188,3 +197,27 @@ def test_wan_profile_from_the_probe(site: Site, tmp_path: Path) -> None:
     doc, _, _, _ = probe(site, peers.PLAIN, "STORESCP")
     wan = parse_measured(doc, "probe.json")
     assert abs(wan.forward.delay_ms - doc["path"]["rtt_ms"] / 2) < 0.01
+
+
+def test_run_predicts_over_the_probed_link(site: Site, tmp_path: Path) -> None:
+    """``teleradlab run --wan @probe.json``: the lab's WAN is the one measured, every result
+    row says so, and the probe's JSON and page link to the run's results."""
+    doc, _, _, _ = probe(site, peers.PLAIN, "STORESCP")
+    probe_json = tmp_path / "probe.json"
+    probe_json.write_text(json.dumps(doc))
+    (tmp_path / "probe.html").write_text("<html></html>")
+    lab = f"i16-wan{site.tag.rpartition('-')[2]}"
+    out = tmp_path / "prediction"
+    teleradlab("up", "ipv4", "--name", lab, timeout=180)
+    try:
+        teleradlab("run", "--lab", lab, "--modality", "CT", "--objects", "2", "--wan",
+                   f"@{probe_json}", "--out", str(out), timeout=300)
+    finally:
+        teleradlab("down", lab, timeout=180)
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    name = ",".join(f"{k}={v}" for k, v in doc["wan"].items())
+    assert rows and {r["wan_profile"] for r in rows} == {name}, rows[0]
+    assert {float(r["wan_delay_ms"]) for r in rows} == {float(doc["wan"]["delay"][:-2])}
+    linked = json.loads(probe_json.read_text())
+    assert linked["prediction"] == str(out.resolve())
+    assert f'href="{out.resolve()}"' in (tmp_path / "probe.html").read_text()
