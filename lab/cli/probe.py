@@ -72,6 +72,9 @@ def probe(host: str, port: int, called: str, calling: str, tls_profile: str | No
     nothing to --move-to if given. Nothing is stored. Prints a verdict per requirement;
     exits 1 if any failed.
     """
+    for flag, path in (("--json", json_out), ("--html", html_out)):
+        if path is not None and not path.resolve().parent.is_dir():
+            raise LabError(f"{flag} {path}: no such directory {path.resolve().parent}")
     if (tls_cert is None) != (tls_key is None):
         raise LabError("--tls-cert and --tls-key go together")
     if tls_profile is None and any(p is not None for p in (tls_cert, tls_key, tls_ca)):

@@ -25,6 +25,7 @@ from lab.errors import LabError
 from lab.model.dicom import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from lab.probe.findings import Association, Reject
 
+VERIFICATION, IMPLICIT_LE = "1.2.840.10008.1.1", "1.2.840.10008.1.2"
 #: The largest P-DATA-TF body the probe accepts (it receives only small responses).
 PROBE_MAX_PDU = 65536
 #: The first byte of a TLS record: alert (21) or handshake (22) (RFC 8446 5.1).
@@ -70,10 +71,13 @@ def reject_of(body: bytes) -> Reject:
     return Reject(result=result, source=source, reason=reason, text=text)
 
 
-def _connect(target: Target) -> socket.socket:
-    """A connected socket, TLS-wrapped (handshake done) if asked; Failed otherwise."""
+def _connect(target: Target) -> tuple[socket.socket, float]:
+    """A connected socket, TLS-wrapped (handshake done) if asked, and the seconds its TCP
+    connect took; Failed otherwise."""
+    start = time.perf_counter()
     try:
         sock = socket.create_connection((target.host, target.port), timeout=target.timeout)
+        tcp = time.perf_counter() - start
     except TimeoutError:
         raise Failed(Association(accepted=False, speaks="nothing", error=(
             f"no answer to the TCP connect within {target.timeout:g} s"))) from None
@@ -81,9 +85,9 @@ def _connect(target: Target) -> socket.socket:
         raise Failed(Association(accepted=False, speaks="nothing",
                                  error=f"TCP connect failed: {exc.strerror or exc}")) from None
     if target.tls is None:
-        return sock
+        return sock, tcp
     try:
-        return target.tls.wrap_socket(sock, server_hostname=target.host)
+        return target.tls.wrap_socket(sock, server_hostname=target.host), tcp
     except (ssl.SSLError, ssl.CertificateError, OSError) as exc:
         sock.close()
         raise Failed(Association(accepted=False, error=f"TLS handshake failed: {exc}")) from None
@@ -117,14 +121,39 @@ def _answer(link: Link, target: Target) -> tuple[int, bytes]:
     return kind, link.body(length)
 
 
+#: Pauses before asking again after a transient rejection (PS3.8 9.3.4: result 2, "rejected
+#: transient": the same request may succeed later). A peer with few association slots can
+#: still count the probe's bare TCP connects of a moment ago against them.
+TRANSIENT_RETRIES = (0.5, 1.5)
+
+
 def associate(target: Target, contexts: Sequence[tuple[str, Sequence[str]]],
               ) -> tuple[Requestor, Association, dict[int, pdu.Result]]:
+    """:func:`associate_once`, asked again after each pause of :data:`TRANSIENT_RETRIES`
+    while the peer rejects it as transient; ``retries`` says how often."""
+    for retries, pause in enumerate((*TRANSIENT_RETRIES, None)):
+        try:
+            assoc, found, answers = associate_once(target, contexts)
+        except Failed as exc:
+            reject = exc.found.reject
+            if pause is None or reject is None or reject.result != 2:
+                exc.found.retries = retries
+                raise
+            time.sleep(pause)
+            continue
+        found.retries = retries
+        return assoc, found, answers
+    raise AssertionError("unreachable: the last pause is None")
+
+
+def associate_once(target: Target, contexts: Sequence[tuple[str, Sequence[str]]],
+                   ) -> tuple[Requestor, Association, dict[int, pdu.Result]]:
     """Associate proposing ``contexts`` (ids 1, 3, 5...); the open association, what was
     learnt, and the acceptor's answer to each context by id. Failed (with the
     :class:`Association` found) if it was not established."""
     proposed = [pdu.Proposed(2 * i + 1, a, tuple(ts)) for i, (a, ts) in enumerate(contexts)]
     start = time.perf_counter()
-    sock = _connect(target)
+    sock, tcp = _connect(target)
     link = Link(sock, target.timeout)
     tls = _tls_of(sock)
     try:
@@ -144,11 +173,23 @@ def associate(target: Target, contexts: Sequence[tuple[str, Sequence[str]]],
         link.close()
         raise
     found = Association(accepted=True, seconds=round(time.perf_counter() - start, 6),
+                        connect_ms=round(1000 * tcp, 3),
                         peer_max_pdu=ac.max_length,
                         implementation_class_uid=ac.implementation_class_uid or None,
                         implementation_version_name=ac.implementation_version_name or None,
                         **tls)
     return Requestor(link, ac, proposed), found, {r.id: r for r in ac.results}
+
+
+def greet(target: Target) -> float:
+    """One short association (Verification only), released at once: the seconds its TCP
+    connect took. The probe times the path this way rather than by bare TCP connects, which
+    some acceptors count against their association limit until a timer expires (pynetdicom
+    holds each for its ARTIM / network timeout), so that the probe's own associations would
+    then be rejected as "local limit exceeded"."""
+    assoc, found, _ = associate_once(target, [(VERIFICATION, (IMPLICIT_LE,))])
+    release(assoc)
+    return (found.connect_ms or 0.0) / 1000
 
 
 def _tls_of(sock: socket.socket) -> dict[str, str | None]:

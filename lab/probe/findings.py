@@ -38,6 +38,8 @@ class Association(BaseModel):
 
     accepted: bool
     seconds: float | None = None
+    connect_ms: float | None = None  # its TCP connect
+    retries: int = 0  # after transient rejections (PS3.8 9.3.4)
     reject: Reject | None = None
     error: str | None = None
     #: What the port seems to speak when the attempt failed below DICOM ("tls", "dicom",

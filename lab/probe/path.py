@@ -2,8 +2,9 @@
 connect times and the path MTU the kernel holds for the peer's address.
 
 A TCP connect returns when the SYN-ACK arrives (RFC 9293 3.5), so its time is one round trip
-plus the peer's accept; the median of a few is the RTT, and their spread the jitter. The
-connections carry no data: the peer's DICOM program sees a connection opened and closed.
+plus the peer's accept; the median of a few is the RTT, and their spread the jitter. Each
+connection is used for a short association (``sample``), or closed at once where the port
+does not take one.
 
 The path MTU is ``IP_MTU`` / ``IPV6_MTU`` of a connected socket (Linux ip(7), ipv6(7)): the
 route's MTU, lowered by any ICMP "fragmentation needed" / "packet too big" the kernel has
@@ -12,9 +13,11 @@ learned for that destination (RFC 1191, RFC 8201).
 
 from __future__ import annotations
 
+import functools
 import socket
 import statistics
 import time
+from collections.abc import Callable
 
 from lab.probe.findings import PathFindings
 
@@ -59,20 +62,29 @@ def jitter(rtts_ms: list[float]) -> float:
     return (max(rtts_ms) - min(rtts_ms)) / 4 if len(rtts_ms) > 1 else 0.0
 
 
-def measure(host: str, port: int, *, count: int = 5, timeout: float = 3.0) -> PathFindings:
-    """``count`` connects (each bounded by ``timeout``), their median and spread, and the MTU.
-    A failure is recorded as text, never raised: an unreachable peer is a finding."""
+def measure(host: str, port: int, *, count: int = 5, timeout: float = 3.0,
+            sample: Callable[[], float] | None = None) -> PathFindings:
+    """``count`` connects (each bounded by ``timeout``), their median and spread, and the MTU,
+    after one connect that is not counted (it pays for the neighbour lookup and cold caches,
+    which would pass for jitter). ``sample`` makes one connect and returns its seconds (bare
+    TCP connects by default; the probe greets the peer on each, see
+    :func:`lab.probe.association.greet`). A failure is recorded as text, never raised: an
+    unreachable peer is a finding."""
+    sample = sample or functools.partial(connect_once, host, port, timeout)
     times: list[float] = []
     failures: list[str] = []
-    for _ in range(count):
+    warm: list[float] = []
+    for attempt in range(count + 1):
         try:
-            times.append(1000 * connect_once(host, port, timeout))
+            took = 1000 * sample()
+            (times if attempt else warm).append(took)
         except TimeoutError:
             failures.append(f"no answer within {timeout:g} s")
         except OSError as exc:
             failures.append(exc.strerror or str(exc))
         if len(failures) >= 2 and not times:
             break  # a dead peer: two tries tell as much as five, in less time
+    times = times or warm  # only the first connect succeeded: still a connection
     found = PathFindings(connect_ms=[round(t, 3) for t in times], failures=failures)
     if times:
         found.rtt_ms = round(statistics.median(times), 3)

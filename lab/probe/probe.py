@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from lab.dicom.ul import command as cmd
 from lab.errors import LabError
 from lab.probe import contexts, tlsscan, verdicts
-from lab.probe.association import Failed, Target, associate, release, speaks_tls
+from lab.probe.association import Failed, Target, associate, greet, release, speaks_tls
 from lab.probe.findings import Association, DicomFindings, PathFindings, ProbeReport
 from lab.probe.operations import IMPLICIT_LE, probe_dicom
-from lab.probe.path import measure
+from lab.probe.path import connect_once, measure
 from lab.security.tls import contexts as tls_contexts
 
 
@@ -60,6 +61,23 @@ def client_tls(req: Request) -> ssl.SSLContext | None:
                                            req.tls_ca)
     except OSError as exc:  # also ssl.SSLError
         raise LabError(f"cannot load the TLS credentials: {exc}") from exc
+
+
+def sampler(req: Request, tls: ssl.SSLContext | None) -> Callable[[], float]:
+    """One path sample: a short association (:func:`greet`) while the peer takes them, bare
+    TCP connects (:func:`connect_once`) from the first that fails above TCP on."""
+    target = Target(req.host, req.port, req.called, req.calling, min(req.timeout, 3.0), tls)
+    greeting = [True]
+
+    def sample() -> float:
+        if greeting[0]:
+            try:
+                return greet(target)
+            except Failed:
+                greeting[0] = False
+        return connect_once(req.host, req.port, target.timeout)
+
+    return sample
 
 
 def wan_of(path: PathFindings) -> dict[str, str]:
@@ -112,7 +130,8 @@ def run(req: Request) -> ProbeReport:
                          tls_profile=req.tls_profile, seconds=0.0,
                          started=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
                          path=measure(req.host, req.port, count=req.connects,
-                                      timeout=min(req.timeout, 3.0)))
+                                      timeout=min(req.timeout, 3.0),
+                                      sample=sampler(req, tls_ctx)))
     if report.path.connect_ms:
         if req.tls_profile is not None:
             creds = tlsscan.Credentials(req.tls_cert, req.tls_key, req.tls_ca)

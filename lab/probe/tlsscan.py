@@ -12,6 +12,7 @@ so what is enumerated does not depend on what this machine's OpenSSL still allow
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,11 @@ def profiles(suites: dict[str, list[str]]) -> list[ProfileSupport]:
 
 
 def _location(host: str, port: int) -> ServerNetworkLocation:
+    """An address is scanned as it is; a name is resolved by sslyze."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return ServerNetworkLocation(hostname=host, port=port)
     return ServerNetworkLocation(hostname=host, port=port, ip_address=host)
 
 

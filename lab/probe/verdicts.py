@@ -123,7 +123,8 @@ def dicom_verdicts(report: ProbeReport) -> list[Verdict]:
         why = a.reject.text if a.reject else a.error or "not established"
         return [_v("DICOM association", "fail", f"{report.calling} -> {report.called}: {why}")]
     out = [_v("DICOM association", "pass", f"accepted in {1000 * (a.seconds or 0):.1f} ms"
-              + (f" over {a.tls_version} ({a.cipher})" if a.tls_version else ""))]
+              + (f" over {a.tls_version} ({a.cipher})" if a.tls_version else "")
+              + (f", after {a.retries} transient rejection(s)" if a.retries else ""))]
     if d.echo_status is None:
         out.append(_v("C-ECHO", "fail", d.echo_error or "Verification was not accepted"))
     else:
