@@ -14,6 +14,7 @@ from lab.cli.output import out
 from lab.dicom.ul.tlsopts import PROFILE_NAMES
 from lab.errors import LabError
 from lab.host import files
+from lab.probe.findings import ProbeReport
 from lab.probe.probe import Request, run
 from lab.report import probe as probe_page
 
@@ -47,6 +48,10 @@ def _ae(ctx: click.Context, param: click.Parameter, value: str | None) -> str | 
 @click.option("--move-to", default=None, callback=_ae, metavar="AE",
               help="Also ask for a C-MOVE (of a study that matches nothing) to this destination "
               "AE, to learn whether the peer knows it. Off by default.")
+@click.option("--allow-store", "store_objects", type=click.IntRange(0, 100), default=0,
+              metavar="N", help="Also C-STORE a synthetic CT study of N objects (patient "
+              "TELERAD^PROBE) and time it; the output names the study to delete from the peer. "
+              "Off by default (0): the probe is read-only.")
 @click.option("--timeout", type=click.FloatRange(0.5, 60), default=5.0, show_default=True,
               help="Seconds any one wait for the peer may take.")
 @click.option("--connects", type=click.IntRange(2, 50), default=5, show_default=True,
@@ -58,9 +63,9 @@ def _ae(ctx: click.Context, param: click.Parameter, value: str | None) -> str | 
               default=None, metavar="FILE", help="Write them as an HTML page.")
 def probe(host: str, port: int, called: str, calling: str, tls_profile: str | None,
           tls_cert: Path | None, tls_key: Path | None, tls_ca: Path | None,
-          move_to: str | None, timeout: float, connects: int, json_out: Path | None,
-          html_out: Path | None) -> None:
-    """Validate a DICOM peer (HOST PORT) before a link goes live, read-only.
+          move_to: str | None, store_objects: int, timeout: float, connects: int,
+          json_out: Path | None, html_out: Path | None) -> None:
+    """Validate a DICOM peer (HOST PORT) before a link goes live, read-only by default.
 
     Times TCP connects (RTT, jitter) and reads the path MTU; with --tls-profile scans the
     port's TLS (sslyze: versions, cipher suites, client-certificate demand, the PS3.15 Annex B
@@ -69,8 +74,8 @@ def probe(host: str, port: int, called: str, calling: str, tls_profile: str | No
     reason; the peer's maximum PDU and implementation), times C-ECHOs, asks a study-level
     C-FIND that matches nothing, lists the storage presentation contexts it accepts (the
     lab's seven modalities x common transfer syntaxes, in batches of up to 128), and C-MOVEs
-    nothing to --move-to if given. Nothing is stored. Prints a verdict per requirement;
-    exits 1 if any failed.
+    nothing to --move-to if given. Nothing is stored unless --allow-store N. Prints a verdict
+    per requirement; exits 1 if any failed.
     """
     for flag, path in (("--json", json_out), ("--html", html_out)):
         if path is not None and not path.resolve().parent.is_dir():
@@ -81,13 +86,21 @@ def probe(host: str, port: int, called: str, calling: str, tls_profile: str | No
         raise LabError("--tls-cert, --tls-key and --tls-ca need --tls-profile")
     report = run(Request(host=host, port=port, called=called, calling=calling,
                          tls_profile=tls_profile, tls_cert=tls_cert, tls_key=tls_key,
-                         tls_ca=tls_ca, move_to=move_to, timeout=timeout, connects=connects))
+                         tls_ca=tls_ca, move_to=move_to, store_objects=store_objects,
+                         timeout=timeout, connects=connects))
     if json_out is not None:
         files.write_text(json_out, report.model_dump_json(indent=2))
     if html_out is not None:
         probe_page.write(report, html_out, json_out.name if json_out else "probe.json")
-    table = Table(title=escape(f"probe of {host}:{port} ({called}), {report.seconds:.1f} s"),
-                  title_justify="left")
+    _print(report, json_out)
+    if report.worst() == "fail":
+        sys.exit(1)
+
+
+def _print(report: ProbeReport, json_out: Path | None) -> None:
+    """The verdicts as a table, and the WAN measured."""
+    title = f"probe of {report.host}:{report.port} ({report.called}), {report.seconds:.1f} s"
+    table = Table(title=escape(title), title_justify="left")
     for col in ("requirement", "verdict", "reason"):
         table.add_column(col)
     for v in report.verdicts:
@@ -97,5 +110,3 @@ def probe(host: str, port: int, called: str, calling: str, tls_profile: str | No
     if report.wan:
         wan = ",".join(f"{k}={v}" for k, v in report.wan.items())
         out.print(f"WAN measured: {wan}" + (f" (use --wan @{json_out})" if json_out else ""))
-    if report.worst() == "fail":
-        sys.exit(1)

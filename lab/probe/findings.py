@@ -76,6 +76,21 @@ class Operation(BaseModel):
     error: str | None = None
 
 
+class StoreResult(BaseModel):
+    """``--allow-store``: the synthetic study stored, to be deleted by the peer's owners."""
+
+    objects: int
+    bytes: int
+    study_instance_uid: str
+    patient_id: str
+    patient_name: str
+    stored: int = 0
+    statuses: list[int] = Field(default_factory=list)  # -1: no context accepted the object
+    seconds: float | None = None
+    mbit_s: float | None = None
+    error: str | None = None
+
+
 class DicomFindings(BaseModel):
     association: Association
     echo_ms: list[float] = Field(default_factory=list)
@@ -86,6 +101,7 @@ class DicomFindings(BaseModel):
     find: Operation | None = None
     move: Operation | None = None
     move_destination: str | None = None
+    store: StoreResult | None = None
 
 
 class Certificate(BaseModel):

@@ -23,6 +23,7 @@ from lab.probe.association import Failed, Target, associate, greet, release, spe
 from lab.probe.findings import Association, DicomFindings, PathFindings, ProbeReport
 from lab.probe.operations import IMPLICIT_LE, probe_dicom
 from lab.probe.path import connect_once, measure
+from lab.probe.store import store_study
 from lab.security.tls import contexts as tls_contexts
 
 
@@ -39,6 +40,7 @@ class Request:
     tls_key: Path | None = None
     tls_ca: Path | None = None
     move_to: str | None = None
+    store_objects: int = 0  # --allow-store N: C-STORE a synthetic study of N objects
     timeout: float = 5.0
     connects: int = 5
     echoes: int = 5
@@ -119,6 +121,8 @@ def _dicom(req: Request, tls: ssl.SSLContext | None) -> DicomFindings:
         found.contexts, found.context_batches = contexts.negotiate(target, req.batch)
     except Failed as exc:
         found.association.error = f"storage contexts: {exc}"
+    if req.store_objects:
+        found.store = store_study(target, req.store_objects)
     return found
 
 

@@ -151,7 +151,22 @@ def dicom_verdicts(report: ProbeReport) -> list[Verdict]:
                or f"status 0x{m.status or 0:04X}"
                + (" (move destination unknown)" if m.status == 0xA801 else ""))
         out.append(_v(f"C-MOVE to {d.move_destination}", "pass" if ok else "fail", why))
+    out.append(_stored(report))
     return out
+
+
+def _stored(report: ProbeReport) -> Verdict:
+    assert report.dicom is not None
+    s = report.dicom.store
+    if s is None:
+        return _v("C-STORE", "skip", "not asked (--allow-store N writes a synthetic study)")
+    delete = (f"delete study {s.study_instance_uid} (patient {s.patient_name}, ID "
+              f"{s.patient_id}) from the peer")
+    if s.error or s.stored < s.objects:
+        why = s.error or f"{s.stored} of {s.objects} stored, statuses {s.statuses}"
+        return _v("C-STORE", "fail", f"{why}; {delete} if any arrived")
+    return _v("C-STORE", "pass", f"{s.objects} CT objects ({s.bytes} bytes) in {s.seconds} s, "
+              f"{s.mbit_s} Mbit/s; {delete}")
 
 
 def _storage(report: ProbeReport) -> Verdict:

@@ -80,6 +80,21 @@ def test_plain_storescp(site: Site) -> None:
     assert len(doc["dicom"]["echo_ms"]) == 5 and doc["wan"]["delay"].endswith("ms")
     assert doc["mtu"] == 1500 and rc == 0, doc
     assert not list((site.work / "received").iterdir())  # read-only: nothing stored
+    assert v["C-STORE"] == "skip"
+
+
+def test_allow_store(site: Site) -> None:
+    """--allow-store N: the only write; the study arrives whole at storescp, and the verdict
+    names it for deletion."""
+    doc, v, rc, _ = probe(site, peers.PLAIN, "STORESCP", "--allow-store", "3")
+    store = doc["dicom"]["store"]
+    assert v["C-STORE"] == "pass" and store["stored"] == 3 and store["mbit_s"] > 0, doc
+    assert rc == 0
+    assert f"delete study {store['study_instance_uid']}" in reason(doc, "C-STORE")
+    received = sorted((site.work / "received").iterdir())
+    assert len(received) == 3 and sum(f.stat().st_size for f in received) > 3 * 500_000
+    for f in received:
+        f.unlink()  # the site's owner deletes it, as told
 
 
 def test_tls_good(site: Site) -> None:

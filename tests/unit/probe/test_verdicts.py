@@ -17,6 +17,7 @@ from lab.probe.findings import (
     PathFindings,
     ProbeReport,
     Reject,
+    StoreResult,
     TlsFindings,
 )
 from lab.probe.path import jitter
@@ -133,6 +134,17 @@ def test_rejection_and_move_and_small_pdu() -> None:
     assert v["C-MOVE to NOWHERE"].status == "fail"
     assert "destination unknown" in v["C-MOVE to NOWHERE"].reason
     assert v["maximum PDU"].status == "warn"
+
+
+def test_store_verdicts() -> None:
+    made = dict(objects=2, bytes=1_000_000, study_instance_uid="2.25.7", patient_id="P",
+                patient_name="TELERAD^PROBE")
+    ok = StoreResult(**made, stored=2, statuses=[0, 0], seconds=0.5, mbit_s=16.0)
+    v = {x.requirement: x for x in judge(report(dicom=_dicom(store=ok)), NOW)}
+    assert v["C-STORE"].status == "pass" and "delete study 2.25.7" in v["C-STORE"].reason
+    half = StoreResult(**made, stored=1, statuses=[0, 0xA700], seconds=0.5)
+    v = {x.requirement: x for x in judge(report(dicom=_dicom(store=half)), NOW)}
+    assert v["C-STORE"].status == "fail" and "1 of 2 stored" in v["C-STORE"].reason
 
 
 def test_storage_contexts_missing_modality_warns_none_fails() -> None:
