@@ -12,7 +12,8 @@ Thresholds, each with its source:
 - TLS: TLS 1.0 and 1.1 accepted warn (RFC 8996 deprecates them); a retired PS3.15 profile
   (B.1 Basic, B.3 AES) accepted warns; a client certificate not demanded warns (the Annex B
   profiles authenticate both ends);
-- DICOM: a Maximum Length under :data:`SMALL_PDU` warns (many PDUs per object); storage
+- DICOM: a Maximum Length under :data:`SMALL_PDU` warns (many PDUs per object; the common
+  defaults are 16 KiB, pynetdicom's 16382 bytes); storage
   contexts pass when every modality is accepted in an uncompressed transfer syntax, which
   every Storage SCP must accept (PS3.4 B.4.1: Implicit VR Little Endian);
 - path: an MTU under :data:`SMALL_MTU` warns (an IPsec tunnel adds up to ~80 bytes, RFC 4303).
@@ -27,7 +28,7 @@ from lab.probe.contexts import UNCOMPRESSED
 from lab.probe.findings import Certificate, ProbeReport, Status, TlsFindings, Verdict
 
 EXPIRY_WARN_DAYS = 30
-SMALL_PDU = 16384
+SMALL_PDU = 8192
 SMALL_MTU = 1400
 WEAK_HASHES = frozenset({"md5", "sha1"})
 
@@ -121,6 +122,9 @@ def dicom_verdicts(report: ProbeReport) -> list[Verdict]:
     a = d.association
     if not a.accepted:
         why = a.reject.text if a.reject else a.error or "not established"
+        if report.tls is not None and report.tls.client_auth == "REQUIRED" and not a.reject:
+            why += ("; the peer requires a client certificate: give --tls-cert/--tls-key, "
+                    "issued by a CA it trusts")
         return [_v("DICOM association", "fail", f"{report.calling} -> {report.called}: {why}")]
     out = [_v("DICOM association", "pass", f"accepted in {1000 * (a.seconds or 0):.1f} ms"
               + (f" over {a.tls_version} ({a.cipher})" if a.tls_version else "")

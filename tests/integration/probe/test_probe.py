@@ -112,6 +112,8 @@ def test_tls_good(site: Site) -> None:
 def test_tls_good_without_client_certificate(site: Site) -> None:
     doc, v, rc, _ = probe(site, peers.TLS_GOOD, "STORESCP", tls="bcp195-rfc8996", client=False)
     assert v["DICOM association"] == "fail" and rc == 1, doc
+    assert v["client certificate demanded"] == "pass"  # found without one
+    assert "requires a client certificate" in reason(doc, "DICOM association")
 
 
 def test_tls_expired(site: Site) -> None:
