@@ -90,9 +90,29 @@ def trusted(chain: list[x509.Certificate], ca: Path) -> tuple[bool, str | None]:
     return False, f"not issued by a CA of {ca}"
 
 
+def chain_problems(chain: list[x509.Certificate], moment: datetime) -> list[str]:
+    """What is wrong with the certificates above the leaf that the server sends: out of their
+    validity, signed with MD5 or SHA-1 (RFC 9155), or a key under 2048 bits (RSA, DSA) or 256
+    (EC) — any of them breaks the chain as surely as the leaf's own."""
+    found = []
+    for cert in chain[1:]:
+        who = cert.subject.rfc4514_string()
+        if not cert.not_valid_before_utc <= moment <= cert.not_valid_after_utc:
+            found.append(f"{who}: outside its validity ({cert.not_valid_before_utc.date()} to "
+                         f"{cert.not_valid_after_utc.date()})")
+        sig = cert.signature_hash_algorithm
+        if sig is not None and sig.name in ("md5", "sha1"):
+            found.append(f"{who}: signed with {sig.name}")
+        kind, bits = key_of(cert)
+        if bits < (256 if kind.startswith(("EC", "Ed")) else 2048):
+            found.append(f"{who}: {kind} key of {bits} bits")
+    return found
+
+
 def judge_chain(chain: list[x509.Certificate], host: str, ca: Path | None,
                 now: datetime | None = None) -> Certificate:
-    """The leaf's facts, and the chain's trust when a CA is given."""
+    """The leaf's facts, the problems of the rest of the chain, and the chain's trust when a
+    CA is given."""
     leaf = chain[0]
     moment = now or datetime.now(UTC)
     kind, bits = key_of(leaf)
@@ -104,7 +124,7 @@ def judge_chain(chain: list[x509.Certificate], host: str, ca: Path | None,
         not_after=leaf.not_valid_after_utc.isoformat(),
         days_left=round((leaf.not_valid_after_utc - moment).total_seconds() / 86400, 2),
         key_type=kind, key_bits=bits, signature_hash=sig.name if sig else None,
-        names=names, chain_length=len(chain))
+        names=names, chain_length=len(chain), chain_problems=chain_problems(chain, moment))
     if ca is not None:
         found.trusted, found.trust_error = trusted(chain, ca)
     return found

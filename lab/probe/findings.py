@@ -117,6 +117,7 @@ class Certificate(BaseModel):
     signature_hash: str | None
     names: list[str]
     chain_length: int
+    chain_problems: list[str] = Field(default_factory=list)  # of the certificates above the leaf
     trusted: bool | None = None  # by the --tls-ca given (None: no CA given)
     trust_error: str | None = None
 

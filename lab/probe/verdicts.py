@@ -75,6 +75,9 @@ def certificate_verdicts(cert: Certificate, host: str, now: datetime) -> list[Ve
     named = matches(host, cert.names)
     out.append(_v("certificate names", "pass" if named else "fail",
                   f"{host} {'is' if named else 'is not'} among {', '.join(cert.names) or '-'}"))
+    out.append(_v("certificate chain", "fail" if cert.chain_problems else "pass",
+                  "; ".join(cert.chain_problems) or f"{cert.chain_length} certificate(s) sent, "
+                  "none above the leaf expired, weakly signed or with a short key"))
     if cert.trusted is None:
         out.append(_v("certificate trust", "skip", "no --tls-ca given"))
     else:

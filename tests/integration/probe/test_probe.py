@@ -101,8 +101,9 @@ def test_tls_good(site: Site) -> None:
     doc, v, rc, _ = probe(site, peers.TLS_GOOD, "STORESCP", tls="bcp195-rfc8996")
     for req in ("TLS on the port", "TLS profile bcp195-rfc8996", "certificate validity",
                 "certificate key", "certificate signature", "certificate names",
-                "certificate trust", "client certificate demanded", "DICOM association",
-                "C-ECHO", "TLS 1.0 and 1.1 refused", "retired TLS profiles refused"):
+                "certificate trust", "certificate chain", "client certificate demanded",
+                "DICOM association", "C-ECHO", "TLS 1.0 and 1.1 refused",
+                "retired TLS profiles refused"):
         assert v[req] == "pass", (req, reason(doc, req), doc)
     assert doc["tls"]["client_auth"] == "REQUIRED"
     assert doc["dicom"]["association"]["tls_version"] in ("TLSv1.2", "TLSv1.3")

@@ -57,6 +57,11 @@ def test_judge_chain(tmp_path: Path) -> None:
     assert found.trusted and found.key_type == "EC secp256r1" and found.key_bits == 256
     assert found.signature_hash == "sha384" and found.days_left == pytest.approx(5.0)
     assert found.names == ["pacs.example.org", "198.18.0.2"]
+    assert found.chain_problems == []
+    old_ca = _cert("old ca", ca_key, ca_key, "old ca", None, -1)  # expired yesterday
+    found = judge_chain([leaf, old_ca], "198.18.0.2", None, now=NOW)
+    assert len(found.chain_problems) == 1 and "CN=old ca: outside its validity" in \
+        found.chain_problems[0]
     forged = _cert("pacs", other_key, leaf_key, "ca", san)  # right issuer name, wrong key
     found = judge_chain([forged], "198.18.0.2", tmp_path / "ca.pem", now=NOW)
     assert found.trusted is False and "not issued" in str(found.trust_error)
