@@ -239,3 +239,33 @@ def test_run_predicts_over_the_probed_link(site: Site, tmp_path: Path) -> None:
     linked = json.loads(probe_json.read_text())
     assert linked["prediction"] == str(out.resolve())
     assert f'href="{out.resolve()}"' in (tmp_path / "probe.html").read_text()
+
+
+SWEEP = """description: one case, to predict over a probed link
+matrix:
+  topology: [ipv4]
+  security: [{mode: none}]
+  pdu: [16384]
+  modality: [CT]
+  wan: [none, dsl-20m-30ms]
+objects: 2
+"""
+
+
+def test_sweep_predicts_over_the_probed_link(site: Site, tmp_path: Path) -> None:
+    """``teleradlab sweep --wan @probe.json``: the file's two WANs become the measured one
+    (one case), run on a lab named by the test, linked from the probe's JSON."""
+    doc, _, _, _ = probe(site, peers.PLAIN, "STORESCP")
+    probe_json = tmp_path / "probe.json"
+    probe_json.write_text(json.dumps(doc))
+    (tmp_path / "one.yaml").write_text(SWEEP)
+    out = tmp_path / "sweep"
+    prefix = f"i16-sw{site.tag.rpartition('-')[2]}"
+    teleradlab("sweep", str(tmp_path / "one.yaml"), "--name", prefix, "--wan",
+               f"@{probe_json}", "--out", str(out), timeout=400)
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    name = ",".join(f"{k}={v}" for k, v in doc["wan"].items())
+    assert rows and {r["wan_profile"] for r in rows} == {name}, rows[0]
+    assert {r["case_status"] for r in rows} == {"done"}, rows
+    assert len({r["case_id"] for r in rows}) == 1
+    assert json.loads(probe_json.read_text())["prediction"] == str(out.resolve())
