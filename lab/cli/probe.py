@@ -15,7 +15,6 @@ from lab.dicom.ul.tlsopts import PROFILE_NAMES
 from lab.errors import LabError
 from lab.host import files
 from lab.probe.findings import ProbeReport
-from lab.probe.probe import Request, run
 from lab.report import probe as probe_page
 
 _COLOURS = {"pass": "green", "warn": "yellow", "fail": "bold red", "skip": "dim"}
@@ -84,6 +83,10 @@ def probe(host: str, port: int, called: str, calling: str, tls_profile: str | No
         raise LabError("--tls-cert and --tls-key go together")
     if tls_profile is None and any(p is not None for p in (tls_cert, tls_key, tls_ca)):
         raise LabError("--tls-cert, --tls-key and --tls-ca need --tls-profile")
+    # Lazy on purpose (tests/unit/test_layers.py LAZY_IMPORTS): sslyze, nassl and pydicom load
+    # only when a probe runs, not at every start of the command line.
+    from lab.probe.probe import Request, run
+
     report = run(Request(host=host, port=port, called=called, calling=calling,
                          tls_profile=tls_profile, tls_cert=tls_cert, tls_key=tls_key,
                          tls_ca=tls_ca, move_to=move_to, store_objects=store_objects,

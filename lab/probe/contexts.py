@@ -14,20 +14,8 @@ from lab.dicom.data.iods import PROFILES
 from lab.dicom.ul import pdu
 from lab.probe.association import Failed, Target, associate, release
 from lab.probe.findings import ContextResult
+from lab.probe.syntaxes import TRANSFER_SYNTAXES, UNCOMPRESSED
 
-#: Uncompressed and common compressed transfer syntaxes (PS3.5 A.1 to A.8, Section 10).
-TRANSFER_SYNTAXES: dict[str, str] = {
-    "1.2.840.10008.1.2": "Implicit VR Little Endian",
-    "1.2.840.10008.1.2.1": "Explicit VR Little Endian",
-    "1.2.840.10008.1.2.1.99": "Deflated Explicit VR Little Endian",
-    "1.2.840.10008.1.2.5": "RLE Lossless",
-    "1.2.840.10008.1.2.4.50": "JPEG Baseline (Process 1)",
-    "1.2.840.10008.1.2.4.70": "JPEG Lossless, SV1",
-    "1.2.840.10008.1.2.4.80": "JPEG-LS Lossless",
-    "1.2.840.10008.1.2.4.90": "JPEG 2000 (Lossless Only)",
-    "1.2.840.10008.1.2.4.91": "JPEG 2000",
-}
-UNCOMPRESSED = ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1")
 #: Presentation contexts in one A-ASSOCIATE-RQ at most (PS3.8 9.3.2.2).
 BATCH = 128
 

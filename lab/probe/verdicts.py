@@ -24,8 +24,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from lab.probe.certs import matches
-from lab.probe.contexts import UNCOMPRESSED
 from lab.probe.findings import Certificate, ProbeReport, Status, TlsFindings, Verdict
+from lab.probe.syntaxes import UNCOMPRESSED
 
 EXPIRY_WARN_DAYS = 30
 SMALL_PDU = 8192

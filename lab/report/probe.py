@@ -7,8 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from lab.host import files
-from lab.probe.contexts import TRANSFER_SYNTAXES
 from lab.probe.findings import ProbeReport
+from lab.probe.syntaxes import TRANSFER_SYNTAXES
 from lab.report import pages
 
 
