@@ -25,7 +25,7 @@ from lab.cli.output import (
     progress_of,
     topology_table,
 )
-from lab.cli.wan import wan_option
+from lab.cli.wan import link_probe, wan_option
 from lab.dicom import scu
 from lab.dicom.data.generate import MODALITIES
 from lab.errors import LabError, LabExistsError
@@ -245,6 +245,7 @@ def run(topology: str | None, lab_name: str | None, modalities: str, objects: in
             raise LabError(f"a lab named {name!r} already exists: run on it with --lab {name}, "
                            f"or remove it first with 'teleradlab down {name}'") from None
     print_results(result)
+    link_probe(click.get_current_context(), out)
     if not result.ok:
         sys.exit(1)
 

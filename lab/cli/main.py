@@ -1,6 +1,6 @@
 """The ``teleradlab`` command line: the root group (logging, SIGTERM, errors printed once) and
-the registration of every command group: labs (:mod:`.labs`), studies (:mod:`.studies`) and
-the WAN (:mod:`.wan`)."""
+the registration of every command group: labs (:mod:`.labs`), studies (:mod:`.studies`),
+the WAN (:mod:`.wan`) and the probe of a real peer (:mod:`.probe`)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from lab.cli.labs import clean, doctor, down, exec, run, status, up
 from lab.cli.lesson import lesson
 from lab.cli.objects import OBJECT_COMMANDS
 from lab.cli.output import err
+from lab.cli.probe import probe
 from lab.cli.studies import compose, graph, report, sweep
 from lab.cli.wan import wan_group
 from lab.cli.watch import watch
@@ -75,6 +76,7 @@ def main(verbose: bool) -> None:
       teleradlab capture --lab ipv6 --run  a pcapng of the WAN (TLS secrets embedded)
       teleradlab watch ipv6               live counters: links, SAs, DICOM associations
       teleradlab lesson                   a guided lesson run here, as an HTML handout
+      teleradlab probe pacs.example.org 11112 --called PACS --json probe.json  check a real peer
     """
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.WARNING,
@@ -86,6 +88,7 @@ def main(verbose: bool) -> None:
 
 for command in (up, status, exec, down, clean, doctor, run,  # labs
                 sweep, report, graph, compose,  # studies
-                wan_group, *OBJECT_COMMANDS,  # objects: sign, verify, deid, reid, media
+                wan_group, probe,  # the WAN; validating a real peer
+                *OBJECT_COMMANDS,  # objects: sign, verify, deid, reid, media
                 capture, watch, lesson):  # teaching
     main.add_command(command)

@@ -16,8 +16,10 @@ from lab import backends
 from lab import topology as topology_file
 from lab.backends.docker import compose as compose_file
 from lab.backends.docker.backend import build_images
+from lab.cli.wan import link_probe, wan_option
 from lab.errors import LabError
 from lab.model.names import check_lab_name
+from lab.model.topology import Wan
 from lab.report import render
 from lab.report.drawings import draw
 from lab.runtime import lifecycle
@@ -46,8 +48,10 @@ err = Console(stderr=True, highlight=False)
               show_default=True, help="Backend of the labs the sweep builds.")
 @click.option("--list", "list_only", is_flag=True,
               help="Only list the cases and the lab each one runs on (no root needed).")
+@wan_option()
 def sweep(sweep_file: str, out_dir: Path | None, resume: bool, retry_failed: bool, prefix: str,
-          objects: int | None, repetitions: int | None, backend: str, list_only: bool) -> None:
+          objects: int | None, repetitions: int | None, backend: str, list_only: bool,
+          wan: Wan | None) -> None:
     """Run every case of the sweep FILE (a YAML matrix, or a shipped name such as quick).
 
     One lab is built per topology, security and WAN profile and reused by every case that
@@ -62,6 +66,8 @@ def sweep(sweep_file: str, out_dir: Path | None, resume: bool, retry_failed: boo
         lifecycle.require_root()  # before the file, as for up
         check_lab_name(f"{prefix}-99")
     loaded = spec.load(spec.resolve_path(sweep_file))
+    if wan is not None:  # every case over this WAN (e.g. --wan @probe.json: the probed link)
+        loaded = spec.over_wan(loaded, wan.name or "none")
     if list_only:
         for no, cases in enumerate(runner.groups(loaded.cases), start=1):
             for case in cases:
@@ -85,6 +91,7 @@ def sweep(sweep_file: str, out_dir: Path | None, resume: bool, retry_failed: boo
         f"sweep {loaded.name}: {result.done} cases done, {result.failed} failed, "
         f"{result.skipped} already finished; {sum(b['ok'] for b in result.builds)} labs built. "
         f"Table: {result.csv} (and .parquet). Report: teleradlab report {result.out}")
+    link_probe(click.get_current_context(), result.out)
 
 
 @click.command()

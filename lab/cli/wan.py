@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar, cast
 
 import click
@@ -13,22 +14,60 @@ from rich.table import Table
 from lab.backends.base import Lab
 from lab.errors import LabError
 from lab.model.topology import Wan
-from lab.model.wan import PRESETS, ProfileError, as_dict, describe, parse_option
+from lab.model.wan import (
+    PRESETS,
+    ProfileError,
+    as_dict,
+    describe,
+    parse_measured,
+    parse_option,
+)
+from lab.report import probe as probe_page
 from lab.runtime import lifecycle
 from lab.wan import apply, measure
 
 FC = TypeVar("FC", bound=Callable[..., Any])
-WAN_HELP = ("WAN impairment: a preset (" + ", ".join(PRESETS) + "), 'none', or key=value,... "
+WAN_HELP = ("WAN impairment: a preset (" + ", ".join(PRESETS) + "), 'none', key=value,... "
             "with keys delay, jitter, loss, loss_correlation, rate, reorder, duplicate, corrupt, "
-            "limit, preset (e.g. delay=40ms,rate=10mbit,loss=0.5%). Replaces the topology's.")
+            "limit, preset (e.g. delay=40ms,rate=10mbit,loss=0.5%), or @FILE: the WAN a "
+            "'teleradlab probe --json FILE' measured. Replaces the topology's.")
+
+
+#: Where ``--wan @FILE`` leaves FILE in the click context, for :func:`link_probe`.
+PROBE_JSON = "teleradlab.probe_json"
+
+
+def link_probe(ctx: click.Context, results: Path) -> None:
+    """After a run or sweep over ``--wan @FILE``: record ``results`` as the prediction over
+    the probed link in FILE (and its HTML page beside it)."""
+    probe_json = ctx.meta.get(PROBE_JSON)
+    if probe_json is not None:
+        probe_page.link_prediction(probe_json, results)
+
+
+def read_wan(value: str) -> Wan:
+    """``--wan``'s value as a profile: ``@FILE`` reads the WAN measured by ``teleradlab probe``
+    (:func:`lab.model.wan.parse_measured`), anything else is :func:`parse_option`'s.
+    ProfileError naming the file when it cannot be read or holds no profile."""
+    if not value.startswith("@"):
+        return parse_option(value)
+    path = Path(value[1:])
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ProfileError([f"--wan {value}: cannot read a probe's JSON from {path}: {exc}"]) \
+            from None
+    return parse_measured(doc, str(path))
 
 
 def parse_wan(ctx: click.Context, param: click.Parameter, value: str | None) -> Wan | None:
     """click callback for ``--wan``."""
     if value is None:
         return None
+    if value.startswith("@"):  # the command links the probe's page to what it predicts
+        ctx.meta[PROBE_JSON] = Path(value[1:])
     try:
-        return parse_option(value)
+        return read_wan(value)
     except ProfileError as exc:
         raise click.BadParameter("; ".join(exc.problems)) from None
 
@@ -119,7 +158,7 @@ def set_(profile: str, lab_name: str | None, path: str, no_measure: bool) -> Non
     Replaces what was applied before (the emulator is restarted); then measures fidelity."""
     lifecycle.require_root()
     try:
-        wan = parse_option(profile)
+        wan = read_wan(profile)
     except ProfileError as exc:
         raise LabError(str(exc)) from None
     lab = lifecycle.attach(lab_name)

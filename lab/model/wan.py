@@ -186,6 +186,20 @@ def parse_option(text: str) -> Wan:
     return Wan(text, p, p)
 
 
+def parse_measured(doc: Any, source: str) -> Wan:
+    """The WAN profile ``teleradlab probe`` measured (its JSON document's ``wan``: the keys of
+    this module, e.g. delay and jitter), for ``--wan @probe.json``. The profile is named as
+    ``--wan`` would write it (``delay=12.5ms,jitter=0.3ms``), so that a results row's WAN can
+    be parsed again without the file (:mod:`lab.report.bounds`). ProfileError names
+    ``source`` when the document holds no profile (the probe did not reach its peer)."""
+    wan = doc.get("wan") if isinstance(doc, Mapping) else None
+    if not isinstance(wan, Mapping) or not wan:
+        raise ProfileError([f"{source}: wan: no measured WAN profile in it (a probe writes one "
+                            "when it reached the peer)"])
+    p = parse_profile(dict(wan), f"{source}: wan")
+    return Wan(",".join(f"{k}={v}" for k, v in wan.items()), p, p)
+
+
 def compose(parts: Sequence[WanProfile]) -> WanProfile:
     """One direction of the path through several impaired links: delays and jitters add, the
     slowest rate and the smallest explicit limit rule, probabilities combine as independent."""

@@ -1,8 +1,8 @@
 """The import direction of ``lab/`` (shared/design.md, "Layout: one folder per layer"), read from
 the source with :mod:`ast` (nothing is imported):
 
-    cli -> bench/report/study -> runtime -> security/wan/dicom -> backends -> host -> topology
-        -> model -> errors
+    cli -> bench/report/study -> runtime/probe -> security/wan/dicom -> backends -> host
+        -> topology -> model -> errors
 
 A module may import its own package and any lower floor. On a shared floor only the edges of
 :data:`SIDEWAYS` are allowed (each one way, so no cycle): a report reads a study's tables, a
@@ -34,6 +34,7 @@ FLOORS = {
     "backends": 4,
     "security": 5, "wan": 5, "dicom": 5,
     "runtime": 6,
+    "probe": 6,  # validates a real peer: uses the DICOM UL and TLS (5), is drawn by report (7)
     "study": 7, "report": 7, "bench": 7,
     "cli": 8,  # and lab/__main__.py
 }
@@ -62,6 +63,8 @@ LAZY_IMPORTS = {
         "node programs run without TLS skip importing ssl and cryptography (start-up time)",
     ("lab.dicom.scu", "lab.dicom.qrscu"):
         "the store SCU (the benchmarks' hot path) does not load the Q/R client (start-up time)",
+    ("lab.cli.probe", "lab.probe.probe"):
+        "the command line starts without sslyze, nassl and pydicom unless a probe runs (+0.3 s)",
 }
 
 

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import product
 from pathlib import Path
 from typing import Any
@@ -197,6 +197,17 @@ class Sweep:
     source: str
     spec: SweepSpec
     cases: tuple[Case, ...]
+
+
+def over_wan(sweep: Sweep, wan: str) -> Sweep:
+    """The sweep with every case on the WAN ``wan`` (a ``--wan`` value such as
+    ``delay=12.5ms,jitter=0.3ms``, the profile ``teleradlab probe`` measured) instead of the
+    file's: cases that differed only in their WAN become one, renumbered in order."""
+    cases: dict[str, Case] = {}
+    for case in sweep.cases:
+        moved = replace(case, wan=wan, index=len(cases))
+        cases.setdefault(moved.case_id, moved)
+    return Sweep(sweep.name, sweep.source, sweep.spec, tuple(cases.values()))
 
 
 def _topology(arg: str, base: Path, where: str, problems: list[str]) -> Path | None:

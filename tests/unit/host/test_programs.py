@@ -26,6 +26,8 @@ DYNAMIC = {
     "lab/runtime/services.py::start": "python3 -m lab.dicom.pacs (services.dicom_services)",
     "lab/wan/userspace.py::start": "the lab's own WAN emulator, compiled from wanemu.c",
     "tests/integration/dicom/archive_attack.py::_dcmtk": "DCMTK's echoscu and findscu (registered)",
+    "tests/integration/probe/peers.py::start": "the probe's test peers in their namespace: "
+        "DCMTK's storescp and dcmqrscp (registered), python3 (pynetdicom, a banner server)",
     "tests/unit/wan/test_userspace.py::test_helper_builds_and_refuses_bad_arguments":
         "the lab's own WAN emulator",
 }
