@@ -1,6 +1,6 @@
 """The ``teleradlab`` command line: the root group (logging, SIGTERM, errors printed once) and
-the registration of every command group: labs (:mod:`.labs`), studies (:mod:`.studies`) and
-the WAN (:mod:`.wan`)."""
+the registration of every command group: labs (:mod:`.labs`), studies (:mod:`.studies`), the
+WAN (:mod:`.wan`) and faults (:mod:`.faults`)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import click
 from rich.markup import escape
 
 from lab import __version__
+from lab.cli.faults import fault
 from lab.cli.labs import clean, doctor, down, exec, run, status, up
 from lab.cli.objects import OBJECT_COMMANDS
 from lab.cli.output import err
@@ -80,5 +81,6 @@ def main(verbose: bool) -> None:
 
 for command in (up, status, exec, down, clean, doctor, run,  # labs
                 sweep, report, graph, compose,  # studies
-                wan_group, *OBJECT_COMMANDS):  # objects: sign, verify, deid, reid, media
+                wan_group, fault,  # the WAN, faults
+                *OBJECT_COMMANDS):  # objects: sign, verify, deid, reid, media
     main.add_command(command)
