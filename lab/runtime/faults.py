@@ -2,12 +2,14 @@
 
 Five kinds, the breakdowns a teleradiology link meets (issue 17):
 
-- ``archive-restart``: the PACS process is killed (SIGKILL, a crash) and started again; recovered
-  when it answers a C-ECHO (PS3.7 9.1.5) from the modality again.
-- ``ike-restart``: a gateway's IKE daemon (charon) is stopped and a new one started; the peer's
-  stale SAs are deleted and the SAs initiated again (IKEv2, RFC 7296); recovered when both peers
-  list an established IKE SA with an installed CHILD_SA (VICI ``list-sas``). The firewall
-  guards stay throughout, so traffic is dropped, never sent in clear, while the SAs are missing.
+- ``archive-restart``: the PACS process is killed (SIGKILL, a crash) and, ``seconds`` later (0
+  by default: a supervisor's restart), started again; recovered when it answers a C-ECHO
+  (PS3.7 9.1.5) from the modality again.
+- ``ike-restart``: a gateway's IKE daemon (charon) is stopped and, ``seconds`` later (0 by
+  default), a new one started; the peer's stale SAs are deleted and the SAs initiated again
+  (IKEv2, RFC 7296); recovered when both peers list an established IKE SA with an installed
+  CHILD_SA (VICI ``list-sas``). The firewall guards stay throughout, so traffic is dropped,
+  never sent in clear, while the SAs are missing.
 - ``rekey``: the IKE SA and the CHILD_SA are rekeyed (VICI ``rekey``, RFC 7296 2.8); recovered
   when the initiator lists new SPIs for both.
 - ``link-down``: a gateway's WAN interface is set down (netlink, pyroute2) for ``seconds``, then
@@ -56,6 +58,9 @@ IFA_F_NODAD = 0x02
 
 
 class FaultKind(StrEnum):
+    """The faults; for each, ``seconds`` is how long it lasts: the archive or the IKE daemon
+    stays down that long before it is started again, the link stays down, the loss lasts."""
+
     ARCHIVE_RESTART = "archive-restart"
     IKE_RESTART = "ike-restart"
     REKEY = "rekey"
@@ -65,6 +70,12 @@ class FaultKind(StrEnum):
     @property
     def needs_ipsec(self) -> bool:
         return self in (FaultKind.IKE_RESTART, FaultKind.REKEY)
+
+
+#: How long each fault lasts unless told (seconds): the daemons come back at once, as a
+#: supervisor would restart them; the link and the loss last long enough to stall TCP.
+DEFAULT_SECONDS = {FaultKind.ARCHIVE_RESTART: 0.0, FaultKind.IKE_RESTART: 0.0,
+                   FaultKind.REKEY: 0.0, FaultKind.LINK_DOWN: 5.0, FaultKind.LOSS_BURST: 5.0}
 
 
 @dataclass(frozen=True)
@@ -93,8 +104,12 @@ class FaultSpec:
 
     kind: FaultKind
     node: str | None = None
-    seconds: float = 5.0  # link-down and loss-burst: how long the fault lasts
+    seconds: float | None = None  # how long the fault lasts (None: the kind's DEFAULT_SECONDS)
     loss_pct: float = 30.0  # loss-burst
+
+    @property
+    def duration(self) -> float:
+        return DEFAULT_SECONDS[self.kind] if self.seconds is None else self.seconds
 
 
 def parse_kind(text: str) -> FaultKind:
@@ -129,8 +144,8 @@ def target(lab: Lab, spec: FaultSpec) -> str:
 def inject(lab: Lab, spec: FaultSpec) -> FaultRecord:
     """Inject ``spec`` into ``lab`` and return once the lab has recovered (LabError when it does
     not within RECOVERY_TIMEOUT_S)."""
-    if spec.seconds <= 0 or spec.seconds > 600:
-        raise LabError(f"fault duration must be in (0, 600] seconds (got {spec.seconds:g})")
+    if not 0 <= spec.duration <= 600:
+        raise LabError(f"a fault lasts 0 to 600 seconds (got {spec.duration:g})")
     if not 0 < spec.loss_pct <= 100:
         raise LabError(f"loss must be in (0, 100] percent (got {spec.loss_pct:g})")
     node = target(lab, spec)
@@ -154,6 +169,7 @@ def _archive_restart(lab: Lab, node: str, spec: FaultSpec) -> tuple[float, str]:
     for pid in pids:
         os.kill(pid, signal.SIGKILL)
     processes.stop(pids, grace=5.0)  # already dead: waits until they are gone
+    time.sleep(spec.duration)
     services.start(lab, [svc])
     tries = until(partial(_echo, lab, node), RECOVERY_TIMEOUT_S, 0.2,
                   what=f"the archive in {node} answering C-ECHO again")
@@ -203,13 +219,15 @@ def _ike_restart(lab: Lab, node: str, spec: FaultSpec) -> tuple[float, str]:
         raise LabError(f"no charon runs in {node} of lab {lab.name}")
     processes.stop(pids)
     down = time.time()
+    time.sleep(spec.duration)
     tunnel.restart_daemon(lab, node)
     assert lab.plan.ipsec is not None
     ids = {e.node: until(partial(tunnel.sa_ids, lab, e.node), RECOVERY_TIMEOUT_S, 0.1,
                          what=f"SAs established again on {e.node}")
            for e in lab.plan.ipsec.endpoints}
     ended = time.time()
-    return ended, (f"charon pid {', '.join(map(str, pids))} stopped; SAs back after "
+    return ended, (f"charon pid {', '.join(map(str, pids))} stopped for {spec.duration:g} s; "
+                   f"SAs back after "
                    f"{ended - down:.3f} s (CHILD_SA SPI in "
                    + ", ".join(f"{n}: {i[1] if i else '?'}" for n, i in ids.items()) + ")")
 
@@ -244,7 +262,7 @@ def _link_down(lab: Lab, node: str, spec: FaultSpec) -> tuple[float, str]:
     with IPRoute(netns=str(lab.netns_path(node)), flags=0) as ipr:
         index = ipr.link_lookup(ifname=iface.name)[0]
         ipr.link("set", index=index, state="down")
-        time.sleep(spec.seconds)
+        time.sleep(spec.duration)
         ipr.link("set", index=index, state="up")
         for addr in iface.addresses:
             _quiet(ipr.addr, "add", index=index, address=str(addr.ip),
@@ -255,7 +273,7 @@ def _link_down(lab: Lab, node: str, spec: FaultSpec) -> tuple[float, str]:
     far = _address(lab, node, router)
     until(partial(_pings, lab, node, far), RECOVERY_TIMEOUT_S, 0.1,
           what=f"{node} reaching {router} ({far}) after its link came back")
-    return time.time(), (f"{node}:{iface.name} down {spec.seconds:g} s, up; "
+    return time.time(), (f"{node}:{iface.name} down {spec.duration:g} s, up; "
                          f"{len(iface.addresses)} address(es) and {len(routes)} route(s) put "
                          f"back; {router} answers ping")
 
@@ -281,9 +299,9 @@ def _loss_burst(lab: Lab, node: str, spec: FaultSpec) -> tuple[float, str]:
                 reverse=replace(wan.reverse, loss_pct=spec.loss_pct))
     burst = wan_apply.apply(lab, lossy)
     try:
-        time.sleep(spec.seconds)
+        time.sleep(spec.duration)
     finally:
         after = wan_apply.apply(lab, wan)
-    return time.time(), (f"{spec.loss_pct:g}% loss for {spec.seconds:g} s by the {burst.path} "
+    return time.time(), (f"{spec.loss_pct:g}% loss for {spec.duration:g} s by the {burst.path} "
                          f"path, then {wan.name or 'unimpaired'} again "
                          f"({after.path or 'no impairment'})")

@@ -66,12 +66,12 @@ def parse(text: str, where: str = "--fault") -> Scheduled:
                            "(each once)")
         fields[key] = value
     try:
-        spec = FaultSpec(kind, fields.get("node"), float(fields.get("seconds", 5.0)),
-                         float(fields.get("loss", 30.0)))
+        seconds = float(fields["seconds"]) if "seconds" in fields else None
+        spec = FaultSpec(kind, fields.get("node"), seconds, float(fields.get("loss", 30.0)))
     except ValueError:
         raise LabError(f"{where}: seconds= and loss= take numbers (got {text!r})") from None
-    if not (0 < spec.seconds <= 600 and 0 < spec.loss_pct <= 100):
-        raise LabError(f"{where}: seconds= is in (0, 600] and loss= in (0, 100] (got {text!r})")
+    if not (0 <= spec.duration <= 600 and 0 < spec.loss_pct <= 100):
+        raise LabError(f"{where}: seconds= is in [0, 600] and loss= in (0, 100] (got {text!r})")
     return Scheduled(text, spec, float(m["s"]) if m["s"] else None,
                      int(m["n"]) if m["n"] else None)
 
@@ -152,6 +152,6 @@ def during(lab: Lab, scheduled: Scheduled | None, store: Path) -> Iterator[Injec
     finally:
         if not started.is_set():
             finished.set()
-        thread.join(scheduled.spec.seconds + RECOVERY_TIMEOUT_S + 30)
+        thread.join(scheduled.spec.duration + RECOVERY_TIMEOUT_S + 30)
         if thread.is_alive():
             injection.error = f"fault {scheduled.text} still running after its time limit"
