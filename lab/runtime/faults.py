@@ -270,7 +270,8 @@ def _link_down(lab: Lab, node: str, spec: FaultSpec) -> tuple[float, str]:
         for route in routes:
             _quiet(ipr.route, "add", dst=str(route.destination), gateway=str(route.gateway),
                    oif=index, family=10 if Family.of(route.destination) is Family.IPV6 else 2)
-    far = _address(lab, node, router)
+    far = next(str(a.ip) for i in lab.topology.node(router).interfaces
+               if i.segment == iface.segment for a in i.addresses)
     until(partial(_pings, lab, node, far), RECOVERY_TIMEOUT_S, 0.1,
           what=f"{node} reaching {router} ({far}) after its link came back")
     return time.time(), (f"{node}:{iface.name} down {spec.duration:g} s, up; "
