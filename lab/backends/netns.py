@@ -25,7 +25,7 @@ from pathlib import Path
 
 from pyroute2 import IPRoute, netns
 
-from lab.backends.base import Backend, Progress, no_progress
+from lab.backends.base import TCP_WMEM, Backend, Progress, no_progress
 from lab.errors import LabError, LabNotFoundError
 from lab.host import shell
 from lab.host.mounts import bind_private_dir, global_lock, umount_detach
@@ -50,22 +50,14 @@ def hosts_file(topology: Topology, node: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-#: Largest send buffer TCP autotuning may grow to in a lab's end hosts (net.ipv4.tcp_wmem,
-#: per namespace; Linux's own default is 4 MiB). BBR keeps up to about 2.9 bandwidth-delay
-#: products in flight while it probes, and the send buffer holds them with their overhead:
-#: on transcontinental-100m-80ms (2 MB BDP) a 100-object CT study with a window of 16 took
-#: 6.3 s with 4 MiB and 5.9 s with 16 MiB (bound 4.7 s). Autotuning still sizes each socket.
-TCP_WMEM_MAX = 16 * 1024 * 1024
-
-
 def init_script(paths: LabPaths, node: Node) -> str:
     """Runs once inside the node's new namespaces (see ``_start_init``)."""
     q = shlex.quote
     sysctls = ["net/ipv6/conf/all/accept_dad=0", "net/ipv6/conf/default/accept_dad=0"]
     if node.forwarding:
         sysctls += ["net/ipv4/ip_forward=1", "net/ipv6/conf/all/forwarding=1"]
-    else:  # an end host: room for autotuning to fill the longest WAN preset (TCP_WMEM_MAX)
-        sysctls += [f"net/ipv4/tcp_wmem=4096 16384 {TCP_WMEM_MAX}"]
+    else:  # an end host: room for autotuning to fill the longest WAN preset (TCP_WMEM)
+        sysctls += [f"net/ipv4/tcp_wmem={TCP_WMEM}"]
     writes = "\n".join(f"echo {v} > /proc/sys/{k}" for k, v in (s.split("=") for s in sysctls))
     return f"""set -e
 hostname {q(node.name)}

@@ -17,10 +17,12 @@ ratio, never asserted in unit tests (these machines are noisy).
   configurations only, ``--security-lab`` names the lab it builds.
 - sweep: the shipped quick sweep, total time and per-case overhead (lab.bench.sweep).
 - wan: WAN fidelity on the path in use and the userspace emulator's capacity (lab.bench.wan).
-- wan-dicom: a 100-object CT study across each WAN preset, DCMTK against the lab with and
-  without a window and with parallel associations, each against the path's bound, and the
-  lab's C-MOVE against its C-STORE (lab.bench.wan_dicom); ``--wan-preset`` and ``--objects``
-  narrow it, ``--wan-dicom-lab`` names its lab. Not in the default set (it takes minutes).
+- wan-dicom: a 100-object CT study across the unimpaired path and each WAN preset, DCMTK
+  against the lab with and without a window and with parallel associations, each against the
+  path's bound, the lab's C-MOVE against its C-STORE and against movescu <- dcmqrscp, and the
+  lab PACS's C-FIND answers against dcmqrscp's (lab.bench.wan_dicom); ``--wan-preset`` and
+  ``--objects`` narrow it, ``--wan-dicom-lab`` names its lab. Not in the default set (it
+  takes minutes).
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from lab.bench.store import bench_store, print_store
 from lab.bench.sweep import print_sweep
 from lab.bench.wan import print_wan
 from lab.bench.wan_dicom import LAB as WAN_DICOM_LAB
-from lab.bench.wan_dicom import OBJECTS, PRESETS, bench_wan_dicom, print_heading, print_preset
+from lab.bench.wan_dicom import OBJECTS, PATHS, bench_wan_dicom, print_heading, print_preset
 from lab.errors import LabError
 from lab.runtime import lifecycle
 from lab.topology import resolve_path
@@ -102,7 +104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=None,
-                        help="repetitions per figure (lifecycle 5, store 5)")
+                        help="repetitions per figure (lifecycle 5, store 5, security 3, docker "
+                        "3, wan-dicom 5 unimpaired and 1 per WAN preset)")
     parser.add_argument("--topology", default="ipv6",
                         help="two-site lab of the lifecycle benchmark (ipv6)")
     parser.add_argument("--only", choices=("lifecycle", "store", "security", "sweep", "wan",
@@ -113,8 +116,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "(repeatable), e.g. --case 'tls aes' --case aes128-sha256")
     parser.add_argument("--security-lab", default=LAB, metavar="NAME",
                         help=f"security: name of the lab it builds (default {LAB})")
-    parser.add_argument("--wan-preset", action="append", choices=PRESETS, default=[],
-                        help="wan-dicom: this preset only (repeatable; default all)")
+    parser.add_argument("--wan-preset", action="append", choices=PATHS, default=[],
+                        help="wan-dicom: this path only (repeatable; default all, 'none' being "
+                        "the unimpaired path)")
     parser.add_argument("--objects", type=int, default=OBJECTS,
                         help="wan-dicom: objects of the CT study (default %(default)s)")
     parser.add_argument("--wan-dicom-lab", default=WAN_DICOM_LAB, metavar="NAME",
@@ -144,9 +148,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print_backends(args.topology, args.repeat or 3)
         if args.only == "wan-dicom":
             print_heading(args.objects)
-            bench_wan_dicom(args.wan_preset or PRESETS, args.objects, args.wan_dicom_lab,
+            bench_wan_dicom(args.wan_preset or PATHS, args.objects, args.wan_dicom_lab,
                             lambda msg: print(f"  … {msg}", file=sys.stderr, flush=True),
-                            print_preset)
+                            print_preset, args.repeat)
     except LabError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -133,9 +133,9 @@ class StoreBench:
                            f"{res.stdout.strip()[-1000:]}\n{res.stderr.strip()[-2000:]}")
         return StoreTiming(wall, report.setup_seconds or 0.0, report.seconds)
 
-    def storescu(self, port: int) -> StoreTiming:
+    def storescu(self, port: int, called: str = PACS_AE) -> StoreTiming:
         argv = ["env", "TCP_NODELAY=1", self.storescu_path, "-lc", str(self.log_config),
-                "-aet", MODALITY_AE, "-aec", PACS_AE, "-xe", "--max-pdu", str(STORE_PDU),
+                "-aet", MODALITY_AE, "-aec", called, "-xe", "--max-pdu", str(STORE_PDU),
                 self.host, str(port), *self.files]
         wall, res = self._run(argv)
         events = _dcmtk_events(res.stderr + res.stdout)

@@ -25,6 +25,9 @@ DEFAULT_WINDOW_BYTES = 6 * 1024 * 1024
 #: MSS on a 1500-byte MTU with TCP timestamps (RFC 7323): 1500 - 20 - 20 - 12 (IPv4), and
 #: 1500 - 40 - 20 - 12 (IPv6).
 MSS = {"ipv4": 1448, "ipv6": 1428}
+#: Round trips a study costs besides its bytes: the TCP handshake, the A-ASSOCIATE exchange and
+#: the last response's return (what no application can hide).
+SETUP_RTTS = 3
 
 _RATE = re.compile(r"^(\d+(?:\.\d+)?)([kmg])(?:bit)?$")
 _DELAY = re.compile(r"^(\d+(?:\.\d+)?)ms$")
@@ -86,6 +89,12 @@ def _number(value: Any) -> float | None:
 def window_bound(rtt: float, window: int = DEFAULT_WINDOW_BYTES) -> float:
     """Upper bound in bit/s of one connection with receive window ``window`` bytes."""
     return window * 8 / rtt
+
+
+def study_bound(size: int, rate: float, rtt: float) -> float:
+    """Seconds a study of ``size`` bytes needs at least over a path of ``rate`` bit/s and round
+    trip ``rtt``: its bytes at the rate plus :data:`SETUP_RTTS` round trips."""
+    return size * 8 / rate + SETUP_RTTS * rtt
 
 
 def mathis_bound(rtt: float, loss: float, mss: int = MSS["ipv4"]) -> float:

@@ -214,6 +214,69 @@ def wan_bounds(records: Records) -> Chart:
                  "dotted: the profile's rate.", _png(fig), bool(rows))
 
 
+def _study_seconds(r: dict[str, Any]) -> float:
+    """A C-STORE's time from the association request to the last response."""
+    return float(r["seconds"]) + float(r["setup_seconds"])
+
+
+def _draw_against(ax: Axes, rows: Records, x: str, series: Any) -> int:
+    """Time of the study against column ``x``, one line per ``series(row)``; the link's bound
+    (bytes at the WAN's rate, lab.report.bounds) dotted in the line's colour. Returns how many
+    lines had two points or more."""
+    lines = 0
+    ticks: set[int] = set()
+    for n, (label, rs) in enumerate(sorted(group(rows, series).items())):
+        xs = sorted({int(r[x]) for r in rs})
+        if len(xs) < 2:
+            continue
+        lines += 1
+        pts = [(v, summarise(_study_seconds(r) for r in rs if int(r[x]) == v)) for v in xs]
+        ax.errorbar([v for v, s in pts if s], [s.mean for _, s in pts if s],
+                    yerr=[s.half or 0.0 for _, s in pts if s], capsize=3,
+                    marker="osD^v<>"[n // 10 % 7], color=f"C{n % 10}", label=label)
+        ticks.update(xs)
+        shape = bounds.row_shape(rs[0])
+        if shape and shape.rate:
+            ax.axhline(bounds.study_bound(int(rs[0]["bytes"]), shape.rate, shape.rtt),
+                       color=f"C{n % 10}", ls=":", lw=1)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xticks(sorted(ticks), [str(t) for t in sorted(ticks)])
+    ax.set_ylabel("C-STORE of the study (s, log scale)")
+    ax.grid(alpha=0.3, which="both")
+    if lines:
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2)
+    return lines
+
+
+def concurrency(records: Records) -> Chart:
+    """Time of a study against the asynchronous operations window (one association) and
+    against the number of parallel associations (Maani et al. 2012), per WAN and security."""
+    rows = measured(records, "store")
+    fig = new_figure(12, 5.5)
+    axes = fig.subplots(1, 2)
+
+    def key(r: dict[str, Any]) -> str:
+        return f"{family_label(r['family'])} {config_label(r)} {r['modality']}"
+
+    left = _draw_against(axes[0], [r for r in rows if int(r["associations"]) == 1], "window",
+                         key)
+    right = _draw_against(axes[1], rows, "associations",
+                          lambda r: f"{key(r)}, window {int(r['window'])}")
+    axes[0].set_xlabel("asynchronous operations window granted (PS3.7 D.3.3.3)")
+    axes[1].set_xlabel("parallel associations")
+    for ax, drawn, what in ((axes[0], left, "window sizes (one association)"),
+                            (axes[1], right, "association counts")):
+        if not drawn:
+            _no_data(ax, f"no configuration was run with two or more {what}"
+                     if rows else "no successful C-STORE in these results")
+    return Chart("concurrency", "Time of a study against the window and parallel associations",
+                 "Each C-STORE of a study, association setup included; mean and 95% interval "
+                 "over repetitions; dotted: the study's bytes at the WAN's rate plus the setup "
+                 "round trips (the bound the benchmark compares against).",
+                 _png(fig), bool(left or right))
+
+
 def all_charts(records: Records) -> list[Chart]:
     return [throughput_by_config(records), pdu_effect(records), setup_times(records),
-            wan_bounds(records)]
+            wan_bounds(records), concurrency(records)]

@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from ipaddress import IPv4Network, ip_network
 
+from lab.backends.base import TCP_WMEM
 from lab.backends.docker.images import image_for
 from lab.errors import LabError
 from lab.model.topology import Family, IPAddress, IPInterface, IPNetwork, Node, Role, Topology
@@ -124,6 +125,8 @@ def _container(topology: Topology, node: Node) -> ContainerPlan:
     sysctls.append(("net.ipv6.conf.all.disable_ipv6", "0"))
     if node.forwarding:
         sysctls += [("net.ipv4.ip_forward", "1"), ("net.ipv6.conf.all.forwarding", "1")]
+    else:  # an end host: room for autotuning to fill the longest WAN preset (as netns does)
+        sysctls.append(("net.ipv4.tcp_wmem", TCP_WMEM))
     return ContainerPlan(node.name, node.role, image_for(node.role), attachments, tuple(sysctls),
                          node.role is Role.GATEWAY, node_script(topology, node))
 

@@ -200,12 +200,14 @@ class Index:
         return [self._object(row) for row in rows]
 
     def records(self, level: Level, restrict: Mapping[str, str | Collection[str]] | None = None,
-                ) -> list[dict[str, Any]]:
-        """One record per entity at ``level`` (keyed by the keywords of :func:`available`),
-        optionally restricted to entities whose attributes take the given values. Counts are
-        ints, ModalitiesInStudy and SOPClassesInStudy sorted lists, the rest text ('' when
-        absent). Matching proper is :mod:`lab.dicom.archive.query`'s business."""
-        names = available(level)
+                keys: Collection[str] | None = None) -> list[dict[str, Any]]:
+        """One record per entity at ``level`` (keyed by the keywords of :func:`available`, or
+        only those of them in ``keys`` and the level's unique key), optionally restricted to
+        entities whose attributes take the given values. Counts are ints, ModalitiesInStudy
+        and SOPClassesInStudy sorted lists, the rest text ('' when absent). Matching proper is
+        :mod:`lab.dicom.archive.query`'s business."""
+        names = [n for n in available(level)
+                 if keys is None or n in keys or n == UNIQUE_KEYS[level]]
         columns = [n if n in ATTRIBUTES else f"{COMPUTED[n][1]} AS {n}" for n in names]
         where, params = where_clause(restrict or {})
         group = "" if level == "IMAGE" else f" GROUP BY {UNIQUE_KEYS[level]}"

@@ -36,14 +36,15 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     StudyRootQueryRetrieveInformationModelMove,
 )
 
+from lab.dicom.archive import answers
 from lab.dicom.archive.index import StoredObject
-from lab.dicom.archive.query import QueryError, find, resolve_move
+from lab.dicom.archive.query import QueryError, find_records, query_identifier, resolve_move
 from lab.dicom.archive.store import Store
 from lab.dicom.ul import command as cmd
-from lab.dicom.ul.acceptor import QueryReply as Reply
-from lab.dicom.ul.acceptor import QueryRequest as Request
 from lab.dicom.ul.incoming import IDENTIFIER_LIMIT
 from lab.dicom.ul.pdu import PduError
+from lab.dicom.ul.queries import QueryReply as Reply
+from lab.dicom.ul.queries import QueryRequest as Request
 from lab.dicom.ul.requestor import Requestor, open_association, read_part10
 
 log = logging.getLogger("lab.dicom.pacs")
@@ -145,11 +146,19 @@ class QueryService:
     def _find(self, rq: Request, model: str, level: str, identifier: Dataset,
               ) -> Iterator[Reply]:
         """PS3.4 C.4.1.3: a pending response per match, then success."""
-        matches = _answer("C-FIND", lambda: find(
+        found = _answer("C-FIND", lambda: find_records(
             self.store, model, level, identifier))  # type: ignore[arg-type]
-        if isinstance(matches, Reply):
-            yield matches
+        if isinstance(found, Reply):
+            yield found
             return
+        requested, records = found
+        fast = answers.encoder(level, requested, rq.transfer_syntax)
+        if fast is not None:  # straight from the records (the usual case: text keys, LE)
+            for record in records:
+                yield Reply(PENDING, fast(record))
+            yield Reply(SUCCESS)
+            return
+        matches = (query_identifier(level, requested, r) for r in records)  # type: ignore[arg-type]
         for match in matches:  # encoded one at a time: memory does not grow with the matches
             data = _answer("C-FIND", functools.partial(encode_identifier, match,
                                                        rq.transfer_syntax))

@@ -70,6 +70,15 @@ def find(store: Store, model: Model, level: Level, query: Dataset) -> Iterator[D
     The query is checked and the index read before this returns (a QueryError is raised here,
     not while iterating); the identifiers are built as they are iterated.
     """
+    requested, records = find_records(store, model, level, query)
+    return (query_identifier(level, requested, record) for record in records)
+
+
+def find_records(store: Store, model: Model, level: Level, query: Dataset,
+                 ) -> tuple[list[tuple[int, str, str]], list[dict[str, Any]]]:
+    """What :func:`find` answers, before it is made into identifiers: the keys requested (tag,
+    VR, keyword, in the query's order) and the matching index records (keyword -> value), so
+    that an encoder may write the answers without pydicom (lab.dicom.archive.answers)."""
     _check_level(model, level, query)
     restrict: dict[str, list[str]] = {k: [v] for k, v in _higher_keys(model, level, query).items()}
     supported = set(available(level))
@@ -86,8 +95,10 @@ def find(store: Store, model: Model, level: Level, query: Dataset) -> Iterator[D
             conditions.append((elem.keyword, match))
         if elem.keyword == UNIQUE_KEYS[level] and (exact := _exact(vr, text)):
             restrict[elem.keyword] = exact
-    records = [r for r in store.records(level, restrict) if all(m(r[k]) for k, m in conditions)]
-    return (_identifier(level, requested, record) for record in records)
+    keys = {keyword for _, _, keyword in requested}  # the index reads only these columns
+    records = [r for r in store.records(level, restrict, keys)
+               if all(m(r[k]) for k, m in conditions)]
+    return requested, records
 
 
 def resolve_move(store: Store, model: Model, level: Level, identifier: Dataset,
@@ -184,7 +195,7 @@ def _exact(vr: str, text: str) -> list[str] | None:
     return values
 
 
-def _identifier(level: Level, requested: Sequence[tuple[int, str, str]],
+def query_identifier(level: Level, requested: Sequence[tuple[int, str, str]],
                 record: dict[str, Any]) -> Dataset:
     ds = Dataset()
     ds.QueryRetrieveLevel = level

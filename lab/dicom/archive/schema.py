@@ -9,6 +9,7 @@ attributes of every level side by side, so an entity of a higher level is a GROU
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from collections.abc import Collection, Mapping
 from contextlib import closing
@@ -58,9 +59,10 @@ ORDER: dict[Level, str] = {
 }
 
 
+@functools.cache
 def available(level: Level) -> tuple[str, ...]:
     """Keywords a record at ``level`` carries: the indexed attributes of that level and the
-    levels above, and the attributes computed at that level."""
+    levels above, and the attributes computed at that level (worked out once per level)."""
     depth = LEVELS.index(level)
     plain = tuple(k for k, lv in ATTRIBUTES.items() if LEVELS.index(lv) <= depth)
     return plain + tuple(k for k, (lv, _) in COMPUTED.items() if lv == level)

@@ -323,9 +323,9 @@ class Store:
         return self.index.files_for(level, keys)
 
     def records(self, level: Level, restrict: Mapping[str, str | Collection[str]] | None = None,
-                ) -> list[dict[str, Any]]:
+                keys: Collection[str] | None = None) -> list[dict[str, Any]]:
         """See :meth:`lab.dicom.archive.index.Index.records` (C-FIND)."""
-        return self.index.records(level, restrict)
+        return self.index.records(level, restrict, keys)
 
     # --- recovery --------------------------------------------------------------------------
 

@@ -14,7 +14,8 @@ supported, PS3.8 9.3.3.2), then takes requests until A-RELEASE or A-ABORT:
   A request whose UIDs are not valid UIDs is refused with a failure status (its dataset read and
   dropped); a dataset cut off by an abort or a dropped connection is discarded;
 - a C-FIND or C-MOVE identifier is read into a bounded buffer and handed to the query service
-  (:mod:`lab.dicom.archive.qrscp`), whose replies are sent as they come;
+  (:mod:`lab.dicom.archive.qrscp`), whose replies are sent as they come (C-FIND's, all at hand
+  at once, gathered into large writes);
 - any other request gets a response with status 0x0211 (Unrecognized operation, PS3.7 C).
 
 The peer is untrusted. Every wait is bounded (ARTIM for the request, the idle timeout between
@@ -30,7 +31,7 @@ import contextlib
 import logging
 import socket
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -41,6 +42,7 @@ from lab.dicom.ul.incoming import Incoming, ScratchFile
 from lab.dicom.ul.link import Link, LinkClosed
 from lab.dicom.ul.negotiation import acceptance, negotiate, rejection
 from lab.dicom.ul.pdu import PduError
+from lab.dicom.ul.queries import QueryHandler, QueryRequest
 
 log = logging.getLogger("lab.dicom.pacs")
 
@@ -51,6 +53,8 @@ SOP_CLASS_NOT_SUPPORTED = 0x0122
 #: The slowest a PDU may arrive (bytes a second) once its header is in: a PDU of L bytes gets
 #: max(idle timeout, L / MIN_RATE) seconds (128 kbit/s: slower than any WAN the lab emulates).
 MIN_RATE = 16 * 1024
+#: C-FIND responses are sent gathered into writes of about this many bytes.
+FIND_BATCH = 256 * 1024
 #: The longest command set (PS3.7 6.3: a few hundred bytes in practice) and A-ASSOCIATE-RQ
 #: (128 contexts with many transfer syntaxes fit); identifiers: incoming.IDENTIFIER_LIMIT.
 COMMAND_LIMIT, REQUEST_LIMIT = 1 << 16, 1 << 18
@@ -58,29 +62,6 @@ COMMAND_LIMIT, REQUEST_LIMIT = 1 << 16, 1 << 18
 StoreFile = Callable[[Path, str, str, str], int]
 
 
-@dataclass(frozen=True)
-class QueryRequest:
-    """A C-FIND-RQ or C-MOVE-RQ as received: what the query service needs."""
-
-    field: int  # cmd.C_FIND_RQ or cmd.C_MOVE_RQ
-    sop_class: str
-    transfer_syntax: str
-    identifier: bytes
-    move_destination: str = ""
-
-
-@dataclass(frozen=True)
-class QueryReply:
-    """One response of the query service: status, identifier (encoded in the context's
-    transfer syntax) and, for C-MOVE, the sub-operation counts."""
-
-    status: int
-    identifier: bytes | None = None
-    counts: Mapping[str, int] | None = None
-
-
-#: Answers a C-FIND or C-MOVE (lab.dicom.archive.qrscp.QueryService).
-QueryHandler = Callable[[QueryRequest], Iterator[QueryReply]]
 
 
 @dataclass(frozen=True)
@@ -372,25 +353,38 @@ class Acceptor:
             destination = cmd.ae_title(incoming.fields, cmd.MOVE_DESTINATION) or ""
         request = QueryRequest(field, self.contexts[incoming.cid][0], incoming.ts,
                                bytes(incoming.buffer), destination)
-        for reply in self.config.query(request):
-            self._reply(incoming.cid, incoming.fields, reply.status, reply.identifier,
-                        reply.counts)
+        replies = self.config.query(request)
+        if field != cmd.C_FIND_RQ:  # C-MOVE: each response when its sub-operation is done
+            for reply in replies:
+                self._reply(incoming.cid, incoming.fields, reply.status, reply.identifier,
+                            reply.counts)
+            return
+        # C-FIND: the matches are at hand, so their responses go out gathered into large
+        # writes (one system call, or one TLS record, per FIND_BATCH bytes, not two per match)
+        for chunk in pdu.gathered((self._response(incoming.cid, incoming.fields, r.status,
+                                                  r.identifier) for r in replies), FIND_BATCH):
+            self.link.send(chunk)
 
-    def _reply(self, cid: int, fields: Mapping[int, bytes], status: int,
-               identifier: bytes | None = None, counts: Mapping[str, int] | None = None,
-               ) -> None:
-        """A response to the request ``fields`` (its SOP class and instance echoed when they
-        are valid UIDs), then its identifier if any."""
+    def _response(self, cid: int, fields: Mapping[int, bytes], status: int,
+                  identifier: bytes | None = None, counts: Mapping[str, int] | None = None,
+                  ) -> list[bytes]:
+        """The PDUs of a response to the request ``fields`` (its SOP class and instance echoed
+        when they are valid UIDs), then of its identifier if any."""
         field = cmd.us(fields, cmd.COMMAND_FIELD)
         instance = cmd.uid(fields, cmd.AFFECTED_SOP_INSTANCE) if field == cmd.C_STORE_RQ else ""
         command = cmd.response(field, cmd.us(fields, cmd.MESSAGE_ID), status,
                                cmd.uid(fields, cmd.AFFECTED_SOP_CLASS) or "", instance or "",
                                data_set=identifier is not None, **(counts or {}))
-        self._send(cid, True, command, more=identifier is not None)
+        out = list(pdu.fragments(cid, True, command, self.peer_max))
         if identifier is not None:
-            self._send(cid, False, identifier, more=False)
+            out += pdu.fragments(cid, False, identifier, self.peer_max)
+        return out
 
-    def _send(self, cid: int, command: bool, data: bytes, more: bool) -> None:
-        pieces = list(pdu.fragments(cid, command, data, self.peer_max))
+    def _reply(self, cid: int, fields: Mapping[int, bytes], status: int,
+               identifier: bytes | None = None, counts: Mapping[str, int] | None = None,
+               ) -> None:
+        """A response (:meth:`_response`) sent at once."""
+        pieces = self._response(cid, fields, status, identifier, counts)
         for n, piece in enumerate(pieces):
-            self.link.send(piece, more=more or n + 1 < len(pieces))
+            self.link.send(piece, more=n + 1 < len(pieces))
+

@@ -17,7 +17,7 @@ milliseconds (:mod:`lab.dicom.ul.requestor`).
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import NamedTuple
 
 from lab.errors import LabError
@@ -269,3 +269,19 @@ def fragments(context_id: int, command: bool, data: bytes, max_length: int) -> I
         chunk = data[start : start + room]
         last = LAST if start + room >= len(data) else 0
         yield pdu(P_DATA_TF, pdv(context_id, base | last, chunk))
+
+
+def gathered(messages: Iterable[Sequence[bytes]], size: int) -> Iterator[bytes]:
+    """The PDUs of ``messages`` (each a sequence of PDUs) joined into writes of at least
+    ``size`` bytes (the last may be shorter), each message whole: for responses that are all
+    at hand, so that the stream carries them in a few large writes instead of two per message."""
+    held: list[bytes] = []
+    count = 0
+    for pdus in messages:
+        held += pdus
+        count += sum(map(len, pdus))
+        if count >= size:
+            yield b"".join(held)
+            held, count = [], 0
+    if held:
+        yield b"".join(held)

@@ -40,7 +40,7 @@ def run_params(case: Case, spec: SweepSpec) -> dict[str, Any]:
     return {"modalities": (case.modality,), "pdu": case.pdu, "repeat": spec.repetitions,
             "objects": spec.objects, "seed": spec.seed,
             "object_security": case.object_security, "courier": spec.courier,
-            "associations": case.associations,
+            "associations": case.associations, "window": case.window,
             "fault": None if case.fault == "none" else faults.parse(case.fault)}
 
 

@@ -16,7 +16,9 @@ profiles it did not try::
       object_security: [none, sign, deid, sign+deid]   # PS3.15 on the objects (run
                                               # --object-security); no lab of its own
       associations: [1, 4]                    # associations a C-STORE spreads a study over
-      fault: [none, rekey@1s, link-down@1s,seconds=2]   # injected during each C-STORE (run
+      window: [1, 16]                         # C-STOREs outstanding per association (PS3.7
+                                              # D.3.3.3; default 16, run --window)
+      fault: [none, rekey@1s, "link-down@1s,seconds=2"]   # injected during a C-STORE (run
                                               # --fault, lab.study.faults); no lab of its own;
                                               # IPsec faults pair with IPsec entries only
     courier: false                            # also carry every study on secure media
@@ -43,6 +45,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from lab import topology as topology_file
 from lab.dicom.data.generate import MODALITIES
 from lab.dicom.objsec import MODES as OBJECT_SECURITY
+from lab.dicom.scu import WINDOW
 from lab.errors import LabError, SweepError
 from lab.study.faults import parse as parse_fault
 from lab.topology.schema import (
@@ -54,6 +57,8 @@ from lab.topology.schema import (
 
 #: Most associations a case may spread a C-STORE over (the archive serves 64 at once).
 MAX_ASSOCIATIONS = 32
+#: Largest asynchronous operations window a case may propose (the lab's archive grants 16).
+MAX_WINDOW = 256
 WAN_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9.-]*$")
 
 
@@ -75,6 +80,16 @@ class MatrixSpec(_Strict):
         bad = [n for n in v if not 1 <= n <= MAX_ASSOCIATIONS]
         if bad:
             raise ValueError(f"associations are 1 to {MAX_ASSOCIATIONS}, got {bad}")
+        return v
+
+    window: list[int] = Field(default=[WINDOW], min_length=1)
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, v: list[int]) -> list[int]:
+        bad = [n for n in v if not 1 <= n <= MAX_WINDOW]
+        if bad:
+            raise ValueError(f"windows are 1 to {MAX_WINDOW}, got {bad}")
         return v
 
     object_security: list[str] = Field(default=["none"], min_length=1)
@@ -136,8 +151,8 @@ class SweepSpec(_Strict):
 @dataclass(frozen=True)
 class Case:
     """One cell of the matrix. ``lab_key`` is what needs a lab of its own: cases sharing it run
-    on one lab, the others (PDU, modality, object security, associations, repetitions) are
-    parameters of a run."""
+    on one lab, the others (PDU, modality, object security, associations, window, repetitions)
+    are parameters of a run."""
 
     index: int
     topology: Path
@@ -147,6 +162,7 @@ class Case:
     modality: str
     object_security: str = "none"
     associations: int = 1
+    window: int = WINDOW
     fault: str = "none"  # KIND@WHEN[,...] injected during each C-STORE (lab.study.faults)
 
     @property
@@ -180,10 +196,11 @@ class Case:
     @property
     def case_id(self) -> str:
         """Stable across edits of the file (resuming matches cases by it), readable, and short."""
-        # object security 'none' and one association add nothing, so the cases of older sweeps
-        # keep their ids
+        # object security 'none', one association and the default window add nothing, so the
+        # cases of older sweeps keep their ids
         extra = (() if self.object_security == "none" else (self.object_security,)) + (
             () if self.associations == 1 else (f"assoc{self.associations}",)) + (
+            () if self.window == WINDOW else (f"win{self.window}",)) + (
             () if self.fault == "none" else (self.fault,))
         text = "_".join((self.topology.stem, self.security_label, self.wan, f"pdu{self.pdu}",
                          self.modality, *extra))
@@ -255,7 +272,7 @@ def parse(text: str, source: str = "<string>") -> Sweep:
     topologies = [_topology(t, base, f"matrix.topology[{i}]", problems)
                   for i, t in enumerate(spec.matrix.topology)]
     for axis in ("topology", "pdu", "modality", "wan", "object_security", "associations",
-                 "fault"):
+                 "window", "fault"):
         values = getattr(spec.matrix, axis)
         if len(set(values)) != len(values):
             problems.append(f"matrix.{axis}: repeated values {values!r}")
@@ -263,7 +280,7 @@ def parse(text: str, source: str = "<string>") -> Sweep:
         raise SweepError(source, problems)
     m = spec.matrix
     cells = product([t for t in topologies if t], m.security, m.wan, m.pdu, m.modality,
-                    m.object_security, m.associations, m.fault)
+                    m.object_security, m.associations, m.window, m.fault)
     # a fault on the IKE daemon or the SAs means nothing without IPsec: no such case
     kept = [c for c in cells if c[1].mode == "ipsec" or c[-1] == "none"
             or not parse_fault(c[-1]).spec.kind.needs_ipsec]

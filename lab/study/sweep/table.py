@@ -22,7 +22,7 @@ CASE_COLUMNS: dict[str, type] = {
     "sweep": str, "case_id": str, "case_index": int, "case_status": str, "case_error": str,
     "case_topology": str, "case_security": str, "case_profile": str, "case_cipher": str,
     "case_wan": str, "case_pdu": int, "case_modality": str, "case_object_security": str,
-    "case_associations": int, "case_fault": str,
+    "case_associations": int, "case_window": int, "case_fault": str,
 }
 #: Provenance columns after them, from each case's run.json.
 PROVENANCE_COLUMNS: dict[str, type] = {
@@ -43,7 +43,8 @@ def case_columns(sweep: str, case: Case, status: str, error: str) -> dict[str, A
             "case_security": case.security.mode, "case_profile": case.security_profile,
             "case_cipher": cipher, "case_wan": case.wan, "case_pdu": case.pdu,
             "case_modality": case.modality, "case_object_security": case.object_security,
-            "case_associations": case.associations, "case_fault": case.fault}
+            "case_associations": case.associations, "case_window": case.window,
+            "case_fault": case.fault}
 
 
 def provenance_columns(run_json: Path) -> dict[str, Any]:
@@ -80,7 +81,7 @@ def case_records(sweep: str, case: Case, status: str, error: str, folder: Path
         blank.update(topology=case.topology.stem, security=case.security.mode, pdu=case.pdu,
                      modality=case.modality, ok=False, detail=error,
                      object_security=case.object_security,
-                     associations=case.associations,
+                     associations=case.associations, window=case.window,
                      wan_profile="" if case.wan == "none" else case.wan)
         rows = [blank]
     return [{c: _typed(c, v) for c, v in {**head, **r, **prov}.items() if c in TYPES}

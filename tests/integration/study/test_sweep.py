@@ -47,10 +47,10 @@ def _check_report(out: Path) -> str:
     assert str(path) in res.stdout
     images = browser.render_images(path)
     topologies = sorted({r["case_topology"] for r in read_csv(out / "results.csv")})
-    assert [i.alt for i in images[4:]] == [f"Topology {t}" for t in topologies]
+    assert [i.alt for i in images[5:]] == [f"Topology {t}" for t in topologies]
     assert all(i.width > 300 and i.height > 200 for i in images), images
     assert sorted(p.name for p in (out / "figures").glob("*.png")) == [
-        "pdu.png", "setup.png", "throughput.png", "wan.png"]
+        "concurrency.png", "pdu.png", "setup.png", "throughput.png", "wan.png"]
     return path.read_text()
 
 

@@ -7,7 +7,15 @@ import math
 
 import pytest
 
-from lab.bench.wan_dicom import PRESETS, SETUP_RTTS, bound_seconds
+from lab.bench.wan_dicom import (
+    PRESETS,
+    SETUP_RTTS,
+    UNIMPAIRED,
+    Measured,
+    PresetResult,
+    bound_seconds,
+    print_preset,
+)
 from lab.errors import LabError
 
 
@@ -35,3 +43,46 @@ def test_every_preset_has_a_bound_and_an_unimpaired_path_none() -> None:
 def test_without_mathis_the_lossy_preset_is_bound_by_its_rate() -> None:
     assert bound_seconds("lossy-4g-20m-50ms-1pct", 1_000_000, loss=False) == pytest.approx(
         8e6 / 20e6 + SETUP_RTTS * 0.1)
+
+
+def _result(preset: str, bound: float | None, move: float, dmove: float, finds: tuple[float, float],
+            ) -> PresetResult:
+    rows = (Measured("DCMTK storescu -> storescp", 20.0, 20.5),
+            Measured("lab, window 1", 20.0, 20.4), Measured("lab, window 4", 6.0, 6.3, 4),
+            Measured("lab, window 16", 5.0, 5.3, 16),
+            Measured("lab C-MOVE back (archive window 16)", move, move + 0.3),
+            Measured("DCMTK movescu <- dcmqrscp", dmove, dmove),
+            Measured("lab, 2 associations", 11.0, 11.2, 1, 2),
+            Measured("findscu STUDY -> lab PACS", finds[0], finds[0]),
+            Measured("findscu STUDY -> dcmqrscp", finds[1], finds[1]),
+            Measured("findscu IMAGE -> lab PACS", finds[0] * 5, finds[0] * 5),
+            Measured("findscu IMAGE -> dcmqrscp", finds[1] * 5, finds[1] * 5))
+    return PresetResult(preset, 52_500_000, bound, rows, 1)
+
+
+def test_the_verdicts_read_the_rows(capsys: pytest.CaptureFixture[str]) -> None:
+    print_preset(_result("transcontinental-100m-80ms", 4.5, 5.5, 25.0, (0.001, 0.002)))
+    out = capsys.readouterr().out
+    assert "best window 16 (granted 16): 1.11 x the bound, target <= 1.3 (meets)" in out
+    assert "4.00 x faster than DCMTK, target >= 4.0 (meets)" in out
+    assert "no transfer can be" not in out
+    assert "C-MOVE / C-STORE at the same window (16): 1.10, target <= 1.2 (meets)" in out
+    assert "movescu<-dcmqrscp / lab C-MOVE: 4.55, target >= 1 (meets)" in out
+    assert "dcmqrscp / lab  2.00, target >= 1 (meets)" in out
+
+
+def test_the_unimpaired_path_has_no_bound_and_says_what_misses(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    print_preset(_result(UNIMPAIRED, None, 6.5, 6.0, (0.002, 0.001)))
+    out = capsys.readouterr().out
+    assert "no bound (unimpaired)" in out and "x bound" not in out
+    assert "C-MOVE / C-STORE at the same window (16): 1.30, target <= 1.2 (MISSES)" in out
+    assert "movescu<-dcmqrscp / lab C-MOVE: 0.92, target >= 1 (MISSES)" in out
+    assert out.count("dcmqrscp / lab  0.50, target >= 1 (MISSES)") == 2
+
+
+def test_a_path_where_dcmtk_is_near_the_bound_says_the_speed_up_cannot_be_had(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    print_preset(_result("satellite-10m-300ms", 10.0, 5.5, 25.0, (0.001, 0.002)))
+    out = capsys.readouterr().out
+    assert "(no transfer can be 4.0 x faster than DCMTK here: DCMTK itself takes 2.00 x" in out

@@ -54,6 +54,8 @@ def records(repetitions: int = 3, seed: int = 1) -> list[dict[str, Any]]:
                                     mbytes_per_s=mbit / 8, setup_seconds=0.004,
                                     handshake_seconds=0.0 if mode == "none" else 0.02,
                                     verified="yes", ok=True, security_profile=profile,
+                                    # the concurrency figure gets two windows to compare
+                                    window=16 if pdu == 0 else 1, associations=1,
                                     cipher=cipher, **_wan(wan),
                                     esp_path="libipsec" if mode == "ipsec" else "",
                                     lab=f"syn-{fam}", git_revision="0" * 40)

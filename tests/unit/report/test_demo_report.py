@@ -31,11 +31,13 @@ def _rows(case: Case) -> list[Row]:
     cols = {} if wan == "none" else wan_columns(parse_option(wan), "userspace")
     out = [Row("ipv6", "ipv6", "netns", mode, "echo", "", case.pdu, 1, 0, 0, 0.001, 0.0, 0.002,
                "", True, "", **cols)]
+    waits = 4 * shape.rtt if shape and case.window == 1 else 0.0  # a round trip per object
     for rep in (1, 2, 3):
         for op in ("store", "move"):
-            seconds = size * 8 / (rate * 1e6) * (1 + 0.02 * rep)
+            seconds = size * 8 / (rate * 1e6) * (1 + 0.02 * rep) + waits
             out.append(Row("ipv6", "ipv6", "netns", mode, op, case.modality, case.pdu, rep, 4,
                            size, seconds, size / seconds / 1e6, 0.004, "yes", True, "",
+                           window=case.window if op == "store" else 1,
                            handshake_seconds=0.0 if mode == "none" else 0.01,
                            esp_path="libipsec" if mode == "ipsec" else "", **cols))
     return out
@@ -62,8 +64,9 @@ def test_the_demo_asks_for_what_every_figure_needs() -> None:
     shape = bounds.parse_preset(preset)
     assert shape is not None and shape.rtt > 0  # the WAN figure plots against RTT
     assert len({c.pdu for c in cases}) == 2  # the PDU figure compares two sizes
-    # every protection over both paths, both PDU sizes, every modality: the full product
-    assert len(cases) == 3 * len(wans) * 2 * len({c.modality for c in cases})
+    assert {c.window for c in cases} == {1, 16}  # the window figure compares two windows
+    # every protection over both paths, both PDU sizes, every modality, both windows
+    assert len(cases) == 3 * len(wans) * 2 * len({c.modality for c in cases}) * 2
 
 
 def test_the_demo_report_has_data_in_every_figure_and_table(tmp_path: Path) -> None:

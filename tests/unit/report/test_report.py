@@ -21,7 +21,7 @@ from lab.study.sweep import table
 
 from . import synthetic
 
-FIGURES = ("throughput", "pdu", "setup", "wan")
+FIGURES = ("throughput", "pdu", "setup", "wan", "concurrency")
 
 
 class _Images(HTMLParser):

@@ -32,6 +32,7 @@ def test_every_figure_loads_in_chromium(records: list[dict[str, Any]], tmp_path:
     assert [i.alt for i in images] == [
         "Throughput by security configuration and family", "Effect of the PDU size",
         "Handshake and IKE setup times", "Throughput against RTT and loss, with the TCP bounds",
+        "Time of a study against the window and parallel associations",
         *(f"Topology {t}" for t in topologies)]
     for img in images:
         assert img.width > 300 and img.height > 200, img

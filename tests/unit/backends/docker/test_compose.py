@@ -74,6 +74,9 @@ def test_every_node_gets_its_addresses_and_capabilities(name: str) -> None:
         if node.role is Role.GATEWAY:
             assert svc["devices"] == ["/dev/net/tun:/dev/net/tun"]
             assert svc["sysctls"]["net.ipv4.ip_forward"] == "1"
+        # End hosts may grow a send buffer to fill the longest WAN preset, as on netns.
+        wmem = svc["sysctls"].get("net.ipv4.tcp_wmem")
+        assert wmem == (None if node.forwarding else "4096 16384 16777216")
         # The script puts exactly the model's addresses and routes in place.
         script = svc["command"][2].replace("$$", "$")
         assert script == dockerplan.node_script(topo, node)

@@ -39,7 +39,7 @@ def test_every_shipped_sweep_expands_into_its_matrix() -> None:
         ipsec = sum(s.mode == "ipsec" for s in m.security)
         ipsec_faults = sum(f.split("@")[0] in ("ike-restart", "rekey") for f in m.fault)
         assert len(sw.cases) == (len(m.topology) * len(m.pdu) * len(m.modality) * len(m.wan)
-                                 * len(m.object_security) * len(m.associations)
+                                 * len(m.object_security) * len(m.associations) * len(m.window)
                                  * (len(m.security) * len(m.fault)
                                     - (len(m.security) - ipsec) * ipsec_faults))
         assert len({c.case_id for c in sw.cases}) == len(sw.cases), name
@@ -92,6 +92,8 @@ def test_case_ids_are_stable_and_groups_keep_matrix_order() -> None:
     (_doc(associations=[0]), "matrix.associations"),
     (_doc(associations=[1, 1]), "matrix.associations: repeated values"),
     (_doc(associations=["2"]), "matrix.associations"),
+    (_doc(window=[0]), "matrix.window: Value error, windows are 1 to 256, got [0]"),
+    (_doc(window=[16, 16]), "matrix.window: repeated values"),
     (_doc(object_security=["encrypt"]), "matrix.object_security: Value error, object security "
      "is one of none, sign, deid, sign+deid, got ['encrypt']"),
     (_doc(object_security=["sign", "sign"]), "matrix.object_security: repeated values"),
@@ -128,7 +130,8 @@ def test_the_seam_splits_up_and_run_options() -> None:
     assert seam.run_params(case, sw.spec) == {"modalities": ("MR",), "pdu": 16384, "repeat": 2,
                                               "objects": None, "seed": 0,
                                               "object_security": "none", "courier": False,
-                                              "associations": 1, "fault": None}
+                                              "associations": 1, "window": 16,
+                                              "fault": None}
 
 
 def test_object_security_is_an_axis_of_runs_on_one_lab() -> None:
