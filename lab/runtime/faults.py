@@ -233,21 +233,31 @@ def _ike_restart(lab: Lab, node: str, spec: FaultSpec) -> tuple[float, str]:
 
 
 def _rekey(lab: Lab, node: str, spec: FaultSpec) -> tuple[float, str]:
+    """The IKE SA first, then (once the new one is established) the CHILD_SA: two exchanges
+    one after the other, as a peer's lifetimes would trigger them."""
     before = tunnel.sa_ids(lab, node)
     if before is None:
         raise LabError(f"{node} has no established SAs to rekey in lab {lab.name}")
     old: tuple[str, str] = before
-    tunnel.rekey(lab, node)
-
-    def renewed() -> tuple[str, str] | None:
-        now = tunnel.sa_ids(lab, node)
-        return now if now and now[0] != old[0] and now[1] != old[1] else None
-
-    after: tuple[str, str] | None = until(renewed, RECOVERY_TIMEOUT_S, 0.05,
-                                          what=f"new IKE and CHILD SAs on {node}")
-    assert after is not None  # until returns a true value
+    tunnel.rekey(lab, node, "ike")
+    ike = _renewed(lab, node, 0, old, "a new IKE SA")
+    tunnel.rekey(lab, node, "child")
+    after = _renewed(lab, node, 1, ike, "a new CHILD_SA")
     return time.time(), (f"IKE SA {old[0]} -> {after[0]}, CHILD_SA SPI in {old[1]} -> "
                          f"{after[1]}")
+
+
+def _renewed(lab: Lab, node: str, which: int, old: tuple[str, str],
+             what: str) -> tuple[str, str]:
+    """Once ``node`` lists SAs whose ``which`` id (0: IKE SPIs, 1: CHILD_SA SPI) differs."""
+    def changed() -> tuple[str, str] | None:
+        now = tunnel.sa_ids(lab, node)
+        return now if now and now[which] != old[which] else None
+
+    found: tuple[str, str] | None = until(changed, RECOVERY_TIMEOUT_S, 0.05,
+                                          what=f"{what} on {node}")
+    assert found is not None  # until returns a true value
+    return found
 
 
 # --- the WAN ----------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from lab.security.pki.authority import Credential
 from lab.security.pki.lab_pki import ensure_lab_pki
 
 INITIATE_TIMEOUT_S = 15.0
+REKEY_RETRY_S = 5.0
 STATE_FILE = "ipsec.json"
 
 
@@ -212,15 +213,22 @@ def restart_daemon(lab: Lab, node: str, *, credentials: Credentials | None = Non
     _initiate({e.node: Charon(lab, e.node) for e in plan.endpoints}, plan)
 
 
-def rekey(lab: Lab, node: str) -> None:
-    """Ask ``node``'s charon to rekey the IKE SA (without reauthentication) and the CHILD_SA
-    (VICI ``rekey``; RFC 7296 2.8): new keys and SPIs, the traffic carried on meanwhile."""
-    session = connect(Charon(lab, node).vici_path)
-    try:
-        session.rekey({"ike": CONNECTION, "reauth": "no"})
-        session.rekey({"child": CONNECTION})
-    except Exception as exc:  # vici raises its own exception types
-        raise IpsecError(f"charon on {node} refused to rekey: {vici_error(exc)}") from None
+def rekey(lab: Lab, node: str, sa: str) -> None:
+    """Ask ``node``'s charon to rekey the ``sa`` (``ike``: without reauthentication, or
+    ``child``) through VICI ``rekey`` (RFC 7296 2.8): new keys and SPIs, the traffic carried
+    on meanwhile. While an earlier exchange is still finishing charon may find no SA of that
+    name to rekey for a moment: asked again for up to REKEY_RETRY_S."""
+    request = {"ike": CONNECTION, "reauth": "no"} if sa == "ike" else {"child": CONNECTION}
+    deadline = time.monotonic() + REKEY_RETRY_S
+    while True:
+        try:
+            connect(Charon(lab, node).vici_path).rekey(request)
+            return
+        except Exception as exc:  # vici raises its own exception types
+            if "no matching" not in vici_error(exc) or time.monotonic() > deadline:
+                raise IpsecError(f"charon on {node} refused to rekey the {sa} SA: "
+                                 f"{vici_error(exc)}") from None
+        time.sleep(0.1)
 
 
 def sa_ids(lab: Lab, node: str) -> tuple[str, str] | None:
