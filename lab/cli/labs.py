@@ -34,6 +34,8 @@ from lab.model.topology import Wan
 from lab.runtime import cleanup, lifecycle
 from lab.runtime import doctor as doc
 from lab.runtime.status import status_document
+from lab.study.faults import Scheduled
+from lab.study.faults import parse as parse_fault
 from lab.study.objects import MODES as OBJECT_SECURITY
 from lab.study.run import RunOptions, execute
 
@@ -170,6 +172,15 @@ def doctor(as_json: bool) -> None:
         sys.exit(1)
 
 
+def _parse_fault(ctx: click.Context, param: click.Parameter,
+                 value: str | None) -> Scheduled | None:
+    """click callback for ``--fault``."""
+    try:
+        return None if value is None else parse_fault(value)
+    except LabError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 @click.command()
 @click.argument("topology", required=False)
 @click.option("--lab", "lab_name", help="Use this running lab instead of building one.")
@@ -205,13 +216,18 @@ def doctor(as_json: bool) -> None:
 @click.option("--courier", is_flag=True, help="Also carry each study on secure media (a DICOMDIR "
               "of CMS-protected files, PS3.15 Annex D) from the modality's site to the PACS's: "
               "export, import, verify, timed as a 'courier' row.")
+@click.option("--fault", "fault", metavar="KIND@WHEN[,KEY=VALUE...]", callback=_parse_fault,
+              help="Inject a fault during each C-STORE: archive-restart, ike-restart, rekey, "
+              "link-down or loss-burst, at WHEN seconds into it (2.5s) or after WHEN objects "
+              "(20obj); keys node=, seconds=, loss= (see 'teleradlab fault'). Store rows name "
+              "it (fault, fault_at_s, fault_seconds).")
 @wan_option()
 @_backend_option(default="netns", show_default=True, help="Backend of the lab built from "
                  "TOPOLOGY (a lab given with --lab keeps its own).")
 def run(topology: str | None, lab_name: str | None, modalities: str, objects: int | None,
         input_dir: Path | None, pdu: int, repeat: int, window: int, associations: int,
         seed: int, out: Path | None, security: str | None, object_security: str,
-        courier: bool, wan: Wan | None,
+        courier: bool, fault: Scheduled | None, wan: Wan | None,
         backend: str) -> None:
     """Run echo -> store -> find -> move between the sites, timed and verified.
 
@@ -236,7 +252,7 @@ def run(topology: str | None, lab_name: str | None, modalities: str, objects: in
                                  seed=seed, overrides=_overrides(security), wan=wan,
                                  backend=backend, object_security=object_security,
                                  courier=courier, window=window,
-                                 associations=associations)
+                                 associations=associations, fault=fault)
     with progress_of() as progress:
         try:
             result = execute(opts, progress)

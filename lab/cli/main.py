@@ -1,6 +1,7 @@
 """The ``teleradlab`` command line: the root group (logging, SIGTERM, errors printed once) and
 the registration of every command group: labs (:mod:`.labs`), studies (:mod:`.studies`),
-the WAN (:mod:`.wan`) and the probe of a real peer (:mod:`.probe`)."""
+the WAN (:mod:`.wan`), faults (:mod:`.faults`), the probe of a real peer (:mod:`.probe`),
+objects (:mod:`.objects`) and teaching (:mod:`.capture`, :mod:`.watch`, :mod:`.lesson`)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from rich.markup import escape
 
 from lab import __version__
 from lab.cli.capture import capture
+from lab.cli.faults import fault
 from lab.cli.labs import clean, doctor, down, exec, run, status, up
 from lab.cli.lesson import lesson
 from lab.cli.objects import OBJECT_COMMANDS
@@ -88,7 +90,7 @@ def main(verbose: bool) -> None:
 
 for command in (up, status, exec, down, clean, doctor, run,  # labs
                 sweep, report, graph, compose,  # studies
-                wan_group, probe,  # the WAN; validating a real peer
+                wan_group, fault, probe,  # the WAN, faults; validating a real peer
                 *OBJECT_COMMANDS,  # objects: sign, verify, deid, reid, media
                 capture, watch, lesson):  # teaching
     main.add_command(command)

@@ -92,16 +92,20 @@ def load(folder: Path) -> list[dict[str, Any]]:
     return [_fill_case({k: _cast(k, v) for k, v in row.items()}) for row in read_csv(path)]
 
 
-def config_label(rec: dict[str, Any], wan: bool = True, objects: bool = True) -> str:
+def config_label(rec: dict[str, Any], wan: bool = True, objects: bool = True,
+                 fault: bool = True) -> str:
     """'none', 'ipsec aes128gcm16-ecp256', 'tls bcp195-rfc8996 ECDHE-...', plus '@ WAN', plus
-    '+ sign' (or deid, sign+deid) when the objects were protected too, so that runs with and
-    without object security are never pooled."""
+    '+ sign' (or deid, sign+deid) when the objects were protected too, plus '! FAULT' when a
+    fault was injected (lab.study.faults), so that runs with and without object security or
+    a fault are never pooled."""
     parts = [rec["case_security"], rec["case_profile"], rec["case_cipher"]]
     label = " ".join(p for p in parts if p)
     if wan and rec["case_wan"] not in ("", "none"):
         label += f" @ {rec['case_wan']}"
     if objects and rec.get("object_security") not in (None, "", "none"):
         label += f" + {rec['object_security']}"
+    if fault and rec.get("fault"):
+        label += f" ! {rec['fault']}"
     return label
 
 

@@ -15,7 +15,7 @@ from typing import Any
 from lab import topology as topology_file
 from lab.errors import LabError
 from lab.host import files
-from lab.report import data, figures, findings, objects, pages
+from lab.report import data, faults, figures, findings, objects, pages
 from lab.report.drawings import draw
 
 
@@ -77,6 +77,7 @@ def build_html(records: list[dict[str, Any]], charts: list[figures.Chart],
         tables=[findings.modality_table(records, "store"), findings.modality_table(records, "move"),
                 findings.pdu_table(records), findings.setup_table(records),
                 objects.cost_table(records), objects.threats_table(),
+                faults.recovery_table(records),
                 findings.failures_table(records),
                 findings.provenance_table(records, meta)],
     )

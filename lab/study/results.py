@@ -73,6 +73,12 @@ class Row:
     reid_seconds: float = 0.0  # PACS's site: re-identify every object (store rows)
     export_seconds: float = 0.0  # courier: write the secure file-set at the modality's site
     import_seconds: float = 0.0  # courier: verify, decrypt and import it at the PACS's site
+    # A fault injected during the C-STORE (run --fault, lab.study.faults; store rows only):
+    fault: str = ""  # as scheduled, KIND@WHEN[,...] ('' = none)
+    fault_node: str = ""  # the node it hit
+    fault_at_s: float = 0.0  # seconds after the C-STORE started that it was injected
+    fault_seconds: float = 0.0  # from the fault to the lab seen recovered (lab.runtime.faults)
+    fault_observed: str = ""  # what was seen, or why it was not injected
 
 
 COLUMNS = tuple(f.name for f in fields(Row))

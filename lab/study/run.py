@@ -38,7 +38,7 @@ from lab.runtime.services import tls_arguments
 from lab.security.ipsec.tunnel import IpsecState, read_state, sa_bytes, tunnel_probes
 from lab.security.pki.lab_pki import LabPki, ensure_lab_pki
 from lab.security.plan import Machine
-from lab.study import objects
+from lab.study import faults, objects
 from lab.study.record import write_record
 from lab.study.results import Row, wan_columns
 from lab.wan import apply as wan_apply
@@ -71,6 +71,7 @@ class RunOptions:
     retry_backoff: float = 0.5
     object_security: str = "none"  # none | sign | deid | sign+deid (lab.study.objects)
     courier: bool = False  # also carry each study on secure media (a 'courier' row)
+    fault: faults.Scheduled | None = None  # injected during each C-STORE (lab.study.faults)
 
 
 @dataclass(frozen=True)
@@ -259,13 +260,15 @@ def run_study(r: Runner, family: Family, rep: int, original: StudyData) -> list[
     study, costs = objects.protect(r, original, f"{rep}-{family.value}")
     size = sum(f.stat().st_size for f in study.files)
     rows = []
-    doc = r.scu(family, "store", f"--window={r.opts.window}",
-                f"--associations={r.opts.associations}", f"--retries={r.opts.retries}",
-                f"--retry-backoff={r.opts.retry_backoff}",
-                *(["--commit"] if r.opts.commit else []), *map(str, study.files))
-    doc, verified, received = _checked(r, r.pacs, r.paths.node_data(r.pacs) / "store", study, doc)
-    rows.append(r.row(family, rep, "store", study, doc, verified, len(study.files), size,
-                      costs | received))
+    store = r.paths.node_data(r.pacs) / "store"
+    with faults.during(r.lab, r.opts.fault, store) as fault:
+        doc = r.scu(family, "store", f"--window={r.opts.window}",
+                    f"--associations={r.opts.associations}", f"--retries={r.opts.retries}",
+                    f"--retry-backoff={r.opts.retry_backoff}",
+                    *(["--commit"] if r.opts.commit else []), *map(str, study.files))
+    doc, verified, received = _checked(r, r.pacs, store, study, doc)
+    rows.append(fault.apply(r.row(family, rep, "store", study, doc, verified, len(study.files),
+                                  size, costs | received)))
     doc = r.scu(family, "find", "--level=STUDY", f"--key=StudyInstanceUID={study.study_uid}",
                 "--key=PatientName=", "--key=NumberOfStudyRelatedInstances=")
     found = len(doc.get("matches", []))
@@ -300,6 +303,7 @@ def execute(opts: RunOptions, progress: Progress = no_progress,
     result = RunResult(opts.out)
     error = ""
     try:
+        faults.check(lab, opts.fault)  # a fault this lab cannot take fails before any transfer
         opts.out.mkdir(parents=True, exist_ok=True)
         families = routed_families(lab, _node(lab.topology, Role.MODALITY),
                                    _node(lab.topology, Role.PACS))

@@ -5,6 +5,7 @@ with ``list_sas`` and kept beside the lab's record for ``run`` to report."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import time
@@ -27,6 +28,7 @@ from lab.security.pki.authority import Credential
 from lab.security.pki.lab_pki import ensure_lab_pki
 
 INITIATE_TIMEOUT_S = 15.0
+REKEY_RETRY_S = 5.0
 STATE_FILE = "ipsec.json"
 
 
@@ -188,6 +190,61 @@ def _initiate(daemons: dict[str, Charon], plan: IpsecPlan) -> None:
             f"IPsec did not come up between {plan.initiator.node} and {plan.responder.node} "
             f"({vici_error(exc)}); no traffic crosses between them unprotected.\n{logs}"
         ) from None
+
+
+def restart_daemon(lab: Lab, node: str, *, credentials: Credentials | None = None) -> None:
+    """After the charon of ``node`` stopped: a fresh one there, its configuration loaded again,
+    the peer's stale SAs deleted (forced: the new daemon knows none of them, RFC 7296 1.4.1
+    would go unanswered) and the SAs initiated again from the initiator, as at ``up``. The
+    guards stayed in place all along, so nothing crossed in cleartext meanwhile."""
+    plan = planned(lab)
+    end = next((e for e in plan.endpoints if e.node == node), None)
+    if end is None:
+        raise IpsecError(f"{node} runs no IKE daemon in lab {lab.name} (IKE peers: "
+                         f"{', '.join(e.node for e in plan.endpoints)})")
+    charon = Charon(lab, node)
+    charon.start()
+    _load(charon, plan, end, credentials or lab_credentials(lab, plan))
+    peer = connect(Charon(lab, plan.peer(node).node).vici_path)
+    # vici raises its own exception types; here only "no matching SAs": nothing left to delete
+    with contextlib.suppress(Exception):
+        for _ in peer.terminate({"ike": CONNECTION, "force": "yes", "timeout": "-1"}):
+            pass
+    _initiate({e.node: Charon(lab, e.node) for e in plan.endpoints}, plan)
+
+
+def rekey(lab: Lab, node: str, sa: str) -> None:
+    """Ask ``node``'s charon to rekey the ``sa`` (``ike``: without reauthentication, or
+    ``child``) through VICI ``rekey`` (RFC 7296 2.8): new keys and SPIs, the traffic carried
+    on meanwhile. While an earlier exchange is still finishing charon may find no SA of that
+    name to rekey for a moment: asked again for up to REKEY_RETRY_S."""
+    request = {"ike": CONNECTION, "reauth": "no"} if sa == "ike" else {"child": CONNECTION}
+    deadline = time.monotonic() + REKEY_RETRY_S
+    while True:
+        try:
+            connect(Charon(lab, node).vici_path).rekey(request)
+            return
+        except Exception as exc:  # vici raises its own exception types
+            if "no matching" not in vici_error(exc) or time.monotonic() > deadline:
+                raise IpsecError(f"charon on {node} refused to rekey the {sa} SA: "
+                                 f"{vici_error(exc)}") from None
+        time.sleep(0.1)
+
+
+def sa_ids(lab: Lab, node: str) -> tuple[str, str] | None:
+    """(IKE SA SPIs, inbound SPI of the installed CHILD_SA) as ``node``'s charon lists them
+    (VICI ``list-sas``), or None while it has no established IKE SA with an installed CHILD_SA:
+    a rekey (RFC 7296 2.8) changes both."""
+    session = connect(Charon(lab, node).vici_path, timeout=5.0)
+    for ike in _sas(session):
+        if _text(ike.get("state", b"")) != "ESTABLISHED":
+            continue
+        for child in ike.get("child-sas", {}).values():
+            if _text(child.get("state", b"")) == "INSTALLED":
+                spis = (_text(ike.get("initiator-spi", b"")) + "_"
+                        + _text(ike.get("responder-spi", b"")))
+                return spis, _text(child.get("spi-in", b""))
+    return None
 
 
 def _text(value: Any) -> str:

@@ -22,7 +22,7 @@ from lab.backends.base import Lab, Progress, no_progress
 from lab.errors import LabError
 from lab.model.wan import ProfileError, parse_option
 from lab.runtime import lifecycle
-from lab.study import run
+from lab.study import faults, run
 from lab.study.sweep.spec import Case, SweepSpec
 
 UpOptions = Mapping[str, Any]
@@ -40,7 +40,8 @@ def run_params(case: Case, spec: SweepSpec) -> dict[str, Any]:
     return {"modalities": (case.modality,), "pdu": case.pdu, "repeat": spec.repetitions,
             "objects": spec.objects, "seed": spec.seed,
             "object_security": case.object_security, "courier": spec.courier,
-            "associations": case.associations, "window": case.window}
+            "associations": case.associations, "window": case.window,
+            "fault": None if case.fault == "none" else faults.parse(case.fault)}
 
 
 def _wan_up_options(wan: str | None) -> dict[str, Any]:

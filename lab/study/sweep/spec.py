@@ -18,6 +18,9 @@ profiles it did not try::
       associations: [1, 4]                    # associations a C-STORE spreads a study over
       window: [1, 16]                         # C-STOREs outstanding per association (PS3.7
                                               # D.3.3.3; default 16, run --window)
+      fault: [none, rekey@1s, "link-down@1s,seconds=2"]   # injected during a C-STORE (run
+                                              # --fault, lab.study.faults); no lab of its own;
+                                              # IPsec faults pair with IPsec entries only
     courier: false                            # also carry every study on secure media
     repetitions: 3                            # of every case (run --repeat)
     objects: 4                                # objects per study (default: realistic sizes)
@@ -44,6 +47,7 @@ from lab.dicom.data.generate import MODALITIES
 from lab.dicom.objsec import MODES as OBJECT_SECURITY
 from lab.dicom.scu import WINDOW
 from lab.errors import LabError, SweepError
+from lab.study.faults import parse as parse_fault
 from lab.topology.schema import (
     SecuritySpec,
     duplicate_key_problems,
@@ -89,6 +93,18 @@ class MatrixSpec(_Strict):
         return v
 
     object_security: list[str] = Field(default=["none"], min_length=1)
+    fault: list[str] = Field(default=["none"], min_length=1)
+
+    @field_validator("fault")
+    @classmethod
+    def _fault(cls, v: list[str]) -> list[str]:
+        for text in v:
+            if text != "none":
+                try:
+                    parse_fault(text, "")
+                except LabError as exc:
+                    raise ValueError(str(exc).lstrip(": ")) from None
+        return v
 
     @field_validator("object_security")
     @classmethod
@@ -147,6 +163,7 @@ class Case:
     object_security: str = "none"
     associations: int = 1
     window: int = WINDOW
+    fault: str = "none"  # KIND@WHEN[,...] injected during each C-STORE (lab.study.faults)
 
     @property
     def security_section(self) -> dict[str, Any]:
@@ -183,7 +200,8 @@ class Case:
         # cases of older sweeps keep their ids
         extra = (() if self.object_security == "none" else (self.object_security,)) + (
             () if self.associations == 1 else (f"assoc{self.associations}",)) + (
-            () if self.window == WINDOW else (f"win{self.window}",))
+            () if self.window == WINDOW else (f"win{self.window}",)) + (
+            () if self.fault == "none" else (self.fault,))
         text = "_".join((self.topology.stem, self.security_label, self.wan, f"pdu{self.pdu}",
                          self.modality, *extra))
         digest = hashlib.sha256("|".join((*self.lab_key, str(self.pdu), self.modality, *extra))
@@ -265,7 +283,7 @@ def parse(text: str, source: str = "<string>") -> Sweep:
     topologies = [_topology(t, base, f"matrix.topology[{i}]", problems)
                   for i, t in enumerate(spec.matrix.topology)]
     for axis in ("topology", "pdu", "modality", "wan", "object_security", "associations",
-                 "window"):
+                 "window", "fault"):
         values = getattr(spec.matrix, axis)
         if len(set(values)) != len(values):
             problems.append(f"matrix.{axis}: repeated values {values!r}")
@@ -273,8 +291,11 @@ def parse(text: str, source: str = "<string>") -> Sweep:
         raise SweepError(source, problems)
     m = spec.matrix
     cells = product([t for t in topologies if t], m.security, m.wan, m.pdu, m.modality,
-                    m.object_security, m.associations, m.window)
-    cases = tuple(Case(i, *cell) for i, cell in enumerate(cells))
+                    m.object_security, m.associations, m.window, m.fault)
+    # a fault on the IKE daemon or the SAs means nothing without IPsec: no such case
+    kept = [c for c in cells if c[1].mode == "ipsec" or c[-1] == "none"
+            or not parse_fault(c[-1]).spec.kind.needs_ipsec]
+    cases = tuple(Case(i, *cell) for i, cell in enumerate(kept))
     return Sweep(Path(source).stem, source, spec, cases)
 
 

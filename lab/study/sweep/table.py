@@ -22,7 +22,7 @@ CASE_COLUMNS: dict[str, type] = {
     "sweep": str, "case_id": str, "case_index": int, "case_status": str, "case_error": str,
     "case_topology": str, "case_security": str, "case_profile": str, "case_cipher": str,
     "case_wan": str, "case_pdu": int, "case_modality": str, "case_object_security": str,
-    "case_associations": int, "case_window": int,
+    "case_associations": int, "case_window": int, "case_fault": str,
 }
 #: Provenance columns after them, from each case's run.json.
 PROVENANCE_COLUMNS: dict[str, type] = {
@@ -43,7 +43,8 @@ def case_columns(sweep: str, case: Case, status: str, error: str) -> dict[str, A
             "case_security": case.security.mode, "case_profile": case.security_profile,
             "case_cipher": cipher, "case_wan": case.wan, "case_pdu": case.pdu,
             "case_modality": case.modality, "case_object_security": case.object_security,
-            "case_associations": case.associations, "case_window": case.window}
+            "case_associations": case.associations, "case_window": case.window,
+            "case_fault": case.fault}
 
 
 def provenance_columns(run_json: Path) -> dict[str, Any]:

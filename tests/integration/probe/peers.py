@@ -99,8 +99,8 @@ def make_pki(where: Path) -> dict[str, Path | Cred]:
     the prober's client certificate."""
     now = dt.datetime.now(dt.UTC)
     ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    ca = (x509.CertificateBuilder().subject_name(_name("i16 test CA")).issuer_name(
-        _name("i16 test CA")).public_key(ca_key.public_key()).serial_number(1)
+    ca = (x509.CertificateBuilder().subject_name(_name("probe test CA")).issuer_name(
+        _name("probe test CA")).public_key(ca_key.public_key()).serial_number(1)
         .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=30))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(ca_key, hashes.SHA256()))
@@ -153,7 +153,7 @@ class Site:
     """The two namespaces and the peers; ``close`` undoes everything."""
 
     work: Path
-    tag: str = field(default_factory=lambda: f"i16-{os.getpid()}")
+    tag: str = field(default_factory=lambda: f"prb-{os.getpid()}")
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     pki: dict[str, Path | Cred] = field(default_factory=dict)
 

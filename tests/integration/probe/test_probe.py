@@ -27,7 +27,7 @@ BOUND_S = 90
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    s = Site(tmp_path_factory.mktemp("i16-probe"))
+    s = Site(tmp_path_factory.mktemp("prb-probe"))
     try:
         s.build()
         s.start_all()
@@ -224,7 +224,7 @@ def test_run_predicts_over_the_probed_link(site: Site, tmp_path: Path) -> None:
     probe_json = tmp_path / "probe.json"
     probe_json.write_text(json.dumps(doc))
     (tmp_path / "probe.html").write_text("<html></html>")
-    lab = f"i16-wan{site.tag.rpartition('-')[2]}"
+    lab = f"prb-wan{site.tag.rpartition('-')[2]}"
     out = tmp_path / "prediction"
     teleradlab("up", "ipv4", "--name", lab, timeout=180)
     try:
@@ -260,7 +260,7 @@ def test_sweep_predicts_over_the_probed_link(site: Site, tmp_path: Path) -> None
     probe_json.write_text(json.dumps(doc))
     (tmp_path / "one.yaml").write_text(SWEEP)
     out = tmp_path / "sweep"
-    prefix = f"i16-sw{site.tag.rpartition('-')[2]}"
+    prefix = f"prb-sw{site.tag.rpartition('-')[2]}"
     teleradlab("sweep", str(tmp_path / "one.yaml"), "--name", prefix, "--wan",
                f"@{probe_json}", "--out", str(out), timeout=400)
     rows = list(csv.DictReader((out / "results.csv").open()))

@@ -24,7 +24,7 @@ NAME = b"TELERAD^SYNTH0"  # the generated study's PatientName (seed 0)
 
 @pytest.fixture
 def lab_named(request: pytest.FixtureRequest) -> Iterator[str]:
-    name = f"i19-{request.node.name.split('_')[1][:5]}"  # i19-clear, i19-tls, ...
+    name = f"tch-{request.node.name.split('_')[1][:5]}"  # tch-clear, tch-tls, ...
     teleradlab("down", name, check=False)
     yield name
     teleradlab("down", name, check=False)

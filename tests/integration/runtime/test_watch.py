@@ -18,7 +18,7 @@ from lab.dicom.data.generate import generate_study
 
 from ..conftest import REPO, teleradlab
 
-LAB = "i19-watch"
+LAB = "tch-watch"
 
 
 @pytest.fixture(scope="module")

@@ -36,8 +36,8 @@ def _rate(text: str) -> float:
 def test_lesson_measures_every_step_and_renders(tmp_path: Path) -> None:
     out = tmp_path / "lesson"
     for kind in ("clear", "ipsec", "tls"):
-        teleradlab("down", f"i19-les-{kind}", check=False)
-    res = teleradlab("lesson", "--name", "i19-les", "--objects", "2", "--wan-objects", "12",
+        teleradlab("down", f"tch-les-{kind}", check=False)
+    res = teleradlab("lesson", "--name", "tch-les", "--objects", "2", "--wan-objects", "12",
                      "--out", str(out), timeout=600)
     assert "handout:" in res.stdout
     steps = json.loads((out / "lesson.json").read_text())["steps"]

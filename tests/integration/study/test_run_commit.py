@@ -1,6 +1,6 @@
 """``teleradlab run`` stores with Storage Commitment (PS3.4 Annex J) between the lab's own SCU and
 archive: on a real lab, every store row says every object was acknowledged and committed by the
-archive, with no retry needed. The lab is named ``i17a-...`` (other people's labs run here)."""
+archive, with no retry needed. The labs are named ``cmt-...`` (other people's labs run here)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from .test_run import own_lab_named, run
 
 
 def test_run_commits_every_stored_object(tmp_path: Path) -> None:
-    with own_lab_named("i17a-commit", "dualstack") as lab:
+    with own_lab_named("cmt-commit", "dualstack") as lab:
         out = tmp_path / "out"
         run("--lab", lab, "--modality", "CT,MR", "--objects", "3", "--out", str(out))
         rows = read_csv(out / "results.csv")
@@ -35,7 +35,7 @@ def test_run_commits_every_stored_object(tmp_path: Path) -> None:
 
 def test_run_commits_over_dicom_tls(tmp_path: Path) -> None:
     """The commitment rides the same TLS association as the C-STOREs (PS3.15 Annex B)."""
-    lab = "i17a-commit-tls"
+    lab = "cmt-tls"
     teleradlab("down", lab, check=False)  # left by an interrupted earlier run
     teleradlab("up", "ipv4", "--name", lab, "--security", "tls")
     try:

@@ -129,6 +129,32 @@ def test_every_shipped_sweep_runs_at_reduced_size(name: str, tmp_path: Path) -> 
         assert json.loads(doc.read_text())["requirements_lock_sha256"] == lock, doc
 
 
+def test_faults_sweep_recovers_and_reports_the_recovery_times(tmp_path: Path) -> None:
+    """The shipped faults sweep (IPsec vs TLS x each fault), one repetition of 10 objects: every
+    fault hit its C-STORE and the lab recovered; the study arrived whole through every fault
+    but the archive's crash (which needs the SCU's resume, issue 17 item 3); the report shows
+    the recovery per protection and fault."""
+    out = tmp_path / "faults"
+    teleradlab("sweep", "faults", "--out", str(out), "--name", "flt-sw", "--objects", "10",
+               "--repetitions", "1", timeout=SWEEP_TIMEOUT)
+    _no_leftovers("flt-sw")
+    state = _state(out)
+    assert len(state) == 10 and all(s["status"] == "done" for s in state.values()), state
+    stores = [r for r in read_csv(out / "results.csv") if r["operation"] == "store"]
+    assert len(stores) == 10
+    for r in stores:
+        assert r["fault"] == ("" if r["case_fault"] == "none" else r["case_fault"]), r
+        if r["fault"]:
+            assert r["fault_node"] and 0.5 <= float(r["fault_at_s"]) < 1.5, r
+            assert float(r["fault_seconds"]) > 0, r
+        if not r["fault"].startswith("archive-restart"):
+            assert r["ok"] == "True" and r["verified"] == "yes", r
+    assert {r["fault"].split("@")[0] for r in stores if r["case_security"] == "ipsec"} == {
+        "", "archive-restart", "ike-restart", "rekey", "link-down", "loss-burst"}
+    text = _check_report(out)
+    assert "faults during a C-STORE" in text and "ike-restart@0.5s,seconds=1" in text
+
+
 MINI = """\
 description: four plain cases on one IPv4 lab
 matrix: {topology: [ipv4], pdu: [0, 16384], modality: [CT, MR]}

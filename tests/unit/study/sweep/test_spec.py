@@ -15,7 +15,7 @@ from lab.study.sweep import seam, spec
 from lab.study.sweep.runner import groups
 
 SHIPPED = {"quick", "ipv6-vs-ipv4", "ipv6-ipsec-algorithms", "ipv4-tls-profiles",
-           "ipsec-vs-tls-wan", "demo", "object-security"}
+           "ipsec-vs-tls-wan", "demo", "object-security", "faults"}
 
 
 def _doc(**matrix: Any) -> dict[str, Any]:
@@ -35,9 +35,13 @@ def test_every_shipped_sweep_expands_into_its_matrix() -> None:
     for name in names:
         sw = spec.load(spec.resolve_path(name))
         m = sw.spec.matrix
-        assert len(sw.cases) == (len(m.topology) * len(m.security) * len(m.pdu)
-                                 * len(m.modality) * len(m.wan) * len(m.object_security)
-                                 * len(m.associations) * len(m.window))
+        # faults on the IKE daemon or the SAs pair with IPsec entries only
+        ipsec = sum(s.mode == "ipsec" for s in m.security)
+        ipsec_faults = sum(f.split("@")[0] in ("ike-restart", "rekey") for f in m.fault)
+        assert len(sw.cases) == (len(m.topology) * len(m.pdu) * len(m.modality) * len(m.wan)
+                                 * len(m.object_security) * len(m.associations) * len(m.window)
+                                 * (len(m.security) * len(m.fault)
+                                    - (len(m.security) - ipsec) * ipsec_faults))
         assert len({c.case_id for c in sw.cases}) == len(sw.cases), name
         # One lab per (topology, security, WAN): PDU, modality and object security never force
         # a rebuild.
@@ -126,7 +130,8 @@ def test_the_seam_splits_up_and_run_options() -> None:
     assert seam.run_params(case, sw.spec) == {"modalities": ("MR",), "pdu": 16384, "repeat": 2,
                                               "objects": None, "seed": 0,
                                               "object_security": "none", "courier": False,
-                                              "associations": 1, "window": 16}
+                                              "associations": 1, "window": 16,
+                                              "fault": None}
 
 
 def test_object_security_is_an_axis_of_runs_on_one_lab() -> None:
@@ -188,3 +193,21 @@ def test_list_shows_every_case_and_its_lab_without_root() -> None:
     assert set(listed) == {c.case_id for c in sw.cases}
     for no, cases in enumerate(groups(sw.cases), start=1):
         assert {listed[c.case_id] for c in cases} == {f"report-l-{no}"}
+
+
+def test_the_fault_axis_pairs_ipsec_faults_with_ipsec_and_names_bad_entries() -> None:
+    sw = _parse(_doc(security=[{"mode": "ipsec"}, {"mode": "tls"}],
+                     fault=["none", "rekey@1s", "link-down@2obj,seconds=1"]))
+    got = [(c.security.mode, c.fault) for c in sw.cases]
+    assert got == [("ipsec", "none"), ("ipsec", "rekey@1s"), ("ipsec", "link-down@2obj,seconds=1"),
+                   ("tls", "none"), ("tls", "link-down@2obj,seconds=1")]
+    ids = [c.case_id for c in sw.cases]
+    assert len(set(ids)) == 5 and "rekey-1s" in ids[1] and "_CT_" + "rekey" not in ids[0]
+    assert len(groups(sw.cases)) == 2  # a fault needs no lab of its own
+    params = seam.run_params(sw.cases[1], sw.spec)
+    assert params["fault"].spec.kind == "rekey" and seam.run_params(sw.cases[0],
+                                                                     sw.spec)["fault"] is None
+    with pytest.raises(SweepError, match=r"matrix.fault: .*unknown fault 'reboot'"):
+        _parse(_doc(fault=["reboot@1s"]))
+    with pytest.raises(SweepError, match=r"matrix.fault: repeated values"):
+        _parse(_doc(fault=["rekey@1s", "rekey@1s"]))
