@@ -176,7 +176,7 @@ class Site:
             sh("ip", "-n", ns, "link", "set", "eth0", "up")
             sh("ip", "-n", ns, "link", "set", "lo", "up")
         rules = self.work / "drop.nft"
-        rules.write_text("table inet i16probe {\n chain input {\n  type filter hook input "
+        rules.write_text("table inet probepeer {\n chain input {\n  type filter hook input "
                          f"priority 0;\n  tcp dport {SILENT} drop\n }}\n}}\n")
         sh("ip", "netns", "exec", self.site, "nft", "-f", str(rules))
         self.pki = make_pki(self.work)
