@@ -25,6 +25,7 @@ from pathlib import Path
 
 from pyroute2 import IPRoute, netns
 
+from lab.backends import uplink
 from lab.backends.base import TCP_WMEM, Backend, Progress, no_progress
 from lab.errors import LabError, LabNotFoundError
 from lab.host import shell
@@ -90,6 +91,7 @@ class NetnsBackend(Backend):
             self._create_nodes(paths, topology)
             progress(f"wiring {len(topology.wires)} links")
             self._create_wires(paths, topology)
+            uplink.create_uplinks(paths, topology)
             progress("assigning addresses and routes")
             for node in topology.nodes:
                 with self._netlink(paths, node.name) as ipr:
@@ -99,6 +101,10 @@ class NetnsBackend(Backend):
         except BaseException:
             self.down(lab)
             raise
+
+    def preflight(self, topology: Topology) -> None:
+        """Host interfaces named as uplinks must exist and be up (lab.backends.uplink)."""
+        uplink.check_host_interfaces(topology)
 
     def _create_nodes(self, paths: LabPaths, topology: Topology) -> None:
         with global_lock(self.root):

@@ -1,0 +1,301 @@
+"""A lab site attached to a real network: its gateway runs IKEv2 with a "real" remote gateway
+and its modality stores into the remote PACS through the tunnel.
+
+The remote site is played by components this test starts itself, none made of lab code: a veth
+pair (``i16b-up0`` in the host's namespace is the host interface handed to the lab as its
+uplink, its peer in a namespace ``i16b-remote``), in that namespace Debian's strongSwan charon
+(kernel-libipsec, a private mount namespace with its own /run, configured by a swanctl.conf
+written here and loaded with ``swanctl --load-all``) and DCMTK's storescp on an address of the
+remote LAN (one end of a second veth pair). Every namespace and process is removed by its name or id.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from pyroute2 import IPRoute, NetNS, netns
+
+from lab.dicom.data.generate import generate_study
+from lab.model.names import netns_name
+
+from ..capture import PATIENT, contains
+from ..conftest import REPO, netns_names, teleradlab
+
+LAB = "i16b-attach"
+REMOTE_NS = "i16b-remote"
+HOST_IF, PEER_IF = "i16b-up0", "i16b-up1"
+REMOTE_GW, LAB_UPLINK = "198.19.250.1", "198.19.250.2"
+REMOTE_LAN, PACS_ADDR = "198.19.251.0/24", "198.19.251.1"
+LAB_LAN = "198.19.252.0/24"
+PSK = "attached-site-test-key"
+PACS_PORT, PACS_AE = 11112, "REMOTEPACS"
+CHARON = Path("/usr/lib/ipsec/charon")
+
+STRONGSWAN_CONF = """charon {{
+  load = random nonce openssl aes sha1 sha2 gcm hmac kdf gmp curve25519 pem pkcs1 x509 pubkey \
+kernel-libipsec kernel-netlink socket-default vici
+  install_routes = yes
+  filelog {{
+    remote {{
+      path = {log}
+      default = 1
+      ike = 2
+      flush_line = yes
+    }}
+  }}
+  plugins {{
+    vici {{
+      socket = unix://{vici}
+    }}
+  }}
+}}
+"""
+
+SWANCTL_CONF = f"""connections {{
+  lab {{
+    version = 2
+    local_addrs = {REMOTE_GW}
+    remote_addrs = {LAB_UPLINK}
+    proposals = aes256-sha256-modp2048
+    local {{
+      auth = psk
+      id = remote-gw
+    }}
+    remote {{
+      auth = psk
+      id = gw-a
+    }}
+    children {{
+      lab {{
+        local_ts = {REMOTE_LAN}
+        remote_ts = {LAB_LAN}
+        esp_proposals = aes256gcm16
+      }}
+    }}
+  }}
+}}
+secrets {{
+  ike-lab {{
+    id-1 = remote-gw
+    id-2 = gw-a
+    secret = "{PSK}"
+  }}
+}}
+"""
+
+TOPOLOGY = f"""description: one site attached to a remote gateway through a host interface
+sites:
+  a:
+    lan: {{family: ipv4, ipv4: {LAB_LAN}}}
+    gateway:
+      uplink: {{interface: {HOST_IF}, mode: macvlan, address: {LAB_UPLINK}/24,
+               gateway: {REMOTE_GW}}}
+    hosts: [{{name: modality, role: modality}}]
+security:
+  mode: ipsec
+  ipsec:
+    remote: {{address: {REMOTE_GW}, identity: remote-gw, auth: psk, psk: {PSK},
+              remote_ts: [{REMOTE_LAN}]}}
+"""
+
+
+def _in_remote(*argv: str) -> list[str]:
+    return ["nsenter", f"--net=/run/netns/{REMOTE_NS}", "--", *argv]
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+@dataclass
+class Remote:
+    """The remote site's parts the test looks at."""
+
+    dir: Path
+    charon: subprocess.Popen[bytes]
+    received: Path
+
+    def swanctl(self, *args: str) -> str:
+        return subprocess.run(_in_remote("swanctl", *args, "--uri", f"unix://{self.dir}/vici"),
+                              capture_output=True, text=True, timeout=30, check=True).stdout
+
+
+def _network() -> None:
+    """The remote namespace, the veth pair and the remote LAN (one end of a second veth pair)."""
+    netns.create(REMOTE_NS)
+    with IPRoute() as ipr:
+        ipr.link("add", ifname=HOST_IF, kind="veth", peer={"ifname": PEER_IF})
+        ipr.link("set", index=ipr.link_lookup(ifname=PEER_IF)[0], net_ns_fd=REMOTE_NS)
+        ipr.link("set", index=ipr.link_lookup(ifname=HOST_IF)[0], state="up")
+    with NetNS(REMOTE_NS) as ns:
+        # The remote LAN: this kernel has no dummy device, so one end of a veth pair.
+        ns.link("add", ifname="i16b-lan", kind="veth", peer={"ifname": "i16b-lan1"})
+        ns.link("set", index=ns.link_lookup(ifname="i16b-lan1")[0], state="up")
+        for name, addr in ((PEER_IF, REMOTE_GW), ("i16b-lan", PACS_ADDR)):
+            index = ns.link_lookup(ifname=name)[0]
+            ns.addr("add", index=index, address=addr, prefixlen=24)
+            ns.link("set", index=index, state="up")
+        ns.link("set", index=ns.link_lookup(ifname="lo")[0], state="up")
+
+
+def _teardown_network() -> None:
+    with IPRoute() as ipr:
+        for index in ipr.link_lookup(ifname=HOST_IF):
+            ipr.link("del", index=index)
+    if REMOTE_NS in netns.listnetns():
+        netns.remove(REMOTE_NS)
+
+
+def _start_charon(d: Path) -> subprocess.Popen[bytes]:
+    (d / "run").mkdir()
+    (d / "strongswan.conf").write_text(STRONGSWAN_CONF.format(log=d / "charon.log",
+                                                              vici=d / "vici"))
+    (d / "swanctl.conf").write_text(SWANCTL_CONF)
+    script = (f"mount --bind {d}/run /run && STRONGSWAN_CONF={d}/strongswan.conf "
+              f"exec {CHARON}")
+    proc = subprocess.Popen(_in_remote("unshare", "--mount", "--propagation", "private",
+                                       "sh", "-c", script),
+                            stdout=subprocess.DEVNULL, stderr=open(d / "charon.err", "wb"))
+    deadline = time.monotonic() + 15
+    while not (d / "vici").exists():
+        assert proc.poll() is None and time.monotonic() < deadline, (
+            "the remote charon did not start: " + (d / "charon.err").read_text())
+        time.sleep(0.05)
+    subprocess.run(_in_remote("swanctl", "--load-all", "--file", str(d / "swanctl.conf"),
+                              "--uri", f"unix://{d}/vici"),
+                   check=True, capture_output=True, timeout=30)
+    return proc
+
+
+@pytest.fixture
+def remote(tmp_path: Path) -> Iterator[Remote]:
+    teleradlab("down", LAB, check=False)
+    _teardown_network()
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        _network()
+        received = tmp_path / "received"
+        received.mkdir()
+        procs.append(_start_charon(tmp_path))
+        procs.append(subprocess.Popen(
+            _in_remote("env", "TCP_NODELAY=1", "/usr/bin/storescp", "+xa", "-aet", PACS_AE,
+                       "-od", str(received), str(PACS_PORT)),
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        yield Remote(tmp_path, procs[0], received)
+    finally:
+        teleradlab("down", LAB, check=False)
+        for proc in procs:
+            _stop(proc)
+        _teardown_network()
+
+
+@contextmanager
+def capture_uplink(pcap: Path) -> Iterator[Path]:
+    """tshark on the remote side of the uplink while the body runs, stopped by its id."""
+    proc = subprocess.Popen(_in_remote("tshark", "-q", "-i", PEER_IF, "-w", str(pcap)),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        deadline = time.monotonic() + 30
+        while "Capturing on" not in proc.stderr.readline():
+            assert time.monotonic() < deadline and proc.poll() is None, "tshark did not start"
+        yield pcap
+    finally:
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
+def _store(files: list[Path], timeout: int = 10) -> subprocess.CompletedProcess[str]:
+    return teleradlab("exec", "--lab", LAB, "modality", "--", "python3", "-m", "lab.dicom.scu",
+                      "store", "--host", PACS_ADDR, "--port", str(PACS_PORT), "--called",
+                      PACS_AE, "--timeout", str(timeout), *map(str, files), check=False,
+                      timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)})
+
+
+def _protocols(pcap: Path) -> list[str]:
+    out = subprocess.run(["tshark", "-r", str(pcap), "-T", "fields", "-e", "frame.protocols"],
+                         capture_output=True, text=True, check=True, timeout=120).stdout
+    return out.split()
+
+
+def _cleartext_dicom(pcap: Path) -> list[str]:
+    return [p for p in _protocols(pcap) if ":tcp" in p and ":esp" not in p]
+
+
+def _lab_pids() -> list[int]:
+    target = os.stat(f"/run/netns/{netns_name(LAB, 'gw-a')}")
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                st = os.stat(entry / "ns" / "net")
+            except OSError:
+                continue
+            if (st.st_dev, st.st_ino) == (target.st_dev, target.st_ino):
+                pids.append(int(entry.name))
+    return pids
+
+
+def test_attached_site_stores_through_a_real_remote_gateway(remote: Remote,
+                                                            tmp_path: Path) -> None:
+    topo = tmp_path / "attached.yaml"
+    topo.write_text(TOPOLOGY)
+    generate_study("CT", tmp_path / "study", objects=3)
+    files = sorted((tmp_path / "study").glob("*.dcm"))
+    assert len(files) == 3
+    pcap = tmp_path / "uplink.pcap"
+    with capture_uplink(pcap):
+        teleradlab("up", str(topo), "--name", LAB, "--no-services", timeout=180)
+        sas = remote.swanctl("--list-sas")
+        assert "INSTALLED" in sas and LAB_LAN in sas and REMOTE_LAN in sas, sas
+
+        res = _store(files)
+        assert res.returncode == 0, res.stdout + res.stderr
+        got = sorted(remote.received.iterdir())
+        assert len(got) == 3
+        sent = sum(p.stat().st_size for p in files)
+        # storescp writes each object's data set behind its own 128-byte preamble and meta.
+        assert abs(sum(p.stat().st_size for p in got) - sent) < 3 * 512
+
+        # The remote gateway dies: nothing answers through the tunnel, nothing in clear.
+        _stop(remote.charon)
+        assert _store(files[:1], timeout=5).returncode != 0
+        assert len(list(remote.received.iterdir())) == 3
+
+        # The lab's processes are SIGKILLed: the tunnel device goes, the guard drops the rest.
+        for pid in _lab_pids():
+            os.kill(pid, signal.SIGKILL)
+        assert _store(files[:1], timeout=5).returncode != 0
+        assert len(list(remote.received.iterdir())) == 3
+
+    protocols = _protocols(pcap)
+    assert any(":esp" in p for p in protocols) and any(":isakmp" in p for p in protocols)
+    assert _cleartext_dicom(pcap) == []
+    assert not contains(pcap, PATIENT)
+
+    # After the crash, the lab is removed by its name alone: nothing of it is left.
+    teleradlab("down", LAB)
+    assert not [n for n in netns_names() if n.startswith(f"tl-{LAB}.")]
+    with IPRoute() as ipr:
+        host = ipr.link_lookup(ifname=HOST_IF)
+        assert host, "the host interface stays where it was"
+        macvlans = [link.get_attr("IFLA_IFNAME") for link in ipr.get_links()
+                    if link.get_attr("IFLA_LINK") == host[0]
+                    and (info := link.get_attr("IFLA_LINKINFO")) is not None
+                    and info.get_attr("IFLA_INFO_KIND") == "macvlan"]
+    assert macvlans == []
