@@ -66,7 +66,6 @@ class FakeBackend(Backend):
 
     def preflight(self, topology: Topology) -> None:
         """Uplinks are taken as given: nothing real is attached."""
-        self.calls.append(("preflight", topology.name))
 
     def up(self, lab: str, topology: Topology, progress: Progress = no_progress) -> None:
         self.calls.append(("up", lab))

@@ -6,7 +6,8 @@ pair (``i16b-up0`` in the host's namespace is the host interface handed to the l
 uplink, its peer in a namespace ``i16b-remote``), in that namespace Debian's strongSwan charon
 (kernel-libipsec, a private mount namespace with its own /run, configured by a swanctl.conf
 written here and loaded with ``swanctl --load-all``) and DCMTK's storescp on an address of the
-remote LAN (one end of a second veth pair). Every namespace and process is removed by its name or id.
+remote LAN (one end of a second veth pair). Every namespace and process is removed by its name
+or id.
 """
 
 from __future__ import annotations
@@ -167,9 +168,10 @@ def _start_charon(d: Path) -> subprocess.Popen[bytes]:
     (d / "swanctl.conf").write_text(SWANCTL_CONF)
     script = (f"mount --bind {d}/run /run && STRONGSWAN_CONF={d}/strongswan.conf "
               f"exec {CHARON}")
-    proc = subprocess.Popen(_in_remote("unshare", "--mount", "--propagation", "private",
-                                       "sh", "-c", script),
-                            stdout=subprocess.DEVNULL, stderr=open(d / "charon.err", "wb"))
+    with open(d / "charon.err", "wb") as err:
+        proc = subprocess.Popen(_in_remote("unshare", "--mount", "--propagation", "private",
+                                           "sh", "-c", script),
+                                stdout=subprocess.DEVNULL, stderr=err)
     deadline = time.monotonic() + 15
     while not (d / "vici").exists():
         assert proc.poll() is None and time.monotonic() < deadline, (
