@@ -33,7 +33,7 @@ from lab.host.mounts import bind_private_dir, global_lock, umount_detach
 from lab.host.processes import pids_in_netns, stop
 from lab.host.wait import until
 from lab.model.names import NETNS_DIR, PREFIX, RUN_ROOT, LabPaths, netns_name, split_netns_name
-from lab.model.topology import Family, Node, Topology, Wire
+from lab.model.topology import Family, Node, Topology, UplinkMode, Wire
 
 IFA_F_NODAD = 0x02
 IN6_ADDR_GEN_MODE_NONE = 1
@@ -210,7 +210,9 @@ class NetnsBackend(Backend):
             ipr.link("set", index=index, state="up")
         for iface in node.interfaces:
             index = _index(ipr, iface.name)
-            if not any(a.version == 6 for a in iface.addresses):
+            moved = iface.uplink is not None and iface.uplink.mode is UplinkMode.MOVE
+            if not moved and not any(a.version == 6 for a in iface.addresses):
+                # (not on a moved host interface: the setting would go home with it)
                 _no_ipv6_addresses(ipr, index)
             ipr.link("set", index=index, state="up")
             for addr in iface.addresses:
@@ -304,6 +306,7 @@ class NetnsBackend(Backend):
                 f"stopped {len(pids)} process(es)"
                 + (f" ({len(killed)} needed SIGKILL)" if killed else "")
             )
+        removed += uplink.restore_moved(paths)
         for n in nodes:
             with contextlib.suppress(FileNotFoundError):
                 netns.remove(netns_name(lab, n))

@@ -68,9 +68,11 @@ class SegmentKind(StrEnum):
 
 class UplinkMode(StrEnum):
     """How a gateway joins a real network through a host interface: a macvlan on it (the host
-    keeps the interface and its addresses)."""
+    keeps the interface and its addresses), or the interface itself moved into the gateway
+    (and back, with its addresses, when the lab goes)."""
 
     MACVLAN = "macvlan"
+    MOVE = "move"
 
 
 @dataclass(frozen=True)

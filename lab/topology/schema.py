@@ -42,7 +42,7 @@ class UplinkSpec(_Strict):
     """A host interface that joins the gateway to a real network (see lab.topology.attached)."""
 
     interface: str
-    mode: Literal["macvlan"] = "macvlan"
+    mode: Literal["macvlan", "move"] = "macvlan"
     address: str
     gateway: str
     mtu: int = Field(1500, ge=68, le=65535)

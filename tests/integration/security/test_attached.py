@@ -99,7 +99,7 @@ sites:
   a:
     lan: {{family: ipv4, ipv4: {LAB_LAN}}}
     gateway:
-      uplink: {{interface: {HOST_IF}, mode: macvlan, address: {LAB_UPLINK}/24,
+      uplink: {{interface: {HOST_IF}, mode: MODE, address: {LAB_UPLINK}/24,
                gateway: {REMOTE_GW}}}
     hosts: [{{name: modality, role: modality}}]
 security:
@@ -269,7 +269,7 @@ def _lab_pids() -> list[int]:
 def test_attached_site_stores_through_a_real_remote_gateway(remote: Remote,
                                                             tmp_path: Path) -> None:
     topo = tmp_path / "attached.yaml"
-    topo.write_text(TOPOLOGY)
+    topo.write_text(TOPOLOGY.replace("MODE", "macvlan"))
     generate_study("CT", tmp_path / "study", objects=3)
     files = sorted((tmp_path / "study").glob("*.dcm"))
     assert len(files) == 3
@@ -310,3 +310,50 @@ def test_attached_site_stores_through_a_real_remote_gateway(remote: Remote,
                     and (info := link.get_attr("IFLA_LINKINFO")) is not None
                     and info.get_attr("IFLA_INFO_KIND") == "macvlan"]
     assert macvlans == []
+
+
+#: The host interface's own address and route on the host, which ``mode: move`` takes away
+#: while the lab runs and ``down`` must give back.
+HOST_ADDR, HOST_NET, HOST_NEXT_HOP = "198.19.253.5", "198.19.254.0/24", "198.19.253.1"
+
+
+def _host_side() -> tuple[bool, list[str], list[str]]:
+    """Whether the host interface is in the host's namespace and up, its IPv4 addresses, and
+    the destinations of its routes with a next hop."""
+    with IPRoute() as ipr:
+        found = ipr.link_lookup(ifname=HOST_IF)
+        if not found:
+            return False, [], []
+        up = bool(ipr.get_links(found[0])[0]["flags"] & 1)
+        addrs = [f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}"
+                 for a in ipr.get_addr(index=found[0], family=2)]
+        routes = [f"{r.get_attr('RTA_DST')}/{r['dst_len']} via {r.get_attr('RTA_GATEWAY')}"
+                  for r in ipr.get_routes(family=2, oif=found[0])
+                  if r.get_attr("RTA_GATEWAY")]
+    return up, addrs, routes
+
+
+def test_a_moved_host_interface_goes_home_after_down_and_after_a_crash(
+        remote: Remote, tmp_path: Path) -> None:
+    with IPRoute() as ipr:
+        index = ipr.link_lookup(ifname=HOST_IF)[0]
+        ipr.addr("add", index=index, address=HOST_ADDR, prefixlen=24)
+        ipr.route("add", dst=HOST_NET, gateway=HOST_NEXT_HOP, oif=index)
+    home = _host_side()
+    assert home == (True, [f"{HOST_ADDR}/24"], [f"{HOST_NET} via {HOST_NEXT_HOP}"])
+    topo = tmp_path / "attached.yaml"
+    topo.write_text(TOPOLOGY.replace("MODE", "move"))
+    for crash in (False, True):
+        study = tmp_path / f"study-{crash}"
+        generate_study("CT", study, seed=int(crash), objects=2)
+        teleradlab("up", str(topo), "--name", LAB, "--no-services", timeout=180)
+        assert _host_side()[0] is False  # the interface is the gateway's now
+        res = _store(sorted(study.glob("*.dcm")))
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert len(list(remote.received.iterdir())) == 2 * (1 + int(crash))
+        if crash:
+            for pid in _lab_pids():
+                os.kill(pid, signal.SIGKILL)
+        teleradlab("down", LAB)
+        assert _host_side() == home, f"after down{' after a crash' if crash else ''}"
+        assert not [n for n in netns_names() if n.startswith(f"tl-{LAB}.")]
