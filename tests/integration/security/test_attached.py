@@ -299,9 +299,10 @@ def test_attached_site_stores_through_a_real_remote_gateway(remote: Remote,
     assert _cleartext_dicom(pcap) == []
     assert not contains(pcap, PATIENT)
 
-    # After the crash, the lab is removed by its name alone: nothing of it is left.
-    teleradlab("down", LAB)
+    # After the crash, the lab is cleaned by its name alone: nothing of it is left.
+    teleradlab("clean", "--lab", LAB)
     assert not [n for n in netns_names() if n.startswith(f"tl-{LAB}.")]
+    assert not Path(f"/run/teleradlab/labs/{LAB}").exists()
     with IPRoute() as ipr:
         host = ipr.link_lookup(ifname=HOST_IF)
         assert host, "the host interface stays where it was"
@@ -354,6 +355,8 @@ def test_a_moved_host_interface_goes_home_after_down_and_after_a_crash(
         if crash:
             for pid in _lab_pids():
                 os.kill(pid, signal.SIGKILL)
-        teleradlab("down", LAB)
-        assert _host_side() == home, f"after down{' after a crash' if crash else ''}"
+            teleradlab("clean", "--lab", LAB)
+        else:
+            teleradlab("down", LAB)
+        assert _host_side() == home, "after clean after a crash" if crash else "after down"
         assert not [n for n in netns_names() if n.startswith(f"tl-{LAB}.")]

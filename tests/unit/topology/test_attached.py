@@ -131,7 +131,7 @@ def test_cert_files_are_relative_to_the_topology_and_must_be_pem(tmp_path: Path)
     (lambda d: d["sites"]["a"]["gateway"]["uplink"].update(interface="a-very-long-ifname0"),
      "sites.a.gateway.uplink.interface: 'a-very-long-ifname0' is not a Linux interface name"),
     (lambda d: d["sites"]["a"]["gateway"]["uplink"].update(mode="bridge"),
-     "sites.a.gateway.uplink.mode: Input should be 'macvlan'"),
+     "sites.a.gateway.uplink.mode: Input should be 'macvlan' or 'move'"),
     (lambda d: d["sites"]["a"]["gateway"].pop("uplink"),
      "sites.a.gateway.uplink: required with a remote peer"),
     (lambda d: d["security"]["ipsec"]["remote"].update(address="remote.example"),
