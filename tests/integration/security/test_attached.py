@@ -278,6 +278,8 @@ def test_attached_site_stores_through_a_real_remote_gateway(remote: Remote,
         teleradlab("up", str(topo), "--name", LAB, "--no-services", timeout=180)
         sas = remote.swanctl("--list-sas")
         assert "INSTALLED" in sas and LAB_LAN in sas and REMOTE_LAN in sas, sas
+        status = teleradlab("status", LAB).stdout
+        assert "uplink" in status and f"{LAB_UPLINK}/24" in status and "remote-gw" in status
 
         res = _store(files)
         assert res.returncode == 0, res.stdout + res.stderr
