@@ -92,7 +92,7 @@ def _remote_problems(spec: TopologySpec, remote: RemoteSpec) -> list[str]:
                         f"{sec.ipsec.scope!r}")
     if sec.ipsec.psk is not None:
         problems.append(f"security.ipsec.psk: with a remote peer the key goes in {path}.psk")
-    if sec.ipsec.auth != remote.auth:
+    if "auth" in sec.ipsec.model_fields_set and sec.ipsec.auth != remote.auth:
         problems.append(f"security.ipsec.auth: {sec.ipsec.auth!r} differs from {path}.auth "
                         f"{remote.auth!r} (with a remote peer, {path}.auth decides)")
     if len(spec.sites) != 1:

@@ -152,7 +152,8 @@ def _notes(nodes: tuple[Node, ...], sites: list[Site]) -> list[str]:
 
 def _security(spec: TopologySpec, remote: RemotePeer | None) -> Security:
     sec = spec.security
-    ipsec = IpsecSettings(IpsecScope(sec.ipsec.scope), IpsecAuth(sec.ipsec.auth),
+    auth = remote.auth if remote is not None else IpsecAuth(sec.ipsec.auth)
+    ipsec = IpsecSettings(IpsecScope(sec.ipsec.scope), auth,
                           sec.ipsec.ike.lower(), sec.ipsec.esp.lower(), sec.ipsec.psk, remote)
     return Security(SecurityMode(sec.mode), ipsec, TlsSettings(sec.tls.profile, sec.tls.port,
                                                                    sec.tls.cipher))

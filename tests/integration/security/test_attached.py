@@ -19,198 +19,76 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import pydicom
 import pytest
-from pyroute2 import IPRoute, NetNS, netns
+from pyroute2 import IPRoute
 
 from lab.dicom.data.generate import generate_study
 from lab.model.names import netns_name
 
 from ..capture import PATIENT, contains
 from ..conftest import REPO, netns_names, teleradlab
+from .remote_site import (
+    HOST_IF,
+    LAB_LAN,
+    LAB_UPLINK,
+    PACS_ADDR,
+    PACS_AE,
+    PACS_PORT,
+    PEER_IF,
+    PSK,
+    REMOTE_GW,
+    REMOTE_ID,
+    REMOTE_LAN,
+    Remote,
+    in_remote,
+    start_remote,
+    stop,
+)
 
 LAB = "i16b-attach"
-REMOTE_NS = "i16b-remote"
-HOST_IF, PEER_IF = "i16b-up0", "i16b-up1"
-REMOTE_GW, LAB_UPLINK = "198.19.250.1", "198.19.250.2"
-REMOTE_LAN, PACS_ADDR = "198.19.251.0/24", "198.19.251.1"
-LAB_LAN = "198.19.252.0/24"
-PSK = "attached-site-test-key"
-PACS_PORT, PACS_AE = 11112, "REMOTEPACS"
-CHARON = Path("/usr/lib/ipsec/charon")
 
-STRONGSWAN_CONF = """charon {{
-  load = random nonce openssl aes sha1 sha2 gcm hmac kdf gmp curve25519 pem pkcs1 x509 pubkey \
-kernel-libipsec kernel-netlink socket-default vici
-  install_routes = yes
-  filelog {{
-    remote {{
-      path = {log}
-      default = 1
-      ike = 2
-      flush_line = yes
-    }}
-  }}
-  plugins {{
-    vici {{
-      socket = unix://{vici}
-    }}
-  }}
-}}
-"""
-
-SWANCTL_CONF = f"""connections {{
-  lab {{
-    version = 2
-    local_addrs = {REMOTE_GW}
-    remote_addrs = {LAB_UPLINK}
-    proposals = aes256-sha256-modp2048
-    local {{
-      auth = psk
-      id = remote-gw
-    }}
-    remote {{
-      auth = psk
-      id = gw-a
-    }}
-    children {{
-      lab {{
-        local_ts = {REMOTE_LAN}
-        remote_ts = {LAB_LAN}
-        esp_proposals = aes256gcm16
-      }}
-    }}
-  }}
-}}
-secrets {{
-  ike-lab {{
-    id-1 = remote-gw
-    id-2 = gw-a
-    secret = "{PSK}"
-  }}
-}}
-"""
-
-TOPOLOGY = f"""description: one site attached to a remote gateway through a host interface
+def _topology(mode: str, remote: Remote) -> str:
+    """The lab's side: one site whose gateway's uplink is the host end of the veth pair, the
+    remote gateway with the key or the certificates (made by openssl) the remote has."""
+    if remote.pki is None:
+        auth = f"auth: psk, psk: {PSK}"
+    else:
+        auth = f"auth: cert, ca: {remote.pki}/ca.crt, cert: lab.crt, key: lab.key"
+    return f"""description: one site attached to a remote gateway through a host interface
 sites:
   a:
     lan: {{family: ipv4, ipv4: {LAB_LAN}}}
     gateway:
-      uplink: {{interface: {HOST_IF}, mode: MODE, address: {LAB_UPLINK}/24,
+      uplink: {{interface: {HOST_IF}, mode: {mode}, address: {LAB_UPLINK}/24,
                gateway: {REMOTE_GW}}}
     hosts: [{{name: modality, role: modality}}]
 security:
   mode: ipsec
   ipsec:
-    remote: {{address: {REMOTE_GW}, identity: remote-gw, auth: psk, psk: {PSK},
+    remote: {{address: {REMOTE_GW}, identity: {REMOTE_ID}, {auth},
               remote_ts: [{REMOTE_LAN}]}}
 """
 
 
-def _in_remote(*argv: str) -> list[str]:
-    return ["nsenter", f"--net=/run/netns/{REMOTE_NS}", "--", *argv]
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-
-
-@dataclass
-class Remote:
-    """The remote site's parts the test looks at."""
-
-    dir: Path
-    charon: subprocess.Popen[bytes]
-    received: Path
-
-    def swanctl(self, *args: str) -> str:
-        return subprocess.run(_in_remote("swanctl", *args, "--uri", f"unix://{self.dir}/vici"),
-                              capture_output=True, text=True, timeout=30, check=True).stdout
-
-
-def _network() -> None:
-    """The remote namespace, the veth pair and the remote LAN (one end of a second veth pair)."""
-    netns.create(REMOTE_NS)
-    with IPRoute() as ipr:
-        ipr.link("add", ifname=HOST_IF, kind="veth", peer={"ifname": PEER_IF})
-        ipr.link("set", index=ipr.link_lookup(ifname=PEER_IF)[0], net_ns_fd=REMOTE_NS)
-        ipr.link("set", index=ipr.link_lookup(ifname=HOST_IF)[0], state="up")
-    with NetNS(REMOTE_NS) as ns:
-        # The remote LAN: this kernel has no dummy device, so one end of a veth pair.
-        ns.link("add", ifname="i16b-lan", kind="veth", peer={"ifname": "i16b-lan1"})
-        ns.link("set", index=ns.link_lookup(ifname="i16b-lan1")[0], state="up")
-        for name, addr in ((PEER_IF, REMOTE_GW), ("i16b-lan", PACS_ADDR)):
-            index = ns.link_lookup(ifname=name)[0]
-            ns.addr("add", index=index, address=addr, prefixlen=24)
-            ns.link("set", index=index, state="up")
-        ns.link("set", index=ns.link_lookup(ifname="lo")[0], state="up")
-
-
-def _teardown_network() -> None:
-    with IPRoute() as ipr:
-        for index in ipr.link_lookup(ifname=HOST_IF):
-            ipr.link("del", index=index)
-    if REMOTE_NS in netns.listnetns():
-        netns.remove(REMOTE_NS)
-
-
-def _start_charon(d: Path) -> subprocess.Popen[bytes]:
-    (d / "run").mkdir()
-    (d / "strongswan.conf").write_text(STRONGSWAN_CONF.format(log=d / "charon.log",
-                                                              vici=d / "vici"))
-    (d / "swanctl.conf").write_text(SWANCTL_CONF)
-    script = (f"mount --bind {d}/run /run && STRONGSWAN_CONF={d}/strongswan.conf "
-              f"exec {CHARON}")
-    with open(d / "charon.err", "wb") as err:
-        proc = subprocess.Popen(_in_remote("unshare", "--mount", "--propagation", "private",
-                                           "sh", "-c", script),
-                                stdout=subprocess.DEVNULL, stderr=err)
-    deadline = time.monotonic() + 15
-    while not (d / "vici").exists():
-        assert proc.poll() is None and time.monotonic() < deadline, (
-            "the remote charon did not start: " + (d / "charon.err").read_text())
-        time.sleep(0.05)
-    subprocess.run(_in_remote("swanctl", "--load-all", "--file", str(d / "swanctl.conf"),
-                              "--uri", f"unix://{d}/vici"),
-                   check=True, capture_output=True, timeout=30)
-    return proc
-
-
-@pytest.fixture
-def remote(tmp_path: Path) -> Iterator[Remote]:
+@pytest.fixture(params=["psk"])
+def remote(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Remote]:
+    """The remote site (``remote_site``), authenticating by ``request.param``; the lab is
+    removed by name before and after."""
     teleradlab("down", LAB, check=False)
-    _teardown_network()
-    procs: list[subprocess.Popen[bytes]] = []
     try:
-        _network()
-        received = tmp_path / "received"
-        received.mkdir()
-        procs.append(_start_charon(tmp_path))
-        procs.append(subprocess.Popen(
-            _in_remote("env", "TCP_NODELAY=1", "/usr/bin/storescp", "+xa", "-aet", PACS_AE,
-                       "-od", str(received), str(PACS_PORT)),
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        yield Remote(tmp_path, procs[0], received)
+        with start_remote(tmp_path / "remote", request.param) as site:
+            yield site
     finally:
         teleradlab("down", LAB, check=False)
-        for proc in procs:
-            _stop(proc)
-        _teardown_network()
 
 
 @contextmanager
 def capture_uplink(pcap: Path) -> Iterator[Path]:
     """tshark on the remote side of the uplink while the body runs, stopped by its id."""
-    proc = subprocess.Popen(_in_remote("tshark", "-q", "-i", PEER_IF, "-w", str(pcap)),
+    proc = subprocess.Popen(in_remote("tshark", "-q", "-i", PEER_IF, "-w", str(pcap)),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stderr is not None
@@ -266,10 +144,12 @@ def _lab_pids() -> list[int]:
     return pids
 
 
+@pytest.mark.parametrize("remote", ["psk", "cert"], indirect=True)
 def test_attached_site_stores_through_a_real_remote_gateway(remote: Remote,
                                                             tmp_path: Path) -> None:
-    topo = tmp_path / "attached.yaml"
-    topo.write_text(TOPOLOGY.replace("MODE", "macvlan"))
+    # The topology file sits beside the certificates: cert and key are relative to it.
+    topo = (remote.pki or tmp_path) / "attached.yaml"
+    topo.write_text(_topology("macvlan", remote))
     generate_study("CT", tmp_path / "study", objects=3)
     files = sorted((tmp_path / "study").glob("*.dcm"))
     assert len(files) == 3
@@ -286,7 +166,7 @@ def test_attached_site_stores_through_a_real_remote_gateway(remote: Remote,
         assert _objects(remote.received) == _objects(tmp_path / "study")
 
         # The remote gateway dies: nothing answers through the tunnel, nothing in clear.
-        _stop(remote.charon)
+        stop(remote.charon)
         assert _store(files[:1], timeout=5).returncode != 0
         assert len(list(remote.received.iterdir())) == 3
 
@@ -345,7 +225,7 @@ def test_a_moved_host_interface_goes_home_after_down_and_after_a_crash(
     home = _host_side()
     assert home == (True, [f"{HOST_ADDR}/24"], [f"{HOST_NET} via {HOST_NEXT_HOP}"])
     topo = tmp_path / "attached.yaml"
-    topo.write_text(TOPOLOGY.replace("MODE", "move"))
+    topo.write_text(_topology("move", remote))
     for crash in (False, True):
         study = tmp_path / f"study-{crash}"
         generate_study("CT", study, seed=int(crash), objects=2)

@@ -106,8 +106,7 @@ def test_cert_files_are_relative_to_the_topology_and_must_be_pem(tmp_path: Path)
     remote = doc["security"]["ipsec"]["remote"]
     del remote["psk"]
     remote.update(auth="cert", ca="ca.pem", cert="gw.pem", key="gw.key")
-    doc["security"]["ipsec"]["auth"] = "cert"
-    topo = _parse(doc, str(tmp_path / "attached.yaml"))
+    topo = _parse(doc, str(tmp_path / "attached.yaml"))  # security.ipsec.auth follows remote
     assert topo.remote is not None and topo.remote.ca == str(tmp_path / "ca.pem")
     with pytest.raises(IpsecError, match=r"security.ipsec.remote.ca: cannot read .*ca.pem"):
         security_plan.resolve(topo, security_plan.FixedMachine())
@@ -152,6 +151,8 @@ def test_cert_files_are_relative_to_the_topology_and_must_be_pem(tmp_path: Path)
      "security.ipsec.remote.ca: required with auth cert"),
     (lambda d: d["security"]["ipsec"].update(psk="another-key"),
      "security.ipsec.psk: with a remote peer the key goes in security.ipsec.remote.psk"),
+    (lambda d: d["security"]["ipsec"].update(auth="cert"),
+     "security.ipsec.auth: 'cert' differs from security.ipsec.remote.auth 'psk'"),
     (lambda d: d["security"].update(mode="tls"),
      "security.mode: a remote peer (security.ipsec.remote) needs mode ipsec, got 'tls'"),
     (lambda d: d["security"]["ipsec"].update(scope="host-to-host"),
