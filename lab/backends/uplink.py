@@ -59,12 +59,21 @@ def check_host_interfaces(topology: Topology) -> None:
                 problems.append(f"{node.name}: host interface {name!r} (its uplink) does not "
                                 "exist in the host's network namespace")
                 continue
+            if iface.uplink.mode is UplinkMode.MOVE and _carries_default_route(ipr, found[0]):
+                problems.append(f"{node.name}: host interface {name!r} carries this host's "
+                                "default route; moving it into the lab would cut the host off "
+                                "(use mode: macvlan, or a dedicated interface)")
             state = ipr.get_links(found[0])[0].get("operstate")
             if iface.uplink.mode is UplinkMode.MACVLAN and state not in USABLE_STATES:
                 problems.append(f"{node.name}: host interface {name!r} (its uplink) is "
                                 f"{state}; bring it up first")
     if problems:
         raise LabError("cannot attach the lab to the real network:\n  " + "\n  ".join(problems))
+
+
+def _carries_default_route(ipr: IPRoute, index: int) -> bool:
+    return any(r["dst_len"] == 0 for family in (2, 10)
+               for r in ipr.get_routes(family=family, oif=index, table=RT_TABLE_MAIN))
 
 
 RECORD = "uplinks.json"
