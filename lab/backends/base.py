@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
+from lab.errors import LabError
 from lab.host import shell
 from lab.host.shell import Result
 from lab.model.names import LabPaths
@@ -50,6 +51,16 @@ class Backend(ABC):
         """Create every node, wire, address and route of ``topology`` as lab ``lab``.
 
         On failure the backend removes what it made before raising."""
+
+    def preflight(self, topology: Topology) -> None:
+        """Check, before anything is made, what the host must provide for ``topology`` beyond
+        programs: by default a backend attaches no site to a real network (LabError)."""
+        for node in topology.nodes:
+            for iface in node.interfaces:
+                if iface.uplink is not None:
+                    raise LabError(f"the {self.name} backend cannot attach {node.name} to the "
+                                   f"host interface {iface.uplink.host_interface}; use the "
+                                   "netns backend")
 
     @abstractmethod
     def down(self, lab: str) -> list[str]:

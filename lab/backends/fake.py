@@ -64,6 +64,9 @@ class FakeBackend(Backend):
     needs: ClassVar[dict[str, str]] = {}  # no outside program: nothing is built
     needs_root = False
 
+    def preflight(self, topology: Topology) -> None:
+        """Uplinks are taken as given: nothing real is attached."""
+
     def up(self, lab: str, topology: Topology, progress: Progress = no_progress) -> None:
         self.calls.append(("up", lab))
         self.labs[lab] = []

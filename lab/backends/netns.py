@@ -25,6 +25,7 @@ from pathlib import Path
 
 from pyroute2 import IPRoute, netns
 
+from lab.backends import uplink
 from lab.backends.base import TCP_WMEM, Backend, Progress, no_progress
 from lab.errors import LabError, LabNotFoundError
 from lab.host import shell
@@ -32,7 +33,7 @@ from lab.host.mounts import bind_private_dir, global_lock, umount_detach
 from lab.host.processes import pids_in_netns, stop
 from lab.host.wait import until
 from lab.model.names import NETNS_DIR, PREFIX, RUN_ROOT, LabPaths, netns_name, split_netns_name
-from lab.model.topology import Family, Node, Topology, Wire
+from lab.model.topology import Family, Node, Topology, UplinkMode, Wire
 
 IFA_F_NODAD = 0x02
 IN6_ADDR_GEN_MODE_NONE = 1
@@ -90,6 +91,7 @@ class NetnsBackend(Backend):
             self._create_nodes(paths, topology)
             progress(f"wiring {len(topology.wires)} links")
             self._create_wires(paths, topology)
+            uplink.create_uplinks(paths, topology)
             progress("assigning addresses and routes")
             for node in topology.nodes:
                 with self._netlink(paths, node.name) as ipr:
@@ -99,6 +101,10 @@ class NetnsBackend(Backend):
         except BaseException:
             self.down(lab)
             raise
+
+    def preflight(self, topology: Topology) -> None:
+        """Host interfaces named as uplinks must exist and be up (lab.backends.uplink)."""
+        uplink.check_host_interfaces(topology)
 
     def _create_nodes(self, paths: LabPaths, topology: Topology) -> None:
         with global_lock(self.root):
@@ -204,7 +210,9 @@ class NetnsBackend(Backend):
             ipr.link("set", index=index, state="up")
         for iface in node.interfaces:
             index = _index(ipr, iface.name)
-            if not any(a.version == 6 for a in iface.addresses):
+            moved = iface.uplink is not None and iface.uplink.mode is UplinkMode.MOVE
+            if not moved and not any(a.version == 6 for a in iface.addresses):
+                # (not on a moved host interface: the setting would go home with it)
                 _no_ipv6_addresses(ipr, index)
             ipr.link("set", index=index, state="up")
             for addr in iface.addresses:
@@ -298,6 +306,7 @@ class NetnsBackend(Backend):
                 f"stopped {len(pids)} process(es)"
                 + (f" ({len(killed)} needed SIGKILL)" if killed else "")
             )
+        removed += uplink.restore_moved(paths)
         for n in nodes:
             with contextlib.suppress(FileNotFoundError):
                 netns.remove(netns_name(lab, n))

@@ -30,6 +30,7 @@ from lab.dicom import scu
 from lab.dicom.data.generate import MODALITIES
 from lab.errors import LabError, LabExistsError
 from lab.host import shell
+from lab.model.names import check_lab_name
 from lab.model.topology import Wan
 from lab.runtime import cleanup, lifecycle
 from lab.runtime import doctor as doc
@@ -140,14 +141,19 @@ def down(name: str | None, backend: str | None) -> None:
 @click.command()
 @click.option("-q", "--quiet", is_flag=True, help="Print only a summary line.")
 @_backend_option(help="Only the labs of this backend (default: every backend).")
-def clean(quiet: bool, backend: str | None) -> None:
-    """Remove everything any teleradlab lab left on this machine.
+@click.option("--lab", "lab_name", metavar="NAME",
+              help="Only this lab (default: every lab on this machine).")
+def clean(quiet: bool, backend: str | None, lab_name: str | None) -> None:
+    """Remove everything any teleradlab lab (or only lab NAME) left on this machine.
 
     Finds namespaces, mounts, processes, docker containers and networks (by their label
     teleradlab.lab) and records by name alone, so it also works after a crash or a SIGKILL;
-    safe to run twice.
+    a host interface that a lab moved into its gateway (uplink mode move) goes back from the
+    lab's record; safe to run twice.
     """
-    removed = cleanup.clean(backends=(backend,) if backend else None)
+    if lab_name is not None:
+        check_lab_name(lab_name)
+    removed = cleanup.clean(backends=(backend,) if backend else None, only=lab_name)
     if not quiet:
         for line in removed:
             out.print(f"removed {line}")

@@ -35,6 +35,9 @@ class Endpoint:
     address: IPAddress
     identity: str
     selectors: tuple[IPNetwork, ...]
+    #: False for a real remote gateway outside the lab (``node`` then only names it): the lab
+    #: runs no charon and installs no guard there.
+    local: bool = True
 
     @property
     def family(self) -> Family:
@@ -59,6 +62,16 @@ class IpsecPlan:
     @property
     def endpoints(self) -> tuple[Endpoint, Endpoint]:
         return self.initiator, self.responder
+
+    @property
+    def local_endpoints(self) -> tuple[Endpoint, ...]:
+        """The IKE peers inside the lab: where charon runs and the guards go."""
+        return tuple(e for e in self.endpoints if e.local)
+
+    @property
+    def remote(self) -> Endpoint | None:
+        """The real remote gateway, when the lab's one site is attached to one."""
+        return next((e for e in self.endpoints if not e.local), None)
 
     def peer(self, node: str) -> Endpoint:
         return self.responder if node == self.initiator.node else self.initiator

@@ -63,6 +63,24 @@ class Role(StrEnum):
 class SegmentKind(StrEnum):
     LAN = "lan"
     WAN = "wan"
+    UPLINK = "uplink"  # a real network outside the lab, reached through a host interface
+
+
+class UplinkMode(StrEnum):
+    """How a gateway joins a real network through a host interface: a macvlan on it (the host
+    keeps the interface and its addresses), or the interface itself moved into the gateway
+    (and back, with its addresses, when the lab goes)."""
+
+    MACVLAN = "macvlan"
+    MOVE = "move"
+
+
+@dataclass(frozen=True)
+class Uplink:
+    """The host interface behind a gateway's uplink interface, and how it is attached."""
+
+    host_interface: str
+    mode: UplinkMode = UplinkMode.MACVLAN
 
 
 class SecurityMode(StrEnum):
@@ -98,6 +116,7 @@ class Interface:
     addresses: tuple[IPInterface, ...]
     mtu: int
     bridge: bool = False
+    uplink: Uplink | None = None  # set on a gateway's interface to a real network
 
     def address(self, family: Family) -> IPInterface | None:
         return next((a for a in self.addresses if Family.of(a) is family), None)
@@ -180,6 +199,25 @@ class IpsecAuth(StrEnum):
 
 
 @dataclass(frozen=True)
+class RemotePeer:
+    """A real IKE peer that takes the place of the lab's second site: its address and IKE
+    identity (RFC 7296 3.5), the lab gateway's identity towards it, how the two authenticate
+    (a pre-shared key, or certificates: the CA that signed the remote's and the gateway's own
+    certificate and key, as files), and the remote LAN prefixes behind it (its traffic
+    selectors, RFC 7296 2.9)."""
+
+    address: IPAddress
+    identity: str
+    selectors: tuple[IPNetwork, ...]
+    local_identity: str | None = None  # None: the gateway's node name
+    auth: IpsecAuth = IpsecAuth.PSK
+    psk: str | None = None
+    ca: str | None = None
+    cert: str | None = None
+    key: str | None = None
+
+
+@dataclass(frozen=True)
 class IpsecSettings:
     """IKEv2 and ESP choices, as strongSwan proposal strings (algorithms joined by ``-``, e.g.
     ``aes256-sha256-modp2048`` for IKE, ``aes256gcm16`` or ``aes128-sha1-modp2048`` for ESP; a DH
@@ -190,6 +228,7 @@ class IpsecSettings:
     ike: str = "aes256-sha256-modp2048"
     esp: str = "aes256gcm16"
     psk: str | None = None  # None: a random key per lab
+    remote: RemotePeer | None = None  # a real peer in place of the second site
 
 
 @dataclass(frozen=True)
@@ -213,7 +252,9 @@ class Security:
         """Short description for tables and result rows."""
         if self.mode is SecurityMode.IPSEC:
             s = self.ipsec
-            return f"ipsec {s.scope.value} {s.auth.value} ike={s.ike} esp={s.esp}"
+            to = f" to {s.remote.identity}@{s.remote.address}" if s.remote else ""
+            auth = s.remote.auth if s.remote else s.auth
+            return f"ipsec {s.scope.value}{to} {auth.value} ike={s.ike} esp={s.esp}"
         if self.mode is SecurityMode.TLS:
             cipher = f" cipher {self.tls.cipher}" if self.tls.cipher else ""
             return f"tls {self.tls.profile}{cipher} port {self.tls.port}"
@@ -285,6 +326,11 @@ class Topology:
     #: object to disk: "none" (never: safe from a crash of the program) or "object" (before
     #: answering its C-STORE: safe from a power cut). See lab.dicom.pacs --sync.
     archive_sync: str = "none"
+
+    @property
+    def remote(self) -> RemotePeer | None:
+        """The real IKE peer this lab's one site is attached to, if any."""
+        return self.security.ipsec.remote
 
     def node(self, name: str) -> Node:
         for node in self.nodes:

@@ -113,6 +113,7 @@ def build(
     programs.require(lab_needs(topology, impl, wan, measured=measured))
     # An impossible or unsupported choice stops us here, before anything is made.
     plan = security_plan.resolve(topology, machine or HostMachine())
+    impl.preflight(topology)
     lab_name = check_lab_name(name or default_lab_name(topology.name))
     if lab_name in impl.list_owned():
         raise LabExistsError(

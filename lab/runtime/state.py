@@ -5,7 +5,10 @@ security plan resolved when it came up.
 writer and its readers share) and a copy of the topology file as it was at ``up`` (so
 ``status``, ``exec`` and ``down`` work from any shell, later). Creating the directory claims the
 lab name atomically. The record is a convenience, never the only way to find what a lab owns:
-``cleanup`` works from names alone.
+``cleanup`` works from names alone. The backend keeps what it must put back beside it: the
+netns backend's ``uplinks.json`` (lab.backends.uplink.MovedRecord) names each host interface
+it moved into a gateway, with its addresses and routes, so ``down`` and ``clean`` restore it
+even after a crash; it goes with the rest of the folder only once they have.
 """
 
 from __future__ import annotations

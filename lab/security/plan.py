@@ -15,14 +15,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
+from pathlib import Path
 from typing import Protocol
 
-from lab.errors import TlsError
+from lab.errors import IpsecError, TlsError
 from lab.host import programs, shell
 from lab.model import proposals
 from lab.model.plan import EspPath, IpsecPlan, SecurityPlan, TlsPlan
 from lab.model.tls_profiles import PROFILES, needs_rsa
-from lab.model.topology import IpsecScope, SecurityMode, Topology
+from lab.model.topology import IpsecScope, RemotePeer, SecurityMode, Topology
 from lab.security.ipsec import charon
 from lab.security.ipsec.plan import endpoints, hosts_routed
 from lab.security.tls import contexts
@@ -114,6 +115,22 @@ def needs_ipsec(topology: Topology) -> bool:
     return mode is SecurityMode.IPSEC or (mode is SecurityMode.TLS and not hosts_routed(topology))
 
 
+def remote_files(remote: RemotePeer) -> None:
+    """The remote peer's CA and the gateway's certificate and key must be readable PEM files
+    before anything is built; IpsecError naming the field and the file otherwise."""
+    for key in ("ca", "cert", "key"):
+        name = getattr(remote, key)
+        if name is None:
+            continue
+        try:
+            head = Path(name).read_bytes()[:4096]
+        except OSError as exc:
+            raise IpsecError(f"security.ipsec.remote.{key}: cannot read {name}: "
+                             f"{exc.strerror}") from None
+        if b"-----BEGIN " not in head:
+            raise IpsecError(f"security.ipsec.remote.{key}: {name} is not a PEM file")
+
+
 def resolve(topology: Topology, machine: Machine) -> SecurityPlan:
     """The security plan of a lab of ``topology`` on ``machine``.
 
@@ -133,6 +150,8 @@ def resolve(topology: Topology, machine: Machine) -> SecurityPlan:
         tls = TlsPlan(sec.tls.profile, sec.tls.cipher, sec.tls.port,
                       needs_rsa(PROFILES[sec.tls.profile], sec.tls.cipher))
     if needs_ipsec(topology):
+        if topology.remote is not None:
+            remote_files(topology.remote)
         settings = sec.ipsec
         scope = IpsecScope.SITE_TO_SITE if tls is not None else settings.scope
         ike = proposals.parse(settings.ike, "ike", "security.ipsec.ike")

@@ -8,14 +8,17 @@ Nothing is created anywhere when a file is invalid: loading is pure apart from r
 Schema (see ``topologies/*.yaml`` for complete examples)::
 
     description: free text
-    sites:                       # exactly two sites; the name becomes part of node names
+    sites:                       # exactly two sites (one with a remote peer); the name becomes
+                                 # part of node names
       a:
         description: free text
         lan: {family: ipv4|ipv6|dual, ipv4: PREFIX, ipv6: PREFIX, mtu: 1500}
-        gateway: {name: gw-a, ipv4: ADDRESS, ipv6: ADDRESS}
+        gateway: {name: gw-a, ipv4: ADDRESS, ipv6: ADDRESS,
+                  uplink: {interface: HOST-IFACE, mode: macvlan, address: ADDRESS/LEN,
+                           gateway: ADDRESS, mtu: 1500}}   # with a remote peer only
         hosts:
           - {name: modality, role: modality|pacs|workstation, ipv4: ADDRESS, ipv6: ADDRESS}
-    wan:
+    wan:                         # required, unless the site has a remote peer (then absent)
       family: ipv4|ipv6|dual
       router: wan
       mtu: 1500
@@ -24,7 +27,10 @@ Schema (see ``topologies/*.yaml`` for complete examples)::
     security:                    # optional; --security on up/run replaces it
       mode: none|ipsec|tls
       ipsec: {scope: site-to-site|host-to-host, auth: psk|cert,
-              ike: aes256-sha256-modp2048, esp: aes256gcm16, psk: KEY (default: random per lab)}
+              ike: aes256-sha256-modp2048, esp: aes256gcm16, psk: KEY (default: random per lab),
+              remote: {address: ADDRESS, identity: ID, local_identity: ID, auth: psk|cert,
+                       psk: KEY, ca: FILE, cert: FILE, key: FILE, remote_ts: [PREFIX, ...]}}
+                                 # a real IKE peer instead of a second site: see attached.py
       tls: {profile: bcp195-rfc8996|non-downgrading|extended|aes|basic, port: 2762,
             cipher: OPENSSL-NAME (one TLS 1.2 suite of the profile; TLS 1.2 is then used)}
 """
@@ -41,6 +47,7 @@ from pydantic import ValidationError
 
 from lab.errors import TopologyError
 from lab.model.topology import Topology
+from lab.topology import attached
 from lab.topology.addressing import AllocationError, allocate
 from lab.topology.schema import (
     TopologySpec,
@@ -86,7 +93,7 @@ def parse(text: str, source: str = "<string>", overrides: Mapping[str, Any] | No
         spec = TopologySpec.model_validate(raw)
     except ValidationError as exc:
         raise TopologyError(source, pydantic_problems(exc)) from None
-    problems = name_problems(spec)
+    problems = name_problems(spec) + attached.problems(spec)
     if problems:
         raise TopologyError(source, problems)
     wan, problems = wan_of(spec)
@@ -96,7 +103,9 @@ def parse(text: str, source: str = "<string>", overrides: Mapping[str, Any] | No
         allocation = allocate(spec)
     except AllocationError as exc:
         raise TopologyError(source, exc.problems) from None
-    return replace(build_topology(spec, allocation, name=name, source=source), wan=wan)
+    base = Path(source).parent if source != "<string>" else Path.cwd()
+    return replace(build_topology(spec, allocation, name=name, source=source, base=base),
+                   wan=wan)
 
 
 def load(path: str | Path, overrides: Mapping[str, Any] | None = None) -> Topology:

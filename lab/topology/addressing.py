@@ -22,7 +22,7 @@ from ipaddress import (
 )
 
 from lab.model.topology import Family, IPInterface, IPNetwork
-from lab.topology.schema import TopologySpec, families_of
+from lab.topology.schema import TopologySpec, WanSpec, families_of
 
 #: Smallest MTU an IPv6 link may have (RFC 8200, section 5).
 IPV6_MIN_MTU = 1280
@@ -203,7 +203,6 @@ def _assign(
 def allocate(spec: TopologySpec) -> Allocation:
     """Resolve every prefix and address, or raise AllocationError listing every problem."""
     al = _Allocator()
-    wan_families = families_of(spec.wan.family)
     for index, (site, s) in enumerate(spec.sites.items(), start=1):
         lan_families = families_of(s.lan.family)
         lan = f"lan-{site}"
@@ -240,31 +239,38 @@ def allocate(spec: TopologySpec) -> Allocation:
                 {f: o + n for f, o in FIRST_HOST_OFFSET.items()},
                 taken,
             )
-        link = spec.wan.links.get(site)
-        wan = f"wan-{site}"
-        wnets = _segment(
-            al,
-            wan,
-            f"wan.links.{site}",
-            {"ipv4": link.ipv4 if link else None, "ipv6": link.ipv6 if link else None},
-            wan_families,
-            "wan",
-            index,
-            ("wan.mtu", spec.wan.mtu),
-        )
-        wtaken: dict[Family, dict[str, str]] = {f: {} for f in Family}
-        none: dict[str, str | None] = {"ipv4": None, "ipv6": None}
-        _assign(
-            al,
-            spec.wan.router,
-            wan,
-            f"wan.links.{site} ({spec.wan.router})",
-            none,
-            wnets,
-            1,
-            wtaken,
-        )
-        _assign(al, gw, wan, f"wan.links.{site} ({gw})", none, wnets, 2, wtaken)
+        if spec.wan is not None:
+            _wan_link(al, spec.wan, site, gw, index)
     if al.problems:
         raise AllocationError(al.problems)
     return al.result
+
+
+def _wan_link(al: _Allocator, wan_spec: WanSpec, site: str, gw: str, index: int) -> None:
+    """The WAN link of ``site``: its prefixes, the router's and the gateway's addresses."""
+    wan_families = families_of(wan_spec.family)
+    link = wan_spec.links.get(site)
+    wan = f"wan-{site}"
+    wnets = _segment(
+        al,
+        wan,
+        f"wan.links.{site}",
+        {"ipv4": link.ipv4 if link else None, "ipv6": link.ipv6 if link else None},
+        wan_families,
+        "wan",
+        index,
+        ("wan.mtu", wan_spec.mtu),
+    )
+    wtaken: dict[Family, dict[str, str]] = {f: {} for f in Family}
+    none: dict[str, str | None] = {"ipv4": None, "ipv6": None}
+    _assign(
+        al,
+        wan_spec.router,
+        wan,
+        f"wan.links.{site} ({wan_spec.router})",
+        none,
+        wnets,
+        1,
+        wtaken,
+    )
+    _assign(al, gw, wan, f"wan.links.{site} ({gw})", none, wnets, 2, wtaken)

@@ -22,7 +22,7 @@ IFNAME_MAX = 15
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]*$")
 SITE_RE = re.compile(r"^[a-z][a-z0-9]{0,11}$")
 #: Interface names the lab uses itself inside nodes.
-RESERVED_NAMES = frozenset({"lo", "lan"})
+RESERVED_NAMES = frozenset({"lo", "lan", "uplink"})
 
 FamilyChoice = Literal["ipv4", "ipv6", "dual"]
 
@@ -38,10 +38,21 @@ class LanSpec(_Strict):
     mtu: int = Field(1500, ge=68, le=65535)
 
 
+class UplinkSpec(_Strict):
+    """A host interface that joins the gateway to a real network (see lab.topology.attached)."""
+
+    interface: str
+    mode: Literal["macvlan", "move"] = "macvlan"
+    address: str
+    gateway: str
+    mtu: int = Field(1500, ge=68, le=65535)
+
+
 class GatewaySpec(_Strict):
     name: str | None = None
     ipv4: str | None = None
     ipv6: str | None = None
+    uplink: UplinkSpec | None = None
 
 
 class HostSpec(_Strict):
@@ -76,12 +87,27 @@ class WanSpec(_Strict):
     profile: ProfileSpec = None
 
 
+class RemoteSpec(_Strict):
+    """A real IKE peer in place of the lab's second site (see lab.topology.attached)."""
+
+    address: str
+    identity: str = Field(min_length=1)
+    local_identity: str | None = Field(None, min_length=1)
+    auth: Literal["psk", "cert"] = "psk"
+    psk: str | None = Field(None, min_length=8)
+    ca: str | None = None
+    cert: str | None = None
+    key: str | None = None
+    remote_ts: list[str] = Field(min_length=1)
+
+
 class IpsecSpec(_Strict):
     scope: Literal["site-to-site", "host-to-host"] = "site-to-site"
     auth: Literal["psk", "cert"] = "psk"
     ike: str = "aes256-sha256-modp2048"
     esp: str = "aes256gcm16"
     psk: str | None = Field(None, min_length=8)
+    remote: RemoteSpec | None = None
 
 
 class TlsSpec(_Strict):
@@ -103,7 +129,7 @@ class ArchiveSpec(_Strict):
 class TopologySpec(_Strict):
     description: str = ""
     sites: dict[str, SiteSpec]
-    wan: WanSpec
+    wan: WanSpec | None = None  # required, unless the one site is attached to a remote peer
     security: SecuritySpec = SecuritySpec()
     archive: ArchiveSpec = ArchiveSpec()
 
@@ -165,13 +191,17 @@ def pydantic_problems(err: ValidationError) -> list[str]:
 def name_problems(spec: TopologySpec) -> list[str]:
     """Site and node names: patterns, interface-name length, uniqueness, reserved words."""
     problems: list[str] = []
-    if len(spec.sites) != 2:
+    remote = spec.security.ipsec.remote
+    if remote is None and len(spec.sites) != 2:
         problems.append(
             f"sites: exactly two sites are needed, got {len(spec.sites)} "
             f"({', '.join(spec.sites) or 'none'})"
         )
+    if remote is None and spec.wan is None:
+        problems.append("wan: required key is missing (only a site attached to a remote peer, "
+                        "security.ipsec.remote, has no lab WAN)")
     seen: dict[str, str] = {}
-    named: list[tuple[str, str]] = [("wan.router", spec.wan.router)]
+    named: list[tuple[str, str]] = [("wan.router", spec.wan.router)] if spec.wan else []
     for site, s in spec.sites.items():
         if not SITE_RE.match(site):
             problems.append(
@@ -197,7 +227,7 @@ def name_problems(spec: TopologySpec) -> list[str]:
             problems.append(f"{path}: duplicate node name {name!r} (also {seen[name]})")
         else:
             seen[name] = path
-    for key in spec.wan.links:
+    for key in spec.wan.links if spec.wan else {}:
         if key not in spec.sites:
             problems.append(
                 f"wan.links.{key}: no site named {key!r} (sites: {', '.join(spec.sites)})"

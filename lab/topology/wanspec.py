@@ -17,6 +17,8 @@ def wan_of(spec: TopologySpec) -> tuple[Wan, list[str]]:
     problems: list[str] = []
     whole = WanProfile()
     name = ""
+    if spec.wan is None:  # a site attached to a real network: no lab WAN to impair
+        return Wan(), problems
     if spec.wan.profile is not None:
         try:
             whole = parse_profile(spec.wan.profile, "wan.profile")

@@ -12,6 +12,9 @@ Wiring (the picture in shared/design.md)::
 
 from __future__ import annotations
 
+from dataclasses import replace
+from pathlib import Path
+
 from lab.model.routing import components, with_routes
 from lab.model.topology import (
     Family,
@@ -21,6 +24,7 @@ from lab.model.topology import (
     IpsecSettings,
     Node,
     Port,
+    RemotePeer,
     Role,
     Security,
     SecurityMode,
@@ -31,6 +35,7 @@ from lab.model.topology import (
     Topology,
     Wire,
 )
+from lab.topology import attached
 from lab.topology.addressing import Allocation
 from lab.topology.schema import TopologySpec
 
@@ -49,8 +54,12 @@ def _iface(
     )
 
 
-def build_topology(spec: TopologySpec, alloc: Allocation, *, name: str, source: str) -> Topology:
-    router = spec.wan.router
+def build_topology(spec: TopologySpec, alloc: Allocation, *, name: str, source: str,
+                   base: Path = Path()) -> Topology:
+    """The model of a checked spec; ``base``: the folder relative file names start from."""
+    router = spec.wan.router if spec.wan is not None else ""
+    remote = (attached.remote_peer(spec.security.ipsec.remote, base)
+              if spec.security.ipsec.remote is not None else None)
     segments: list[Segment] = []
     nodes: list[Node] = []
     wires: list[Wire] = []
@@ -61,29 +70,29 @@ def build_topology(spec: TopologySpec, alloc: Allocation, *, name: str, source: 
         gw = s.gateway.name or f"gw-{site}"
         lan, wan = f"lan-{site}", f"wan-{site}"
         segments.append(Segment(lan, SegmentKind.LAN, site, alloc.prefixes[lan], alloc.mtu[lan]))
-        segments.append(Segment(wan, SegmentKind.WAN, site, alloc.prefixes[wan], alloc.mtu[wan]))
         for host in s.hosts:
             gateway_of[host.name] = gw
             nodes.append(
                 Node(host.name, Role(host.role), site, (_iface(alloc, host.name, lan, gw),))
             )
             wires.append(Wire(lan, Port(host.name, gw), Port(gw, host.name, LAN_BRIDGE)))
-        nodes.append(
-            Node(
-                gw,
-                Role.GATEWAY,
-                site,
-                (
-                    _iface(alloc, gw, lan, LAN_BRIDGE, bridge=True),
-                    _iface(alloc, gw, wan, router),
-                ),
-            )
-        )
-        wires.append(Wire(wan, Port(gw, router), Port(router, gw)))
-        router_ifaces.append(_iface(alloc, router, wan, gw))
+        lan_iface = _iface(alloc, gw, lan, LAN_BRIDGE, bridge=True)
+        up = s.gateway.uplink
+        if up is not None:
+            uplink = attached.uplink_interface(up, site)
+            segments.append(Segment(uplink.segment, SegmentKind.UPLINK, site,
+                                    tuple(a.network for a in uplink.addresses), uplink.mtu))
+            nodes.append(Node(gw, Role.GATEWAY, site, (lan_iface, uplink)))
+        else:
+            segments.append(Segment(wan, SegmentKind.WAN, site, alloc.prefixes[wan],
+                                    alloc.mtu[wan]))
+            nodes.append(Node(gw, Role.GATEWAY, site, (lan_iface, _iface(alloc, gw, wan, router))))
+            wires.append(Wire(wan, Port(gw, router), Port(router, gw)))
+            router_ifaces.append(_iface(alloc, router, wan, gw))
         sites.append(Site(site, s.description, lan, gw, tuple(h.name for h in s.hosts)))
-    nodes.append(Node(router, Role.WAN, None, tuple(router_ifaces)))
-    routed = with_routes(nodes, segments, gateway_of)
+    if router:
+        nodes.append(Node(router, Role.WAN, None, tuple(router_ifaces)))
+    routed = _with_uplink_routes(spec, with_routes(nodes, segments, gateway_of), remote)
     return Topology(
         name=name,
         source=source,
@@ -93,17 +102,31 @@ def build_topology(spec: TopologySpec, alloc: Allocation, *, name: str, source: 
         segments=tuple(segments),
         nodes=_ordered(routed, sites, router),
         wires=tuple(wires),
-        security=_security(spec),
-        notes=tuple(_notes(routed, sites)),
+        security=_security(spec, remote),
+        notes=tuple(_notes(routed, sites)) if len(sites) == 2 else (),
         archive_sync=spec.archive.sync,
     )
 
 
+def _with_uplink_routes(spec: TopologySpec, nodes: tuple[Node, ...],
+                        remote: RemotePeer | None) -> tuple[Node, ...]:
+    """Gateways with an uplink route the remote LAN prefixes over it."""
+    if remote is None:
+        return nodes
+    gateways = {s.gateway.name or f"gw-{site}": s.gateway.uplink
+                for site, s in spec.sites.items() if s.gateway.uplink is not None}
+    return tuple(replace(n, routes=n.routes + attached.uplink_routes(gateways[n.name], remote))
+                 if n.name in gateways else n for n in nodes)
+
+
 def _ordered(nodes: tuple[Node, ...], sites: list[Site], router: str) -> tuple[Node, ...]:
-    """The picture's order: site A hosts, gw-a, wan, gw-b, site B hosts."""
+    """The picture's order: site A hosts, gw-a, wan, gw-b, site B hosts (one site attached to
+    a real network: its hosts and its gateway)."""
     by_name = {n.name: n for n in nodes}
-    first, second = sites
-    names = [*first.hosts, first.gateway, router, second.gateway, *second.hosts]
+    first, *rest = sites
+    names = [*first.hosts, first.gateway]
+    if rest:
+        names += [router, rest[0].gateway, *rest[0].hosts]
     return tuple(by_name[n] for n in names)
 
 
@@ -127,9 +150,10 @@ def _notes(nodes: tuple[Node, ...], sites: list[Site]) -> list[str]:
     return notes
 
 
-def _security(spec: TopologySpec) -> Security:
+def _security(spec: TopologySpec, remote: RemotePeer | None) -> Security:
     sec = spec.security
-    ipsec = IpsecSettings(IpsecScope(sec.ipsec.scope), IpsecAuth(sec.ipsec.auth),
-                          sec.ipsec.ike.lower(), sec.ipsec.esp.lower(), sec.ipsec.psk)
+    auth = remote.auth if remote is not None else IpsecAuth(sec.ipsec.auth)
+    ipsec = IpsecSettings(IpsecScope(sec.ipsec.scope), auth,
+                          sec.ipsec.ike.lower(), sec.ipsec.esp.lower(), sec.ipsec.psk, remote)
     return Security(SecurityMode(sec.mode), ipsec, TlsSettings(sec.tls.profile, sec.tls.port,
                                                                    sec.tls.cipher))

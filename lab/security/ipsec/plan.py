@@ -16,6 +16,7 @@ from lab.model.topology import (
     IPNetwork,
     IpsecScope,
     Node,
+    RemotePeer,
     Role,
     SegmentKind,
     Topology,
@@ -23,6 +24,26 @@ from lab.model.topology import (
 from lab.security.ipsec.charon import BYPASS_MARK, TUN_DEVICE
 
 CONNECTION = "teleradlab"
+
+
+#: The name a real remote gateway goes by in plans, guards' comments and messages.
+REMOTE_NODE = "remote"
+
+
+def _site_to_remote(topology: Topology, remote: RemotePeer) -> tuple[Endpoint, Endpoint]:
+    """The one site's gateway, over its uplink, to the real remote gateway: the site's LAN
+    prefixes against the remote's (RFC 7296 2.9)."""
+    site = topology.sites[0]
+    gw = topology.node(site.gateway)
+    uplink = next(i for i in gw.interfaces if i.uplink is not None)
+    address = uplink.address(Family.of(remote.address))
+    if address is None:
+        raise IpsecError(f"topology {topology.name}: the uplink of {gw.name} has no "
+                         f"{Family.of(remote.address).label} address to reach {remote.address}")
+    lan = topology.segment(site.lan)
+    local = Endpoint(gw.name, address.ip, remote.local_identity or gw.name, lan.prefixes)
+    return local, Endpoint(REMOTE_NODE, remote.address, remote.identity, remote.selectors,
+                           local=False)
 
 
 def _site_to_site(topology: Topology) -> tuple[Endpoint, Endpoint]:
@@ -92,6 +113,8 @@ def hosts_routed(topology: Topology) -> bool:
 def endpoints(topology: Topology, scope: IpsecScope) -> tuple[Endpoint, Endpoint]:
     """The two IKE peers of ``scope`` in ``topology`` (initiator first); IpsecError when the
     topology cannot do it."""
+    if topology.remote is not None:
+        return _site_to_remote(topology, topology.remote)
     if scope is IpsecScope.SITE_TO_SITE:
         return _site_to_site(topology)
     return _host_to_host(topology)

@@ -21,7 +21,7 @@ from lab.errors import IpsecError, LabError
 from lab.host import files
 from lab.model.names import LabPaths
 from lab.model.plan import Endpoint, EspPath, IpsecPlan
-from lab.model.topology import IpsecAuth, IpsecScope, Probe, Topology
+from lab.model.topology import IpsecAuth, IpsecScope, Probe, RemotePeer, Topology
 from lab.security.ipsec.charon import VICI_SOCKET, Charon, connect, vici_error
 from lab.security.ipsec.plan import CONNECTION, guard_ruleset
 from lab.security.pki.authority import Credential
@@ -58,6 +58,8 @@ def lab_credentials(lab: Lab, plan: IpsecPlan) -> Credentials:
     """The lab's own: one random PSK per lab (unless the topology sets one), or certificates
     for the two IKE peers from the lab CA, naming the peer and its IKE address."""
     topology, paths = lab.topology, lab.paths
+    if topology.remote is not None:
+        return remote_credentials(topology.remote, plan)
     pki = ensure_lab_pki(paths, topology)
     if plan.auth is IpsecAuth.PSK:
         key = topology.security.ipsec.psk or _lab_psk(paths.data_dir / "pki" / "ipsec.psk")
@@ -72,6 +74,18 @@ def lab_credentials(lab: Lab, plan: IpsecPlan) -> Credentials:
             certs[end.node] = pki.ca.issue(cert_name, dns=[end.identity], ips=[str(end.address)],
                                            usages={"ipsec"})
     return Credentials(certs=certs, trusted=pki.ca_cert)
+
+
+def remote_credentials(remote: RemotePeer, plan: IpsecPlan) -> Credentials:
+    """What the lab's gateway shows a real remote peer: the key the remote has, or the
+    gateway's certificate and key and the CA that signed the remote's, all from the topology."""
+    me = plan.initiator.node
+    if remote.auth is IpsecAuth.PSK:
+        assert remote.psk is not None  # the topology's checks require it
+        return Credentials(psk={me: remote.psk})
+    assert remote.cert is not None and remote.key is not None and remote.ca is not None
+    return Credentials(certs={me: Credential(f"ike-{me}", Path(remote.key), Path(remote.cert))},
+                       trusted=Path(remote.ca))
 
 
 def _lab_psk(path: Path) -> str:
@@ -139,7 +153,7 @@ def _load(charon: Charon, plan: IpsecPlan, me: Endpoint, creds: Credentials) -> 
 
 
 def install_guards(lab: Lab, plan: IpsecPlan) -> None:
-    for end in plan.endpoints:
+    for end in plan.local_endpoints:
         lab.exec(end.node, ["nft", "-f", "-"], input=guard_ruleset(plan, end.node))
 
 
@@ -156,15 +170,16 @@ def establish(lab: Lab, *, credentials: Credentials | None = None,
     with both daemons' logs if the SAs do not come up within INITIATE_TIMEOUT_S (the guards
     stay: nothing crosses)."""
     plan = planned(lab)
-    progress(f"IPsec: guards against cleartext, charon in {plan.initiator.node} and "
-             f"{plan.responder.node} ({plan.esp_path.value} ESP)")
+    local = plan.local_endpoints
+    progress(f"IPsec: guards against cleartext, charon in {' and '.join(e.node for e in local)}"
+             f" ({plan.esp_path.value} ESP)")
     install_guards(lab, plan)
     creds = credentials or lab_credentials(lab, plan)
-    daemons = {e.node: Charon(lab, e.node) for e in plan.endpoints}
-    for end in plan.endpoints:
+    daemons = {e.node: Charon(lab, e.node) for e in local}
+    for end in local:
         daemons[end.node].start()
         _load(daemons[end.node], plan, end, creds)
-    progress(f"IPsec: IKEv2 {plan.initiator.node} -> {plan.responder.node} "
+    progress(f"IPsec: IKEv2 {plan.initiator.node} -> {_peer_name(plan.responder)} "
              f"(ike {plan.ike.text}, esp {plan.esp.text}, {plan.auth.value})")
     start = time.monotonic()
     _initiate(daemons, plan)
@@ -173,6 +188,10 @@ def establish(lab: Lab, *, credentials: Credentials | None = None,
     state = IpsecState(ike_algorithms=ike, esp_algorithms=esp, setup_seconds=round(seconds, 6))
     _write_state(lab.paths, state)
     return state
+
+
+def _peer_name(end: Endpoint) -> str:
+    return end.node if end.local else f"remote gateway {end.identity} at {end.address}"
 
 
 def _initiate(daemons: dict[str, Charon], plan: IpsecPlan) -> None:
@@ -187,7 +206,8 @@ def _initiate(daemons: dict[str, Charon], plan: IpsecPlan) -> None:
         logs = "\n".join(f"--- charon on {node} ({d.log}):\n{d.log_tail(15)}"
                          for node, d in daemons.items())
         raise IpsecError(
-            f"IPsec did not come up between {plan.initiator.node} and {plan.responder.node} "
+            f"IPsec did not come up between {plan.initiator.node} and "
+            f"{_peer_name(plan.responder)} "
             f"({vici_error(exc)}); no traffic crosses between them unprotected.\n{logs}"
         ) from None
 
@@ -310,7 +330,10 @@ def read_state(paths: LabPaths) -> IpsecState | None:
 
 def tunnel_probes(topology: Topology, plan: IpsecPlan) -> list[Probe]:
     """Pings that must pass through the tunnel: between the two sides' hosts, per inner family
-    (for site-to-site every host pair across the sites, for host-to-host the two hosts)."""
+    (for site-to-site every host pair across the sites, for host-to-host the two hosts). None
+    towards a real remote peer: what answers pings behind it is not the lab's to know."""
+    if plan.remote is not None:
+        return []
     if plan.scope is IpsecScope.HOST_TO_HOST:
         a, b = (topology.node(e.node) for e in plan.endpoints)
         pairs = [(a, b)]
@@ -332,7 +355,7 @@ def hidden_by_tunnel(topology: Topology, plan: IpsecPlan, probe: Probe) -> bool:
     into the tunnel, whose selectors do not cover that source, so the reply is rightly dropped."""
     if plan.scope is not IpsecScope.SITE_TO_SITE:
         return False
-    for end in plan.endpoints:
+    for end in plan.local_endpoints:
         far = plan.peer(end.node)
         site_hosts = next(s.hosts for s in topology.sites if s.gateway == end.node)
         if (probe.source in site_hosts and probe.destination == far.node

@@ -140,3 +140,17 @@ def test_clean_after_a_crash_finds_everything_by_name(tmp_path: Path) -> None:
     assert backend.labs == {} and alive(backend) == []
     assert lifecycle.running(tmp_path / "run", tmp_path / "data") == []
     assert cleanup.clean(tmp_path / "run", [backend], tmp_path / "data") == []
+
+
+def test_clean_of_one_lab_leaves_the_others(tmp_path: Path) -> None:
+    """``clean --lab NAME``: that lab's processes, backend state and record go, another's stay."""
+    backend = FakeBackend()
+    build(tmp_path, backend, "u9")
+    build(tmp_path, backend, "u10", start_services=False)
+    removed = cleanup.clean(tmp_path / "run", [backend], tmp_path / "data", only="u9")
+    assert "u9: record of lab u9" in removed and not any(r.startswith("u10") for r in removed)
+    assert list(backend.labs) == ["u10"]
+    assert lifecycle.running(tmp_path / "run", tmp_path / "data") == ["u10"]
+    assert cleanup.clean(tmp_path / "run", [backend], tmp_path / "data", only="u9") == []
+    cleanup.clean(tmp_path / "run", [backend], tmp_path / "data", only="u10")
+    assert lifecycle.running(tmp_path / "run", tmp_path / "data") == []
