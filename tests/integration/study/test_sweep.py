@@ -131,9 +131,9 @@ def test_every_shipped_sweep_runs_at_reduced_size(name: str, tmp_path: Path) -> 
 
 def test_faults_sweep_recovers_and_reports_the_recovery_times(tmp_path: Path) -> None:
     """The shipped faults sweep (IPsec vs TLS x each fault), one repetition of 10 objects: every
-    fault hit its C-STORE and the lab recovered; the study arrived whole through every fault
-    but the archive's crash (which needs the SCU's resume, issue 17 item 3); the report shows
-    the recovery per protection and fault."""
+    fault hit its C-STORE and the lab recovered; the study arrived whole and committed through
+    every fault, the archive's crash resumed on a new association; the report shows the recovery
+    per protection and fault."""
     out = tmp_path / "faults"
     teleradlab("sweep", "faults", "--out", str(out), "--name", "flt-sw", "--objects", "10",
                "--repetitions", "1", timeout=SWEEP_TIMEOUT)
@@ -147,8 +147,11 @@ def test_faults_sweep_recovers_and_reports_the_recovery_times(tmp_path: Path) ->
         if r["fault"]:
             assert r["fault_node"] and 0.5 <= float(r["fault_at_s"]) < 1.5, r
             assert float(r["fault_seconds"]) > 0, r
-        if not r["fault"].startswith("archive-restart"):
-            assert r["ok"] == "True" and r["verified"] == "yes", r
+        # every study arrives whole and committed, the archive's crash included (resumed)
+        assert r["ok"] == "True" and r["verified"] == "yes", r
+        assert r["complete"] == "True" and int(r["committed"]) == 10, r
+        if r["fault"].startswith("archive-restart"):
+            assert int(r["retries"]) >= 1 and float(r["recover_seconds"]) > 0, r
     assert {r["fault"].split("@")[0] for r in stores if r["case_security"] == "ipsec"} == {
         "", "archive-restart", "ike-restart", "rekey", "link-down", "loss-burst"}
     text = _check_report(out)
