@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from lab.errors import LabError
-from lab.host import shell
+from lab.host import processes, shell
 from lab.host.shell import Result
 from lab.model.names import LabPaths
 from lab.model.plan import SecurityPlan
@@ -82,16 +82,8 @@ class Backend(ABC):
     def listening(self, lab: str, node: str, pid: int, port: int) -> bool:
         """Is a TCP socket listening on ``port`` in the network namespace of ``pid`` (a process
         started in ``node``)? Read from ``/proc/PID/net``, which shows that namespace."""
-        for table in ("tcp6", "tcp"):
-            try:
-                lines = Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]
-            except OSError:
-                continue
-            for line in lines:
-                fields = line.split()
-                if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
-                    return True
-        return False
+        return any(state == "0A" and local == port
+                   for state, local, _ in processes.tcp_sockets(pid))
 
     def exec(
         self,

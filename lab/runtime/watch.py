@@ -24,13 +24,12 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 from pyroute2 import IPRoute
 
 from lab.backends.base import Lab
-from lab.host.processes import describe, pids_in_netns
+from lab.host.processes import describe, pids_in_netns, tcp_sockets
 from lab.model.wan import as_dict
 from lab.model.wan import describe as describe_profile
 from lab.runtime.services import Service, dicom_services
@@ -179,17 +178,8 @@ def _endpoint(text: str) -> str:
 def established(pid: int, port: int) -> list[str]:
     """Remote ends (``address port``) of the established TCP connections to local ``port``,
     from ``/proc/PID/net/tcp`` and ``tcp6`` (state 01 = ESTABLISHED)."""
-    peers = []
-    for table in ("tcp", "tcp6"):
-        try:
-            lines = Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            if fields[3] == "01" and int(fields[1].rsplit(":", 1)[1], 16) == port:
-                peers.append(_endpoint(fields[2]))
-    return peers
+    return [_endpoint(remote) for state, local, remote in tcp_sockets(pid)
+            if state == "01" and local == port]
 
 
 def log_counts(text: str, open_now: int) -> tuple[int, int, int, int]:
