@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import io
 import platform
+import re
 import sys
 import tarfile
 from collections.abc import Iterator
@@ -44,6 +45,10 @@ REPOSITORY = "teleradlab"
 INPUTS_LABEL = "teleradlab.inputs"
 BUILD_TIMEOUT = 1800
 WHEEL_CACHE = Path("/var/cache/teleradlab/wheels")
+# Locked packages the nodes never import, left out of the images: the probe's TLS scanner and
+# what only it needs (the probe runs on the host, against peers outside any lab). sslyze is also
+# published as a source archive only, and the images install wheels only.
+HOST_ONLY = frozenset({"sslyze", "nassl", "tls-parser"})
 
 
 @dataclass(frozen=True)
@@ -69,12 +74,20 @@ def image_for(role: Role) -> str:
 
 
 def requirements() -> str:
-    """The lab's Python packages: requirements.lock (scripts/lock), exact versions with the
-    sha256 of every file, the same the host's environment installs (scripts/lib.sh)."""
+    """The nodes' Python packages: requirements.lock (scripts/lock), exact versions with the
+    sha256 of every file, the same the host's environment installs (scripts/lib.sh), but for
+    those only the host uses (HOST_ONLY)."""
     lock = REPO / "requirements.lock"
     if not lock.is_file():
         raise LabError(f"missing {lock}: the docker backend installs the locked versions")
-    return lock.read_text(encoding="utf-8")
+    kept: list[str] = []
+    keep = True
+    for line in lock.read_text(encoding="utf-8").splitlines(keepends=True):
+        if line[:1].isalnum():  # a pin opens a block; its hashes follow, indented
+            keep = re.split(r"[=<>!~; \\]", line, maxsplit=1)[0].lower() not in HOST_ONLY
+        if keep:
+            kept.append(line)
+    return "".join(kept)
 
 
 def packages(spec: ImageSpec) -> list[str]:

@@ -174,3 +174,19 @@ def test_every_program_the_code_runs_in_a_docker_node_is_in_an_image() -> None:
     missing = {n: programs.BY_NAME[n].packages for n in inside
                if not set(programs.BY_NAME[n].packages) <= installed}
     assert not missing, f"give an image the feature of: {missing}"
+
+
+def test_the_images_install_every_pin_but_the_hosts_own() -> None:
+    """The nodes get every locked package with all its hashes, but for the probe's TLS scanner
+    and what only it needs (sslyze is a source archive only; the images install wheels)."""
+    lock = (images.REPO / "requirements.lock").read_text()
+    image = images.requirements()
+
+    def pins(text: str) -> set[str]:
+        return {m.group(1).lower() for m in re.finditer(r"^([A-Za-z0-9][\w.-]*)==", text, re.M)}
+
+    assert images.HOST_ONLY <= pins(lock)
+    assert pins(image) == pins(lock) - images.HOST_ONLY
+    assert image.count("--hash=sha256:") == lock.count("--hash=sha256:") - sum(
+        len(re.findall(r"--hash=sha256:", block))
+        for block in re.findall(r"^(?:sslyze|nassl|tls-parser)==.*?(?=^\S)", lock, re.M | re.S))
