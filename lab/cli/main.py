@@ -20,6 +20,7 @@ from lab.cli.objects import OBJECT_COMMANDS
 from lab.cli.output import err
 from lab.cli.studies import compose, graph, report, sweep
 from lab.cli.wan import wan_group
+from lab.cli.worker import worker
 from lab.errors import LabError
 
 _MAIN_PID = os.getpid()
@@ -79,6 +80,6 @@ def main(verbose: bool) -> None:
 
 
 for command in (up, status, exec, down, clean, doctor, run,  # labs
-                sweep, report, graph, compose,  # studies
+                sweep, report, graph, compose, worker,  # studies (worker: a sweep's host)
                 wan_group, *OBJECT_COMMANDS):  # objects: sign, verify, deid, reid, media
     main.add_command(command)

@@ -62,6 +62,8 @@ LAZY_IMPORTS = {
         "node programs run without TLS skip importing ssl and cryptography (start-up time)",
     ("lab.dicom.scu", "lab.dicom.qrscu"):
         "the store SCU (the benchmarks' hot path) does not load the Q/R client (start-up time)",
+    ("lab.cli.studies", "lab.cli.cluster"):
+        "the command line loads distributed (Dask) only for a sweep on a cluster (start-up time)",
 }
 
 
