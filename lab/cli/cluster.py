@@ -42,6 +42,7 @@ class SweepProgress:
         self.task: TaskID | None = None
         self.workers: dict[str, str] = {}
         self.finished: set[str] = set()
+        self.ran_on: dict[str, str] = {}  # case -> the worker that last started it
         self.failed = 0
         self.lock = threading.Lock()  # events come from Dask's thread and from the client's
 
@@ -61,7 +62,7 @@ class SweepProgress:
         elif kind == "building":
             self.workers[_short(event["worker"])] = f"building {event['lab']}"
         elif kind == "started":
-            self.workers[_short(event["worker"])] = str(event["case"])
+            self._started(str(event["case"]), _short(event["worker"]), str(event["host"]))
         elif kind == "finished":
             self._finished(str(event["case"]), str(event["status"]), str(event["error"]),
                            f" on {_short(event['worker'])} ({event['host']})")
@@ -73,6 +74,15 @@ class SweepProgress:
         if self.task is not None:
             self.bar.update(self.task, completed=len(self.finished), failed=self.failed,
                             workers="  ".join(f"{w}: {s}" for w, s in sorted(self.workers.items())))
+
+    def _started(self, case: str, worker: str, host: str) -> None:
+        self.workers[worker] = case
+        before = self.ran_on.get(case)
+        self.ran_on[case] = worker
+        if before is not None and before != worker and case not in self.finished:
+            self.workers[before] = "lost"
+            self.console.print(f"[yellow]rerun[/yellow] {escape(case)} on {worker} ({host}): "
+                               f"its worker {before} was lost mid-case", soft_wrap=True)
 
     def _finished(self, case: str, status: str, error: str, where: str) -> None:
         if case in self.finished:  # a rerun of a lost worker's group

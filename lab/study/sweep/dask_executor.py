@@ -14,9 +14,9 @@ for a local sweep, across clusters.
 
 Lab names stay unique across workers: the group's lab is ``PREFIX-N`` (the sweep's ``--name`` and
 the group's number), as on one machine. A task is idempotent: before building it removes a lab
-of that one name left on its host (by :func:`lifecycle.down`, never a general clean), so when
-Dask reruns the task of a worker that died mid-case (on another worker, or on the restarted one)
-it starts from nothing; what the dead worker left on another host carries the lab's name and is
+of that one name left on its host (by :func:`lifecycle.down`, never a general clean) and its
+working folder, so when Dask reruns the task of a worker that died mid-case (on another worker,
+or on the restarted one) it starts from nothing; what the dead worker left on another host carries the lab's name and is
 removed by ``teleradlab clean`` there.
 
 Each finished case is also announced as it happens (a Dask event on topic :data:`TOPIC`) for the
@@ -27,6 +27,7 @@ imported here only, and this module only when a cluster is asked for.
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import shutil
 import socket
@@ -128,6 +129,12 @@ def _collect(folder: Path) -> dict[str, bytes]:
             if p.is_file() and p.relative_to(folder).parts[0] not in NOT_SENT}
 
 
+def work_dir(lab_name: str) -> Path:
+    """The task's folder on its worker: named after its lab (unique on a host while the lab
+    runs), so that a rerun removes what a killed attempt left there too."""
+    return Path(tempfile.gettempdir()) / f"teleradlab-sweep-{lab_name}"
+
+
 def run_group_task(task: GroupTask, emit: Callable[[Event], None] = _emit) -> GroupOutcome:
     """Run one group on this host (the Dask task). Idempotent: a lab of the same name left here
     by an earlier attempt is removed first (that one name only)."""
@@ -135,8 +142,10 @@ def run_group_task(task: GroupTask, emit: Callable[[Event], None] = _emit) -> Gr
         lifecycle.down(task.lab_name)
     address, host = _identity()
     emit({"kind": "building", "lab": task.lab_name, "worker": address, "host": host})
-    with tempfile.TemporaryDirectory(prefix=f"teleradlab-{task.lab_name}-") as tmp:
-        run = _WorkerRun(task, Path(tmp), emit)
+    work = work_dir(task.lab_name)
+    shutil.rmtree(work, ignore_errors=True)  # an earlier attempt's, like its lab
+    try:
+        run = _WorkerRun(task, work, emit)
         run.run_group(task.group_no, list(task.sweep.cases))
         outcome = GroupOutcome(address, host, builds=run.result.builds)
         for case in task.sweep.cases:
@@ -145,6 +154,8 @@ def run_group_task(task: GroupTask, emit: Callable[[Event], None] = _emit) -> Gr
                 outcome.cases.append(CaseOutcome(case.case_id, {**state, "worker": address,
                                                                 "host": host},
                                                  _collect(run.folder(case))))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     return outcome
 
 
@@ -228,7 +239,7 @@ class ClusterSweepRun(runner.SweepRun):
                     continue
                 self.merge(outcome)
         finally:
-            self.client.cancel(list(self.submitted))
+            self.client.cancel([f for f in self.submitted if not f.done()])
             self.client.unsubscribe_topic(TOPIC)
         self.write_table()
         return self.result
@@ -256,6 +267,8 @@ def connect(cluster: str | None, scheduler: str | None,
             yield client
         return
     n = local_workers(cluster or "")
+    # The scheduler runs in this process: its routine INFO lines would bury the progress bar.
+    logging.getLogger("distributed").setLevel(logging.WARNING)
     with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
                       dashboard_address="127.0.0.1:0", resources={RESOURCE: 1}) as local, \
             Client(local, timeout=timeout) as client:
