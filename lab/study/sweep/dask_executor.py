@@ -16,8 +16,8 @@ Lab names stay unique across workers: the group's lab is ``PREFIX-N`` (the sweep
 the group's number), as on one machine. A task is idempotent: before building it removes a lab
 of that one name left on its host (by :func:`lifecycle.down`, never a general clean) and its
 working folder, so when Dask reruns the task of a worker that died mid-case (on another worker,
-or on the restarted one) it starts from nothing; what the dead worker left on another host carries the lab's name and is
-removed by ``teleradlab clean`` there.
+or on the restarted one) it starts from nothing; what the dead worker left on another host
+carries the lab's name and is removed by ``teleradlab clean`` there.
 
 Each finished case is also announced as it happens (a Dask event on topic :data:`TOPIC`) for the
 progress display; its row reaches the table when its group's task returns. ``distributed`` is
