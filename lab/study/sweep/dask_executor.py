@@ -270,7 +270,8 @@ def connect(cluster: str | None, scheduler: str | None,
     # The scheduler runs in this process: its routine INFO lines would bury the progress bar.
     logging.getLogger("distributed").setLevel(logging.WARNING)
     with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address="127.0.0.1:0", resources={RESOURCE: 1}) as local, \
+                      dashboard_address="127.0.0.1:0", worker_dashboard_address="127.0.0.1:0",
+                      resources={RESOURCE: 1}) as local, \
             Client(local, timeout=timeout) as client:
         yield client
 

@@ -35,9 +35,10 @@ def _job_script() -> str:
     known = dask.config.get("jobqueue.slurm")  # dask-jobqueue's own defaults: every key
     assert set(ours) <= set(known), set(ours) - set(known)  # a misspelt key would be ignored
     with dask.config.set({f"jobqueue.slurm.{k}": v for k, v in ours.items()}):
-        # inproc: the scheduler the script points at is in this process, no socket is opened
+        # inproc: the scheduler the script points at is in this process (its HTTP server on
+        # loopback): no job is submitted, no worker connects
         cluster = SLURMCluster(scheduler_options={"protocol": "inproc",
-                                                  "dashboard": False})
+                                                  "dashboard_address": "127.0.0.1:0"})
         try:
             return str(cluster.job_script())
         finally:

@@ -88,7 +88,9 @@ def labs(monkeypatch: pytest.MonkeyPatch) -> Labs:
 
 @pytest.fixture(scope="module")
 def client() -> Iterator[Client]:
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None,
+    # inproc transport; the HTTP servers Dask starts anyway listen on loopback only
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                      dashboard_address="127.0.0.1:0", worker_dashboard_address="127.0.0.1:0",
                       resources={"lab": 1}) as cluster, Client(cluster) as c:
         yield c
 
