@@ -113,6 +113,7 @@ class _WorkerRun(runner.SweepRun):
 
     def _finish(self, case: Case, status: str, error: str, seconds: float) -> None:
         super()._finish(case, status, error, seconds)
+        self.folder(case).mkdir(parents=True, exist_ok=True)  # none when the lab was not built
         files.write_json(self.folder(case) / table.WORKER_JSON,
                          {"worker": self.identity[0], "host": self.identity[1]})
         self.emit({"kind": "finished", "case": case.case_id, "status": status, "error": error,
@@ -139,7 +140,7 @@ def run_group_task(task: GroupTask, emit: Callable[[Event], None] = _emit) -> Gr
     """Run one group on this host (the Dask task). Idempotent: a lab of the same name left here
     by an earlier attempt is removed first (that one name only)."""
     with contextlib.suppress(LabNotFoundError):
-        lifecycle.down(task.lab_name)
+        lifecycle.down(task.lab_name, backend=task.backend)
     address, host = _identity()
     emit({"kind": "building", "lab": task.lab_name, "worker": address, "host": host})
     work = work_dir(task.lab_name)

@@ -37,6 +37,7 @@ class Labs:
 
     def __init__(self, fail: tuple[str, ...] = (), crash: tuple[str, ...] = ()) -> None:
         self.fail, self.crash = fail, crash
+        self.unbuildable: tuple[str, ...] = ()
         self.built: list[str] = []
         self.downs: list[str] = []
         self.ran: list[tuple[str, str]] = []  # (lab, case pdu/topology)
@@ -44,6 +45,8 @@ class Labs:
         self.up: set[str] = set()
 
     def build_lab(self, up: Any, name: str, **_: Any) -> Any:
+        if up["topology"].stem in self.unbuildable:
+            raise LabError(f"cannot build {up['topology'].stem} here")
         with self.lock:
             assert name not in self.up, f"two labs named {name} at once"
             self.up.add(name)
@@ -159,6 +162,17 @@ def test_a_task_that_dies_fails_its_cases_with_why(tmp_path: Path, labs: Labs,
                for e in result.errors.values())
     assert [e["lab"] for e in events if e["kind"] == "lost"] == ["i18-u-1"]
     assert not labs.up  # the runner's finally took its lab down
+
+
+def test_a_lab_that_cannot_be_built_fails_its_cases_alone(tmp_path: Path, labs: Labs,
+                                                         client: Client) -> None:
+    labs.unbuildable = ("ipv6",)
+    result = _cluster_run(tmp_path, client)
+    assert (result.done, result.failed) == (2, 2)
+    assert set(result.errors.values()) == {"cannot build ipv6 here"}
+    rows = read_csv(tmp_path / "results.csv")
+    failed = [r for r in rows if r["case_status"] == "failed"]
+    assert len(failed) == 2 and all(r["case_topology"] == "ipv6" for r in failed)
 
 
 def test_a_task_first_removes_a_leftover_of_its_own_lab_name(labs: Labs) -> None:
