@@ -147,3 +147,59 @@ def test_a_worker_killed_mid_case_has_its_cases_rerun_and_leaves_nothing(tmp_pat
     # worker the progress display named as the rerun's.
     (worker,) = {r["worker"] for r in rows}
     assert f"on {worker.split('://', 1)[1]} " in stderr, stderr
+
+
+def _start(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as f:
+        return subprocess.Popen(argv, cwd=REPO, stdout=f, stderr=subprocess.STDOUT)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def test_teleradlab_worker_serves_a_sweep_given_by_scheduler_address(tmp_path: Path) -> None:
+    """A scheduler on loopback, one `teleradlab worker --labs 2` (both labs at once, in one
+    process), and a sweep sent with --scheduler: the same table as ever."""
+    sweep = tmp_path / "two.yaml"
+    sweep.write_text(TWO_LABS)
+    info = tmp_path / "scheduler.json"
+    scheduler = _start([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host",
+                        "127.0.0.1", "--port", "0", "--dashboard-address", "127.0.0.1:0",
+                        "--scheduler-file", str(info)], tmp_path / "scheduler.log")
+    worker = None
+    try:
+        end = time.monotonic() + 60
+        while not info.exists() and time.monotonic() < end:
+            time.sleep(0.1)
+        address = json.loads(info.read_text())["address"]
+        worker = _start([sys.executable, "-m", "lab", "worker", address, "--labs", "2",
+                         "--name", "i18-w"], tmp_path / "worker.log")
+        res = teleradlab("sweep", str(sweep), "--out", str(tmp_path / "out"), "--name", "i18-s",
+                         "--scheduler", address, timeout=TIMEOUT)
+    finally:
+        for proc in (worker, scheduler):
+            if proc is not None:
+                _stop(proc)
+    _nothing_left("i18-s")
+    assert "4 cases done, 0 failed" in " ".join(res.stdout.split()), res.stdout
+    rows = read_csv(tmp_path / "out" / "results.csv")
+    _check_verified(rows)
+    assert len({r["case_id"] for r in rows}) == 4 and len({r["lab"] for r in rows}) == 2
+    assert len({r["worker"] for r in rows}) == 1
+    # --labs 2: the two labs' cases ran at the same time on the one worker
+    state = json.loads((tmp_path / "out" / "state.json").read_text())["cases"]
+    lab_of = {r["case_id"]: r["lab"] for r in rows}
+    spans = {lab: (min(s["finished"] - s["seconds"] for c, s in state.items() if lab_of[c] == lab),
+                   max(s["finished"] for c, s in state.items() if lab_of[c] == lab))
+             for lab in ("i18-s-1", "i18-s-2")}
+    (a0, a1), (b0, b1) = spans.values()
+    assert a0 < b1 and b0 < a1, spans
+    log = " ".join((tmp_path / "worker.log").read_text().split())
+    assert "(i18-w) joined" in log and "2 lab(s) at a time" in log, log
