@@ -254,6 +254,20 @@ def local_workers(spec: str) -> int:
     return int(m.group(1))
 
 
+def _check_workers(client: Client, scheduler: str, timeout: float) -> None:
+    """Refuse a cluster whose tasks would wait for ever: no worker joins, or none offers the
+    resource ``lab`` (a plain ``dask worker``, not ``teleradlab worker``)."""
+    try:
+        client.wait_for_workers(1, timeout=timeout)
+    except TimeoutError:
+        raise LabError(f"--scheduler {scheduler}: no worker joined within {timeout:.0f} s "
+                       f"(start them with 'teleradlab worker {scheduler}')") from None
+    workers = client.scheduler_info(n_workers=-1).get("workers", {}).values()
+    if not any(w.get("resources", {}).get(RESOURCE) for w in workers):
+        raise LabError(f"--scheduler {scheduler}: no worker offers the resource {RESOURCE!r} "
+                       f"(start them with 'teleradlab worker {scheduler}', not 'dask worker')")
+
+
 @contextlib.contextmanager
 def connect(cluster: str | None, scheduler: str | None,
             timeout: float = 60.0) -> Iterator[Client]:
@@ -265,6 +279,7 @@ def connect(cluster: str | None, scheduler: str | None,
         except OSError as exc:
             raise LabError(f"--scheduler {scheduler}: cannot connect ({exc})") from None
         with client:
+            _check_workers(client, scheduler, timeout)
             yield client
         return
     n = local_workers(cluster or "")

@@ -191,3 +191,16 @@ def test_bad_cluster_values_are_named(bad: str) -> None:
     with pytest.raises(LabError, match="expected local:N"):
         dask_executor.local_workers(bad)
     assert dask_executor.local_workers("local:3") == 3
+
+
+@pytest.mark.parametrize(("workers", "why"), [(0, "no worker joined within 1 s"),
+                                               (1, "no worker offers the resource 'lab'")])
+def test_a_cluster_whose_tasks_would_wait_for_ever_is_refused(workers: int, why: str) -> None:
+    cluster = LocalCluster(n_workers=workers, processes=False, dashboard_address="127.0.0.1:0",
+                           worker_dashboard_address="127.0.0.1:0")
+    try:
+        with pytest.raises(LabError, match=why), dask_executor.connect(
+                None, cluster.scheduler_address, timeout=1):
+            pass
+    finally:
+        cluster.close()
