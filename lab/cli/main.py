@@ -26,6 +26,7 @@ from lab.cli.probe import probe
 from lab.cli.studies import compose, graph, report, sweep
 from lab.cli.wan import wan_group
 from lab.cli.watch import watch
+from lab.cli.worker import worker
 from lab.errors import LabError
 
 _MAIN_PID = os.getpid()
@@ -89,7 +90,7 @@ def main(verbose: bool) -> None:
 
 
 for command in (up, status, exec, down, clean, doctor, run,  # labs
-                sweep, report, graph, compose,  # studies
+                sweep, report, graph, compose, worker,  # studies (worker: a sweep's host)
                 wan_group, fault, probe,  # the WAN, faults; validating a real peer
                 *OBJECT_COMMANDS,  # objects: sign, verify, deid, reid, media
                 capture, watch, lesson):  # teaching

@@ -48,10 +48,16 @@ err = Console(stderr=True, highlight=False)
               show_default=True, help="Backend of the labs the sweep builds.")
 @click.option("--list", "list_only", is_flag=True,
               help="Only list the cases and the lab each one runs on (no root needed).")
+@click.option("--cluster", metavar="local:N", default=None,
+              help="Run the labs as tasks of a local Dask cluster of N worker processes (one "
+              "lab at a time each).")
+@click.option("--scheduler", metavar="ADDRESS", default=None,
+              help="Run the labs as tasks of the Dask cluster at ADDRESS (tcp://host:8786), "
+              "whose workers were started by 'teleradlab worker' (see README).")
 @wan_option()
 def sweep(sweep_file: str, out_dir: Path | None, resume: bool, retry_failed: bool, prefix: str,
           objects: int | None, repetitions: int | None, backend: str, list_only: bool,
-          wan: Wan | None) -> None:
+          cluster: str | None, scheduler: str | None, wan: Wan | None) -> None:
     """Run every case of the sweep FILE (a YAML matrix, or a shipped name such as quick).
 
     One lab is built per topology, security and WAN profile and reused by every case that
@@ -60,10 +66,14 @@ def sweep(sweep_file: str, out_dir: Path | None, resume: bool, retry_failed: boo
     OUT/state.json for --resume. A failing case is recorded with its error and the sweep goes
     on; the exit status is 0 once every case has been tried. Shipped: ipv6-vs-ipv4,
     ipv6-ipsec-algorithms, ipv4-tls-profiles, ipsec-vs-tls-wan, quick, demo (what scripts/demo
-    runs), object-security.
+    runs), object-security. With --cluster or --scheduler each lab is a Dask task on a
+    worker (its host, kernel and data paths in every row), with one progress bar.
     """
+    if cluster and scheduler:
+        raise LabError("--cluster and --scheduler: give one (a local cluster, or an existing one)")
     if not list_only:
-        lifecycle.require_root()  # before the file, as for up
+        if not scheduler:  # the workers of a remote cluster are root, this client need not be
+            lifecycle.require_root()  # before the file, as for up
         check_lab_name(f"{prefix}-99")
     loaded = spec.load(spec.resolve_path(sweep_file))
     if wan is not None:  # every case over this WAN (e.g. --wan @probe.json: the probed link)
@@ -82,9 +92,16 @@ def sweep(sweep_file: str, out_dir: Path | None, resume: bool, retry_failed: boo
         out_dir = Path("results") / f"{loaded.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     if retry_failed and not resume:
         raise LabError("--retry-failed goes with --resume")
-    result = runner.run_sweep(loaded, out_dir, resume=resume, retry_failed=retry_failed,
-                              prefix=prefix, backend=backend,
-                              say=lambda msg: err.print(escape(msg), soft_wrap=True))
+    if cluster or scheduler:
+        from lab.cli import cluster as on_cluster  # loads distributed: only when asked for
+
+        result = on_cluster.run(loaded, out_dir, err, cluster=cluster, scheduler=scheduler,
+                                resume=resume, retry_failed=retry_failed, prefix=prefix,
+                                backend=backend)
+    else:
+        result = runner.run_sweep(loaded, out_dir, resume=resume, retry_failed=retry_failed,
+                                  prefix=prefix, backend=backend,
+                                  say=lambda msg: err.print(escape(msg), soft_wrap=True))
     for case_id, error in result.errors.items():
         out.print(f"[yellow]failed[/yellow] {case_id}: {escape(' '.join(error.split()))}")
     out.print(

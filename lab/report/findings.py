@@ -97,7 +97,7 @@ def failures_table(records: Records) -> Table:
 def provenance_table(records: Records, meta: dict[str, Any]) -> Table:
     """What produced the results, from their rows and from the sweep's (or run's) record
     ``meta``: the digest of the package lock the environment was installed from."""
-    keys = ("backend", "data_path_esp", "data_path_wan", "esp_path", "wan_path",
+    keys = ("host", "backend", "data_path_esp", "data_path_wan", "esp_path", "wan_path",
             "teleradlab_version", "git_revision", "python", "kernel", "pydicom", "pynetdicom",
             "cryptography")
     rows = [[k, ", ".join(sorted({str(r.get(k, "")) for r in records} - {""})) or NONE]
@@ -125,6 +125,39 @@ def _handshake_ms(records: Records, key: tuple[str, str, str, str]) -> float | N
     return sum(vals) / len(vals) if vals else None
 
 
+def _store_rows(records: Records) -> dict[tuple[str, str, str, str], Records]:
+    """The measured C-STORE rows of each configuration (the keys of :func:`_store_summaries`)."""
+    return group(measured(records, "store"), lambda r: (
+        r["family"], r["case_topology"], r["case_wan"], config_label(r, wan=False)))
+
+
+def _machine(r: dict[str, Any]) -> str:
+    return f"{r.get('host') or 'this host'} (kernel {r.get('kernel') or '?'})"
+
+
+def mixed_paths(rows: Records, protected: Records | None = None) -> str:
+    """Why the rows of one comparison are not from one machine and one data path ('' when they
+    are): several hosts or kernels (a sweep spread over Dask workers), several WAN emulation
+    paths (netem, userspace), or, among the ``protected`` rows, several ESP paths (kernel,
+    libipsec) — each changes the numbers by itself, so a difference may be the machine's."""
+    why = []
+    machines = sorted({_machine(r) for r in rows})
+    if len(machines) > 1:
+        why.append(f"machines {', '.join(machines)}")
+    wan = sorted({str(r.get("data_path_wan") or "") for r in rows} - {""})
+    if len(wan) > 1:
+        why.append(f"WAN paths {', '.join(wan)}")
+    esp = sorted({str(r.get("data_path_esp") or "") for r in protected or []} - {""})
+    if len(esp) > 1:
+        why.append(f"ESP paths {', '.join(esp)}")
+    return "; ".join(why)
+
+
+def _mixed_note(rows: Records, protected: Records | None = None) -> str:
+    why = mixed_paths(rows, protected)
+    return f" Caution: this comparison mixes {why}." if why else ""
+
+
 def _ci(s: Summary) -> str:
     if s.half is None:
         return f"{s.mean:.1f} Mbit/s (n=1, no interval)"
@@ -136,7 +169,12 @@ def findings(records: Records) -> list[str]:
     """Sentences, each with its numbers: fastest per family, cost of each protection, IPv6
     against IPv4, and what failed."""
     stats = _store_summaries(records)
+    rows_of = _store_rows(records)
     out: list[str] = []
+    machines = sorted({_machine(r) for r in measured(records, "store")})
+    if len(machines) > 1:
+        out.append(f"These results come from {len(machines)} machines ({', '.join(machines)}); "
+                   "comparisons that mix them say so.")
     for fam in sorted({k[0] for k in stats}):
         best = max(((k, s) for k, s in stats.items() if k[0] == fam), key=lambda ks: ks[1].mean)
         (_, topo, wan, cfg), s = best
@@ -151,13 +189,17 @@ def findings(records: Records) -> list[str]:
         out.append(f"{cfg} on {family_label(fam)} ({topo}, WAN {wan}) cost {cost:.0f}% of the "
                    f"C-STORE throughput: {s.mean:.1f} against {base.mean:.1f} Mbit/s without "
                    "protection" + (f", plus {hand:.1f} ms of handshake/IKE setup." if hand
-                                   else "."))
+                                   else ".")
+                   + _mixed_note(rows_of[fam, topo, wan, cfg] + rows_of[fam, topo, wan, "none"],
+                                 rows_of[fam, topo, wan, cfg]))
     v4 = {(k[2], k[3]): s for k, s in stats.items() if k[0] == "ipv4"}
     for (wan, cfg), s6 in sorted((k[2:], s) for k, s in stats.items() if k[0] == "ipv6"):
         if (wan, cfg) in v4:
             s4 = v4[wan, cfg]
+            pair = [r for k, rs in rows_of.items() if k[2:] == (wan, cfg) for r in rs]
             out.append(f"IPv6 against IPv4 ({cfg}, WAN {wan}): {s6.mean:.1f} against "
-                       f"{s4.mean:.1f} Mbit/s ({(s6.mean / s4.mean - 1) * 100:+.0f}%).")
+                       f"{s4.mean:.1f} Mbit/s ({(s6.mean / s4.mean - 1) * 100:+.0f}%)."
+                       + _mixed_note(pair, pair if cfg != "none" else None))
     protected = [k for k in stats if k[3] != "none"]
     asked = {config_label(r, wan=False) for r in records if r["case_security"] != "none"}
     if asked and not protected:

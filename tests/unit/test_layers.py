@@ -65,6 +65,8 @@ LAZY_IMPORTS = {
         "the store SCU (the benchmarks' hot path) does not load the Q/R client (start-up time)",
     ("lab.cli.probe", "lab.probe.probe"):
         "the command line starts without sslyze, nassl and pydicom unless a probe runs (+0.3 s)",
+    ("lab.cli.studies", "lab.cli.cluster"):
+        "the command line loads distributed (Dask) only for a sweep on a cluster (start-up time)",
 }
 
 

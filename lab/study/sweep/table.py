@@ -24,9 +24,11 @@ CASE_COLUMNS: dict[str, type] = {
     "case_wan": str, "case_pdu": int, "case_modality": str, "case_object_security": str,
     "case_associations": int, "case_window": int, "case_fault": str,
 }
-#: Provenance columns after them, from each case's run.json.
+#: Provenance columns after them, from each case's run.json (and, for a case a Dask worker ran,
+#: its worker.json: the worker's address and host name; both empty for a sweep run here).
 PROVENANCE_COLUMNS: dict[str, type] = {
-    "lab": str, "data_path_esp": str, "data_path_wan": str, "teleradlab_version": str,
+    "worker": str, "host": str, "lab": str, "data_path_esp": str, "data_path_wan": str,
+    "teleradlab_version": str,
     "git_revision": str, "python": str, "kernel": str, "pydicom": str, "pynetdicom": str,
     "cryptography": str,
 }
@@ -47,14 +49,27 @@ def case_columns(sweep: str, case: Case, status: str, error: str) -> dict[str, A
             "case_fault": case.fault}
 
 
-def provenance_columns(run_json: Path) -> dict[str, Any]:
+#: Where a case run by a Dask worker says which worker and host ran it.
+WORKER_JSON = "worker.json"
+
+
+def _json(path: Path) -> dict[str, Any] | None:
     try:
-        doc = json.loads(run_json.read_text(encoding="utf-8"))
+        doc = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def provenance_columns(run_json: Path) -> dict[str, Any]:
+    doc = _json(run_json)
+    if doc is None:
         return {k: "" for k in PROVENANCE_COLUMNS}
+    where = _json(run_json.parent / WORKER_JSON) or {}
     paths = doc.get("data_paths") or {}
     pkgs = doc.get("packages") or {}
-    return {"lab": doc.get("lab", ""), "data_path_esp": paths.get("esp", ""),
+    return {"worker": where.get("worker", ""), "host": where.get("host", ""),
+            "lab": doc.get("lab", ""), "data_path_esp": paths.get("esp", ""),
             "data_path_wan": paths.get("wan", ""), "teleradlab_version": doc.get("teleradlab", ""),
             "git_revision": doc.get("git_revision", ""), "python": doc.get("python", ""),
             "kernel": doc.get("kernel", ""), "pydicom": pkgs.get("pydicom", ""),
