@@ -14,10 +14,12 @@ it serves one connection, then exits.
 from __future__ import annotations
 
 import argparse
+import os
 import socket
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from lab.dicom.reports import BulkListening, BulkReport
 from lab.dicom.ul import tlsopts
@@ -33,12 +35,18 @@ def serve(args: argparse.Namespace) -> int:
         if ctx is not None:
             conn = ctx.wrap_socket(conn, server_side=True)
         buf = bytearray(CHUNK)
+        view = memoryview(buf)
         total, start = 0, 0.0
+        sink = _Files(args.into, args.object_bytes) if args.into else None
         with conn:
             while n := conn.recv_into(buf):
                 if not total:
                     start = time.perf_counter()
                 total += n
+                if sink is not None:
+                    sink.write(view[:n])
+            if sink is not None:
+                sink.close()
             seconds = time.perf_counter() - start if total else 0.0
             negotiated = tlsopts.negotiated(conn)  # while the connection is open
         report = BulkReport(bytes=total, seconds=seconds,
@@ -46,6 +54,32 @@ def serve(args: argparse.Namespace) -> int:
                             **negotiated)
         print(report.line(), flush=True)
     return 0
+
+
+class _Files:
+    """Writes a stream into successive new files of ``size`` bytes in ``folder`` (as an archive
+    keeps every object it receives), so the raw figure pays what storing bytes costs."""
+
+    def __init__(self, folder: Path, size: int) -> None:
+        self.folder, self.size, self.count = folder, size, 0
+        self.fd, self.left = -1, 0
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def write(self, data: memoryview) -> None:
+        while data:
+            if self.left == 0:
+                self.close()
+                self.count += 1
+                self.fd = os.open(self.folder / f"{self.count:06d}.bin",
+                                  os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                self.left = self.size
+            n = os.write(self.fd, data[:self.left])
+            data, self.left = data[n:], self.left - n
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
 
 
 def send(args: argparse.Namespace) -> int:
@@ -73,6 +107,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     srv = sub.add_parser("serve", help="receive one connection and report its throughput")
     srv.add_argument("--port", type=int, required=True)
+    srv.add_argument("--into", type=Path, default=None, metavar="DIR",
+                     help="write what arrives into new files of --object-bytes each in DIR")
+    srv.add_argument("--object-bytes", type=int, default=1 << 19)
     tlsopts.add_arguments(srv, server=True)
     snd = sub.add_parser("send", help="send --mbytes of zeros")
     snd.add_argument("--host", required=True)
