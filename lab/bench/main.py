@@ -12,8 +12,9 @@ ratio, never asserted in unit tests (these machines are noisy).
   which flushes every object before answering, as storescp and a lab's own PACS do not; see
   lab/bench/store.py).
 - security: per protection (plain, IPsec per ESP algorithm, TLS per profile), raw transport
-  (iperf3, or bulk TLS) and C-STORE throughput of a short and a long study over the same path,
-  their ratio and the cost against plain (see lab/bench/security.py); ``--case`` runs some
+  (iperf3, or bulk TLS; and the same bulk stream written into new files, as a store must) and
+  C-STORE throughput of a short and a long study over the same path, their ratios and the cost
+  against plain (see lab/bench/security.py); ``--case`` runs some
   configurations only, ``--security-lab`` names the lab it builds.
 - sweep: the shipped quick sweep, total time and per-case overhead (lab.bench.sweep).
 - wan: WAN fidelity on the path in use and the userspace emulator's capacity (lab.bench.wan).
