@@ -107,3 +107,14 @@ def clean_host() -> Iterator[None]:
     teleradlab("clean", "-q")
     assert not left, f"left behind: {left}"
     assert not extra_links, f"interfaces left in the host namespace: {extra_links}"
+
+
+def stop(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """Stop a process the test started, by its id: SIGTERM, then SIGKILL after ``timeout``."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=timeout)

@@ -7,7 +7,6 @@ or process id."""
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -16,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pyroute2 import IPRoute, NetNS, netns
+
+from ..conftest import stop
 
 REMOTE_NS = "att-remote"
 HOST_IF, PEER_IF = "att-up0", "att-up1"
@@ -115,14 +116,6 @@ def in_remote(*argv: str) -> list[str]:
     return ["nsenter", f"--net=/run/netns/{REMOTE_NS}", "--", *argv]
 
 
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
 
 
 @dataclass

@@ -29,7 +29,7 @@ from lab.dicom.data.generate import generate_study
 from lab.model.names import netns_name
 
 from ..capture import PATIENT, contains
-from ..conftest import REPO, netns_names, teleradlab
+from ..conftest import REPO, netns_names, stop, teleradlab
 from .remote_site import (
     HOST_IF,
     LAB_LAN,
@@ -45,7 +45,6 @@ from .remote_site import (
     Remote,
     in_remote,
     start_remote,
-    stop,
 )
 
 LAB = "att-attach"

@@ -17,7 +17,7 @@ from pathlib import Path
 from lab.study.results import read_csv
 from lab.study.sweep.dask_executor import work_dir
 
-from ..conftest import REPO, leftovers, teleradlab
+from ..conftest import REPO, leftovers, stop, teleradlab
 
 TIMEOUT = 600
 #: Two labs (IPv4, IPv6) of two plain cases each.
@@ -154,14 +154,6 @@ def _start(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
         return subprocess.Popen(argv, cwd=REPO, stdout=f, stderr=subprocess.STDOUT)
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def test_teleradlab_worker_serves_a_sweep_given_by_scheduler_address(tmp_path: Path) -> None:
@@ -186,7 +178,7 @@ def test_teleradlab_worker_serves_a_sweep_given_by_scheduler_address(tmp_path: P
     finally:
         for proc in (worker, scheduler):
             if proc is not None:
-                _stop(proc)
+                stop(proc, timeout=30)
     _nothing_left("dsk-s")
     assert "4 cases done, 0 failed" in " ".join(res.stdout.split()), res.stdout
     rows = read_csv(tmp_path / "out" / "results.csv")
