@@ -19,6 +19,7 @@ inside the node, with what Wireshark needs to decrypt it embedded in the file.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import shutil
@@ -280,8 +281,10 @@ def embed_secrets(pcap: Path, keylog: Path) -> None:
 @dataclass(frozen=True)
 class Summary:
     """What tshark sees in a capture: frames in all, frames carrying each protocol of
-    interest, IP frames outside IPsec (neither ESP nor IKE), DICOM P-DATA-TF PDUs (PS3.8
-    9.3.5), and the patient names (0010,0010) the DICOM dissector shows."""
+    interest, IP frames outside IPsec (neither ESP nor IKE, nor link-local), IPv6 link-local
+    control frames (neighbour discovery, MLD: never routed, so they say nothing of the sites
+    beyond the link), DICOM P-DATA-TF PDUs (PS3.8 9.3.5), and the patient names (0010,0010)
+    the DICOM dissector shows."""
 
     frames: int
     esp: int
@@ -290,6 +293,7 @@ class Summary:
     dicom: int
     p_data: int
     patient_names: tuple[str, ...]
+    link_local: int = 0
 
     @property
     def readable(self) -> bool:
@@ -304,17 +308,36 @@ def summarize(pcap: Path, options: Sequence[str], timeout: float = 120) -> Summa
     the protocols of every frame, one for the DICOM elements of the DICOM frames."""
     base = ["tshark", "-r", str(pcap), *options]
     rows = shell.run([*base, "-T", "fields", "-E", "separator=|", "-e", "frame.protocols",
-                      "-e", "dicom.pdu.type"], timeout=timeout).stdout.splitlines()
-    stacks = [r.split("|", 1) for r in rows if r]
+                      "-e", "dicom.pdu.type", "-e", "ipv6.src", "-e", "ipv6.dst"],
+                     timeout=timeout).stdout.splitlines()
+    stacks = [[*r.split("|"), "", "", ""][:4] for r in rows if r]
 
     def count(proto: str) -> int:
         return sum(1 for s in stacks if proto in s[0].split(":"))
 
-    layers = [set(s[0].split(":")) for s in stacks]
-    outside = sum(1 for x in layers if x & {"ip", "ipv6"} and not x & {"esp", "isakmp"})
-
-    p_data = sum(s[1].split(",").count("0x04") for s in stacks if len(s) > 1)
+    outside = local = 0
+    for protocols, _, src, dst in stacks:
+        layers = set(protocols.split(":"))
+        if not layers & {"ip", "ipv6"} or layers & {"esp", "isakmp"}:
+            continue
+        if "icmpv6" in layers and _link_local(src, dst):
+            local += 1
+        else:
+            outside += 1
+    p_data = sum(s[1].split(",").count("0x04") for s in stacks)
     detail = shell.run([*base, "-Y", "dicom", "-V"], timeout=timeout).stdout
     names = sorted({m.strip() for m in _PATIENT_NAME.findall(detail)} - {"<Empty>"})
     return Summary(len(stacks), count("esp"), outside, count("tls"), count("dicom"), p_data,
-                   tuple(names))
+                   tuple(names), local)
+
+
+def _link_local(src: str, dst: str) -> bool:
+    """An IPv6 packet that never leaves its link: to a link-scope multicast group (ff02::/16),
+    or between link-local (or unspecified: duplicate address detection) addresses."""
+    try:
+        a, b = ipaddress.IPv6Address(src), ipaddress.IPv6Address(dst)
+    except ValueError:
+        return False
+    if b.is_multicast and (int(b) >> 112) & 0xF == 2:  # scope 2: link-local
+        return True
+    return (a.is_link_local or a.is_unspecified) and (b.is_link_local or b.is_multicast)

@@ -225,7 +225,8 @@ def ipsec_step(s: Settings, progress: Progress) -> Step:
                      _open(s, pcap, cap), f"teleradlab down {lab.name}"],
                     [("C-STORE", _rate(row)), ("ESP", f"{row.cipher} ({row.esp_path})"),
                      *_seen(summary),
-                     ("IP frames outside IPsec (neither ESP nor IKE)", str(summary.outside_ipsec))],
+                     ("IP frames outside IPsec (neither ESP nor IKE)", str(summary.outside_ipsec)),
+                     ("IPv6 link-local control frames (never routed)", str(summary.link_local))],
                     [_rel(s, pcap)],
                     "What can someone on the WAN still learn about the two hospitals from "
                     "this capture?")

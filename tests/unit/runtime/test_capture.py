@@ -137,3 +137,17 @@ def test_docker_labs_are_refused_before_anything_starts(tmp_path: Path) -> None:
             lab, cap.default_targets(lab), tmp_path / "cap"):
         pass
     assert backend.spawned == [] and not (tmp_path / "cap").exists()
+
+
+@pytest.mark.parametrize(("src", "dst", "local"), [
+    ("::", "ff02::16", True),  # MLDv2 report during duplicate address detection
+    ("fe80::1", "ff02::1:ff00:1", True),  # neighbour solicitation
+    ("fe80::1", "fe80::2", True),  # neighbour advertisement
+    ("2001:db8:1::1", "2001:db8:2::1", False),  # routed: crosses the WAN
+    ("fe80::1", "2001:db8:2::1", False),
+    ("2001:db8:1::1", "ff05::2", False),  # site-scope multicast
+    ("", "", False),  # IPv4: no IPv6 addresses
+])
+def test_only_ipv6_that_never_leaves_its_link_is_link_local(src: str, dst: str,
+                                                            local: bool) -> None:
+    assert cap._link_local(src, dst) is local
