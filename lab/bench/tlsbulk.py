@@ -39,13 +39,22 @@ def serve(args: argparse.Namespace) -> int:
         total, start = 0, 0.0
         sink = _Files(args.into, args.object_bytes) if args.into else None
         with conn:
-            while n := conn.recv_into(buf):
-                if not total:
-                    start = time.perf_counter()
-                total += n
-                if sink is not None:
-                    sink.write(view[:n])
-            if sink is not None:
+            if sink is None:
+                while n := conn.recv_into(buf):
+                    if not total:
+                        start = time.perf_counter()
+                    total += n
+            else:  # a buffer full per write, as the archive writes a dataset (a TLS receive
+                filled = 0  # brings one record, 16 KiB at most)
+                while n := conn.recv_into(view[filled:]):
+                    if not total:
+                        start = time.perf_counter()
+                    total += n
+                    filled += n
+                    if filled == CHUNK:
+                        sink.write(view)
+                        filled = 0
+                sink.write(view[:filled])
                 sink.close()
             seconds = time.perf_counter() - start if total else 0.0
             negotiated = tlsopts.negotiated(conn)  # while the connection is open
