@@ -8,6 +8,7 @@ set, too long, or of another form never reaches the index or a C-FIND answer.
 
 from __future__ import annotations
 
+import functools
 import re
 
 #: Dates, times and UIDs (PS3.5 6.2, 9.1).
@@ -45,3 +46,15 @@ def problem(vr: str, text: str) -> str | None:
             if value and not pattern.fullmatch(value):
                 return f"is not a valid {vr} value"
     return None
+
+
+def checked(vr: str, text: str) -> str | None:
+    """:func:`problem`, remembered for short values: the objects of a study repeat most of
+    the values the archive indexes (patient, study, series), and this runs for each of them in
+    every object stored. At most CHECKED_CACHE values of at most CHECKED_LENGTH characters are
+    kept."""
+    return _checked(vr, text) if len(text) <= CHECKED_LENGTH else problem(vr, text)
+
+
+CHECKED_CACHE, CHECKED_LENGTH = 1024, 128
+_checked = functools.lru_cache(maxsize=CHECKED_CACHE)(problem)

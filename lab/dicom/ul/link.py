@@ -161,12 +161,18 @@ class Link:
         a record each: a tight loop (the deadline checked per record, the socket armed once
         per buffer), as this runs for every 16 KiB a dataset brings."""
         self._before_receive()
-        view, recv_into, deadline, end = self._view, self.sock.recv_into, self._deadline, 0
+        view, deadline, end = self._view, self._deadline, 0
+        # CPython's SSL object itself (what SSLSocket.recv_into calls through two Python
+        # frames and a memoryview per record): its read waits within the socket's timeout,
+        # returns 0 at a close_notify, and raises SSLError where recv_into would.
+        sslobj = getattr(self.sock, "_sslobj", None)
+        read = sslobj.read if sslobj is not None else None
         try:
             while end < want:
                 if deadline is not None and time.monotonic() > deadline:
                     raise TimeoutError("the peer is too slow: the deadline passed")
-                got = recv_into(view[end:want])
+                got = (read(want - end, view[end:want]) if read is not None
+                       else self.sock.recv_into(view[end:want]))
                 if not got:
                     raise LinkClosed("connection closed by the peer")
                 end += got

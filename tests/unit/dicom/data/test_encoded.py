@@ -52,3 +52,22 @@ def test_an_undefined_vr_is_refused_even_outside_the_indexed_attributes() -> Non
     bad = data[: at + 4] + b"QQ" + data[at + 6 :]
     with pytest.raises(StoreError, match="invalid VR"):
         enc.parse(bad, ExplicitVRLittleEndian, make_dataset(SOP).SOPClassUID, SOP, _WANTED)
+
+
+@pytest.mark.parametrize("ts", [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+def test_our_own_header_is_recognised_not_reread(ts: str, monkeypatch: pytest.MonkeyPatch,
+                                                 ) -> None:
+    ds = make_dataset(SOP)
+    body = encoded(ds, ts)
+    data = enc.file_meta(ts, ds.SOPClassUID, SOP) + body
+    general = enc.parse(data, ts, ds.SOPClassUID, SOP, _WANTED)  # by the header's bytes
+    monkeypatch.setattr(enc, "file_meta", lambda *_: b"never the input")  # the general path
+    assert enc.parse(data, ts, ds.SOPClassUID, SOP, _WANTED) == general
+    assert data[general.offset:] == body and general.has_meta
+
+
+def test_a_header_of_another_instance_is_still_refused() -> None:
+    ds = make_dataset(SOP)
+    data = enc.file_meta(ExplicitVRLittleEndian, ds.SOPClassUID, SOP + ".9") + encoded(ds)
+    with pytest.raises(StoreError, match="disagrees"):
+        enc.parse(data, ExplicitVRLittleEndian, ds.SOPClassUID, SOP, _WANTED)

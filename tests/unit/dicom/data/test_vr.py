@@ -26,3 +26,15 @@ def test_valid_values_pass(vr: str, text: str) -> None:
 ])
 def test_invalid_values_are_named(vr: str, text: str, why: str) -> None:
     assert why in (problem(vr, text) or "")
+
+
+def test_remembered_checks_agree_and_stay_bounded() -> None:
+    from lab.dicom.data import vr
+
+    cases = [("DA", "20241301"), ("DA", "20240229"), ("PN", "A" * 65), ("UI", "1.2.3"),
+             ("LO", "x" * (vr.CHECKED_LENGTH + 1) + "\x00")]
+    for _ in range(2):  # the second time from the cache, where it was kept
+        assert [vr.checked(*c) for c in cases] == [problem(*c) for c in cases]
+    for n in range(vr.CHECKED_CACHE + 50):
+        vr.checked("IS", str(n))
+    assert vr._checked.cache_info().currsize <= vr.CHECKED_CACHE
