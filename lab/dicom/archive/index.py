@@ -65,6 +65,7 @@ class Index:
 
     def __init__(self, root: Path, db: sqlite3.Connection) -> None:
         self.root = root
+        self._prefix = f"{root}{os.sep}"  # of the paths of files in the store, as text
         self._db = db
         self._lock = threading.Lock()
         #: Rows of files already in place, not yet written (see settle()).
@@ -101,7 +102,10 @@ class Index:
         ``stat``: the file's, if the caller has it (spares a path lookup)."""
         if stat is None:
             stat = path.stat()
-        row = {**values, "TransferSyntaxUID": ts, "path": path.relative_to(self.root).as_posix(),
+        text = str(path)  # relative to the root by its text: this runs for every object stored
+        relative = (text[len(self._prefix):] if text.startswith(self._prefix)
+                    else path.relative_to(self.root).as_posix())
+        row = {**values, "TransferSyntaxUID": ts, "path": relative,
                "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
         with self._lock:
             self._pending.append([row[c] for c in COLUMNS])
@@ -110,7 +114,7 @@ class Index:
                     self._settle(raise_errors=True)
                 except sqlite3.Error as exc:  # the file is complete: the next open indexes it
                     raise StoreError(f"cannot index {path.name}: {exc}") from exc
-        return self._object(row)
+        return StoredObject(path, *(row[c] for c in OBJECT_COLUMNS[1:]))
 
     def settle(self, final: bool = True) -> None:
         """Write the deferred rows; with ``final`` false only once SETTLE_BATCH of them have

@@ -129,6 +129,7 @@ class Store:
         self.objects_dir = root / "objects"
         self.tmp_dir = root / "tmp"
         self._tmp_str = str(self.tmp_dir)
+        self._objects_str = str(self.objects_dir)
         self.recovery = Recovery()
         #: Scratch files to receive datasets into (see lab.dicom.archive.scratch).
         self.scratch = ScratchPool(self.tmp_dir, sync)
@@ -270,7 +271,7 @@ class Store:
 
     def _final_path(self, sop: str) -> Path:
         fan = hashlib.sha1(sop.encode(), usedforsecurity=False).hexdigest()[:2]
-        return self.objects_dir / fan / f"{sop}.dcm"
+        return Path(f"{self._objects_str}/{fan}/{sop}.dcm")  # one Path made, not three
 
     def _commit(self, tmp: Path, values: dict[str, str], ts: str, *,
                 name_durable: bool = False, defer_index: bool = False,

@@ -25,15 +25,18 @@ def _meta_element(element: int, vr: bytes, value: bytes, pad: bytes = b"\0") -> 
 def file_meta(ts: str, sop_class: str, sop_instance: str) -> bytes:
     """Preamble, 'DICM' and the File Meta Information (PS3.10 7.1), encoded here: it is the
     only thing the store encodes, and pydicom's writer would cost more than the rest of a
-    store."""
+    store. The elements every object shares are encoded once (:data:`_VERSION`, :data:`_OURS`)."""
     body = b"".join((
-        _meta_element(0x0001, b"OB", b"\0\1"),  # File Meta Information Version
+        _VERSION,
         _meta_element(0x0002, b"UI", sop_class.encode()),
         _meta_element(0x0003, b"UI", sop_instance.encode()),
         _meta_element(0x0010, b"UI", ts.encode()),
-        _meta_element(0x0012, b"UI", IMPLEMENTATION_CLASS_UID.encode()),
-        _meta_element(0x0013, b"SH", IMPLEMENTATION_VERSION_NAME.encode(), b" "),
+        _OURS,
     ))
-    length = _meta_element(0x0000, b"UL", struct.pack("<L", len(body)))
-    return b"\0" * 128 + b"DICM" + length + body
+    return _PREAMBLE + _meta_element(0x0000, b"UL", struct.pack("<L", len(body))) + body
 
+
+_PREAMBLE = b"\0" * 128 + b"DICM"
+_VERSION = _meta_element(0x0001, b"OB", b"\0\1")  # File Meta Information Version
+_OURS = (_meta_element(0x0012, b"UI", IMPLEMENTATION_CLASS_UID.encode())
+         + _meta_element(0x0013, b"SH", IMPLEMENTATION_VERSION_NAME.encode(), b" "))
