@@ -284,19 +284,23 @@ def fragments(context_id: int, command: bool, data: bytes, max_length: int) -> I
 
 #: How many bytes :func:`gathered` joins into one write.
 GATHER = 256 * 1024
+#: The second write of :func:`gathered` (the first is one message).
+FIRST_GATHER = 2048
 
 
 def gathered(messages: Iterable[Sequence[bytes]], size: int = GATHER) -> Iterator[bytes]:
-    """The PDUs of ``messages`` (each a sequence of PDUs) joined into writes of at least
-    ``size`` bytes (the last may be shorter), each message whole: for responses that are all
-    at hand, so that the stream carries them in a few large writes instead of two per message."""
+    """The PDUs of ``messages`` (each a sequence of PDUs) joined into writes, each message
+    whole: the first message alone, so the peer starts reading while the next are made, then
+    writes of at least FIRST_GATHER bytes, each next at least twice the last, up to ``size``
+    (the last write may be shorter): a long list of responses leaves in a few large writes
+    instead of two per message."""
     held: list[bytes] = []
-    count = 0
+    count, limit = 0, 0
     for pdus in messages:
         held += pdus
         count += sum(map(len, pdus))
-        if count >= size:
+        if count >= limit:
             yield b"".join(held)
-            held, count = [], 0
+            held, count, limit = [], 0, min(size, max(2 * limit, FIRST_GATHER))
     if held:
         yield b"".join(held)

@@ -205,3 +205,13 @@ def test_link_reads_pdus_split_anyhow_and_refuses_garbage() -> None:
         a.close()
         with pytest.raises(LinkClosed):
             link.header()
+
+
+def test_gathered_sends_the_first_answer_alone_then_ever_larger_writes() -> None:
+    messages = [[bytes([n % 251]) * 150, bytes([n % 7]) * 250] for n in range(400)]
+    writes = list(pdu.gathered(messages, size=16384))
+    assert b"".join(writes) == b"".join(b"".join(m) for m in messages)  # all, in order
+    assert writes[0] == b"".join(messages[0])  # the peer can start at once
+    middle = [len(w) for w in writes[1:-1]]
+    assert all(n >= min(16384, pdu.FIRST_GATHER << i) for i, n in enumerate(middle))
+    assert max(middle) >= 16384 and len(writes) < 20  # few large writes, not 800 small ones
