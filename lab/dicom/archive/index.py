@@ -114,7 +114,8 @@ class Index:
                     self._settle(raise_errors=True)
                 except sqlite3.Error as exc:  # the file is complete: the next open indexes it
                     raise StoreError(f"cannot index {path.name}: {exc}") from exc
-        return StoredObject(path, *(row[c] for c in OBJECT_COLUMNS[1:]))
+        return StoredObject(path, stat.st_size, values["SOPClassUID"], values["SOPInstanceUID"],
+                            ts, values["StudyInstanceUID"], values["SeriesInstanceUID"])
 
     def settle(self, final: bool = True) -> None:
         """Write the deferred rows; with ``final`` false only once SETTLE_BATCH of them have

@@ -14,8 +14,8 @@ supported, PS3.8 9.3.3.2), then takes requests until A-RELEASE or A-ABORT:
   A request whose UIDs are not valid UIDs is refused with a failure status (its dataset read and
   dropped); a dataset cut off by an abort or a dropped connection is discarded;
 - a C-FIND or C-MOVE identifier is read into a bounded buffer and handed to the query service
-  (:mod:`lab.dicom.archive.qrscp`), whose replies are sent as they come (C-FIND's, at hand
-  at once, gathered into large writes);
+  (:mod:`lab.dicom.archive.qrscp`), whose replies are sent as they come (C-FIND's: the first
+  alone, the next gathered into ever larger writes);
 - an N-ACTION of Storage Commitment (PS3.4 J.3.2) is read into a bounded buffer and handed to
   the commitment service; its N-ACTION-RSP is followed by the result in an N-EVENT-REPORT-RQ on
   this association (PS3.4 J.3.3), and a result the association ends without confirming (released
@@ -333,7 +333,7 @@ class Acceptor:
         request = QueryRequest(field, self.contexts[incoming.cid][0], incoming.ts,
                                bytes(incoming.buffer), destination)
         replies = self.config.query(request)
-        if field == cmd.C_FIND_RQ:  # all at hand: gathered into large writes (pdu.gathered)
+        if field == cmd.C_FIND_RQ:  # the first alone, then growing writes (pdu.gathered)
             for chunk in pdu.gathered(self._reply(incoming.cid, incoming.fields, r.status,
                                                   r.identifier, send=False) for r in replies):
                 self.link.send(chunk)
