@@ -355,19 +355,14 @@ def parse(buf: Buffer, ts: str, sop_class: str, sop_instance: str,
     SOP Instance, Study Instance and Series Instance UIDs, which are checked."""
     ours = file_meta(ts, sop_class, sop_instance)
     if buf[: len(ours)] == ours:  # the header a receiver of the lab wrote: nothing to read in it
-        return _parse_after(buf, len(ours), ts, sop_class, sop_instance, wanted, True)
-    offset, meta = split_part10(buf)
-    if meta is not None:
-        found = (str(meta.get(k, "")) for k in
-                 ("TransferSyntaxUID", "MediaStorageSOPClassUID", "MediaStorageSOPInstanceUID"))
-        if tuple(found) != (ts, sop_class, sop_instance):
+        offset, has_meta = len(ours), True
+    else:
+        offset, meta = split_part10(buf)
+        has_meta = meta is not None
+        if meta is not None and tuple(str(meta.get(k, "")) for k in (
+                "TransferSyntaxUID", "MediaStorageSOPClassUID", "MediaStorageSOPInstanceUID",
+        )) != (ts, sop_class, sop_instance):
             raise StoreError("the file's File Meta Information disagrees with the request")
-    return _parse_after(buf, offset, ts, sop_class, sop_instance, wanted, meta is not None)
-
-
-def _parse_after(buf: Buffer, offset: int, ts: str, sop_class: str, sop_instance: str,
-                 wanted: Mapping[str, int], has_meta: bool) -> Parsed:
-    """:func:`parse` from the dataset's first byte, ``offset``."""
     implicit, little, deflated = _syntax(ts)
     if deflated:
         with _INFLATING:
