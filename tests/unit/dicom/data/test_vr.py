@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from lab.dicom.data import vr
 from lab.dicom.data.vr import problem
 
 
@@ -29,8 +30,6 @@ def test_invalid_values_are_named(vr: str, text: str, why: str) -> None:
 
 
 def test_remembered_checks_agree_and_stay_bounded() -> None:
-    from lab.dicom.data import vr
-
     cases = [("DA", "20241301"), ("DA", "20240229"), ("PN", "A" * 65), ("UI", "1.2.3"),
              ("LO", "x" * (vr.CHECKED_LENGTH + 1) + "\x00")]
     for _ in range(2):  # the second time from the cache, where it was kept
