@@ -5,6 +5,7 @@ set -euo pipefail
 
 TL_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TL_VENV="${TL_VENV:-$TL_ROOT/.venv}"
+TL_EDITABLE="editable_mode=compat"  # how teleradlab is installed in the venv (tl_venv)
 export DEBIAN_FRONTEND=noninteractive
 
 tl_say() { printf '\033[1m== %s\033[0m\n' "$*" >&2; }
@@ -44,8 +45,11 @@ tl_python() {
 
 # The Python environment: exactly the versions of requirements.lock (each file checked against
 # its sha256 there: pip --require-hashes), then teleradlab itself, editable, built with the
-# locked setuptools and nothing else (--no-deps --no-build-isolation). Redone when pyproject.toml
-# or the lock changes. scripts/lock refreshes the lock.
+# locked setuptools and nothing else (--no-deps --no-build-isolation). Editable as a plain path
+# entry (editable_mode=compat: the checkout in a .pth file) rather than setuptools' import hook,
+# which costs every Python start about 10 ms (it imports pathlib and importlib.util), and a lab
+# starts a Python for every C-STORE run. Redone when pyproject.toml, the lock or TL_EDITABLE
+# changes. scripts/lock refreshes the lock.
 tl_venv() {
   local py stamp want pipi
   py="$(tl_python)"
@@ -58,12 +62,14 @@ tl_venv() {
     fi
   fi
   stamp="$TL_VENV/.teleradlab-installed"
-  want="$(cat "$TL_ROOT/pyproject.toml" "$TL_ROOT/requirements.lock" | sha256sum | cut -d' ' -f1)"
+  want="$( (cat "$TL_ROOT/pyproject.toml" "$TL_ROOT/requirements.lock"; echo "$TL_EDITABLE") |
+    sha256sum | cut -d' ' -f1)"
   if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     tl_say "installing Python packages (the versions of requirements.lock, then teleradlab)"
     pipi=("$TL_VENV/bin/python" -m pip install -q --disable-pip-version-check)
     "${pipi[@]}" --require-hashes -r "$TL_ROOT/requirements.lock"
-    "${pipi[@]}" --no-deps --no-build-isolation -e "$TL_ROOT"
+    PYTHONWARNINGS="ignore:Compat editable" \
+      "${pipi[@]}" --no-deps --no-build-isolation --config-settings "$TL_EDITABLE" -e "$TL_ROOT"
     echo "$want" >"$stamp"
   fi
 }
