@@ -1,5 +1,7 @@
 """The report models of the node programs (see :mod:`lab.dicom.reports`, which reads them):
-plain dataclasses, so that a node program pays nothing to import them."""
+plain dataclasses, so that a node program that builds one does not import pydantic. The SCU,
+started for every C-STORE run, prints its report through :mod:`lab.dicom.report_line` (the
+rule :meth:`Report.line` follows) without building one of them."""
 
 from __future__ import annotations
 
@@ -7,18 +9,10 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar, Literal, Self, TypeVar
 
+from lab.dicom.report_line import TLS_FIELDS, document
 from lab.errors import LabError
 
 R = TypeVar("R", bound="Report")
-
-
-def _compact(value: Any) -> Any:
-    """A nested value without its unset (None) fields, as programs write them."""
-    if isinstance(value, dict):
-        return {k: _compact(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list):
-        return [_compact(v) for v in value]
-    return value
 
 
 class ReportError(LabError):
@@ -48,9 +42,7 @@ class Report:
 
     def document(self) -> dict[str, Any]:
         """The report as printed: the fields with a value (and those of PRINTED_NULL)."""
-        failed = getattr(self, "error", None) is not None
-        return {k: _compact(v) for k, v in asdict(self).items()
-                if v is not None or (k in self.PRINTED_NULL and not failed)}
+        return document(asdict(self), self.PRINTED_NULL)
 
     def line(self) -> str:
         """The report as the program prints it: one line of JSON."""
@@ -67,7 +59,7 @@ class Report:
         return []
 
 
-_TLS = ("handshake_seconds", "tls_version", "cipher")
+_TLS = TLS_FIELDS
 
 
 @dataclass(kw_only=True)
