@@ -83,7 +83,8 @@ class Acceptor:
                  slots: Slots | None = None,
                  requested: Callable[[], None] = lambda: None) -> None:
         self.config = config
-        self.link = Link(sock, config.timeout, replay, buffer=1 << 12)
+        # reads stop at the next PDV header: its data stays in the socket for Link.drain
+        self.link = Link(sock, config.timeout, replay, 1 << 12, lookahead=pdu.PDV_HEADER.size)
         self.slots = slots
         self.requested = requested
         #: Since when the association has waited for the peer's next PDU (None: busy).
@@ -233,7 +234,7 @@ class Acceptor:
             elif self.incoming is None or cid != self.incoming.cid:
                 raise PduError("dataset fragment without a request before it")
             else:
-                self.link.stream(n, self.incoming.write)
+                self.incoming.receive(self.link, n)
                 if control & pdu.LAST:
                     self._dataset_done(self.incoming)
 

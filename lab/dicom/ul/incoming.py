@@ -10,6 +10,7 @@ from pathlib import Path
 
 from lab.dicom.data.encoded import file_meta
 from lab.dicom.ul import command as cmd
+from lab.dicom.ul.link import Link
 from lab.dicom.ul.pdu import PduError
 
 #: The largest identifier taken (encoded, and inflated): a query is a few hundred bytes.
@@ -36,6 +37,18 @@ class Incoming:
         if take is not None:
             self.fd, self.path = take()
             self._head = file_meta(ts, self.sop_class, self.sop_instance)
+
+    def receive(self, link: Link, n: int) -> None:
+        """The next ``n`` bytes of the dataset, from ``link``: into the scratch file without
+        passing through this process where the socket allows it (Link.drain), else through
+        :meth:`write`."""
+        if self.fd >= 0 and self.buffer is None and link.plain:
+            if self._head:
+                head, self._head = self._head, b""
+                self._write_all(memoryview(head))
+            link.drain(n, self.fd)
+        else:
+            link.stream(n, self.write)
 
     def write(self, data: memoryview) -> None:
         if self.buffer is not None:

@@ -4,9 +4,11 @@ reusable buffer, and sent with as few system calls and copies as the socket allo
 The lean store path reads a PDU header, then either a small body (association, release and
 abort PDUs, command fragments) or the data of a PDV, which it hands on in pieces as they
 arrive (:meth:`Link.stream`) so a dataset goes from the socket to its file without being
-assembled in memory. A dataset is sent straight from its file (``sendfile(2)`` on a plain
-socket), each PDU header corked in front of its data (``MSG_MORE``) so it does not leave as a
-packet of its own.
+assembled in memory; on a plain socket :meth:`Link.drain` moves it into the file by
+``splice(2)`` through a pipe, so the bytes never pass through this process (one copy, from
+the socket's pages into the file's, where a read and a write make two). A dataset is sent
+straight from its file (``sendfile(2)`` on a plain socket), each PDU header corked in front of
+its data (``MSG_MORE``) so it does not leave as a packet of its own.
 
 Every wait for the peer is bounded, whatever the peer declares or how slowly it sends: each
 receive waits at most ``timeout`` seconds, and a :meth:`Link.deadline` bounds the whole of
@@ -18,6 +20,7 @@ BUFFER bytes, and a small body is read whole only up to SMALL_LIMIT.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import socket
 import struct
@@ -37,6 +40,13 @@ START_BUFFER = 1 << 14
 SEND_CHUNK = 1 << 18
 #: Largest PDU body read whole (association PDUs, command fragments): anything bigger is refused.
 SMALL_LIMIT = 1 << 20
+#: The pipe :meth:`Link.drain` splices through: what one splice(2) moves at most.
+PIPE_SIZE = 1 << 18
+
+
+def _write_all(fd: int, data: memoryview) -> None:
+    while data:
+        data = data[os.write(fd, data):]
 
 
 class LinkClosed(PduError):
@@ -59,10 +69,11 @@ def _socket_errors(doing: str) -> Iterator[None]:
 
 class Link:
     """A connected socket carrying PDUs. ``timeout`` bounds every wait for the peer;
-    ``replay`` (at most BUFFER bytes) is read before what the socket brings."""
+    ``replay`` (at most BUFFER bytes) is read before what the socket brings; ``lookahead``:
+    see :attr:`lookahead` (taken on a plain socket only, where :meth:`drain` works)."""
 
     def __init__(self, sock: socket.socket, timeout: float | None, replay: bytes = b"",
-                 buffer: int = BUFFER) -> None:
+                 buffer: int = BUFFER, lookahead: int | None = None) -> None:
         self.sock = sock
         self.timeout = timeout
         # ssl is imported only where TLS is used: without it, no socket can be a TLS one.
@@ -80,6 +91,11 @@ class Link:
         self._start, self._end = 0, len(replay)  # bytes already read, to be read again
         self._buf[: len(replay)] = replay
         self._out: memoryview | None = None  # the TLS send buffer, made on first use
+        #: None: a receive fills the buffer with what the socket has. A number: it takes at
+        #: most the bytes asked for and this many more (say, the header of the PDV that
+        #: follows a PDU header), leaving a dataset in the socket for :meth:`drain`.
+        self.lookahead = lookahead if self.plain else None
+        self._pipe: tuple[int, int] | None = None  # drain's, made on first use
 
     def _arm(self, wait: float | None) -> None:
         """Bound the socket's next waits to ``wait`` seconds. A plain socket stays blocking,
@@ -130,11 +146,21 @@ class Link:
         self._buf, self._view = buf, memoryview(buf)
         self._start, self._end = 0, left
 
-    def _recv(self) -> int:
-        """Read what the socket has into the free end of the buffer."""
+    def _recv(self, want: int = 0) -> int:
+        """Read what the socket has into the free end of the buffer (with a lookahead: at
+        most ``want`` bytes and the lookahead)."""
         self._before_receive()
-        with _socket_errors("waiting for the peer"):
-            got = self.sock.recv_into(self._view[self._end:])
+        end = self._end
+        stop = len(self._buf) if self.lookahead is None else min(
+            len(self._buf), end + want + self.lookahead)
+        try:
+            got = self.sock.recv_into(self._view[end:stop])
+        except BlockingIOError:
+            raise TimeoutError("timed out waiting for the peer") from None
+        except TimeoutError:
+            raise
+        except OSError as exc:  # also ssl.SSLError
+            raise LinkClosed(f"connection broken: {exc}") from exc
         if not got:
             raise LinkClosed("connection closed by the peer")
         self._end += got
@@ -192,7 +218,7 @@ class Link:
                 self._buf[:left] = self._view[self._start:self._end]
                 self._start, self._end = 0, left
             while self._end < n:
-                self._recv()
+                self._recv(n - self._end)
         data = bytes(self._view[self._start:self._start + n])
         self._start += n
         if self._start == self._end:
@@ -250,6 +276,48 @@ class Link:
             n -= take
         if self._start == self._end:
             self._start = self._end = 0
+
+    def drain(self, n: int, fd: int) -> None:
+        """Move the next ``n`` bytes into the file ``fd`` (plain sockets only): those already
+        in the buffer written, the rest spliced from the socket into a pipe and from the pipe
+        into the file, never copied into this process. Each splice from the socket waits
+        as a receive does (SO_RCVTIMEO, the deadline); an error of the file's is raised as
+        the OSError it is, one of the socket's as LinkClosed."""
+        have = min(n, self._end - self._start)
+        if have:
+            _write_all(fd, self._view[self._start:self._start + have])
+            self._start += have
+            n -= have
+            if self._start == self._end:
+                self._start = self._end = 0
+        if not n:
+            return
+        if self._pipe is None:
+            try:
+                self._pipe = os.pipe2(os.O_CLOEXEC)
+            except OSError:  # out of descriptors: through the buffer, as on TLS
+                self.stream(n, lambda piece: _write_all(fd, piece))
+                return
+            with contextlib.suppress(OSError):  # the default (64 KiB) still works
+                fcntl.fcntl(self._pipe[1], fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+        out, into = self._pipe
+        sock = self.sock.fileno()
+        while n:
+            self._before_receive()
+            try:
+                got = os.splice(sock, into, min(n, PIPE_SIZE), flags=os.SPLICE_F_MOVE)
+            except BlockingIOError:
+                raise TimeoutError("timed out waiting for the peer") from None
+            except OSError as exc:
+                raise LinkClosed(f"connection broken: {exc}") from exc
+            if not got:
+                raise LinkClosed("connection closed by the peer")
+            n -= got
+            while got:
+                put = os.splice(out, fd, got, flags=os.SPLICE_F_MOVE)
+                if not put:
+                    raise OSError(f"splice into file descriptor {fd} wrote nothing")
+                got -= put
 
     def send(self, data: bytes, more: bool = False) -> None:
         """Send bytes; ``more``: data follows at once, so hold a partial packet (MSG_MORE).
@@ -315,4 +383,8 @@ class Link:
         with contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_RDWR)
         self.sock.close()
+        if self._pipe is not None:
+            for end in self._pipe:
+                os.close(end)
+            self._pipe = None
 
