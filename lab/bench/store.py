@@ -2,10 +2,12 @@
 PACS over the unimpaired path of one IPv4 lab (lab ``bench-store``), by the lab's SCU to the lab's
 PACS and by DCMTK's storescu to DCMTK's storescp, plus the cross pairs and a second lab PACS run
 with ``--sync object`` (an fdatasync per object, which storescp never does); printed as DCMTK
-time / lab time (issue target: at least 0.5, judged on the PACS as a lab runs it)."""
+time / lab time (target: at least 1.0, whole process, judged on the PACS as a lab runs it),
+with the CPU time each receiver spent on the study, which says where a difference comes from."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shutil
@@ -36,8 +38,9 @@ STORE_OBJECTS = 100
 STORE_PDU = 131072  # the largest PDU DCMTK 3.6.7 accepts; used by every sender and receiver
 DCMTK_PORT = 11114  # DCMTK's storescp, beside the lab's PACS on 11112 in the same node
 SYNC_PORT = 11115  # a second lab PACS in the same node, run with --sync object
-#: The issue's target for DCMTK time / lab time (1 = as fast as DCMTK; stock pynetdicom ~0.1).
-STORE_RATIO_TARGET = 0.5
+#: The target for DCMTK time / lab time (1 = as fast as DCMTK, the whole process; stock
+#: pynetdicom measured ~0.1). Issue 3 asked for 0.5, issue 15 for 1.0.
+STORE_RATIO_TARGET = 1.0
 #: DCMTK log lines carry a timestamp (seconds since the epoch, then milliseconds with fraction),
 #: so its association setup and transfer can be timed like the lab SCU's JSON report does.
 _DCMTK_LOG_CONFIG = """\
@@ -72,11 +75,13 @@ def dcmtk_tool(name: str) -> str:
 class StoreTiming:
     """One C-STORE of the study. ``wall``: the whole command in the node (nsenter, program start,
     association, transfer, release, exit); ``setup``: A-ASSOCIATE-RQ sent to A-ASSOCIATE-AC
-    received; ``transfer``: first C-STORE-RQ sent to last C-STORE-RSP received."""
+    received; ``transfer``: first C-STORE-RQ sent to last C-STORE-RSP received; ``receiver_cpu``:
+    the CPU time (user and system, every thread) the receiving process spent meanwhile."""
 
     wall: float
     setup: float
     transfer: float
+    receiver_cpu: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -108,6 +113,7 @@ class StoreBench:
         self.log_config.write_text(_DCMTK_LOG_CONFIG)
         self.file_list = work / "files.txt"
         self.storescu_path = dcmtk_tool("storescu")
+        self._receivers: dict[int, int] = {}  # port: pid of the receiver listening there
 
     def use(self, files: Sequence[Path]) -> None:
         """Send these files from now on."""
@@ -149,7 +155,27 @@ class StoreBench:
         return StoreTiming(wall, accepted - requested, released - accepted)
 
     def once(self, pair: Pair) -> StoreTiming:
-        return self.lab_scu(pair.port) if pair.sender == "lab" else self.storescu(pair.port)
+        pid = self._receivers.get(pair.port)
+        if pid is None:
+            pid = self._receivers[pair.port] = _listener_pid(self.lab, self.pacs, pair.port)
+        before = _cpu_seconds(pid)
+        timing = self.lab_scu(pair.port) if pair.sender == "lab" else self.storescu(pair.port)
+        return dataclasses.replace(timing, receiver_cpu=_cpu_seconds(pid) - before)
+
+
+def _listener_pid(lab: Lab, node: str, port: int) -> int:
+    """The process listening on TCP ``port`` in ``node`` (as ss(8) there names it)."""
+    out = lab.exec(node, ["ss", "-Hltnp", f"sport = :{port}"], check=False).stdout
+    m = re.search(r"pid=(\d+)", out)
+    if m is None:
+        raise LabError(f"no process listens on port {port} in {node}: {out.strip()!r}")
+    return int(m[1])
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User and system CPU time of a process, its ended threads included (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _dcmtk_events(log: str) -> list[tuple[float, str]]:
@@ -294,18 +320,21 @@ def print_store(results: dict[str, list[StoreTiming]], size: int, repeat: int) -
           f"{STORE_TOPOLOGY} lab, modality -> pacs, unimpaired, max PDU {STORE_PDU}, "
           f"TCP_NODELAY, median of {repeat}:")
     print(f"  {'sender -> receiver':34} {'wall s':>7} {'assoc s':>8} {'transfer s':>10} "
-          f"{'MB/s':>7}")
+          f"{'MB/s':>7} {'rcv CPU s':>9}")
     for label, timings in results.items():
         transfer = _median(timings, "transfer")
         print(f"  {label:34} {_median(timings, 'wall'):7.3f} {_median(timings, 'setup'):8.3f} "
-              f"{transfer:10.3f} {size / transfer / 1e6:7.1f}")
+              f"{transfer:10.3f} {size / transfer / 1e6:7.1f} "
+              f"{_median(timings, 'receiver_cpu'):9.3f}")
     print("  wall: the whole command run in the node (nsenter, program start - for the lab's SCU "
           "a Python\n  interpreter and its imports -, reading the files, association, transfer, "
           "release, exit);\n  assoc: A-ASSOCIATE-RQ to -AC; transfer: first C-STORE-RQ to last "
           "C-STORE-RSP (lab SCU: its JSON\n  'seconds'; DCMTK: timestamps of its log). "
           "The lab's PACS, as a lab runs it, and storescp\n  write what they receive without "
           "flushing it to disk; the PACS run with --sync object\n  makes every object durable "
-          "(one fdatasync) before answering its C-STORE.")
+          "(one fdatasync) before answering its C-STORE.\n  rcv CPU: what the receiving "
+          "process (every thread, user and system) spent meanwhile, in clock\n  ticks of "
+          "10 ms: its own work per study.")
     dcmtk = results[PAIRS[1].label]
     for pair, judged in ((PAIRS[0], True), (PAIRS[4], False)):
         lab = results[pair.label]
