@@ -96,6 +96,9 @@ def find_records(store: Store, model: Model, level: Level, query: Dataset,
         if elem.keyword == UNIQUE_KEYS[level] and (exact := _exact(vr, text)):
             restrict[elem.keyword] = exact
     keys = {keyword for _, _, keyword in requested}  # the index reads only these columns
+    # a key restricted in SQL (a unique key's exact values: UIDs, PatientID) is matched there
+    # already, by the same equality on the same stripped text: not again for every record
+    conditions = [(k, m) for k, m in conditions if k not in restrict]
     records = [r for r in store.records(level, restrict, keys)
                if all(m(r[k]) for k, m in conditions)]
     return requested, records

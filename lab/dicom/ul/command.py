@@ -7,6 +7,7 @@ their VRs (PS3.7 Annex E), so no data dictionary is needed.
 
 from __future__ import annotations
 
+import functools
 import struct
 from collections.abc import Mapping
 
@@ -158,11 +159,13 @@ def echo_rq(message_id: int) -> bytes:
                    MESSAGE_ID: message_id, DATA_SET_TYPE: NO_DATA_SET})
 
 
+@functools.lru_cache(maxsize=64)
 def response(field: int, message_id: int, status: int, sop_class: str = "",
              sop_instance: str = "", data_set: bool = False, **counts: int) -> bytes:
     """A response to request ``field`` (PS3.7 9.3, E.1): Message ID Being Responded To,
     Status, the Affected SOP Class and Instance if known (valid UIDs only), and sub-operation
-    counts (``remaining``, ``completed``, ``failed``, ``warning``) for C-MOVE (PS3.7 9.3.4.2)."""
+    counts (``remaining``, ``completed``, ``failed``, ``warning``) for C-MOVE (PS3.7 9.3.4.2).
+    Remembered: the pending responses of a C-FIND are all the same command, one per match."""
     fields: dict[int, int | str] = {COMMAND_FIELD: field | RESPONSE, RESPONDED_TO: message_id,
                                     DATA_SET_TYPE: 0x0000 if data_set else NO_DATA_SET,
                                     STATUS: status}
