@@ -6,6 +6,7 @@ the same way in tests/unit/dicom/ul/test_qr_requestor.py and test_dicom_tls.py).
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -156,3 +157,15 @@ def test_not_a_report_at_all() -> None:
         parse_output("echo", "Traceback (most recent call last):\n  boom\n")
     with pytest.raises(ReportError, match="no report kind 'ping'"):
         parse_report("ping", "{}")
+
+
+def test_the_scu_help_fits_the_width_it_is_given() -> None:
+    def usage(columns: str) -> list[str]:
+        res = subprocess.run([sys.executable, "-m", "lab.dicom.scu", "--help"],
+                             capture_output=True, text=True, timeout=60, check=False,
+                             env={**os.environ, "COLUMNS": columns})
+        assert res.returncode == 0 and "--file-list" in res.stdout
+        return res.stdout.split("\n\n")[0].splitlines()
+
+    narrow, wide = usage("60"), usage("200")
+    assert len(narrow) > len(wide) and max(map(len, wide)) > 100  # wrapped where it was told
