@@ -293,14 +293,23 @@ def gathered(messages: Iterable[Sequence[bytes]], size: int = GATHER) -> Iterato
     whole: the first message alone, so the peer starts reading while the next are made, then
     writes of at least FIRST_GATHER bytes, each next at least twice the last, up to ``size``
     (the last write may be shorter): a long list of responses leaves in a few large writes
-    instead of two per message."""
+    instead of two per message. The last message (a C-FIND's final response) never leaves
+    alone: it goes with the one before it, so one match and its final response are one write
+    (one packet through a WAN, rather than two each waiting on its own)."""
     held: list[bytes] = []
     count, limit = 0, 0
+    waiting: list[Sequence[bytes]] = []  # the newest two, placed once a third comes
     for pdus in messages:
-        held += pdus
-        count += sum(map(len, pdus))
+        waiting.append(pdus)
+        if len(waiting) < 3:
+            continue
+        first = waiting.pop(0)
+        held += first
+        count += sum(map(len, first))
         if count >= limit:
             yield b"".join(held)
             held, count, limit = [], 0, min(size, max(2 * limit, FIRST_GATHER))
+    for pdus in waiting:
+        held += pdus
     if held:
         yield b"".join(held)

@@ -215,3 +215,12 @@ def test_gathered_sends_the_first_answer_alone_then_ever_larger_writes() -> None
     middle = [len(w) for w in writes[1:-1]]
     assert all(n >= min(16384, pdu.FIRST_GATHER << i) for i, n in enumerate(middle))
     assert max(middle) >= 16384 and len(writes) < 20  # few large writes, not 800 small ones
+    assert len(writes[-1]) > len(b"".join(messages[-1]))  # the last message not alone
+
+
+@pytest.mark.parametrize("count", [1, 2, 3])
+def test_gathered_never_sends_the_last_message_alone(count: int) -> None:
+    messages = [[bytes([n]) * 40, bytes([n]) * 60] for n in range(count)]
+    writes = list(pdu.gathered(messages))
+    assert b"".join(writes) == b"".join(b"".join(m) for m in messages)
+    assert len(writes) == (1 if count < 3 else 2)  # one match and its final response: one write
