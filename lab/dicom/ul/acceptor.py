@@ -207,8 +207,8 @@ class Acceptor:
             elif kind == pdu.A_RELEASE_RQ:
                 self.link.body(length, 4)
                 if self.incoming is not None or self.command:
-                    raise PduError("A-RELEASE-RQ in the middle of a message",
-                                   pdu.UNEXPECTED_PDU)
+                    raise PduError("A-RELEASE-RQ in the middle of a message", pdu.UNEXPECTED_PDU)
+                self.config.settle(True)  # indexed before the peer hears of the release
                 self.link.send(pdu.RELEASE_RP)
                 return
             elif kind == pdu.A_ABORT:

@@ -110,8 +110,9 @@ def test_pynetdicom_scu_echo_store_against_the_acceptor(
 
 def test_stored_rows_are_written_after_the_answers(store: Store, tmp_path: Path) -> None:
     """The acceptor settles the store after each C-STORE-RSP (rows are written once a batch
-    has gathered) and when the association ends (what is left is written): the index, read by
-    a connection of its own, gets the three rows then."""
+    has gathered) and before it answers an A-RELEASE-RQ (what is left is written): the index,
+    read by a connection of its own, holds the three rows as soon as the peer is released (a
+    C-MOVE's final response, sent after its sub-association's release, can count on them)."""
     seen: list[tuple[bool, int, int]] = []
 
     def settle(final: bool) -> None:
@@ -131,9 +132,11 @@ def test_stored_rows_are_written_after_the_answers(store: Store, tmp_path: Path)
         ds.file_meta = _meta()
         assert assoc.send_c_store(ds).Status == 0
     assoc.release()
+    at_release = _index_rows(store.root)  # not waiting for the acceptor's thread to end
     server.join(10)
     listener.close()
-    assert seen == [(False, 0, 0), (False, 0, 0), (False, 0, 0), (True, 0, 3)]
+    assert at_release == 3
+    assert seen == [(False, 0, 0), (False, 0, 0), (False, 0, 0), (True, 0, 3), (True, 3, 3)]
 
 
 def _index_rows(root: Path) -> int:
