@@ -9,7 +9,10 @@ each start); what it writes is read and checked field by field by
 from __future__ import annotations
 
 import json
-from typing import Any
+
+TYPE_CHECKING = False  # not typing's: see lab.dicom.ul.records
+if TYPE_CHECKING:
+    from typing import Any
 
 #: What TLS negotiated: printed as null without TLS (``ScuReport.PRINTED_NULL``).
 TLS_FIELDS = ("handshake_seconds", "tls_version", "cipher")

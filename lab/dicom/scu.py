@@ -35,8 +35,6 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from functools import partial
-from pathlib import Path
-from typing import Any, TypeVar
 
 from lab.dicom import MODALITY_AE, PACS_AE, PACS_PORT, report_line
 from lab.dicom.sender import RetriesExhausted, Sender
@@ -50,7 +48,11 @@ from lab.dicom.ul.requestor import (
 )
 from lab.errors import LabError
 
-T = TypeVar("T")
+TYPE_CHECKING = False  # not typing's: see lab.dicom.ul.records
+if TYPE_CHECKING:
+    from typing import Any, TypeVar
+
+    T = TypeVar("T")
 VERIFICATION = "1.2.840.10008.1.1"
 #: Store requests outstanding proposed by default: 16, what the lab's archive grants at most.
 #: A few objects cover the archive's time between receiving one and answering it; on a long
@@ -84,9 +86,10 @@ def echo(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _objects(args: argparse.Namespace) -> list[Part10]:
-    files = [Path(f) for f in args.files]
+    files: list[str] = list(args.files)
     if args.file_list:
-        files += [Path(line) for line in Path(args.file_list).read_text().split() if line]
+        with open(args.file_list, encoding="utf-8") as listing:
+            files += listing.read().split()
     if not files:
         raise ScuError("no files to store")
     return [read_part10(f) for f in files]

@@ -24,14 +24,17 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Callable, Sequence
-from typing import TypeVar
 
 from lab.dicom.ul import commit_scu
 from lab.dicom.ul import commitment as sc
 from lab.dicom.ul.pdu import PduError
 from lab.dicom.ul.requestor import Part10, Requestor
 
-T = TypeVar("T")
+TYPE_CHECKING = False  # not typing's: see lab.dicom.ul.records
+if TYPE_CHECKING:
+    from typing import TypeVar
+
+    T = TypeVar("T")
 #: What a broken association or an unreachable peer raises; anything else is not retried.
 BROKEN = (PduError, OSError, TimeoutError)
 #: Connects and associates: the association and the seconds it took.

@@ -17,8 +17,8 @@
 from __future__ import annotations
 
 from functools import cache
-from typing import TYPE_CHECKING
 
+TYPE_CHECKING = False  # not typing's: the node programs' start (lab.dicom.ul.records)
 if TYPE_CHECKING:
     import uuid
 

@@ -13,7 +13,6 @@ import select
 import socket
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from lab.dicom.ul import command as cmd
 from lab.dicom.ul import commitment as sc
@@ -23,6 +22,7 @@ from lab.dicom.ul.negotiation import acceptance, negotiate, rejection
 from lab.dicom.ul.pdu import PduError
 from lab.dicom.ul.requestor import AssociationError, PeerReleased, Requestor, open_association
 
+TYPE_CHECKING = False  # not typing's: see lab.dicom.ul.records
 if TYPE_CHECKING:
     import ssl
 

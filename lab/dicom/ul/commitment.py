@@ -21,10 +21,14 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable, Mapping
-from typing import NamedTuple, TypeAlias
 
 from lab.dicom.ul import command as cmd
+from lab.dicom.ul.records import Record
 from lab.errors import LabError
+
+TYPE_CHECKING = False  # not typing's: see lab.dicom.ul.records
+if TYPE_CHECKING:
+    from typing import TypeAlias
 
 #: Storage Commitment Push Model SOP Class and its well-known instance (PS3.4 J.3.5, PS3.6 A).
 SOP_CLASS = "1.2.840.10008.1.20.1"
@@ -74,7 +78,7 @@ class CommitmentError(LabError):
         self.status = status
 
 
-class Reference(NamedTuple):
+class Reference(Record):
     """One object of a commitment: its SOP Class and Instance UIDs, and for a failed one the
     Failure Reason (0 when committed)."""
 
@@ -83,7 +87,7 @@ class Reference(NamedTuple):
     reason: int = 0
 
 
-class Result(NamedTuple):
+class Result(Record):
     """What an N-EVENT-REPORT says: the transaction, objects committed and objects failed."""
 
     transaction: str

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable, Iterator, Sequence
-from typing import NamedTuple
 
+from lab.dicom.ul.records import Record
 from lab.errors import LabError
 
 A_ASSOCIATE_RQ, A_ASSOCIATE_AC, A_ASSOCIATE_RJ = 0x01, 0x02, 0x03
@@ -54,7 +54,7 @@ class PduError(LabError):
         self.reason = reason
 
 
-class Proposed(NamedTuple):
+class Proposed(Record):
     """A presentation context as requested (PS3.8 9.3.2.2)."""
 
     id: int
@@ -62,7 +62,7 @@ class Proposed(NamedTuple):
     transfer_syntaxes: tuple[str, ...]
 
 
-class Result(NamedTuple):
+class Result(Record):
     """A presentation context as answered (PS3.8 9.3.3.2); transfer_syntax is '' if refused."""
 
     id: int
@@ -70,7 +70,7 @@ class Result(NamedTuple):
     transfer_syntax: str = ""
 
 
-class Associate(NamedTuple):
+class Associate(Record):
     """An A-ASSOCIATE-RQ (``contexts`` set) or -AC (``results`` set)."""
 
     called: str

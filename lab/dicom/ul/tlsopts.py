@@ -25,13 +25,14 @@ import functools
 import os
 import sys
 import time
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from lab.errors import LabError
 
+TYPE_CHECKING = False  # not typing's: see lab.dicom.ul.records
 if TYPE_CHECKING:
     import ssl
+    from pathlib import Path
+    from typing import Any
 
 #: Profile names (lab.model.tls_profiles.PROFILES, checked there when used): listed here so that the
 #: options cost no ssl import in a program run without TLS.
@@ -57,6 +58,13 @@ def timed_socket_class() -> type[ssl.SSLSocket]:
     return TimedSSLSocket
 
 
+def _path(text: str) -> Path:
+    """An option's file (pathlib loaded only when one is given: not on the SCU's plain start)."""
+    from pathlib import Path
+
+    return Path(text)
+
+
 def add_arguments(parser: argparse.ArgumentParser, *, server: bool) -> None:
     """The --tls-* options (see the module's doc)."""
     group = parser.add_argument_group(
@@ -65,13 +73,13 @@ def add_arguments(parser: argparse.ArgumentParser, *, server: bool) -> None:
                        help=f"use TLS with this profile ({', '.join(PROFILE_NAMES)}); "
                        "default: no TLS")
     who = "required with --tls-profile" if server else "omit to connect without one"
-    group.add_argument("--tls-cert", type=Path, metavar="FILE",
+    group.add_argument("--tls-cert", type=_path, metavar="FILE",
                        help=f"our certificate, PEM ({who})")
-    group.add_argument("--tls-key", type=Path, metavar="FILE", help="its private key, PEM")
-    group.add_argument("--tls-ca", type=Path, metavar="FILE",
+    group.add_argument("--tls-key", type=_path, metavar="FILE", help="its private key, PEM")
+    group.add_argument("--tls-ca", type=_path, metavar="FILE",
                        help="CA certificate that must have issued the peer's (required with "
                        "--tls-profile)")
-    group.add_argument("--tls-keylog", type=Path, metavar="FILE",
+    group.add_argument("--tls-keylog", type=_path, metavar="FILE",
                        default=os.environ.get(KEYLOG_ENV) or None,
                        help="append the TLS secrets to FILE (NSS key-log format) so that a "
                        f"capture can be decrypted; default: ${KEYLOG_ENV} if set, else none. "
