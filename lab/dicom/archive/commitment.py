@@ -27,9 +27,7 @@ import ssl
 import threading
 from collections.abc import Mapping
 
-from pydicom.datadict import tag_for_keyword
-
-from lab.dicom.archive.schema import ATTRIBUTES
+from lab.dicom.archive.schema import WANTED
 from lab.dicom.archive.store import Store, StoredObject
 from lab.dicom.data.encoded import StoreError, parse
 from lab.dicom.ul import commitment as sc
@@ -40,7 +38,6 @@ from lab.dicom.ul.services import ActionReply, ActionRequest
 log = logging.getLogger("lab.dicom.pacs")
 
 #: What the dataset walk decodes (it needs the UIDs it checks).
-_WANTED = {k: tag_for_keyword(k) or 0 for k in ATTRIBUTES}
 
 
 def check_object(store: Store, ref: sc.Reference) -> int:
@@ -70,7 +67,7 @@ def _walk(stored: StoredObject) -> None:
             raise StoreError(f"{stored.path}: {size} bytes, {stored.size} when stored")
         with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as mapped:
             parse(mapped, stored.transfer_syntax_uid, stored.sop_class_uid,
-                  stored.sop_instance_uid, _WANTED)
+                  stored.sop_instance_uid, WANTED)
     finally:
         os.close(fd)
 

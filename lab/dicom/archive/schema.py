@@ -16,6 +16,8 @@ from contextlib import closing
 from pathlib import Path
 from typing import Literal
 
+from pydicom.datadict import tag_for_keyword
+
 from lab.dicom.data.encoded import StoreError
 
 Level = Literal["PATIENT", "STUDY", "SERIES", "IMAGE"]
@@ -36,6 +38,8 @@ _INDEXED: dict[Level, tuple[str, ...]] = {
     "IMAGE": ("SOPInstanceUID", "SOPClassUID", "InstanceNumber"),
 }
 ATTRIBUTES: dict[str, Level] = {k: lv for lv, keys in _INDEXED.items() for k in keys}
+#: Their tags (keyword: tag): what the store decodes of every dataset.
+WANTED = {k: tag_for_keyword(k) or 0 for k in ATTRIBUTES}
 #: Attributes computed from the index at one level, and how (SQL over the level's rows).
 COMPUTED: dict[str, tuple[Level, str]] = {
     "NumberOfPatientRelatedStudies": ("PATIENT", "COUNT(DISTINCT StudyInstanceUID)"),

@@ -37,18 +37,17 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from pydicom.datadict import tag_for_keyword
-
 from lab.dicom.archive.index import SETTLE_BATCH, Index, StoredObject
+from lab.dicom.archive.recovery import Recovery, recover
 from lab.dicom.archive.schema import (
     ATTRIBUTES,
     COMPUTED,
     LEVELS,
     UNIQUE_KEYS,
+    WANTED,
     Level,
     available,
     study_paths,
@@ -56,11 +55,9 @@ from lab.dicom.archive.schema import (
 from lab.dicom.archive.scratch import ScratchPool, is_pool_file
 from lab.dicom.data.encoded import (
     UID_PATTERN,
-    Parsed,
     StoreError,
     file_meta,
     parse,
-    split_part10,
 )
 
 #: The public interface, with what it re-exports from the modules it was split into.
@@ -68,20 +65,6 @@ __all__ = ["ATTRIBUTES", "COMPUTED", "LEVELS", "SETTLE_BATCH", "UNIQUE_KEYS", "L
            "Store", "StoreError", "StoredObject", "available", "study_paths"]
 
 log = logging.getLogger(__name__)
-
-#: What the index decodes of each dataset (keyword: tag).
-_WANTED = {k: tag_for_keyword(k) or 0 for k in ATTRIBUTES}
-
-
-@dataclass(frozen=True)
-class Recovery:
-    """What :meth:`Store.open` repaired: scratch files removed, rows dropped (file gone), files
-    (re)indexed (renamed into place but not committed), and files it could not index."""
-
-    removed_temp: int = 0
-    dropped_rows: int = 0
-    indexed: int = 0
-    unreadable: tuple[Path, ...] = ()
 
 
 def _fsync_dir(path: Path) -> None:
@@ -160,7 +143,7 @@ class Store:
             raise
         store = cls(root, index, lock_fd, sync)
         try:
-            store.recovery = store._recover()
+            store.recovery = recover(store)
         except BaseException:
             store.close()
             raise
@@ -207,9 +190,9 @@ class Store:
                 raise StoreError(f"{name} UID {uid!r} is not a valid UID (PS3.5 9.1)")
         if isinstance(dataset, Path):
             return self._store_file(dataset, ts, sop_class, sop, defer_index)
-        parsed = parse(dataset, ts, sop_class, sop, _WANTED)
+        parsed = parse(dataset, ts, sop_class, sop, WANTED)
         tmp = self._write_temp(file_meta(ts, sop_class, sop), memoryview(dataset)[parsed.offset:])
-        return self._commit(tmp, parsed.values, ts, defer_index=defer_index)
+        return self.commit_file(tmp, parsed.values, ts, defer_index=defer_index)
 
     def _store_file(self, source: Path, ts: str, sop_class: str, sop: str,
                     defer_index: bool) -> StoredObject:
@@ -227,22 +210,22 @@ class Store:
             if pool and self.sync:
                 _start_writeback(fd)  # the disk works while the dataset is checked
             with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as mapped:
-                parsed = parse(mapped, ts, sop_class, sop, _WANTED)
+                parsed = parse(mapped, ts, sop_class, sop, WANTED)
             if parsed.has_meta and in_tmp:
                 if not pool:
                     self._fsync(fd)
-                    return self._commit(source, parsed.values, ts, defer_index=defer_index,
+                    return self.commit_file(source, parsed.values, ts, defer_index=defer_index,
                                         stat=stat)
                 if self.sync:  # its name is on disk already: one flush makes it durable
                     os.fdatasync(fd)
-                return self._commit(source, parsed.values, ts, name_durable=True,
+                return self.commit_file(source, parsed.values, ts, name_durable=True,
                                     defer_index=defer_index, stat=stat)
             with os.fdopen(fd, "rb", closefd=False) as src:
                 src.seek(parsed.offset)
                 tmp = self._write_temp(file_meta(ts, sop_class, sop), src)
         finally:
             os.close(fd)
-        return self._commit(tmp, parsed.values, ts, defer_index=defer_index)
+        return self.commit_file(tmp, parsed.values, ts, defer_index=defer_index)
 
     def _write_temp(self, header: bytes, body: memoryview | BinaryIO) -> Path:
         """Write header + body to a new scratch file and flush it to disk."""
@@ -269,11 +252,11 @@ class Store:
         if self.sync:
             _fsync_dir(path)
 
-    def _final_path(self, sop: str) -> Path:
+    def final_path(self, sop: str) -> Path:
         fan = hashlib.sha1(sop.encode(), usedforsecurity=False).hexdigest()[:2]
         return Path(f"{self._objects_str}/{fan}/{sop}.dcm")  # one Path made, not three
 
-    def _commit(self, tmp: Path, values: dict[str, str], ts: str, *,
+    def commit_file(self, tmp: Path, values: dict[str, str], ts: str, *,
                 name_durable: bool = False, defer_index: bool = False,
                 stat: os.stat_result | None = None) -> StoredObject:
         """Rename a complete, flushed file into place, then index it: this order is what keeps
@@ -284,7 +267,7 @@ class Store:
         object; a crash between the two leaves the new object to recovery, and a C-MOVE of
         that very instance at that very moment finds no file. ``stat``: the file's, if the
         caller has it (a rename keeps the size and modification time the index records)."""
-        final = self._final_path(values["SOPInstanceUID"])
+        final = self.final_path(values["SOPInstanceUID"])
         with self._lock:
             try:
                 if name_durable and os.path.lexists(final):
@@ -327,69 +310,3 @@ class Store:
                 keys: Collection[str] | None = None) -> list[dict[str, Any]]:
         """See :meth:`lab.dicom.archive.index.Index.records` (C-FIND)."""
         return self.index.records(level, restrict, keys)
-
-    # --- recovery --------------------------------------------------------------------------
-
-    def _recover(self) -> Recovery:
-        """Remove scratch files, drop rows whose file is gone, and (re)index files that no row
-        describes or whose row is stale (a crash between rename and commit)."""
-        removed = rolled = 0
-        for leftover in self.tmp_dir.iterdir():
-            if is_pool_file(leftover) and leftover.stat().st_size and self._roll_forward(leftover):
-                rolled += 1
-                continue
-            if leftover.is_dir():
-                shutil.rmtree(leftover)
-            else:
-                leftover.unlink()
-            removed += 1
-        rows = self.index.file_states()
-        found = sorted(self.objects_dir.glob("*/*.dcm"))
-        files = {p.relative_to(self.root).as_posix(): p for p in found}
-        gone = [rel for rel in rows if rel not in files]
-        todo = [p for rel, p in files.items()
-                if rows.get(rel) != ((st := p.stat()).st_size, st.st_mtime_ns)]
-        self.index.drop(gone)
-        unreadable = []
-        for path in todo:
-            try:
-                self._index_file(path)
-            except StoreError as exc:
-                log.warning("cannot index %s: %s", path, exc)
-                unreadable.append(path)
-                self.index.drop([path.relative_to(self.root).as_posix()])
-        return Recovery(removed, len(gone), len(todo) - len(unreadable) + rolled,
-                        tuple(unreadable))
-
-    def _roll_forward(self, path: Path) -> bool:
-        """Store a complete received dataset left in a pool file by a crash (see
-        lab.dicom.archive.scratch); False if it is not one (partial, refused: then removed)."""
-        try:
-            ts, parsed = self._read_part10(path)
-        except StoreError:
-            return False
-        uids = (ts, parsed.values["SOPClassUID"], parsed.values["SOPInstanceUID"])
-        if not all(len(u) <= 64 and UID_PATTERN.fullmatch(u) for u in uids):
-            return False  # as store_encoded refuses it (and the UID names the file)
-        self._commit(path, parsed.values, ts)
-        log.warning("stored %s, received before a crash", parsed.values["SOPInstanceUID"])
-        return True
-
-    def _index_file(self, path: Path) -> None:
-        ts, parsed = self._read_part10(path)
-        if self._final_path(parsed.values["SOPInstanceUID"]) != path:
-            raise StoreError(f"its SOP Instance UID {parsed.values['SOPInstanceUID']} belongs "
-                             "elsewhere")
-        self.index.add(path, parsed.values, ts)
-
-    def _read_part10(self, path: Path) -> tuple[str, Parsed]:
-        with path.open("rb") as src:
-            if os.fstat(src.fileno()).st_size == 0:
-                raise StoreError("empty file")
-            with mmap.mmap(src.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-                _, meta = split_part10(mapped)
-                if meta is None:
-                    raise StoreError("not a DICOM Part-10 file")
-                ts, sop_class, sop = (str(meta.get(k, "")) for k in ("TransferSyntaxUID",
-                                      "MediaStorageSOPClassUID", "MediaStorageSOPInstanceUID"))
-                return ts, parse(mapped, ts, sop_class, sop, _WANTED)

@@ -34,9 +34,11 @@ from pydicom.uid import (
 )
 
 from lab.dicom.data import vr as vrs
+from lab.dicom.data.errors import StoreError as StoreError
 from lab.dicom.data.filemeta import LONG_VRS as _LONG_VRS
+from lab.dicom.data.filemeta import VRS as _VRS
 from lab.dicom.data.filemeta import file_meta as file_meta
-from lab.errors import LabError
+from lab.dicom.data.filemeta import split_part10 as split_part10
 
 UID_PATTERN = vrs.UI  # PS3.5 9.1; also keeps file names safe
 #: Deflate, JPIP Referenced Deflate (1.2.840.10008.1.2.4.95, not named by pydicom 3.0), HTJ2K.
@@ -44,20 +46,8 @@ _DEFLATED = frozenset({DeflatedExplicitVRLittleEndian, "1.2.840.10008.1.2.4.95",
                        JPIPHTJ2KReferencedDeflate})
 
 
-class StoreError(LabError):
-    """A dataset was refused (malformed, truncated, inconsistent) or the store is unusable.
-
-    Defined here because the checks of this module raise it; :mod:`lab.dicom.archive.store` is its
-    public home."""
-
-
 _ITEM, _ITEM_END, _SEQ_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 _UNDEFINED = 0xFFFFFFFF
-#: Every VR of PS3.5 6.2 (2023): any other in an explicit VR dataset is malformed.
-_VRS = _LONG_VRS | frozenset(
-    {b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FD", b"FL", b"IS", b"LO", b"LT", b"PN",
-     b"SH", b"SL", b"SS", b"ST", b"TM", b"UI", b"UL", b"US"}
-)
 #: Character sets whose text a Python codec decodes as pydicom would, without code extensions.
 _CODECS = {"": "ascii", "ISO_IR 6": "ascii", "ISO_IR 100": "latin-1", "ISO_IR 192": "utf-8"}
 _CHARSET_TAG = 0x00080005
@@ -81,8 +71,8 @@ class _Walker:
     needs end (``index_end``), so that only those bytes are decoded."""
 
     def __init__(self, buf: Buffer, start: int, *, little: bool,
-                 wanted: frozenset[int]) -> None:
-        self.buf, self.start, self.end = buf, start, len(buf)
+                 wanted: frozenset[int], end: int | None = None) -> None:
+        self.buf, self.start, self.end = buf, start, len(buf) if end is None else end
         self.wanted = wanted
         self.last_wanted = max(wanted)  # the highest tag to decode: nothing past it is needed
         #: Where the wanted top-level elements are: tag -> (VR or b'', value position, length).
@@ -196,6 +186,11 @@ class _Walker:
                 pos = self.skip(at, tag, pos, length)
 
 
+class Incomplete(Exception):
+    """:func:`parse` was given the first bytes of a file and cannot decide without the rest
+    (nothing was refused: parse the whole file)."""
+
+
 @dataclass(frozen=True)
 class Parsed:
     """What :func:`parse` found: the dataset's position, whether a Part-10 header led it, and
@@ -204,46 +199,6 @@ class Parsed:
     offset: int  # where the dataset starts in the input (after a Part-10 header, if any)
     has_meta: bool
     values: dict[str, str]
-
-
-#: The File Meta elements read (PS3.10 Table 7.1-1), by element number of group 0002.
-_META_KEYWORDS = {0x0002: "MediaStorageSOPClassUID", 0x0003: "MediaStorageSOPInstanceUID",
-                  0x0010: "TransferSyntaxUID", 0x0012: "ImplementationClassUID"}
-
-
-def split_part10(buf: Buffer) -> tuple[int, dict[str, str] | None]:
-    """Offset of the dataset and the File Meta Information's UIDs (keyword: UID) if ``buf``
-    starts with a Part-10 header (128-byte preamble, 'DICM', group 0002 led by its group length,
-    explicit VR little endian: PS3.10 7.1)."""
-    if len(buf) < 132 or buf[128:132] != b"DICM":
-        return 0, None
-    if len(buf) < 144 or buf[132:138] != b"\x02\x00\x00\x00UL":
-        raise StoreError("File Meta Information lacks its group length (PS3.10 7.1)")
-    end = 144 + struct.unpack_from("<L", buf, 140)[0]
-    if end > len(buf):
-        raise StoreError("File Meta Information is truncated")
-    meta: dict[str, str] = {}
-    pos = 144
-    while pos < end:
-        if pos + 8 > end:
-            raise StoreError("File Meta Information ends inside an element header")
-        group, element = struct.unpack_from("<HH", buf, pos)
-        vr = bytes(buf[pos + 4 : pos + 6])
-        if group != 0x0002 or vr not in _VRS:
-            raise StoreError(f"File Meta Information is malformed at byte {pos} (PS3.10 7.1)")
-        if vr in _LONG_VRS:
-            if pos + 12 > end:
-                raise StoreError("File Meta Information ends inside an element header")
-            length, pos = struct.unpack_from("<L", buf, pos + 8)[0], pos + 12
-        else:
-            length, pos = struct.unpack_from("<H", buf, pos + 6)[0], pos + 8
-        if pos + length > end:
-            raise StoreError("File Meta Information element overruns its group length")
-        if element in _META_KEYWORDS:
-            meta[_META_KEYWORDS[element]] = (
-                bytes(buf[pos : pos + length]).decode("ascii", "replace").rstrip(" \x00"))
-        pos += length
-    return end, meta
 
 
 def _syntax(ts: str) -> tuple[bool, bool, bool]:
@@ -348,12 +303,20 @@ def _pydicom_values(data: Buffer, start: int, walker: _Walker, implicit: bool, l
 
 
 def parse(buf: Buffer, ts: str, sop_class: str, sop_instance: str,
-          wanted: Mapping[str, int]) -> Parsed:
+          wanted: Mapping[str, int], size: int | None = None) -> Parsed:
     """Validate an encoded dataset (optionally behind a Part-10 header) and decode the
     ``wanted`` attributes (keyword: tag, an absent one as ''), checking they agree with the
     request (PS3.4 B.2.3: refuse rather than guess). ``wanted`` must hold the SOP Class,
-    SOP Instance, Study Instance and Series Instance UIDs, which are checked."""
+    SOP Instance, Study Instance and Series Instance UIDs, which are checked.
+
+    ``size``: the length of the whole input when ``buf`` holds only its first bytes (a file
+    the archive received, behind its own File Meta Information): every length is judged
+    against ``size``, and :class:`Incomplete` says that more than ``buf`` is needed to decide
+    (an element header or a wanted value beyond it, a deflated dataset)."""
     ours = file_meta(ts, sop_class, sop_instance)
+    end = len(buf) if size is None else size
+    if end > len(buf) and (_syntax(ts)[2] or buf[: len(ours)] != ours):
+        raise Incomplete
     if buf[: len(ours)] == ours:  # the header a receiver of the lab wrote: nothing to read in it
         offset, has_meta = len(ours), True
     else:
@@ -369,17 +332,28 @@ def parse(buf: Buffer, ts: str, sop_class: str, sop_instance: str,
             return _parse(_inflate(buf, offset), 0, implicit, little, sop_class, sop_instance,
                           wanted, offset, has_meta)
     return _parse(buf, offset, implicit, little, sop_class, sop_instance, wanted, offset,
-                  has_meta)
+                  has_meta, end)
 
 
 def _parse(data: Buffer, start: int, implicit: bool, little: bool, sop_class: str,
            sop_instance: str, wanted: Mapping[str, int], offset: int, has_meta: bool,
-           ) -> Parsed:
-    """The body of :func:`parse`, on the dataset's (inflated) bytes from ``start``."""
-    if start >= len(data):
+           end: int | None = None) -> Parsed:
+    """The body of :func:`parse`, on the dataset's (inflated) bytes from ``start`` (to ``end``,
+    of which ``data`` may hold only the first bytes)."""
+    end = len(data) if end is None else end
+    if start >= end:
         raise StoreError("empty dataset")
-    walker = _Walker(data, start, little=little, wanted=frozenset(wanted.values()) | {_CHARSET_TAG})
-    walker.dataset(start, implicit)
+    walker = _Walker(data, start, little=little, wanted=frozenset(wanted.values()) | {_CHARSET_TAG},
+                     end=end)
+    try:  # the walker checks every length against end: only a partial buffer is read past
+        walker.dataset(start, implicit)
+    except struct.error:
+        if end > len(data):
+            raise Incomplete from None
+        raise
+    if end > len(data) and (walker.index_end is None or walker.index_end > len(data) or any(
+            pos + n > len(data) for _, pos, n in walker.found.values())):
+        raise Incomplete  # a value to decode lies beyond the bytes given
     values = _fast_values(data, walker, wanted)
     if values is None:
         values = _pydicom_values(data, start, walker, implicit, little, wanted)

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-from lab.dicom.archive.store import _WANTED, StoreError
+from lab.dicom.archive.schema import WANTED as _WANTED
+from lab.dicom.archive.store import StoreError
 from lab.dicom.data import encoded as enc
 
 from ..conftest import SOP, encoded, make_dataset
