@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import functools
 import logging
+import os
 import signal
 import sys
 import threading
@@ -83,12 +84,14 @@ class Archive:
         self.store = store
 
     def store_file(self, path: Path, ts: str, sop_class: str, sop_instance: str,
+                   head: bytes = b"", stat: os.stat_result | None = None,
                    defer_index: bool = False) -> int:
         """Store a received dataset (a scratch file); the C-STORE status (PS3.4 B.2.3).
-        ``defer_index``: the caller settles the store once the status is sent."""
+        ``head`` and ``stat``: see Store.store_encoded; ``defer_index``: the caller settles
+        the store once the status is sent."""
         try:
-            obj = self.store.store_encoded(path, ts, sop_class, sop_instance,
-                                           defer_index=defer_index)
+            obj = self.store.store_encoded(path, ts, sop_class, sop_instance, head=head,
+                                           stat=stat, defer_index=defer_index)
         except LabError as exc:
             log.warning("refused %s: %s", sop_instance, exc)
             return CANNOT_UNDERSTAND

@@ -30,8 +30,10 @@ BATCH = 32
 LOW_WATER = 16
 
 
-def is_pool_file(path: Path) -> bool:
-    return path.name.startswith(PREFIX) and path.name.endswith(SUFFIX)
+def is_pool_file(path: Path | str) -> bool:
+    """Whether ``path`` (or a file name) names a file of the pool."""
+    name = path if isinstance(path, str) else path.name
+    return name.startswith(PREFIX) and name.endswith(SUFFIX)
 
 
 class ScratchPool:

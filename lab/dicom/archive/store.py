@@ -55,6 +55,7 @@ from lab.dicom.archive.schema import (
 from lab.dicom.archive.scratch import ScratchPool, is_pool_file
 from lab.dicom.data.encoded import (
     UID_PATTERN,
+    Incomplete,
     StoreError,
     file_meta,
     parse,
@@ -164,7 +165,8 @@ class Store:
     # --- storing ---------------------------------------------------------------------------
 
     def store_encoded(self, dataset: bytes | Path, transfer_syntax_uid: str,
-                      sop_class_uid: str, sop_instance_uid: str, *,
+                      sop_class_uid: str, sop_instance_uid: str, *, head: bytes = b"",
+                      stat: os.stat_result | None = None,
                       defer_index: bool = False) -> StoredObject:
         """Store a dataset as received in a C-STORE request (PS3.4 B.2), without decoding it.
 
@@ -174,6 +176,11 @@ class Store:
         chunked receive, with ``tempfile.tempdir`` pointed there) is the store's scratch and is
         moved into place when it has that header; any other file is copied and left as is. An
         existing instance of the same SOP Instance UID is replaced atomically.
+
+        ``head`` and ``stat``: a file of the scratch pool as its receiver wrote it (our File Meta
+        Information and the dataset's first bytes) and its status; the dataset is then checked
+        and indexed from them without reading the file, which is read only if they are not
+        enough (:class:`~lab.dicom.data.encoded.Incomplete`).
 
         ``defer_index``: the object's index row is written by :meth:`settle` (or by whatever
         reads the index first) rather than before returning, so that a C-STORE can be answered
@@ -189,10 +196,37 @@ class Store:
             if len(uid) > 64 or not UID_PATTERN.fullmatch(uid):
                 raise StoreError(f"{name} UID {uid!r} is not a valid UID (PS3.5 9.1)")
         if isinstance(dataset, Path):
+            if head and stat is not None:
+                stored = self._store_received(dataset, head, stat, ts, sop_class, sop,
+                                              defer_index)
+                if stored is not None:
+                    return stored
             return self._store_file(dataset, ts, sop_class, sop, defer_index)
         parsed = parse(dataset, ts, sop_class, sop, WANTED)
         tmp = self._write_temp(file_meta(ts, sop_class, sop), memoryview(dataset)[parsed.offset:])
         return self.commit_file(tmp, parsed.values, ts, defer_index=defer_index)
+
+    def _store_received(self, source: Path, head: bytes, stat: os.stat_result, ts: str,
+                        sop_class: str, sop: str, defer_index: bool) -> StoredObject | None:
+        """A pool file checked from its first bytes (see :meth:`store_encoded`); None if they
+        are not enough or the file is not one of the pool's."""
+        where, name = os.path.split(os.path.abspath(source))
+        if where != self._tmp_str or not is_pool_file(name):
+            return None
+        try:
+            parsed = parse(head, ts, sop_class, sop, WANTED, size=stat.st_size)
+        except Incomplete:
+            return None
+        if not parsed.has_meta:
+            return None
+        if self.sync:  # its name is on disk already: one flush makes it durable
+            fd = os.open(source, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                os.fdatasync(fd)
+            finally:
+                os.close(fd)
+        return self.commit_file(source, parsed.values, ts, name_durable=True,
+                                defer_index=defer_index, stat=stat)
 
     def _store_file(self, source: Path, ts: str, sop_class: str, sop: str,
                     defer_index: bool) -> StoredObject:
@@ -201,7 +235,7 @@ class Store:
         open and its rename (this runs for every object an association brings)."""
         where, name = os.path.split(os.path.abspath(source))
         in_tmp = where == self._tmp_str
-        pool = in_tmp and is_pool_file(Path(name))
+        pool = in_tmp and is_pool_file(name)
         fd = os.open(source, os.O_RDONLY | os.O_CLOEXEC)
         try:
             stat = os.fstat(fd)
@@ -214,12 +248,12 @@ class Store:
             if parsed.has_meta and in_tmp:
                 if not pool:
                     self._fsync(fd)
-                    return self.commit_file(source, parsed.values, ts, defer_index=defer_index,
-                                        stat=stat)
+                    return self.commit_file(source, parsed.values, ts,
+                                            defer_index=defer_index, stat=stat)
                 if self.sync:  # its name is on disk already: one flush makes it durable
                     os.fdatasync(fd)
                 return self.commit_file(source, parsed.values, ts, name_durable=True,
-                                    defer_index=defer_index, stat=stat)
+                                        defer_index=defer_index, stat=stat)
             with os.fdopen(fd, "rb", closefd=False) as src:
                 src.seek(parsed.offset)
                 tmp = self._write_temp(file_meta(ts, sop_class, sop), src)

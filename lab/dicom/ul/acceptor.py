@@ -318,7 +318,7 @@ class Acceptor:
     def _stored(self, incoming: Incoming) -> None:
         try:
             status = self.config.store_file(incoming.path, incoming.ts, incoming.sop_class,
-                                            incoming.sop_instance)
+                                            incoming.sop_instance, incoming.head, incoming.stat)
         finally:
             incoming.path.unlink(missing_ok=True)  # moved into the store, or refused
         self._reply(incoming.cid, incoming.fields, status)

@@ -15,6 +15,10 @@ from lab.dicom.ul.pdu import PduError
 
 #: The largest identifier taken (encoded, and inflated): a query is a few hundred bytes.
 IDENTIFIER_LIMIT = 1 << 18
+#: The first bytes of a C-STORE dataset kept in memory as well as written, so that the store
+#: checks and indexes it without reading the file back (an image's attributes come before its
+#: Pixel Data: a few KiB); Store.store_encoded reads the file when they are not enough.
+HEAD = 1 << 14
 #: Gives a new scratch file, open for writing (lab.dicom.archive.scratch.ScratchPool.take).
 ScratchFile = Callable[[], tuple[int, Path]]
 
@@ -34,6 +38,10 @@ class Incoming:
         self.fd, self.path = -1, Path()
         #: The File Meta Information, written together with the first piece of the dataset.
         self._head = b""
+        #: A C-STORE's file as written, up to its File Meta Information and HEAD bytes of the
+        #: dataset; its status once closed.
+        self.head = b""
+        self.stat: os.stat_result | None = None
         if take is not None:
             self.fd, self.path = take()
             self._head = file_meta(ts, self.sop_class, self.sop_instance)
@@ -43,10 +51,12 @@ class Incoming:
         passing through this process where the socket allows it (Link.drain), else through
         :meth:`write`."""
         if self.fd >= 0 and self.buffer is None and link.plain:
-            if self._head:
-                head, self._head = self._head, b""
-                self._write_all(memoryview(head))
-            link.drain(n, self.fd)
+            if self._head:  # the dataset's first bytes through memory (HEAD)
+                first = min(n, HEAD)
+                self.write(memoryview(link.read(first)))
+                n -= first
+            if n:
+                link.drain(n, self.fd)
         else:
             link.stream(n, self.write)
 
@@ -59,6 +69,7 @@ class Incoming:
             return
         if self._head:  # one writev(2) for the header and the first piece
             head, self._head = self._head, b""
+            self.head = head + data[:HEAD]
             done = os.writev(self.fd, (head, data))
             if done < len(head):
                 self._write_all(memoryview(head)[done:])
@@ -74,7 +85,8 @@ class Incoming:
         if self.fd >= 0:
             if self._head:  # an empty dataset: the file still gets its header
                 self._write_all(memoryview(self._head))
-                self._head = b""
+                self.head, self._head = self._head, b""
+            self.stat = os.fstat(self.fd)
             os.close(self.fd)
             self.fd = -1
 

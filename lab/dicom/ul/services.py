@@ -5,6 +5,7 @@ over loopback with any of them."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,8 +14,9 @@ from typing import Protocol
 from lab.dicom.ul.commitment import Result
 from lab.dicom.ul.incoming import ScratchFile
 
-#: Stores a scratch file (path, transfer syntax, SOP class, SOP instance); returns the status.
-StoreFile = Callable[[Path, str, str, str], int]
+#: Stores a scratch file (path, transfer syntax, SOP class, SOP instance, the first bytes of
+#: the file as written or b"", and its status once written or None); returns the status.
+StoreFile = Callable[[Path, str, str, str, bytes, "os.stat_result | None"], int]
 
 
 @dataclass(frozen=True)

@@ -72,3 +72,63 @@ def test_a_header_of_another_instance_is_still_refused() -> None:
     data = enc.file_meta(ExplicitVRLittleEndian, ds.SOPClassUID, SOP + ".9") + encoded(ds)
     with pytest.raises(StoreError, match="disagrees"):
         enc.parse(data, ExplicitVRLittleEndian, ds.SOPClassUID, SOP, _WANTED)
+
+
+# --- the first bytes of a received file (parse(..., size=)) ------------------------------------
+
+
+def _file(ts: str = ExplicitVRLittleEndian, **attrs: Any) -> tuple[bytes, str]:
+    ds = make_dataset(SOP, pixels=bytes(range(256)) * 256, **attrs)  # 64 KiB of pixels
+    return enc.file_meta(ts, ds.SOPClassUID, SOP) + encoded(ds, ts), ds.SOPClassUID
+
+
+@pytest.mark.parametrize("ts", [ExplicitVRLittleEndian, ImplicitVRLittleEndian,
+                                ExplicitVRBigEndian])
+def test_the_first_bytes_decide_as_the_whole_file_does(ts: str) -> None:
+    data, sop_class = _file(ts)
+    head = data[: data.index(bytes(range(256)))]  # up to the Pixel Data's value
+    whole = enc.parse(data, ts, sop_class, SOP, _WANTED)
+    assert enc.parse(head, ts, sop_class, SOP, _WANTED, size=len(data)) == whole
+    assert enc.parse(data, ts, sop_class, SOP, _WANTED, size=len(data)) == whole
+
+
+def test_first_bytes_that_end_inside_the_attributes_are_not_enough() -> None:
+    data, sop_class = _file()
+    at = data.index(b"\x10\x00\x10\x00PN")  # Patient's Name: before it, not every value
+    for cut in (at + 4, at + 12, 200, len(enc.file_meta(ExplicitVRLittleEndian, sop_class, SOP))):
+        with pytest.raises(enc.Incomplete):
+            enc.parse(data[:cut], ExplicitVRLittleEndian, sop_class, SOP, _WANTED,
+                      size=len(data))
+
+
+def test_first_bytes_judge_lengths_against_the_whole_size() -> None:
+    """A file shorter than its Pixel Data's length says is refused from its first bytes, and
+    one longer than its elements (bytes after the last) is walked into the rest: Incomplete."""
+    data, sop_class = _file()
+    head = data[: data.index(bytes(range(256)))]
+    with pytest.raises(StoreError, match="truncated"):
+        enc.parse(head, ExplicitVRLittleEndian, sop_class, SOP, _WANTED, size=len(data) - 2)
+    with pytest.raises(enc.Incomplete):
+        enc.parse(head, ExplicitVRLittleEndian, sop_class, SOP, _WANTED, size=len(data) + 8)
+
+
+def test_first_bytes_refuse_what_the_whole_file_refuses() -> None:
+    data, sop_class = _file()
+    at = data.index(b"\x28\x00\x10\x00US")
+    bad = data[: at + 4] + b"QQ" + data[at + 6:]
+    head = bad[: bad.index(bytes(range(256)))]
+    with pytest.raises(StoreError, match="invalid VR"):
+        enc.parse(head, ExplicitVRLittleEndian, sop_class, SOP, _WANTED, size=len(bad))
+
+
+def test_first_bytes_of_a_foreign_or_deflated_file_are_not_enough() -> None:
+    data, sop_class = _file()
+    other = enc.file_meta(ExplicitVRLittleEndian, sop_class, SOP + ".9")
+    body = data[len(other) - 2:]  # (same length: the UID is 2 bytes longer)
+    with pytest.raises(enc.Incomplete):
+        enc.parse(other + body[:2000], ExplicitVRLittleEndian, sop_class, SOP, _WANTED,
+                  size=len(other) + len(body))
+    deflated = "1.2.840.10008.1.2.1.99"
+    with pytest.raises(enc.Incomplete):
+        enc.parse(enc.file_meta(deflated, sop_class, SOP) + b"\0" * 100, deflated, sop_class,
+                  SOP, _WANTED, size=10_000)

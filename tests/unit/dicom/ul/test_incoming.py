@@ -4,11 +4,14 @@ Meta Information (PS3.10 7.1) and then exactly the bytes received, in order."""
 from __future__ import annotations
 
 import os
+import socket
+import threading
 from pathlib import Path
 
 from lab.dicom.data.encoded import file_meta, split_part10
 from lab.dicom.ul import command as cmd
-from lab.dicom.ul.incoming import Incoming
+from lab.dicom.ul.incoming import HEAD, Incoming
+from lab.dicom.ul.link import Link
 
 TS, SOP_CLASS, SOP = "1.2.840.10008.1.2.1", "1.2.840.10008.5.1.4.1.1.2", "1.2.3.4.5"
 
@@ -31,6 +34,32 @@ def test_header_then_every_piece_in_order(tmp_path: Path) -> None:
     offset, meta = split_part10(data)
     assert meta is not None and meta["MediaStorageSOPInstanceUID"] == SOP
     assert data[offset:] == b"".join(pieces)
+    assert data.startswith(incoming.head) and len(incoming.head) > offset  # what was kept
+    assert incoming.stat is not None and incoming.stat.st_size == len(data)
+
+
+def test_the_first_bytes_are_kept_as_well_as_written(tmp_path: Path) -> None:
+    """From a socket: HEAD bytes of the dataset pass through memory and are kept (with the
+    File Meta Information before them), the rest goes to the file by splice(2)."""
+    dataset = bytes(range(256)) * 1024
+    ours, theirs = socket.socketpair()
+    sender = threading.Thread(target=theirs.sendall, args=(dataset,))
+    sender.start()
+    try:
+        incoming = _incoming(tmp_path)
+        link = Link(ours, 10.0)
+        incoming.receive(link, 100_000)
+        incoming.receive(link, len(dataset) - 100_000)
+        incoming.close()
+    finally:
+        sender.join()
+        ours.close()
+        theirs.close()
+    data = incoming.path.read_bytes()
+    meta = file_meta(TS, SOP_CLASS, SOP)
+    assert data == meta + dataset
+    assert incoming.head == meta + dataset[:HEAD]
+    assert incoming.stat is not None and incoming.stat.st_size == len(data)
 
 
 def test_an_empty_dataset_still_gets_its_header(tmp_path: Path) -> None:
