@@ -7,10 +7,9 @@ negotiates presentation contexts against the supported table (the first proposed
 supported, PS3.8 9.3.3.2), then takes requests until A-RELEASE or A-ABORT:
 
 - C-ECHO is answered at once;
-- a C-STORE dataset goes from the socket straight into a scratch file in the store's ``tmp/``,
-  behind a File Meta Information header, and the store checks and files it
-  (:meth:`lab.dicom.archive.store.Store.store_encoded`); the C-STORE-RSP carries the status it
-  decides.
+- a C-STORE dataset goes from the socket into a scratch file in the store's ``tmp/`` behind a
+  File Meta Information header (its first 16 KiB kept, lab.dicom.ul.incoming), and the store
+  checks and files it (Store.store_encoded); the C-STORE-RSP carries the status it decides.
   A request whose UIDs are not valid UIDs is refused with a failure status (its dataset read and
   dropped); a dataset cut off by an abort or a dropped connection is discarded;
 - a C-FIND or C-MOVE identifier is read into a bounded buffer and handed to the query service
@@ -53,8 +52,7 @@ __all__ = ["Acceptor", "Config", "QueryReply", "QueryRequest", "Slots"]
 log = logging.getLogger("lab.dicom.pacs")
 
 #: Storage statuses used when the store cannot be asked (PS3.4 B.2.3, PS3.7 C).
-PROCESSING_FAILURE = 0x0110
-CANNOT_UNDERSTAND = 0xC000
+PROCESSING_FAILURE, CANNOT_UNDERSTAND = 0x0110, 0xC000
 SOP_CLASS_NOT_SUPPORTED = cmd.SOP_CLASS_NOT_SUPPORTED
 #: The slowest a PDU may arrive (bytes a second) once its header is in: a PDU of L bytes gets
 #: max(idle timeout, L / MIN_RATE) seconds (128 kbit/s: slower than any WAN the lab emulates).
@@ -316,11 +314,13 @@ class Acceptor:
             self._stored(incoming)
 
     def _stored(self, incoming: Incoming) -> None:
+        status = PROCESSING_FAILURE
         try:
             status = self.config.store_file(incoming.path, incoming.ts, incoming.sop_class,
                                             incoming.sop_instance, incoming.head, incoming.stat)
         finally:
-            incoming.path.unlink(missing_ok=True)  # moved into the store, or refused
+            if status:  # refused (stored: moved into the store, see services.StoreFile)
+                incoming.path.unlink(missing_ok=True)
         self._reply(incoming.cid, incoming.fields, status)
         self.config.settle(False)
 

@@ -15,7 +15,8 @@ from lab.dicom.ul.commitment import Result
 from lab.dicom.ul.incoming import ScratchFile
 
 #: Stores a scratch file (path, transfer syntax, SOP class, SOP instance, the first bytes of
-#: the file as written or b"", and its status once written or None); returns the status.
+#: the file as written or b"", and its status once written or None); returns the status. A
+#: file stored (status 0) has been moved into the store: the acceptor removes only the others.
 StoreFile = Callable[[Path, str, str, str, bytes, "os.stat_result | None"], int]
 
 
