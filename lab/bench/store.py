@@ -2,10 +2,10 @@
 PACS over the unimpaired path of one IPv4 lab (lab ``bench-store``), by the lab's SCU to the lab's
 PACS and by DCMTK's storescu to DCMTK's storescp, plus the cross pairs and a second lab PACS run
 with ``--sync object`` (an fdatasync per object, which storescp never does); printed as DCMTK
-time / lab time (target: at least 1.0, whole process, judged on the lab's SCU against storescu,
-both to storescp, and on the lab's SCU and PACS, as a lab runs it, against storescu and
-storescp), with the CPU time each receiver spent on the study, which says where a difference
-comes from."""
+time / lab time of the whole process (targets: the lab's SCU against storescu, both to
+storescp, at least 1.0; the lab's SCU and PACS, as a lab runs it, against storescu and
+storescp, at least 0.5), with the CPU time each receiver spent on the study, which says where
+a difference comes from."""
 
 from __future__ import annotations
 
@@ -40,11 +40,12 @@ STORE_OBJECTS = 100
 STORE_PDU = 131072  # the largest PDU DCMTK 3.6.7 accepts; used by every sender and receiver
 DCMTK_PORT = 11114  # DCMTK's storescp, beside the lab's PACS on 11112 in the same node
 SYNC_PORT = 11115  # a second lab PACS in the same node, run with --sync object
-#: The target for DCMTK time / lab time, the whole process (wall clock): 1 = as fast as DCMTK.
-#: Issue 15 asks 1.0 of the lab's C-STORE ("1.0 today, keep it": the SCUs' figure when it was
-#: filed); judged on the lab's SCU against storescu (both to storescp) and on the lab's SCU and
-#: PACS against storescu and storescp (issue 3 asked 0.5 of those; stock pynetdicom ~0.1).
+#: The targets for DCMTK time / lab time, the whole process (wall clock; 1 = as fast as DCMTK).
+#: Issue 15: the lab's C-STORE SCU at least as fast as storescu, start included ("1.0 today,
+#: keep it": the SCUs' figure, both to storescp, when it was filed). Issue 3: the lab's SCU and
+#: PACS at least half as fast as storescu and storescp (stock pynetdicom measured ~0.1).
 STORE_RATIO_TARGET = 1.0
+PAIR_RATIO_TARGET = 0.5
 #: DCMTK log lines carry a timestamp (seconds since the epoch, then milliseconds with fraction),
 #: so its association setup and transfer can be timed like the lab SCU's JSON report does.
 _DCMTK_LOG_CONFIG = """\
@@ -342,21 +343,25 @@ def print_store(results: dict[str, list[StoreTiming]], size: int, repeat: int) -
     dcmtk = results[PAIRS[1].label]
     # Issue 15's "1.0 today, keep it" was the SCUs' figure (README then: the lab's SCU matches
     # storescu to storescp); the lab's SCU and PACS together against storescu and storescp
-    # were at 0.57-0.76 (issue 3's target 0.5). Both are judged against 1.0.
+    # were at 0.57-0.76, judged by issue 3's 0.5.
     comparisons = (
-        ("lab SCU vs storescu, both to storescp", results[PAIRS[2].label], dcmtk, True),
+        ("lab SCU vs storescu, both to storescp  (issue 15)", results[PAIRS[2].label], dcmtk,
+         STORE_RATIO_TARGET),
         ("lab SCU vs storescu, both to the lab PACS", results[PAIRS[0].label],
-         results[PAIRS[3].label], False),
-        (f"{PAIRS[0].label} vs {PAIRS[1].label}", results[PAIRS[0].label], dcmtk, True),
+         results[PAIRS[3].label], None),
+        (f"{PAIRS[0].label} vs {PAIRS[1].label}  (issue 3)", results[PAIRS[0].label], dcmtk,
+         PAIR_RATIO_TARGET),
         (f"{PAIRS[4].label} vs {PAIRS[1].label}  (durable before answering; storescp never "
-         "flushes)", results[PAIRS[4].label], dcmtk, False),
+         "flushes)", results[PAIRS[4].label], dcmtk, None),
     )
-    for title, lab, other, judged in comparisons:
+    for title, lab, other, target in comparisons:
         print(f"  {title}")
         for field, what in (("wall", "wall clock, association included"),
                             ("transfer", "transfer only")):
             ratio = _median(other, field) / _median(lab, field)
-            verdict = (("meets" if ratio >= STORE_RATIO_TARGET else "MISSES") + " the target"
-                       if judged and field == "wall" else "for information")
-            print(f"    DCMTK / lab time, {what + ':':33} {ratio:5.2f}   target >= "
-                  f"{STORE_RATIO_TARGET}  ({verdict})")
+            if target is None or field != "wall":
+                print(f"    DCMTK / lab time, {what + ':':33} {ratio:5.2f}   (for information)")
+            else:
+                verdict = "meets" if ratio >= target else "MISSES"
+                print(f"    DCMTK / lab time, {what + ':':33} {ratio:5.2f}   target >= {target}  "
+                      f"({verdict} the target)")
