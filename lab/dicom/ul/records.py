@@ -31,6 +31,8 @@ else:
         def __new__(mcs, name, bases, namespace):
             if not bases:  # Record itself
                 return super().__new__(mcs, name, bases, namespace)
+            if "__classcell__" in namespace:  # the cell would never be filled in
+                raise TypeError(f"{name}: a record's methods cannot use super() or __class__")
             fields = tuple(namespace.get("__annotations__", {}))
             defaults = []
             for field in fields:

@@ -63,6 +63,15 @@ def test_a_field_without_default_after_one_with_is_refused() -> None:
             b: int
 
 
+def test_a_method_using_super_is_refused_rather_than_broken() -> None:
+    with pytest.raises(TypeError, match="super"):
+        class _Bad(Record):
+            a: int
+
+            def __repr__(self) -> str:
+                return super().__repr__()
+
+
 def test_the_scu_starts_without_typing_pathlib_idna_or_ssl() -> None:
     """What the SCU loads for a plain C-STORE (its start is part of every run's time)."""
     probe = ("import socket, sys, lab.dicom.scu\n"
