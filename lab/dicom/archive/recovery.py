@@ -12,14 +12,12 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+from lab.dicom.archive.index import Index
 from lab.dicom.archive.schema import WANTED
 from lab.dicom.archive.scratch import is_pool_file
 from lab.dicom.data.encoded import UID_PATTERN, Parsed, StoreError, parse, split_part10
-
-if TYPE_CHECKING:
-    from lab.dicom.archive.store import Store
 
 log = logging.getLogger("lab.dicom.archive.store")
 
@@ -33,6 +31,19 @@ class Recovery:
     dropped_rows: int = 0
     indexed: int = 0
     unreadable: tuple[Path, ...] = ()
+
+
+class Store(Protocol):
+    """What recovery uses of :class:`lab.dicom.archive.store.Store` (which imports this)."""
+
+    root: Path
+    tmp_dir: Path
+    objects_dir: Path
+    index: Index
+
+    def final_path(self, sop: str) -> Path: ...
+
+    def commit_file(self, tmp: Path, values: dict[str, str], ts: str) -> object: ...
 
 
 def recover(store: Store) -> Recovery:

@@ -314,8 +314,9 @@ def parse(buf: Buffer, ts: str, sop_class: str, sop_instance: str,
     against ``size``, and :class:`Incomplete` says that more than ``buf`` is needed to decide
     (an element header or a wanted value beyond it, a deflated dataset)."""
     ours = file_meta(ts, sop_class, sop_instance)
+    implicit, little, deflated = _syntax(ts)
     end = len(buf) if size is None else size
-    if end > len(buf) and (_syntax(ts)[2] or buf[: len(ours)] != ours):
+    if end > len(buf) and (deflated or buf[: len(ours)] != ours):
         raise Incomplete
     if buf[: len(ours)] == ours:  # the header a receiver of the lab wrote: nothing to read in it
         offset, has_meta = len(ours), True
@@ -326,7 +327,6 @@ def parse(buf: Buffer, ts: str, sop_class: str, sop_instance: str,
                 "TransferSyntaxUID", "MediaStorageSOPClassUID", "MediaStorageSOPInstanceUID",
         )) != (ts, sop_class, sop_instance):
             raise StoreError("the file's File Meta Information disagrees with the request")
-    implicit, little, deflated = _syntax(ts)
     if deflated:
         with _INFLATING:
             return _parse(_inflate(buf, offset), 0, implicit, little, sop_class, sop_instance,
